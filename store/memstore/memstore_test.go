@@ -1,0 +1,178 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/storetest"
+)
+
+func newTestStore(t *testing.T) store.Store {
+	s := New()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, newTestStore)
+}
+
+// fakeClock is a settable wall clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// TestSweeper: the sweeper deletes session records a tombstone grace
+// after their expiry, by the wall clock, and Close stops it.
+func TestSweeper(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	clock := &fakeClock{t: now}
+	s := newStore(clock.Now, time.Millisecond)
+	defer s.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.CreateUser(ctx, store.User{ID: "u", Username: "alice"}))
+	for _, id := range []string{"short", "long"} {
+		d := time.Hour
+		if id == "long" {
+			d = 48 * time.Hour
+		}
+		must(s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: id, UserID: "u", ClientID: "web",
+			CreatedAt: now, ExpiresAt: now.Add(d)}}))
+	}
+	clock.Set(now.Add(time.Hour + TombstoneGrace))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.sessions["u"])
+		s.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeper left %d records", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Session(ctx, "u", "long"); err != nil {
+		t.Fatalf("a live session was swept: %v", err)
+	}
+	clock.Set(now.Add(48*time.Hour + TombstoneGrace))
+	for {
+		s.mu.Lock()
+		_, ok := s.sessions["u"]
+		s.mu.Unlock()
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper left the user's session map")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	must(s.Close())
+	select {
+	case <-s.done:
+	default:
+		t.Fatal("Close did not stop the sweeper")
+	}
+}
+
+// TestClosed: every method fails after Close.
+func TestClosed(t *testing.T) {
+	s := New()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	calls := map[string]func() error{
+		"CreateUser":      func() error { return s.CreateUser(ctx, store.User{ID: "u"}) },
+		"User":            func() error { _, err := s.User(ctx, "u"); return err },
+		"UserByName":      func() error { _, err := s.UserByName(ctx, "u"); return err },
+		"ListUsers":       func() error { _, err := s.ListUsers(ctx); return err },
+		"UpdateUser":      func() error { return s.UpdateUser(ctx, store.User{ID: "u"}) },
+		"SetUserDisabled": func() error { return s.SetUserDisabled(ctx, "u", true, now) },
+		"DeleteUser":      func() error { return s.DeleteUser(ctx, "u") },
+		"CreateClient":    func() error { return s.CreateClient(ctx, store.Client{ID: "c"}) },
+		"Client":          func() error { _, err := s.Client(ctx, "c"); return err },
+		"ListClients":     func() error { _, err := s.ListClients(ctx); return err },
+		"DeleteClient":    func() error { return s.DeleteClient(ctx, "c") },
+		"CreateSession": func() error {
+			return s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u"}})
+		},
+		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s"}); return err },
+		"TokenSession":       func() error { _, err := s.TokenSession(ctx, "u", "s", store.TokenHash{}); return err },
+		"Session":            func() error { _, err := s.Session(ctx, "u", "s"); return err },
+		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "u", now); return err },
+		"RevokeSession":      func() error { return s.RevokeSession(ctx, "u", "s", "", now) },
+		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(ctx, "u", "", "", now); return err },
+		"Ping":               func() error { return s.Ping(ctx) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, errClosed) {
+			t.Errorf("%s after Close: %v", name, err)
+		}
+	}
+}
+
+func TestTruncateUTF8(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{{"abc", 5, "abc"}, {"abc", 2, "ab"}, {"aé", 2, "a"}, {"é", 1, ""}, {"€uro", 2, ""}, {"a€", 3, "a"}} {
+		if got := truncateUTF8(c.s, c.n); got != c.want {
+			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+	}
+}
+
+// TestRotateDeletedUser covers a state the API cannot reach: a session
+// whose user record is gone.
+func TestRotateDeletedUser(t *testing.T) {
+	ctx := context.Background()
+	s := New()
+	defer s.Close()
+	now := time.Now()
+	if err := s.CreateUser(ctx, store.User{ID: "u", Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	h := store.TokenHash{1}
+	if err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u", ClientID: "web",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, Token: h}); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	delete(s.users, "u")
+	s.mu.Unlock()
+	_, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s", Presented: h, ClientID: "web", Now: now})
+	if !errors.Is(err, store.ErrUserInactive) {
+		t.Fatalf("Rotate: %v", err)
+	}
+	if x, _ := s.Session(ctx, "u", "s"); x.RevokeReason != store.ReasonUserDeleted {
+		t.Fatalf("session: %+v", x)
+	}
+}

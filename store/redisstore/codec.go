@@ -1,0 +1,193 @@
+package redisstore
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// Record layouts: the positions of the values in a record's MessagePack
+// sequence (see recordsLua).
+const (
+	sessionValues = 12 // cid sc ua ip g ca la ea ra rr h u
+	userValues    = 7  // id name pw roles dis ca ua
+)
+
+var errRecord = errors.New("malformed record")
+
+// unpack decodes a sequence of MessagePack values as cmsgpack writes them:
+// strings, integers, nil, booleans and floats. Strings stay strings
+// (binary-safe), numbers become int64.
+func unpack(b string) ([]any, error) {
+	var out []any
+	for len(b) > 0 {
+		v, rest, err := unpackOne(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		b = rest
+	}
+	return out, nil
+}
+
+func unpackOne(b string) (any, string, error) {
+	c := b[0]
+	b = b[1:]
+	// take returns the next n bytes as a string.
+	take := func(n int) (any, string, error) {
+		if n < 0 || n > len(b) {
+			return nil, "", errRecord
+		}
+		return b[:n], b[n:], nil
+	}
+	// uint reads a big-endian unsigned integer of n bytes.
+	uint := func(n int) (uint64, string, error) {
+		if n > len(b) {
+			return 0, "", errRecord
+		}
+		var v uint64
+		for i := range n {
+			v = v<<8 | uint64(b[i])
+		}
+		return v, b[n:], nil
+	}
+	// sized reads a string whose length takes n bytes.
+	sized := func(n int) (any, string, error) {
+		size, rest, err := uint(n)
+		if err != nil || size > uint64(len(rest)) {
+			return nil, "", errRecord
+		}
+		return rest[:size], rest[size:], nil
+	}
+	switch {
+	case c <= 0x7f:
+		return int64(c), b, nil
+	case c >= 0xe0:
+		return int64(int8(c)), b, nil
+	case c >= 0xa0 && c <= 0xbf:
+		return take(int(c & 0x1f))
+	}
+	switch c {
+	case 0xc0:
+		return nil, b, nil
+	case 0xc2, 0xc3:
+		return c == 0xc3, b, nil
+	case 0xd9, 0xc4: // str8, bin8
+		return sized(1)
+	case 0xda, 0xc5: // str16, bin16
+		return sized(2)
+	case 0xdb, 0xc6: // str32, bin32
+		return sized(4)
+	case 0xcc, 0xcd, 0xce, 0xcf: // uint8/16/32/64
+		v, rest, err := uint(1 << (c - 0xcc))
+		if err != nil || v > math.MaxInt64 {
+			return nil, "", errRecord
+		}
+		return int64(v), rest, nil
+	case 0xd0, 0xd1, 0xd2, 0xd3: // int8/16/32/64
+		n := 1 << (c - 0xd0)
+		v, rest, err := uint(n)
+		if err != nil {
+			return nil, "", errRecord
+		}
+		shift := 64 - 8*n
+		return int64(v<<shift) >> shift, rest, nil
+	case 0xca:
+		v, rest, err := uint(4)
+		if err != nil {
+			return nil, "", errRecord
+		}
+		return float64(math.Float32frombits(uint32(v))), rest, nil
+	case 0xcb:
+		v, rest, err := uint(8)
+		if err != nil {
+			return nil, "", errRecord
+		}
+		return math.Float64frombits(v), rest, nil
+	}
+	return nil, "", errRecord
+}
+
+// record decodes a record of n values.
+func record(v string, n int) ([]any, error) {
+	vals, err := unpack(v)
+	if err != nil || len(vals) != n {
+		return nil, errRecord
+	}
+	return vals, nil
+}
+
+// str reads a string-valued reply or record element; numbers are
+// formatted.
+func str(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}
+
+// num reads an integer-valued reply or record element.
+func num(v any) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case float64:
+		return int64(v)
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+// msTime decodes unix milliseconds; 0 is the zero time.
+func msTime(v any) time.Time {
+	if n := num(v); n != 0 {
+		return time.UnixMilli(n)
+	}
+	return time.Time{}
+}
+
+func decodeSession(userID, sessionID, v string) (s store.Session, h, used string, err error) {
+	f, err := record(v, sessionValues)
+	if err != nil {
+		return store.Session{}, "", "", err
+	}
+	return store.Session{
+		ID:           sessionID,
+		UserID:       userID,
+		ClientID:     str(f[0]),
+		Scope:        str(f[1]),
+		UserAgent:    str(f[2]),
+		IP:           str(f[3]),
+		Generation:   int(num(f[4])),
+		CreatedAt:    msTime(f[5]),
+		UpdatedAt:    msTime(f[6]),
+		ExpiresAt:    msTime(f[7]),
+		RevokedAt:    msTime(f[8]),
+		RevokeReason: str(f[9]),
+	}, str(f[10]), str(f[11]), nil
+}
+
+func decodeUser(v string) (store.User, error) {
+	f, err := record(v, userValues)
+	if err != nil {
+		return store.User{}, err
+	}
+	return store.User{
+		ID:           str(f[0]),
+		Username:     str(f[1]),
+		PasswordHash: str(f[2]),
+		Roles:        words(str(f[3])),
+		Disabled:     num(f[4]) == 1,
+		CreatedAt:    msTime(f[5]),
+		UpdatedAt:    msTime(f[6]),
+	}, nil
+}

@@ -1,0 +1,291 @@
+// Package redisstore is tokend's production store.Store on Redis, through a
+// go-redis v9 redis.UniversalClient, so a single node, Sentinel and Cluster
+// all work. It needs Redis 6.2 or later (SET PXAT).
+//
+// # URLs
+//
+// Open accepts:
+//
+//	redis://[user:password@]host[:port][/db][?option=value...]        single node
+//	rediss://...                                                       the same over TLS
+//	unix://[user:password@]/path/redis.sock[?db=N]                     single node, Unix socket
+//	redis+sentinel://[user:password@]host:port[,host:port...][/db]?master_name=NAME[&...]
+//	rediss+sentinel://...                                              Sentinel over TLS
+//	redis+cluster://[user:password@]host:port[,host:port...][?...]     Cluster
+//	rediss+cluster://...                                               Cluster over TLS
+//
+// The options are go-redis's (redis.ParseURL, redis.ParseFailoverURL,
+// redis.ParseClusterURL), e.g. dial_timeout=3s, pool_size=50. For
+// Sentinel the userinfo authenticates to the sentinels; the master's
+// credentials go in the username= and password= options.
+//
+// # Keys
+//
+// With prefix p (default "tokend:") and a user id uid:
+//
+//	p{uid}:user        STRING user record
+//	p{uid}:sessions    ZSET   session id → its expiry (unix ms): the user's session index
+//	p{uid}:s:<sid>     STRING session record; expires (PXAT) at expiry + TombstoneGrace
+//	pname:<lowercase>  STRING uid
+//	pusers             SET    uids
+//	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) ca
+//	pclients           SET    client ids
+//
+// Every key of a user carries the hash tag {uid}, so every script, which
+// touches only one user's keys, runs in one Cluster slot. Operations that
+// span users (the name, users and clients keys) are single-key commands.
+//
+// User and session records are sequences of MessagePack values, written by
+// the scripts with Redis's built-in cmsgpack:
+//
+//	user:    id name pw roles dis ca ua
+//	session: cid sc ua ip g ca la ea ra rr h u
+//
+// where roles are space-joined, dis is 0/1, times (ca created, ua/la
+// updated or last used, ea expires, ra revoked) are unix milliseconds with
+// 0 for none, g is the generation, rr the revocation reason, h the 32-byte
+// SHA-256 of the current refresh secret and u the 8-byte prefixes of the
+// used ones, newest last (Options.UsedTokens of them at most). No raw
+// secret is ever stored. A compact string rather than a hash keeps a
+// session under 1 KiB: a Redis hash with any value over 64 bytes (a user
+// agent, an argon2id hash, the used-token list) switches to an encoding
+// that costs about 900 bytes for a fresh session.
+//
+// A session record outlives its absolute expiry by TombstoneGrace, so an
+// expired or revoked session is reported as such rather than as unknown
+// for a while; a revoked session keeps its record (with ra, rr) and its
+// index entry until then, so that DeleteUser removes it too. The index
+// expires with its last session and is pruned of expired entries at every
+// sign-in, so memory stays bounded without a cleanup job.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/store"
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix     = "tokend:"
+	DefaultUsedTokens = 64
+	// TombstoneGrace is how long a session record outlives its absolute
+	// expiry.
+	TombstoneGrace = time.Hour
+	// MaxUserAgent is how many bytes of a session's user agent are kept.
+	MaxUserAgent = 256
+	// fingerprint is how many bytes of a used token's hash are kept.
+	fingerprint = 8
+)
+
+// Options tune a Store.
+type Options struct {
+	// Prefix starts every key [DefaultPrefix]. It must not contain '{' or
+	// '}', which would change the keys' hash slots.
+	Prefix string
+	// UsedTokens is how many used refresh tokens a session remembers for
+	// reuse detection [DefaultUsedTokens]. An older used token is reported
+	// as unknown rather than reused.
+	UsedTokens int
+}
+
+// Store is a store.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	used   int // bytes of used-token fingerprints kept per session
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store on rdb. The Store takes ownership of the client:
+// Close closes it.
+func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
+	if rdb == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redisstore: key prefix %q must not contain '{' or '}'", opts.Prefix)
+	}
+	if opts.UsedTokens == 0 {
+		opts.UsedTokens = DefaultUsedTokens
+	}
+	if opts.UsedTokens < 0 {
+		return nil, fmt.Errorf("redisstore: UsedTokens %d must not be negative", opts.UsedTokens)
+	}
+	return &Store{rdb: rdb, prefix: opts.Prefix, used: opts.UsedTokens * fingerprint}, nil
+}
+
+// Open connects to the Redis at rawURL (see the package doc for the
+// forms), checks that it answers, and returns a Store that owns the
+// client.
+func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
+	rdb, err := NewClient(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	s, err := New(rdb, opts)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewClient returns a go-redis client for rawURL (see the package doc for
+// the forms) without connecting. Error messages never repeat the URL, which
+// may hold a password.
+func NewClient(rawURL string) (redis.UniversalClient, error) {
+	scheme, _, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return nil, errors.New("redisstore: invalid Redis URL: want redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://")
+	}
+	base, mode, _ := strings.Cut(strings.ToLower(scheme), "+")
+	switch {
+	case mode == "" && (base == "redis" || base == "rediss" || base == "unix"):
+		o, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, urlError(err)
+		}
+		return redis.NewClient(o), nil
+	case mode == "sentinel" && (base == "redis" || base == "rediss"):
+		o, err := redis.ParseFailoverURL(multiHost(rawURL, base))
+		if err != nil {
+			return nil, urlError(err)
+		}
+		if o.MasterName == "" {
+			return nil, errors.New("redisstore: invalid Redis URL: a Sentinel URL needs ?master_name=NAME")
+		}
+		return redis.NewFailoverClient(o), nil
+	case mode == "cluster" && (base == "redis" || base == "rediss"):
+		o, err := redis.ParseClusterURL(multiHost(rawURL, base))
+		if err != nil {
+			return nil, urlError(err)
+		}
+		return redis.NewClusterClient(o), nil
+	}
+	return nil, fmt.Errorf("redisstore: invalid Redis URL: unknown scheme %q", scheme)
+}
+
+// multiHost rewrites scheme://[userinfo@]h1,h2,h3/rest as go-redis's
+// base://[userinfo@]h1/rest?addr=h2&addr=h3.
+func multiHost(rawURL, base string) string {
+	_, rest, _ := strings.Cut(rawURL, "://")
+	auth, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		auth, tail = rest[:i], rest[i:]
+	}
+	userinfo, hosts := "", auth
+	if i := strings.LastIndex(auth, "@"); i >= 0 {
+		userinfo, hosts = auth[:i+1], auth[i+1:]
+	}
+	list := strings.Split(hosts, ",")
+	var extra strings.Builder
+	for _, h := range list[1:] {
+		if h == "" {
+			continue
+		}
+		if extra.Len() > 0 || strings.Contains(tail, "?") {
+			extra.WriteByte('&')
+		} else {
+			extra.WriteByte('?')
+		}
+		extra.WriteString("addr=" + url.QueryEscape(h))
+	}
+	tail, frag, hasFrag := strings.Cut(tail, "#")
+	out := base + "://" + userinfo + list[0] + tail + extra.String()
+	if hasFrag {
+		out += "#" + frag
+	}
+	return out
+}
+
+// urlError drops the URL (and any password in it) from a parse error.
+func urlError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("redisstore: invalid Redis URL: %w", err)
+}
+
+// Redis returns the underlying client, e.g. for metrics.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisstore: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the client (the Store owns it, whether from New or Open).
+func (s *Store) Close() error {
+	if err := s.rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("redisstore: close: %w", err)
+	}
+	return nil
+}
+
+// Keys.
+
+func (s *Store) userTag(uid string) string         { return s.prefix + "{" + uid + "}:" }
+func (s *Store) userKey(uid string) string         { return s.userTag(uid) + "user" }
+func (s *Store) indexKey(uid string) string        { return s.userTag(uid) + "sessions" }
+func (s *Store) sessionTag(uid string) string      { return s.userTag(uid) + "s:" }
+func (s *Store) sessionKey(uid, sid string) string { return s.sessionTag(uid) + sid }
+func (s *Store) nameKey(username string) string {
+	return s.prefix + "name:" + strings.ToLower(username)
+}
+func (s *Store) usersKey() string           { return s.prefix + "users" }
+func (s *Store) clientKey(id string) string { return s.prefix + "client:" + id }
+func (s *Store) clientsKey() string         { return s.prefix + "clients" }
+
+// Encoding helpers.
+
+// ms encodes a time as unix milliseconds, the zero time as 0.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// words splits a space-joined list; empty gives nil.
+func words(v string) []string {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return nil
+	}
+	return f
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+func wrap(op string, err error) error {
+	return fmt.Errorf("redisstore: %s: %w", op, err)
+}

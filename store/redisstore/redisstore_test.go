@@ -1,0 +1,603 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/storetest"
+)
+
+// newStore returns a Store on the shared test Redis under a prefix of its
+// own, deleted when the test ends.
+func newStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), testredis.URL(t), Options{Prefix: testredis.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
+}
+
+// TestConformanceCluster runs the suite on a three-master Redis Cluster,
+// which refuses any command or script whose keys span hash slots or
+// nodes: it proves the key layout and the scripts are Cluster-safe.
+func TestConformanceCluster(t *testing.T) {
+	nodes := testredis.StartCluster(t, 3)
+	url := testredis.ClusterURL(nodes)
+	rdb, err := NewClient(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.Eval(ctx, `return 1`, []string{"{a}x", "{b}x"}).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("sanity: a cross-slot script was not refused: %v", err)
+	}
+	// A script that builds a key of another node is refused.
+	err = rdb.Eval(ctx, `return redis.call('GET', ARGV[1])`, []string{"{a}x"}, "{b}x").Err()
+	if err == nil || errors.Is(err, redis.Nil) {
+		t.Fatalf("sanity: a script reaching another node's key was not refused: %v", err)
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := Open(ctx, url, Options{Prefix: testredis.Prefix(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestOpenSentinel opens a store through a Sentinel URL.
+func TestOpenSentinel(t *testing.T) {
+	master := testredis.StartServer(t)
+	s1 := testredis.StartSentinel(t, "tokend", master)
+	s2 := testredis.StartSentinel(t, "tokend", master)
+	ctx := context.Background()
+	s, err := Open(ctx, "redis+sentinel://"+s1.Addr+","+s2.Addr+"/0?master_name=tokend", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := store.User{ID: "sentineluser", Username: "sentinel"}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: master.Addr})
+	defer direct.Close()
+	if n := direct.Exists(ctx, "tokend:{sentineluser}:user").Val(); n != 1 {
+		t.Fatal("the user was not written to the master")
+	}
+}
+
+func TestNewClientURLs(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"redis://:pw@localhost:6379/2", "*redis.Client"},
+		{"rediss://localhost", "*redis.Client"},
+		{"unix:///tmp/redis.sock", "*redis.Client"},
+		{"redis+sentinel://h1:26379,h2:26379/1?master_name=m", "*redis.Client"},
+		{"REDIS+SENTINEL://u:p@h1:26379?master_name=m&dial_timeout=1s", "*redis.Client"},
+		{"redis+cluster://h1:7000,h2:7001,h3:7002", "*redis.ClusterClient"},
+		{"rediss+cluster://u:p@h1:7000,h2:7001?pool_size=5#frag", "*redis.ClusterClient"},
+	} {
+		rdb, err := NewClient(c.url)
+		if err != nil {
+			t.Errorf("%s: %v", c.url, err)
+			continue
+		}
+		if got := typeName(rdb); got != c.want {
+			t.Errorf("%s: %s, want %s", c.url, got, c.want)
+		}
+		rdb.Close()
+	}
+	for _, bad := range []string{
+		"localhost:6379", "http://x", "redis+sentinel://h1:26379", "redis+cluster://h:1?bogus=1",
+		"redis://:secretpw@h:1/x", "redis+sentinel://:secretpw@h1:26379?master_name=m&nope=1",
+		"redis://:secretpw@h:port/0", "redis+foo://h",
+	} {
+		if _, err := NewClient(bad); err == nil {
+			t.Errorf("%s: accepted", bad)
+		} else if strings.Contains(err.Error(), "secretpw") {
+			t.Errorf("%s: error repeats the password: %v", bad, err)
+		}
+	}
+	if _, err := Open(context.Background(), "redis://127.0.0.1:1?max_retries=-1&dialer_retries=1", Options{}); err == nil {
+		t.Error("Open of a closed port succeeded")
+	}
+	if _, err := Open(context.Background(), "nope", Options{}); err == nil {
+		t.Error("Open of a bad URL succeeded")
+	}
+	if _, err := Open(context.Background(), testredis.URL(t), Options{Prefix: "{x}"}); err == nil {
+		t.Error("Open with a bad prefix succeeded")
+	}
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case *redis.Client:
+		return "*redis.Client"
+	case *redis.ClusterClient:
+		return "*redis.ClusterClient"
+	}
+	return "?"
+}
+
+func TestNewOptions(t *testing.T) {
+	rdb := testredis.Client(t)
+	if _, err := New(nil, Options{}); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+	for _, o := range []Options{{Prefix: "a{b"}, {Prefix: "a}"}, {UsedTokens: -1}} {
+		if _, err := New(rdb, o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
+		}
+	}
+	s, err := New(rdb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.prefix != DefaultPrefix || s.used != DefaultUsedTokens*fingerprint || s.Redis() != rdb {
+		t.Fatalf("defaults: %+v", s)
+	}
+}
+
+// fixture is a store with a user and one live session.
+type fixture struct {
+	s   *Store
+	rdb *redis.Client
+	ctx context.Context
+	now time.Time
+	u   store.User
+	ses store.Session
+	h   store.TokenHash
+}
+
+func newFixture(t testing.TB, opts Options) *fixture {
+	t.Helper()
+	opts.Prefix = testredis.Prefix(t)
+	s, err := New(testredis.Client(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{s: s, rdb: testredis.Client(t), ctx: context.Background(), now: time.Now().Truncate(time.Millisecond)}
+	f.u = store.User{ID: "u" + randomID(), Username: "alice", PasswordHash: strings.Repeat("p", 97), Roles: []string{"user"}, CreatedAt: f.now}
+	if err := s.CreateUser(f.ctx, f.u); err != nil {
+		t.Fatal(err)
+	}
+	f.ses, f.h = f.session(t)
+	return f
+}
+
+func (f *fixture) session(t testing.TB) (store.Session, store.TokenHash) {
+	t.Helper()
+	ses := store.Session{ID: randomID(), UserID: f.u.ID, ClientID: "web", Scope: "openid profile",
+		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+		IP:        "203.0.113.17", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour)}
+	h := randomHash()
+	if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: h}); err != nil {
+		t.Fatal(err)
+	}
+	return ses, h
+}
+
+func (f *fixture) rotation(h store.TokenHash) store.Rotation {
+	return store.Rotation{UserID: f.u.ID, SessionID: f.ses.ID, Presented: h, Next: randomHash(), ClientID: "web", Now: f.now}
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// randomID returns an id shaped like token.NewID's.
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// patch sets value i (1-based; a number if v is numeric) of a record.
+func (f *fixture) patch(t testing.TB, key string, i int, v string) {
+	t.Helper()
+	err := f.rdb.Eval(f.ctx, `
+local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
+r[tonumber(ARGV[1])] = tonumber(ARGV[2]) or ARGV[2]
+redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, #r)), 'KEEPTTL')`, []string{key}, i, v).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+}
+
+func randomHash() store.TokenHash {
+	var h store.TokenHash
+	_, _ = rand.Read(h[:])
+	return h
+}
+
+// userKeys returns every key of the fixture's prefix.
+func (f *fixture) keys(t testing.TB) []string {
+	t.Helper()
+	keys, err := f.rdb.Keys(f.ctx, f.s.prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestNoSecretsStored: a dump of Redis yields no refresh token secret,
+// whether raw, base64url-encoded (as in the token) or std-base64-encoded.
+func TestNoSecretsStored(t *testing.T) {
+	f := newFixture(t, Options{})
+	var secrets [][]byte
+	next := func() store.TokenHash {
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		enc := base64.RawURLEncoding.EncodeToString(raw[:])
+		secrets = append(secrets, raw[:], []byte(enc), []byte(base64.StdEncoding.EncodeToString(raw[:])))
+		return sha256.Sum256([]byte(enc))
+	}
+	first := next()
+	ses := store.Session{ID: randomID(), UserID: f.u.ID, ClientID: "web", CreatedAt: f.now, ExpiresAt: f.now.Add(time.Hour)}
+	if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: first}); err != nil {
+		t.Fatal(err)
+	}
+	cur := first
+	for range 5 {
+		n := next()
+		if _, err := f.s.Rotate(f.ctx, store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Presented: cur, Next: n, ClientID: "web", Now: f.now}); err != nil {
+			t.Fatal(err)
+		}
+		cur = n
+	}
+	var dump bytes.Buffer
+	for _, k := range f.keys(t) {
+		dump.WriteString(k)
+		switch typ := f.rdb.Type(f.ctx, k).Val(); typ {
+		case "string":
+			dump.WriteString(f.rdb.Get(f.ctx, k).Val())
+		case "hash":
+			for fk, fv := range f.rdb.HGetAll(f.ctx, k).Val() {
+				dump.WriteString(fk + fv)
+			}
+		case "zset":
+			dump.WriteString(strings.Join(f.rdb.ZRange(f.ctx, k, 0, -1).Val(), ""))
+		case "set":
+			dump.WriteString(strings.Join(f.rdb.SMembers(f.ctx, k).Val(), ""))
+		default:
+			t.Fatalf("key %s has unexpected type %s", k, typ)
+		}
+	}
+	for _, sec := range secrets {
+		if bytes.Contains(dump.Bytes(), sec) {
+			t.Fatalf("a refresh token secret is stored: %q", sec)
+		}
+	}
+	if !bytes.Contains(dump.Bytes(), cur[:]) {
+		t.Fatal("sanity: the current token's hash is not in the dump")
+	}
+}
+
+// TestUserKeysShareASlot: every key of one user (record, index, sessions)
+// carries the user's hash tag, so all hash to one Cluster slot.
+func TestUserKeysShareASlot(t *testing.T) {
+	f := newFixture(t, Options{})
+	s2, h2 := f.session(t)
+	if err := f.s.RevokeSession(f.ctx, f.u.ID, s2.ID, store.ReasonLogout, f.now); err != nil {
+		t.Fatal(err)
+	}
+	_ = h2
+	var userKeys []string
+	for _, k := range f.keys(t) {
+		if strings.Contains(k, "{") {
+			userKeys = append(userKeys, k)
+		}
+	}
+	if len(userKeys) != 4 { // user, index, two sessions
+		t.Fatalf("user keys: %q", userKeys)
+	}
+	want := slot(f.s.userKey(f.u.ID))
+	for _, k := range userKeys {
+		if hashTag(k) != f.u.ID || slot(k) != want {
+			t.Errorf("key %q: tag %q slot %d, want tag %q slot %d", k, hashTag(k), slot(k), f.u.ID, want)
+		}
+	}
+	if slot("123456789") != 12739 || slot("{user1000}.following") != slot("{user1000}.followers") {
+		t.Fatal("sanity: CRC16 slot function is wrong")
+	}
+}
+
+// hashTag returns the part of key Redis Cluster hashes.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// slot is Redis Cluster's CRC16-XMODEM(hashTag(key)) mod 16384.
+func slot(key string) int {
+	var crc uint16
+	for _, c := range []byte(hashTag(key)) {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % 16384
+}
+
+// TestKeyExpiry: a session record expires a tombstone grace after the
+// session, and the index with the last session.
+func TestKeyExpiry(t *testing.T) {
+	f := newFixture(t, Options{})
+	want := f.ses.ExpiresAt.Add(TombstoneGrace)
+	for _, k := range []string{f.s.sessionKey(f.u.ID, f.ses.ID), f.s.indexKey(f.u.ID)} {
+		at, err := f.rdb.PExpireTime(f.ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at != time.Duration(want.UnixMilli())*time.Millisecond {
+			t.Fatalf("%s expires at %v, want %v", k, at, want.UnixMilli())
+		}
+	}
+	// An index entry whose record has expired is pruned at the next sign-in.
+	stale := "stale" + randomID()
+	old := time.Now().Add(-2 * TombstoneGrace).UnixMilli()
+	f.rdb.ZAdd(f.ctx, f.s.indexKey(f.u.ID), redis.Z{Score: float64(old), Member: stale})
+	f.session(t)
+	if err := f.rdb.ZScore(f.ctx, f.s.indexKey(f.u.ID), stale).Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("stale index entry not pruned: %v", err)
+	}
+	if n := f.rdb.ZCard(f.ctx, f.s.indexKey(f.u.ID)).Val(); n != 2 {
+		t.Fatalf("index has %d entries, want 2", n)
+	}
+}
+
+// TestRotateInactiveUser covers states the API cannot reach on its own:
+// a session whose user record vanished, or was disabled without the
+// sessions being revoked.
+func TestRotateInactiveUser(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.patch(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not revoked
+	if _, err := f.s.Rotate(f.ctx, f.rotation(randomHash())); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Fatalf("forged, disabled: %v", err)
+	}
+	if g, _ := f.s.Session(f.ctx, f.u.ID, f.ses.ID); !g.RevokedAt.IsZero() {
+		t.Fatalf("a forgery revoked the session: %+v", g)
+	}
+	if _, err := f.s.Rotate(f.ctx, f.rotation(f.h)); !errors.Is(err, store.ErrUserInactive) {
+		t.Fatalf("disabled: %v", err)
+	}
+	if g, _ := f.s.Session(f.ctx, f.u.ID, f.ses.ID); g.RevokeReason != store.ReasonUserDisable {
+		t.Fatalf("disabled: %+v", g)
+	}
+	g := newFixture(t, Options{})
+	g.rdb.Del(g.ctx, g.s.userKey(g.u.ID))
+	if _, err := g.s.Rotate(g.ctx, g.rotation(g.h)); !errors.Is(err, store.ErrUserInactive) {
+		t.Fatalf("deleted: %v", err)
+	}
+	if s, _ := g.s.Session(g.ctx, g.u.ID, g.ses.ID); s.RevokeReason != store.ReasonUserDeleted {
+		t.Fatalf("deleted: %+v", s)
+	}
+}
+
+// TestNameReclaim: a username key left pointing at a missing user (an
+// interrupted DeleteUser) does not block the name forever, and a stale
+// name key never resolves to a user.
+func TestNameReclaim(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.rdb.Set(f.ctx, f.s.nameKey("bob"), "ghost", 0)
+	if _, err := f.s.UserByName(f.ctx, "bob"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UserByName through a stale name key: %v", err)
+	}
+	bob := store.User{ID: "bob" + randomID(), Username: "Bob"}
+	if err := f.s.CreateUser(f.ctx, bob); err != nil {
+		t.Fatalf("CreateUser over a stale name key: %v", err)
+	}
+	if u, err := f.s.UserByName(f.ctx, "BOB"); err != nil || u.ID != bob.ID {
+		t.Fatalf("UserByName: %+v %v", u, err)
+	}
+	// A name key pointing at another user's record resolves to nothing.
+	f.rdb.Set(f.ctx, f.s.nameKey("carol"), f.u.ID, 0)
+	if _, err := f.s.UserByName(f.ctx, "carol"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UserByName through a mismatched name key: %v", err)
+	}
+	// A user id left in the user set without a record is skipped, and
+	// DeleteUser cleans it.
+	f.rdb.SAdd(f.ctx, f.s.usersKey(), "ghost")
+	users, err := f.s.ListUsers(f.ctx)
+	if err != nil || len(users) != 2 {
+		t.Fatalf("ListUsers: %+v %v", users, err)
+	}
+	if err := f.s.DeleteUser(f.ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if f.rdb.SIsMember(f.ctx, f.s.usersKey(), "ghost").Val() {
+		t.Fatal("ghost id left in the user set")
+	}
+}
+
+// TestUsedTokensOption: the used-token memory follows Options.UsedTokens.
+func TestUsedTokensOption(t *testing.T) {
+	f := newFixture(t, Options{UsedTokens: 2})
+	tokens := []store.TokenHash{f.h}
+	for range 3 {
+		r := f.rotation(tokens[len(tokens)-1])
+		if _, err := f.s.Rotate(f.ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		tokens = append(tokens, r.Next)
+	}
+	if _, _, u, err := f.s.get(f.ctx, f.u.ID, f.ses.ID); err != nil || len(u) != 2*fingerprint {
+		t.Fatalf("used-token memory holds %d bytes (%v)", len(u), err)
+	}
+	if _, err := f.s.Rotate(f.ctx, f.rotation(tokens[0])); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Fatalf("3 generations old: %v", err)
+	}
+	if _, err := f.s.Rotate(f.ctx, f.rotation(tokens[1])); !errors.Is(err, store.ErrTokenReused) {
+		t.Fatalf("2 generations old: %v", err)
+	}
+}
+
+// TestUnavailable: transport errors are wrapped, never mistaken for a
+// sentinel.
+func TestUnavailable(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialerRetries: 1, DialTimeout: 100 * time.Millisecond})
+	s, err := New(rdb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv.Kill()
+	ctx := context.Background()
+	now := time.Now()
+	u := store.User{ID: "x", Username: "x"}
+	calls := map[string]func() error{
+		"Ping":            func() error { return s.Ping(ctx) },
+		"CreateUser":      func() error { return s.CreateUser(ctx, u) },
+		"User":            func() error { _, err := s.User(ctx, "x"); return err },
+		"UserByName":      func() error { _, err := s.UserByName(ctx, "x"); return err },
+		"ListUsers":       func() error { _, err := s.ListUsers(ctx); return err },
+		"UpdateUser":      func() error { return s.UpdateUser(ctx, u) },
+		"SetUserDisabled": func() error { return s.SetUserDisabled(ctx, "x", true, now) },
+		"DeleteUser":      func() error { return s.DeleteUser(ctx, "x") },
+		"CreateClient":    func() error { return s.CreateClient(ctx, store.Client{ID: "c"}) },
+		"Client":          func() error { _, err := s.Client(ctx, "c"); return err },
+		"ListClients":     func() error { _, err := s.ListClients(ctx); return err },
+		"DeleteClient":    func() error { return s.DeleteClient(ctx, "c") },
+		"CreateSession": func() error {
+			return s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "x"}})
+		},
+		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "x", SessionID: "s"}); return err },
+		"TokenSession":       func() error { _, err := s.TokenSession(ctx, "x", "s", store.TokenHash{}); return err },
+		"Session":            func() error { _, err := s.Session(ctx, "x", "s"); return err },
+		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "x", now); return err },
+		"RevokeSession":      func() error { return s.RevokeSession(ctx, "x", "s", "", now) },
+		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(ctx, "x", "", "", now); return err },
+	}
+	sentinels := []error{store.ErrNotFound, store.ErrConflict, store.ErrTokenUnknown, store.ErrTokenExpired,
+		store.ErrTokenRevoked, store.ErrTokenReused, store.ErrClientMismatch, store.ErrUserInactive, store.ErrScopeWidened}
+	for name, call := range calls {
+		err := call()
+		if err == nil || !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("%s with Redis down: %v", name, err)
+		}
+		for _, se := range sentinels {
+			if errors.Is(err, se) {
+				t.Errorf("%s with Redis down: %v is a sentinel", name, err)
+			}
+		}
+	}
+}
+
+// TestMemoryPerSession measures what a fresh session costs in Redis: its
+// record, the user's index and the user record (shared by all the user's
+// sessions, so this overstates the per-session cost).
+func TestMemoryPerSession(t *testing.T) {
+	f := newFixture(t, Options{})
+	usage := func(keys ...string) int64 {
+		var n int64
+		for _, k := range keys {
+			v, err := f.rdb.MemoryUsage(f.ctx, k, 0).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += v
+		}
+		return n
+	}
+	sk := f.s.sessionKey(f.u.ID, f.ses.ID)
+	uk, ik := f.s.userKey(f.u.ID), f.s.indexKey(f.u.ID)
+	fresh := usage(sk, ik, uk)
+	t.Logf("fresh session: %d bytes (session %d, index %d, user %d)", fresh, usage(sk), usage(ik), usage(uk))
+	if fresh >= 1024 {
+		t.Errorf("a fresh session takes %d bytes, want < 1024", fresh)
+	}
+	h := f.h
+	for range DefaultUsedTokens + 1 {
+		r := f.rotation(h)
+		if _, err := f.s.Rotate(f.ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		h = r.Next
+	}
+	full := usage(sk)
+	t.Logf("after %d rotations (used-token memory full): session record %d bytes", DefaultUsedTokens+1, full)
+	if full >= 1024 {
+		t.Errorf("a session with full used-token memory takes %d bytes, want < 1024", full)
+	}
+	keys := []string{uk, ik}
+	for range 10 {
+		s, _ := f.session(t)
+		keys = append(keys, f.s.sessionKey(f.u.ID, s.ID))
+	}
+	t.Logf("10 more fresh sessions of the user: %d bytes each, user and index included", usage(keys...)/10)
+}
+
+// BenchmarkRotate rotates one session in a chain, one rotation at a time.
+func BenchmarkRotate(b *testing.B) {
+	f := newFixture(b, Options{})
+	h := f.h
+	b.ReportAllocs()
+	for b.Loop() {
+		r := f.rotation(h)
+		if _, err := f.s.Rotate(f.ctx, r); err != nil {
+			b.Fatal(err)
+		}
+		h = r.Next
+	}
+}
+
+// BenchmarkRotateParallel rotates one session per goroutine, 16
+// goroutines per CPU at once (throughput of the script under load).
+func BenchmarkRotateParallel(b *testing.B) {
+	f := newFixture(b, Options{})
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		ses, h := f.session(b)
+		for pb.Next() {
+			r := store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Presented: h, Next: randomHash(), ClientID: "web", Now: f.now}
+			if _, err := f.s.Rotate(f.ctx, r); err != nil {
+				b.Error(err)
+				return
+			}
+			h = r.Next
+		}
+	})
+}
+
+func BenchmarkCreateSession(b *testing.B) {
+	f := newFixture(b, Options{})
+	ses := f.ses
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		ses.ID = randomID()
+		if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: randomHash()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/store"
+)
+
+// CreateUser stores a new user. The record is written first (only if its
+// id is new), then the username is claimed, then the id joins the user
+// set; a lost race for the username rolls the record back. A username key
+// left pointing at a user record that no longer exists (an interrupted
+// DeleteUser) is taken over.
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	if u.ID == "" {
+		return errors.New("redisstore: create user: empty id")
+	}
+	created, err := createUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
+		u.ID, u.Username, u.PasswordHash, strings.Join(u.Roles, " "), flag(u.Disabled),
+		ms(u.CreatedAt), ms(u.UpdatedAt)).Int()
+	if err != nil {
+		return wrap("create user", err)
+	}
+	if created == 0 {
+		return store.ErrConflict
+	}
+	if err := s.claimName(ctx, u.Username, u.ID); err != nil {
+		if derr := s.rdb.Del(ctx, s.userKey(u.ID)).Err(); derr != nil {
+			return errors.Join(err, wrap("create user: roll back", derr))
+		}
+		return err
+	}
+	if err := s.rdb.SAdd(ctx, s.usersKey(), u.ID).Err(); err != nil {
+		return wrap("create user", err)
+	}
+	return nil
+}
+
+// claimName points the username's key at uid, or returns ErrConflict if
+// it belongs to an existing user.
+func (s *Store) claimName(ctx context.Context, username, uid string) error {
+	key := s.nameKey(username)
+	for range 3 {
+		ok, err := s.rdb.SetNX(ctx, key, uid, 0).Result()
+		if err != nil {
+			return wrap("create user: claim name", err)
+		}
+		if ok {
+			return nil
+		}
+		owner, err := s.rdb.Get(ctx, key).Result()
+		if errors.Is(err, redis.Nil) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return wrap("create user: claim name", err)
+		}
+		n, err := s.rdb.Exists(ctx, s.userKey(owner)).Result()
+		if err != nil {
+			return wrap("create user: claim name", err)
+		}
+		if n == 1 {
+			return store.ErrConflict
+		}
+		// Stale: the owner is gone. Take the name over unless someone
+		// else just did.
+		done, err := compareAndSet.Run(ctx, s.rdb, []string{key}, owner, uid).Int()
+		if err != nil {
+			return wrap("create user: claim name", err)
+		}
+		if done == 1 {
+			return nil
+		}
+	}
+	return store.ErrConflict
+}
+
+// User returns the user with the id, or ErrNotFound.
+func (s *Store) User(ctx context.Context, id string) (store.User, error) {
+	if id == "" {
+		return store.User{}, store.ErrNotFound
+	}
+	v, err := s.rdb.Get(ctx, s.userKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return store.User{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.User{}, wrap("user", err)
+	}
+	u, err := decodeUser(v)
+	if err != nil {
+		return store.User{}, wrap("user "+id, err)
+	}
+	return u, nil
+}
+
+// UserByName returns the user with the username, compared
+// case-insensitively, or ErrNotFound.
+func (s *Store) UserByName(ctx context.Context, username string) (store.User, error) {
+	id, err := s.rdb.Get(ctx, s.nameKey(username)).Result()
+	if errors.Is(err, redis.Nil) {
+		return store.User{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.User{}, wrap("user by name", err)
+	}
+	u, err := s.User(ctx, id)
+	if err != nil {
+		return store.User{}, err
+	}
+	if !strings.EqualFold(u.Username, username) {
+		return store.User{}, store.ErrNotFound // a stale name key
+	}
+	return u, nil
+}
+
+// ListUsers returns every user, ordered by username.
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	ids, err := s.rdb.SMembers(ctx, s.usersKey()).Result()
+	if err != nil {
+		return nil, wrap("list users", err)
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.Get(ctx, s.userKey(id))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("list users", err)
+	}
+	users := make([]store.User, 0, len(ids))
+	for i, c := range cmds {
+		v, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue // an id left by an interrupted CreateUser or DeleteUser
+		}
+		if err != nil {
+			return nil, wrap("list users", err)
+		}
+		u, err := decodeUser(v)
+		if err != nil {
+			return nil, wrap("list users: user "+ids[i], err)
+		}
+		users = append(users, u)
+	}
+	sortUsers(users)
+	return users, nil
+}
+
+// sortUsers orders users by lower-cased username, then id.
+func sortUsers(users []store.User) {
+	slices.SortFunc(users, func(a, b store.User) int {
+		if c := strings.Compare(strings.ToLower(a.Username), strings.ToLower(b.Username)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// UpdateUser replaces the user's password hash and roles and sets
+// UpdatedAt; the other fields are ignored (SetUserDisabled changes
+// Disabled). ErrNotFound if there is no such user.
+func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
+	if u.ID == "" {
+		return store.ErrNotFound
+	}
+	done, err := updateUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
+		u.PasswordHash, strings.Join(u.Roles, " "), ms(u.UpdatedAt)).Int()
+	if err != nil {
+		return wrap("update user", err)
+	}
+	if done == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// SetUserDisabled disables the user, revoking every active session
+// (reason user_disabled), or re-enables it; either way UpdatedAt = now.
+func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
+	if id == "" {
+		return store.ErrNotFound
+	}
+	n, err := setUserDisabled.Run(ctx, s.rdb, []string{s.userKey(id), s.indexKey(id)},
+		s.sessionTag(id), flag(disabled), ms(nowOr(now)), store.ReasonUserDisable).Int()
+	if err != nil {
+		return wrap("set user disabled", err)
+	}
+	if n < 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DeleteUser deletes the user, its session index and every session record
+// it owns, then releases the username.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	if id == "" {
+		return store.ErrNotFound
+	}
+	name, err := deleteUser.Run(ctx, s.rdb, []string{s.userKey(id), s.indexKey(id)}, s.sessionTag(id)).Text()
+	if errors.Is(err, redis.Nil) {
+		// Finish an interrupted deletion, if that is what this is.
+		if err := s.rdb.SRem(ctx, s.usersKey(), id).Err(); err != nil {
+			return wrap("delete user", err)
+		}
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return wrap("delete user", err)
+	}
+	if err := compareAndSet.Run(ctx, s.rdb, []string{s.nameKey(name)}, id, "").Err(); err != nil {
+		return wrap("delete user: release name", err)
+	}
+	if err := s.rdb.SRem(ctx, s.usersKey(), id).Err(); err != nil {
+		return wrap("delete user", err)
+	}
+	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// nowOr returns t, or the current time if t is zero.
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
