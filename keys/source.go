@@ -1,0 +1,315 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultReloadInterval is how often a DirSource re-reads its directory
+// when DirOptions.ReloadInterval is zero.
+const DefaultReloadInterval = 15 * time.Second
+
+// DirOptions configure a DirSource.
+type DirOptions struct {
+	Timing Timing
+	// ReloadInterval is how often Run re-reads the directory
+	// [DefaultReloadInterval]. It must be part of Timing.PrePublish.
+	ReloadInterval time.Duration
+	// Logger receives key changes and reload failures; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DirSource is a rotating key source over a key directory shared by every
+// replica (a volume or a Kubernetes secret): the keys are the directory's
+// files, their states follow from their file names and the clock (see
+// Schedule), and the current Set is swapped atomically when the directory
+// changes or when a key changes state. Keys is safe for concurrent use and
+// costs an atomic load and a clock read.
+//
+// It satisfies token.KeySource.
+type DirSource struct {
+	dir    string
+	timing Timing
+	reload time.Duration
+	log    *slog.Logger
+	now    func() time.Time
+
+	snap atomic.Pointer[snapshot]
+
+	mu    sync.Mutex        // serialises Reload and rebuild; guards files and keys
+	files map[string]loaded // by file name; the parsed key and its file's identity
+	stamp map[string]fileStamp
+	keys  []*Key // sorted oldest first
+}
+
+// snapshot is one immutable state of a DirSource.
+type snapshot struct {
+	set    *Set
+	status []Status
+	until  time.Time // when a state changes next; zero = no change ahead
+}
+
+// fileStamp tells whether a file changed since it was parsed.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+}
+
+// NewDirSource reads dir and returns a source of its keys. It fails if a
+// file in dir is bad (see LoadDir) or dir holds no key with a private key.
+// Call Run to follow later changes to dir.
+func NewDirSource(dir string, o DirOptions) (*DirSource, error) {
+	if o.Timing.PrePublish < 0 || o.Timing.RetireAfter < 0 {
+		return nil, errors.New("keys: negative key timing")
+	}
+	s := &DirSource{
+		dir: dir, timing: o.Timing, reload: o.ReloadInterval, log: o.Logger, now: o.Now,
+		files: map[string]loaded{}, stamp: map[string]fileStamp{},
+	}
+	if s.reload <= 0 {
+		s.reload = DefaultReloadInterval
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Keys returns the current set: the active key signs; pending, active and
+// retired keys are published.
+func (s *DirSource) Keys() *Set {
+	sn := s.snap.Load()
+	if !sn.until.IsZero() && !s.now().Before(sn.until) {
+		sn = s.rebuild()
+	}
+	return sn.set
+}
+
+// Status returns every key of the directory (expired ones included) with
+// its state now, oldest first.
+func (s *DirSource) Status() []Status {
+	s.Keys() // brings the snapshot up to date
+	return slices.Clone(s.snap.Load().status)
+}
+
+// Run re-reads the directory every reload interval until ctx ends. A
+// failed reload (an unreadable directory, a half-copied file) is logged and
+// keeps the previous keys; the next tick tries again.
+func (s *DirSource) Run(ctx context.Context) {
+	t := time.NewTicker(s.reload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Reload(); err != nil {
+				s.log.LogAttrs(ctx, slog.LevelError, "reloading signing keys failed; keeping the current keys",
+					slog.String("dir", s.dir), slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// Reload re-reads the directory now. Files whose size and modification
+// time are unchanged are not parsed again. On error the current keys stay.
+func (s *DirSource) Reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("keys: read key directory: %w", err)
+	}
+	files := make(map[string]loaded, len(entries))
+	stamps := make(map[string]fileStamp, len(entries))
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".pem") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(s.dir, name)
+		info, err := os.Stat(path) // follows symlinks (Kubernetes secret volumes)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed while we read the listing
+			}
+			return fmt.Errorf("keys: %w", err)
+		}
+		st := fileStamp{size: info.Size(), modTime: info.ModTime()}
+		if old, ok := s.files[name]; ok && s.stamp[name] == st {
+			files[name], stamps[name] = old, st
+			continue
+		}
+		k, err := loadFile(path, name)
+		if err != nil {
+			return err
+		}
+		files[name], stamps[name] = loaded{k, path}, st
+	}
+	ls := make([]loaded, 0, len(files))
+	for _, l := range files {
+		ls = append(ls, l)
+	}
+	sortLoaded(ls)
+	ks := make([]*Key, len(ls))
+	for i, l := range ls {
+		ks[i] = l.key
+	}
+	if !slices.ContainsFunc(ks, func(k *Key) bool { return k.Signer != nil }) {
+		return fmt.Errorf("keys: no private key files (*.pem) in %s", s.dir)
+	}
+	changed := !slices.Equal(ks, s.keys)
+	s.files, s.stamp, s.keys = files, stamps, ks
+	if changed || s.snap.Load() == nil {
+		s.rebuildLocked()
+	}
+	return nil
+}
+
+// rebuild recomputes the snapshot when a state change is due.
+func (s *DirSource) rebuild() *snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sn := s.snap.Load(); sn.until.IsZero() || s.now().Before(sn.until) {
+		return sn // another caller got here first
+	}
+	return s.rebuildLocked()
+}
+
+func (s *DirSource) rebuildLocked() *snapshot {
+	now := s.now()
+	old := s.snap.Load()
+	sts := Schedule(s.keys, s.timing, now)
+	set, err := setOf(sts)
+	if err != nil { // Reload checked there is a private key; cannot happen
+		s.log.Error("building the key set failed; keeping the current keys", slog.String("error", err.Error()))
+		return old
+	}
+	sn := &snapshot{set: set, status: sts, until: nextChange(sts, now)}
+	s.snap.Store(sn)
+	s.logChanges(old, sn)
+	return sn
+}
+
+// logChanges logs keys that appeared, changed state or went away.
+func (s *DirSource) logChanges(old, cur *snapshot) {
+	prev := map[string]State{}
+	if old != nil {
+		for _, st := range old.status {
+			prev[st.Key.ID] = st.State
+		}
+	}
+	for _, st := range cur.status {
+		was, seen := prev[st.Key.ID]
+		delete(prev, st.Key.ID)
+		if seen && was == st.State {
+			continue
+		}
+		attrs := []slog.Attr{slog.String("kid", st.Key.ID), slog.String("alg", st.Key.Alg), slog.String("state", st.State.String())}
+		if !st.SignsFrom.IsZero() && st.State == StatePending {
+			attrs = append(attrs, slog.Time("signs_from", st.SignsFrom))
+		}
+		if !st.DroppedAt.IsZero() && st.State == StateRetired {
+			attrs = append(attrs, slog.Time("dropped_at", st.DroppedAt))
+		}
+		msg := "signing key state"
+		if st.State == StateActive {
+			msg = "signing with key"
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+	}
+	for kid := range prev {
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "signing key file removed", slog.String("kid", kid))
+	}
+}
+
+// DirStatus loads dir and returns the status of its keys at now (for
+// `tokend keys list`), with the path of each key's file.
+func DirStatus(dir string, t Timing, now time.Time) ([]Status, []string, error) {
+	ls, err := loadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks := make([]*Key, len(ls))
+	paths := make([]string, len(ls))
+	for i, l := range ls {
+		ks[i], paths[i] = l.key, l.path
+	}
+	return Schedule(ks, t, now), paths, nil
+}
+
+// Prune deletes the files of dir's expired keys (see Schedule) and returns
+// their paths. Keys are only expired once every token they signed has, so
+// this never removes a key a verifier still needs, provided t is the
+// Timing the servers use.
+func Prune(dir string, t Timing, now time.Time) ([]string, error) {
+	sts, paths, err := DirStatus(dir, t, now)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for i, st := range sts {
+		if st.State != StateExpired {
+			continue
+		}
+		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("keys: prune: %w", err)
+		}
+		removed = append(removed, paths[i])
+	}
+	return removed, nil
+}
+
+// sortLoaded sorts oldest first by Created, ties broken by path.
+func sortLoaded(ls []loaded) {
+	sort.Slice(ls, func(i, j int) bool {
+		if c := ls[i].key.Created.Compare(ls[j].key.Created); c != 0 {
+			return c < 0
+		}
+		return ls[i].path < ls[j].path
+	})
+}
+
+// Rotate adds a new key for alg to dir and, with prune, deletes the files
+// of expired keys. The new key is published as soon as the servers next
+// read dir and signs from t.PrePublish after its timestamp, which is now
+// rounded up to the whole second of the file name (so rounding never
+// shortens the delay); the key it replaces stops signing then. In an empty
+// dir the key signs at once.
+func Rotate(dir, alg string, t Timing, now time.Time, prune bool) (k *Key, path string, removed []string, err error) {
+	k, err = Generate(alg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	k.Created = now.UTC().Truncate(time.Second)
+	if k.Created.Before(now) {
+		k.Created = k.Created.Add(time.Second)
+	}
+	path, err = WriteFile(dir, k)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if prune {
+		removed, err = Prune(dir, t, now)
+	}
+	return k, path, removed, err
+}

@@ -1,0 +1,574 @@
+package token
+
+import (
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/keys"
+)
+
+const (
+	testIss = "https://auth.example.com"
+	testAud = "https://api.example.com"
+)
+
+var (
+	t0        = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	testSets  = map[string]*keys.Set{}
+	setsMu    sync.Mutex
+	allAlgs   = []string{keys.ES256, keys.EdDSA, keys.RS256}
+	fullInput = Claims{Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", Roles: []string{"admin", "user"}}
+)
+
+func testSet(t testing.TB, alg string) *keys.Set {
+	t.Helper()
+	setsMu.Lock()
+	defer setsMu.Unlock()
+	if s, ok := testSets[alg]; ok {
+		return s
+	}
+	s, err := keys.Ephemeral(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testSets[alg] = s
+	return s
+}
+
+func newTestIssuer(t testing.TB, alg string) *Issuer {
+	return NewIssuer(testIss, []string{testAud, "https://other.example.com"}, 15*time.Minute, StaticKeys{testSet(t, alg)})
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func decodeSegment(t *testing.T, s string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	return m
+}
+
+func TestIssueVerifyRoundTrip(t *testing.T) {
+	for _, alg := range allAlgs {
+		t.Run(alg, func(t *testing.T) {
+			iss := newTestIssuer(t, alg)
+			k := testSet(t, alg).Signing()
+			tok, err := iss.Issue(fullInput, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.Split(tok, ".")
+			if len(parts) != 3 {
+				t.Fatalf("token %q", tok)
+			}
+			hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
+			if want := `{"alg":"` + alg + `","kid":"` + k.ID + `","typ":"at+jwt"}`; string(hdr) != want {
+				t.Errorf("header %s, want %s", hdr, want)
+			}
+			p := decodeSegment(t, parts[1])
+			want := map[string]any{
+				"iss": testIss, "sub": "user1", "client_id": "web", "scope": "openid profile", "sid": "sess1",
+				"aud":   []any{testAud, "https://other.example.com"},
+				"roles": []any{"admin", "user"},
+				"iat":   float64(t0.Unix()), "nbf": float64(t0.Unix()), "exp": float64(t0.Add(15 * time.Minute).Unix()),
+			}
+			jti, _ := p["jti"].(string)
+			if raw, err := base64.RawURLEncoding.DecodeString(jti); err != nil || len(raw) != 16 {
+				t.Errorf("jti %q is not 128 bits of base64url", jti)
+			}
+			delete(p, "jti")
+			if !equalJSON(p, want) {
+				t.Errorf("payload %v,\nwant %v", p, want)
+			}
+
+			c, err := iss.Verify(tok, t0.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantC := AccessClaims{
+				Issuer: testIss, Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", ID: jti,
+				Audience: []string{testAud, "https://other.example.com"}, Roles: []string{"admin", "user"},
+				IssuedAt: t0, NotBefore: t0, ExpiresAt: t0.Add(15 * time.Minute),
+			}
+			if !equalClaims(c, wantC) {
+				t.Errorf("Verify = %+v,\nwant %+v", c, wantC)
+			}
+
+			// An independent check: plain golang-jwt accepts the token.
+			parsed, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return k.Public, nil },
+				jwt.WithValidMethods([]string{alg}), jwt.WithTimeFunc(func() time.Time { return t0 }),
+				jwt.WithIssuer(testIss), jwt.WithAudience(testAud), jwt.WithExpirationRequired())
+			if err != nil || !parsed.Valid {
+				t.Fatalf("golang-jwt rejects the token: %v", err)
+			}
+		})
+	}
+}
+
+func equalJSON(a, b map[string]any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+func equalClaims(a, b AccessClaims) bool {
+	return a.Issuer == b.Issuer && a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
+		a.SessionID == b.SessionID && a.ID == b.ID && slices.Equal(a.Audience, b.Audience) &&
+		slices.Equal(a.Roles, b.Roles) && a.IssuedAt.Equal(b.IssuedAt) && a.NotBefore.Equal(b.NotBefore) &&
+		a.ExpiresAt.Equal(b.ExpiresAt)
+}
+
+// client_credentials: no sid, no scope, no roles; roles still present as [].
+func TestIssueMinimalClaims(t *testing.T) {
+	iss := newTestIssuer(t, keys.ES256)
+	tok, err := iss.Issue(Claims{Subject: "svc", ClientID: "svc"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := decodeSegment(t, strings.Split(tok, ".")[1])
+	if _, ok := p["sid"]; ok {
+		t.Error("sid present")
+	}
+	if _, ok := p["scope"]; ok {
+		t.Error("empty scope present")
+	}
+	if r, ok := p["roles"].([]any); !ok || len(r) != 0 {
+		t.Errorf("roles = %#v, want []", p["roles"])
+	}
+	c, err := iss.Verify(tok, t0)
+	if err != nil || c.SessionID != "" || c.Scope != "" || len(c.Roles) != 0 {
+		t.Fatalf("Verify = %+v, %v", c, err)
+	}
+}
+
+// Values that need JSON escaping are escaped.
+func TestIssueEscaping(t *testing.T) {
+	iss := NewIssuer(`iss"\`, nil, time.Minute, StaticKeys{testSet(t, keys.EdDSA)})
+	in := Claims{Subject: "a\"b\\c\nd", ClientID: "ünïcode ✓", Scope: "<x>&", Roles: []string{"r\x00", "\xff"}}
+	tok, err := iss.Issue(in, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := decodeSegment(t, strings.Split(tok, ".")[1])
+	if _, ok := p["aud"]; ok {
+		t.Error("aud present with no audience configured")
+	}
+	c, err := iss.Verify(tok, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != `iss"\` || c.Subject != in.Subject || c.ClientID != in.ClientID || c.Scope != in.Scope ||
+		!slices.Equal(c.Roles, []string{"r\x00", "\ufffd"}) {
+		t.Errorf("claims %+v", c)
+	}
+}
+
+func TestIssueErrors(t *testing.T) {
+	iss := newTestIssuer(t, keys.ES256)
+	for _, c := range []Claims{{ClientID: "web"}, {Subject: "u"}} {
+		if _, err := iss.Issue(c, t0); err == nil {
+			t.Errorf("Issue(%+v) succeeded", c)
+		}
+	}
+	empty := NewIssuer(testIss, nil, time.Minute, StaticKeys{})
+	if _, err := empty.Issue(fullInput, t0); err == nil {
+		t.Error("Issue with no key set succeeded")
+	}
+	if _, err := empty.Verify("a.b.c", t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Verify with no key set: %v", err)
+	}
+	for name, f := range map[string]func(){
+		"ttl 0":   func() { NewIssuer(testIss, nil, 0, StaticKeys{}) },
+		"nil src": func() { NewIssuer(testIss, nil, time.Minute, nil) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: NewIssuer did not panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+	if iss.TTL() != 15*time.Minute {
+		t.Errorf("TTL() = %v", iss.TTL())
+	}
+}
+
+func TestJTIUnique(t *testing.T) {
+	iss := newTestIssuer(t, keys.EdDSA)
+	seen := map[string]bool{}
+	for range 1000 {
+		tok, _ := iss.Issue(fullInput, t0)
+		c, err := iss.Verify(tok, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[c.ID] {
+			t.Fatalf("duplicate jti %s", c.ID)
+		}
+		seen[c.ID] = true
+	}
+}
+
+// craft builds a token from raw header and payload maps, signed by sign.
+func craft(header, payload map[string]any, sign func(signingString string) []byte) string {
+	h, _ := json.Marshal(header)
+	p, _ := json.Marshal(payload)
+	s := b64(h) + "." + b64(p)
+	return s + "." + b64(sign(s))
+}
+
+func validPayload() map[string]any {
+	return map[string]any{
+		"iss": testIss, "sub": "user1", "aud": []string{testAud}, "client_id": "web",
+		"jti": "abc", "iat": t0.Unix(), "nbf": t0.Unix(), "exp": t0.Add(15 * time.Minute).Unix(),
+	}
+}
+
+func keySigner(t *testing.T, k *keys.Key) func(string) []byte {
+	return func(s string) []byte {
+		sig, err := k.Method.Sign(s, k.Signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	es := testSet(t, keys.ES256).Signing()
+	rs := testSet(t, keys.RS256).Signing()
+	ed := testSet(t, keys.EdDSA).Signing()
+	// The issuer publishes all three keys; ES256 signs.
+	set, err := keys.NewSet(es, rs, ed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := NewIssuer(testIss, []string{testAud}, 15*time.Minute, StaticKeys{set})
+	other, _ := keys.Generate(keys.ES256) // not in the set
+
+	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "kid": kid, "typ": "at+jwt"} }
+	with := func(m map[string]any, kv ...any) map[string]any {
+		m = maps.Clone(m)
+		for j := 0; j < len(kv); j += 2 {
+			if kv[j+1] == nil {
+				delete(m, kv[j].(string))
+			} else {
+				m[kv[j].(string)] = kv[j+1]
+			}
+		}
+		return m
+	}
+	hmacWith := func(secret []byte) func(string) []byte {
+		return func(s string) []byte {
+			m := hmac.New(sha256.New, secret)
+			m.Write([]byte(s))
+			return m.Sum(nil)
+		}
+	}
+	pubPEM := func(k *keys.Key) []byte {
+		der, _ := x509.MarshalPKIXPublicKey(k.Public)
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	ecPoint, _ := es.Public.(*ecdsa.PublicKey).Bytes()
+	none := func(string) []byte { return nil }
+
+	good := craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, es))
+	if _, err := iss.Verify(good, t0); err != nil {
+		t.Fatalf("control token rejected: %v", err)
+	}
+
+	cases := map[string]string{
+		"alg none":               craft(hdr("none", es.ID), validPayload(), none),
+		"alg none no kid":        craft(map[string]any{"alg": "none", "typ": "at+jwt"}, validPayload(), none),
+		"HS256 with RSA PEM":     craft(hdr("HS256", rs.ID), validPayload(), hmacWith(pubPEM(rs))),
+		"HS256 with EC PEM":      craft(hdr("HS256", es.ID), validPayload(), hmacWith(pubPEM(es))),
+		"HS256 with EC point":    craft(hdr("HS256", es.ID), validPayload(), hmacWith(ecPoint)),
+		"HS256 with kid":         craft(hdr("HS256", es.ID), validPayload(), hmacWith([]byte(es.ID))),
+		"alg swap ES256→RS256":   craft(hdr(keys.RS256, es.ID), validPayload(), keySigner(t, rs)),
+		"alg swap EdDSA kid":     craft(hdr(keys.ES256, ed.ID), validPayload(), keySigner(t, es)),
+		"PS256":                  craft(hdr("PS256", rs.ID), validPayload(), keySigner(t, rs)),
+		"unknown kid":            craft(hdr(keys.ES256, other.ID), validPayload(), keySigner(t, other)),
+		"unknown kid, known key": craft(hdr(keys.ES256, "nope"), validPayload(), keySigner(t, es)),
+		"no kid":                 craft(map[string]any{"alg": keys.ES256, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
+		"kid not string":         craft(map[string]any{"alg": keys.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
+		"signed by other key":    craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, other)),
+		"typ JWT":                craft(with(hdr(keys.ES256, es.ID), "typ", "JWT"), validPayload(), keySigner(t, es)),
+		"typ missing":            craft(with(hdr(keys.ES256, es.ID), "typ", nil), validPayload(), keySigner(t, es)),
+		"typ not string":         craft(with(hdr(keys.ES256, es.ID), "typ", 1), validPayload(), keySigner(t, es)),
+		"crit":                   craft(with(hdr(keys.ES256, es.ID), "crit", []string{"exp"}), validPayload(), keySigner(t, es)),
+		"wrong iss":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "https://evil"), keySigner(t, es)),
+		"no iss":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", nil), keySigner(t, es)),
+		"wrong aud":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", []string{"https://x"}), keySigner(t, es)),
+		"no aud":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", nil), keySigner(t, es)),
+		"no sub":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "sub", nil), keySigner(t, es)),
+		"no client_id":           craft(hdr(keys.ES256, es.ID), with(validPayload(), "client_id", nil), keySigner(t, es)),
+		"no jti":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "jti", nil), keySigner(t, es)),
+		"no iat":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", nil), keySigner(t, es)),
+		"no exp":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", nil), keySigner(t, es)),
+		"exp not a number":       craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", "soon"), keySigner(t, es)),
+		"roles not array":        craft(hdr(keys.ES256, es.ID), with(validPayload(), "roles", "admin"), keySigner(t, es)),
+		"nbf in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), keySigner(t, es)),
+		"iat in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), keySigner(t, es)),
+		"expired and wrong iss":  craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), keySigner(t, es)),
+		"tampered payload":       strings.Split(good, ".")[0] + "." + b64([]byte(`{"iss":"`+testIss+`","sub":"admin"}`)) + "." + strings.Split(good, ".")[2],
+		"tampered signature":     good[:len(good)-2] + flip(good[len(good)-2:]),
+		"truncated signature":    good[:len(good)-10],
+		"empty signature":        good[:strings.LastIndexByte(good, '.')+1],
+		"padded":                 good + "==",
+		"two parts":              good[:strings.LastIndexByte(good, '.')],
+		"four parts":             good + ".x",
+		"empty":                  "",
+		"garbage":                "not.a.jwt",
+		"header not json":        b64([]byte("{")) + "." + strings.SplitN(good, ".", 2)[1],
+		"refresh token":          "rt_" + strings.Repeat("a", 100),
+		"signature std base64":   strings.Replace(strings.Replace(good, "-", "+", -1), "_", "/", -1) + "+",
+	}
+	for name, tok := range cases {
+		_, err := iss.Verify(tok, t0)
+		if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrExpired) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func flip(s string) string {
+	if s[0] == 'A' {
+		return "B" + s[1:]
+	}
+	return "A" + s[1:]
+}
+
+func TestVerifyTime(t *testing.T) {
+	iss := newTestIssuer(t, keys.ES256)
+	tok, err := iss.Issue(fullInput, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := t0.Add(15 * time.Minute)
+	for _, c := range []struct {
+		at      time.Time
+		wantErr error
+	}{
+		{t0, nil},
+		{t0.Add(-AccessLeeway), nil}, // clock skew: nbf/iat within leeway
+		{t0.Add(-AccessLeeway - time.Second), ErrInvalid}, // not yet valid
+		{exp, nil},
+		{exp.Add(AccessLeeway - time.Second), nil},
+		{exp.Add(AccessLeeway), ErrExpired},
+		{exp.Add(24 * time.Hour), ErrExpired},
+	} {
+		_, err := iss.Verify(tok, c.at)
+		if c.wantErr == nil && err != nil || c.wantErr != nil && !errors.Is(err, c.wantErr) {
+			t.Errorf("Verify at %v: err = %v, want %v", c.at.Sub(t0), err, c.wantErr)
+		}
+		if errors.Is(err, ErrExpired) && errors.Is(err, ErrInvalid) {
+			t.Errorf("error is both expired and invalid: %v", err)
+		}
+	}
+}
+
+// The audience check accepts any configured audience; with none configured
+// it is skipped; a token with a lone string aud is accepted.
+func TestVerifyAudience(t *testing.T) {
+	es := testSet(t, keys.ES256).Signing()
+	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, keys.ES256)})
+	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, keys.ES256)})
+	hdr := map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "at+jwt"}
+	for _, c := range []struct {
+		aud   any
+		multi bool
+	}{
+		{"b", true},
+		{[]string{"x", "a"}, true},
+		{[]string{"x"}, false},
+		{nil, false},
+	} {
+		p := validPayload()
+		if c.aud == nil {
+			delete(p, "aud")
+		} else {
+			p["aud"] = c.aud
+		}
+		tok := craft(hdr, p, keySigner(t, es))
+		if _, err := multi.Verify(tok, t0); (err == nil) != c.multi {
+			t.Errorf("aud %v: multi err = %v", c.aud, err)
+		}
+		if _, err := noAud.Verify(tok, t0); err != nil {
+			t.Errorf("aud %v: no-aud issuer: %v", c.aud, err)
+		}
+	}
+	// typ may be the full media type, in any case.
+	tok := craft(map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), keySigner(t, es))
+	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, keys.ES256)}).Verify(tok, t0); err != nil {
+		t.Errorf("typ application/at+jwt: %v", err)
+	}
+}
+
+// rotating is a KeySource a test can swap.
+type rotating struct{ p atomic.Pointer[keys.Set] }
+
+func (r *rotating) Keys() *keys.Set { return r.p.Load() }
+
+// Swapping the key set changes the signing key and which tokens verify.
+func TestKeyRotation(t *testing.T) {
+	oldKey := testSet(t, keys.ES256).Signing()
+	newKey, _ := keys.Generate(keys.EdDSA)
+	src := &rotating{}
+	src.p.Store(testSet(t, keys.ES256))
+	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
+	oldTok, _ := iss.Issue(fullInput, t0)
+
+	both, _ := keys.NewSet(newKey, oldKey)
+	src.p.Store(both)
+	newTok, _ := iss.Issue(fullInput, t0)
+	if !strings.HasPrefix(newTok, iss.header(newKey).encoded) {
+		t.Error("new token not signed by the new key")
+	}
+	for _, tok := range []string{oldTok, newTok} {
+		if _, err := iss.Verify(tok, t0); err != nil {
+			t.Errorf("during overlap: %v", err)
+		}
+	}
+	onlyNew, _ := keys.NewSet(newKey)
+	src.p.Store(onlyNew)
+	if _, err := iss.Verify(oldTok, t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("retired key still verifies: %v", err)
+	}
+	if _, err := iss.Verify(newTok, t0); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestConcurrentIssueVerify(t *testing.T) {
+	src := &rotating{}
+	src.p.Store(testSet(t, keys.EdDSA))
+	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				if g == 0 && j == 25 {
+					both, _ := keys.NewSet(testSet(t, keys.ES256).Signing(), testSet(t, keys.EdDSA).Signing())
+					src.p.Store(both)
+				}
+				tok, err := iss.Issue(fullInput, t0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := iss.Verify(tok, t0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkIssueES256(b *testing.B) { benchIssue(b, keys.ES256) }
+func BenchmarkIssueEdDSA(b *testing.B) { benchIssue(b, keys.EdDSA) }
+func BenchmarkIssueRS256(b *testing.B) { benchIssue(b, keys.RS256) }
+
+func benchIssue(b *testing.B, alg string) {
+	iss := newTestIssuer(b, alg)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := iss.Issue(fullInput, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyES256(b *testing.B) { benchVerify(b, keys.ES256) }
+func BenchmarkVerifyEdDSA(b *testing.B) { benchVerify(b, keys.EdDSA) }
+
+func benchVerify(b *testing.B, alg string) {
+	iss := newTestIssuer(b, alg)
+	now := time.Now()
+	tok, err := iss.Issue(fullInput, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := iss.Verify(tok, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGolangJWTSignES256 is the baseline: the same token made the
+// usual golang-jwt way.
+func BenchmarkGolangJWTSignES256(b *testing.B) {
+	k := testSet(b, keys.ES256).Signing()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+			"iss": testIss, "sub": fullInput.Subject, "aud": []string{testAud, "https://other.example.com"},
+			"exp": now.Add(15 * time.Minute).Unix(), "iat": now.Unix(), "nbf": now.Unix(), "jti": NewID(),
+			"client_id": fullInput.ClientID, "scope": fullInput.Scope, "roles": fullInput.Roles, "sid": fullInput.SessionID,
+		})
+		tok.Header["kid"] = k.ID
+		tok.Header["typ"] = AccessTokenType
+		if _, err := tok.SignedString(k.Signer); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGolangJWTVerifyES256 is the baseline for Verify: a bare
+// golang-jwt parse with the key known in advance.
+func BenchmarkGolangJWTVerifyES256(b *testing.B) {
+	iss := newTestIssuer(b, keys.ES256)
+	k := testSet(b, keys.ES256).Signing()
+	tok, _ := iss.Issue(fullInput, time.Now())
+	p := jwt.NewParser(jwt.WithValidMethods([]string{keys.ES256}))
+	kf := func(*jwt.Token) (any, error) { return k.Public, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.ParseWithClaims(tok, &accessJWTClaims{}, kf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzAccessVerify(f *testing.F) {
+	iss := newTestIssuer(f, keys.ES256)
+	tok, _ := iss.Issue(fullInput, t0)
+	f.Add(tok)
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := iss.Verify(s, t0)
+		if err == nil && s != tok {
+			t.Fatalf("accepted %q as %+v", s, c)
+		}
+	})
+}
