@@ -1,0 +1,76 @@
+# tokend — developer tasks. `make` or `make help` lists them.
+
+GO        ?= go
+BIN       ?= bin/tokend
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 10s
+COVER_MIN ?= 90
+COVERPKG  ?= ./server/...,./store/...
+COVERTEST ?= ./server/... ./store/...
+COVERFILE ?= coverage.out
+PKGS      ?= ./...
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+.PHONY: help run build test redis-check cover lint fuzz bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## run a dev server: embedded store, ephemeral signing key
+	$(GO) run ./cmd/tokend serve --dev
+
+build: ## build bin/tokend (version from git describe)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokend
+
+test: redis-check ## run every test with the race detector (needs Redis)
+	$(GO) test -race -count=1 $(PKGS)
+
+# Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL. They
+# fail (not skip) without one, so say so up front. Uses redis-cli when
+# installed, else a bash /dev/tcp PING with a 3 s timeout.
+redis-check:
+	@url="$${TOKEND_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"; \
+	hp="$${url#*://}"; hp="$${hp##*@}"; hp="$${hp%%/*}"; hp="$${hp%%\?*}"; \
+	if command -v redis-cli >/dev/null 2>&1; then \
+		reply="$$(timeout 5 redis-cli -u "$$url" ping 2>/dev/null || true)"; \
+		[ "$$reply" != PONG ] || exit 0; \
+	else \
+		host="$${hp%:*}"; port="$${hp##*:}"; [ "$$port" != "$$hp" ] || port=6379; \
+		if timeout 3 bash -c 'exec 3<>"/dev/tcp/$$0/$$1" && printf "PING\r\n" >&3 && IFS= read -r r <&3 && [ "$${r%$$'"'"'\r'"'"'}" = +PONG ]' "$${host:-127.0.0.1}" "$$port" 2>/dev/null; then exit 0; fi; \
+	fi; \
+	echo >&2 "make: no Redis answers PING at $$hp; the tests fail without one."; \
+	echo >&2 "  start one:  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"; \
+	echo >&2 "         or:  docker run -d -p 6379:6379 redis:7-alpine"; \
+	echo >&2 "  or point TOKEND_TEST_REDIS_URL at one (redis://host:port/db). .ci/run installs and starts one."; \
+	exit 1
+
+cover: redis-check ## test server/ and store/ with coverage; fail under 90% (COVER_MIN)
+	$(GO) test -race -count=1 -covermode=atomic -coverpkg=$(COVERPKG) -coverprofile=$(COVERFILE) $(COVERTEST)
+	@total="$$($(GO) tool cover -func=$(COVERFILE) | awk '/^total:/ {sub("%", "", $$NF); print $$NF}')"; \
+	echo "total statement coverage of $(COVERPKG): $$total% (minimum $(COVER_MIN)%)"; \
+	if awk -v t="$$total" -v m="$(COVER_MIN)" 'BEGIN {exit !(t+0 < m+0)}'; then \
+		echo >&2 "make: coverage $$total% is under $(COVER_MIN)%"; exit 1; \
+	fi
+
+lint: ## gofmt -l must be empty; go vet
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo >&2 "make: gofmt needed:"; echo >&2 "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fuzz: ## run every Fuzz* test for FUZZTIME each (default 10s; FUZZTIME=1m make fuzz)
+	@pairs="$$($(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ {names[n++] = $$1; next} /^ok / {for (i = 0; i < n; i++) print $$2, names[i]; n = 0}')"; \
+	if [ -z "$$pairs" ]; then echo "no fuzz tests found"; exit 0; fi; \
+	while read -r pkg fn; do \
+		echo "== $$pkg $$fn (-fuzztime $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+	done <<< "$$pairs"
+
+bench: ## run the benchmarks once each (Redis-backed ones need Redis)
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean: ## remove build and test output
+	rm -rf bin/ $(COVERFILE) coverage.html *.test bench-results/

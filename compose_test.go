@@ -1,0 +1,262 @@
+package tokend_test
+
+// Checks of the deployment files (SPEC §9): docker-compose.yml is loaded with
+// the real compose-go loader, so what is checked here is what `docker compose`
+// would run, and its tokend environment is tied to config.Variables() so the
+// deployment cannot drift from the configuration code.
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/tokend/tokend/config"
+)
+
+// composeDefaults are the values docker-compose.yml gives where they differ
+// from tokend's own defaults (config.Variables()).
+var composeDefaults = map[string]string{
+	"REDIS_URL": "redis://redis:6379/0",
+}
+
+func loadCompose(t *testing.T, env map[string]string) *types.Project {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	details := types.ConfigDetails{
+		WorkingDir:  wd,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(wd, "docker-compose.yml")}},
+		Environment: types.Mapping(maps.Clone(env)), // the loader adds COMPOSE_PROJECT_NAME
+	}
+	p, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
+		o.SetProjectName("tokend", true)
+	})
+	if err != nil {
+		t.Fatalf("loading docker-compose.yml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, ok := p.Services[name]
+	if !ok {
+		t.Fatalf("docker-compose.yml has no service %q (has %v)", name, p.ServiceNames())
+	}
+	return s
+}
+
+// envValue returns the resolved value of a service's environment variable.
+func envValue(t *testing.T, s types.ServiceConfig, name string) string {
+	t.Helper()
+	v, ok := s.Environment[name]
+	if !ok {
+		t.Fatalf("service %s does not set %s", s.Name, name)
+	}
+	if v == nil {
+		t.Fatalf("service %s passes %s without a value or default", s.Name, name)
+	}
+	return *v
+}
+
+func TestComposeRedis(t *testing.T) {
+	p := loadCompose(t, nil)
+	redis := service(t, p, "redis")
+
+	if !strings.HasPrefix(redis.Image, "redis:7") {
+		t.Errorf("redis image = %q, want redis:7-alpine", redis.Image)
+	}
+	cmd := strings.Join(redis.Command, " ")
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("redis command %q lacks %q (AOF persistence, SPEC §9)", cmd, want)
+		}
+	}
+	if hc := redis.HealthCheck; hc == nil || hc.Disable || !slices.Contains(hc.Test, "redis-cli") || !slices.Contains(hc.Test, "ping") {
+		t.Errorf("redis healthcheck = %+v, want redis-cli ping", redis.HealthCheck)
+	}
+	if !hasNamedVolume(p, redis, "/data") {
+		t.Errorf("redis /data is not a named volume: %+v", redis.Volumes)
+	}
+}
+
+func TestComposeTokend(t *testing.T) {
+	p := loadCompose(t, nil)
+	tokend := service(t, p, "tokend")
+
+	if tokend.Build == nil {
+		t.Error("tokend is not built from the Dockerfile (build: .)")
+	}
+	if dep, ok := tokend.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		t.Errorf("tokend depends_on = %+v, want redis: condition service_healthy", tokend.DependsOn)
+	}
+	if hc := tokend.HealthCheck; hc == nil || hc.Disable || !slices.Equal(hc.Test, []string{"CMD", "tokend", "healthcheck"}) {
+		t.Errorf("tokend healthcheck = %+v, want [CMD tokend healthcheck]", tokend.HealthCheck)
+	}
+	if !slices.ContainsFunc(tokend.Ports, func(pc types.ServicePortConfig) bool {
+		return pc.Published == "8080" && pc.Target == 8080
+	}) {
+		t.Errorf("tokend ports = %+v, want 8080:8080", tokend.Ports)
+	}
+	if tokend.Restart != types.RestartPolicyUnlessStopped {
+		t.Errorf("tokend restart = %q, want unless-stopped", tokend.Restart)
+	}
+	if !tokend.ReadOnly {
+		t.Error("tokend root filesystem is not read_only")
+	}
+	if !slices.Contains(tokend.SecurityOpt, "no-new-privileges:true") {
+		t.Errorf("tokend security_opt = %v, want no-new-privileges:true", tokend.SecurityOpt)
+	}
+	if !hasNamedVolume(p, tokend, "/keys") {
+		t.Errorf("tokend /keys is not a named volume: %+v", tokend.Volumes)
+	}
+	// docker stop must wait longer than tokend's own graceful shutdown.
+	shutdown, err := config.ParseDuration(envValue(t, tokend, "SHUTDOWN_TIMEOUT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokend.StopGracePeriod == nil || time.Duration(*tokend.StopGracePeriod) <= shutdown {
+		t.Errorf("tokend stop_grace_period = %v, want more than SHUTDOWN_TIMEOUT (%v)", tokend.StopGracePeriod, shutdown)
+	}
+}
+
+// TestComposeEnvironmentMatchesConfig ties the deployment to the config
+// package: every variable is passed through, nothing else is, and the
+// defaults are tokend's own (or a documented deployment choice).
+func TestComposeEnvironmentMatchesConfig(t *testing.T) {
+	tokend := service(t, loadCompose(t, nil), "tokend")
+
+	known := map[string]bool{}
+	var env []string
+	for _, v := range config.Variables() {
+		known[v.Name] = true
+		if p, ok := tokend.Environment[v.Name]; !ok || p == nil {
+			t.Errorf("docker-compose.yml does not pass %s to tokend (with a ${%s:-default})", v.Name, v.Name)
+			continue
+		}
+		got := envValue(t, tokend, v.Name)
+		want := v.Default
+		if d, ok := composeDefaults[v.Name]; ok {
+			want = d
+		}
+		if got != want {
+			t.Errorf("%s defaults to %q in docker-compose.yml, want %q", v.Name, got, want)
+		}
+		env = append(env, v.Name+"="+got)
+	}
+	for name := range tokend.Environment {
+		if !known[name] {
+			t.Errorf("docker-compose.yml sets %s, which is not a configuration variable (typo?)", name)
+		}
+	}
+
+	if t.Failed() {
+		return
+	}
+	// The resolved environment is a valid configuration.
+	c, err := config.Load("", env)
+	if err != nil {
+		t.Fatalf("docker-compose.yml environment does not load: %v", err)
+	}
+	if c.RefreshTTL != 24*time.Hour || c.RedisURL != composeDefaults["REDIS_URL"] {
+		t.Errorf("compose config = %v", c)
+	}
+}
+
+func TestComposeRefreshLifetimePassThrough(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+		ttl  time.Duration
+	}{
+		{nil, "24h", 24 * time.Hour},
+		{map[string]string{"JWT_REFRESH_EXPIRES_IN": ""}, "24h", 24 * time.Hour},
+		{map[string]string{"JWT_REFRESH_EXPIRES_IN": "7d"}, "7d", 7 * 24 * time.Hour},
+		{map[string]string{"JWT_REFRESH_EXPIRES_IN": "36h"}, "36h", 36 * time.Hour},
+	}
+	for _, tt := range tests {
+		tokend := service(t, loadCompose(t, tt.env), "tokend")
+		got := envValue(t, tokend, "JWT_REFRESH_EXPIRES_IN")
+		if got != tt.want {
+			t.Errorf("env %v: JWT_REFRESH_EXPIRES_IN = %q, want %q", tt.env, got, tt.want)
+		}
+		c, err := config.Load("", []string{"JWT_REFRESH_EXPIRES_IN=" + got})
+		if err != nil || c.RefreshTTL != tt.ttl {
+			t.Errorf("env %v: RefreshTTL = %v, %v; want %v", tt.env, c.RefreshTTL, err, tt.ttl)
+		}
+	}
+
+	// Every variable passes through, not only the refresh lifetime.
+	env := map[string]string{}
+	for _, v := range config.Variables() {
+		env[v.Name] = "from-shell-" + v.Name
+	}
+	tokend := service(t, loadCompose(t, env), "tokend")
+	for name, want := range env {
+		if got := envValue(t, tokend, name); got != want {
+			t.Errorf("%s = %q with %s=%q in the environment", name, got, name, want)
+		}
+	}
+
+	// JWT_KEYS_DIR=/keys selects the keys volume.
+	tokend = service(t, loadCompose(t, map[string]string{"JWT_KEYS_DIR": "/keys"}), "tokend")
+	c, err := config.Load("", []string{"JWT_KEYS_DIR=" + envValue(t, tokend, "JWT_KEYS_DIR")})
+	if err != nil || c.KeysDir != "/keys" || !hasNamedVolume(loadCompose(t, nil), tokend, "/keys") {
+		t.Errorf("JWT_KEYS_DIR=/keys: KeysDir %q, %v; volumes %+v", c.KeysDir, err, tokend.Volumes)
+	}
+}
+
+func hasNamedVolume(p *types.Project, s types.ServiceConfig, target string) bool {
+	for _, v := range s.Volumes {
+		if v.Target == target && v.Type == types.VolumeTypeVolume {
+			if _, declared := p.Volumes[v.Source]; declared {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(data)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^FROM\s+(--platform=\S+\s+)?golang:\S+\s+AS\s+\w+`),
+		regexp.MustCompile(`CGO_ENABLED=0`),
+		regexp.MustCompile(`go build .*\./cmd/tokend`),
+		regexp.MustCompile(`-X main\.version=`),
+		regexp.MustCompile(`(?m)^USER\s+(65532|nonroot)`),
+		regexp.MustCompile(`(?m)^EXPOSE\s+8080$`),
+		regexp.MustCompile(`(?m)^ENTRYPOINT\s+\["tokend"\]$`),
+		regexp.MustCompile(`(?m)^CMD\s+\["serve"\]$`),
+	} {
+		if !want.MatchString(df) {
+			t.Errorf("Dockerfile does not match %s", want)
+		}
+	}
+
+	ignore, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(ignore), "\n") {
+		switch strings.TrimSuffix(strings.TrimSpace(line), "/") {
+		case "go.mod", "go.sum", "cmd", "*", "**", "*.go":
+			t.Errorf(".dockerignore excludes %q, which the build needs", line)
+		}
+	}
+}

@@ -1,0 +1,639 @@
+// Package config loads tokend's configuration (SPEC §6).
+//
+// Sources, highest precedence first:
+//
+//  1. environment variables (HTTP_ADDR, REDIS_URL, ... — see Variables);
+//  2. an optional YAML file whose top-level keys are the same variable names,
+//     matched case-insensitively, so `jwt_refresh_expires_in: 7d` and
+//     `JWT_REFRESH_EXPIRES_IN: 7d` are the same key (lower case is the
+//     documented style). JWT_AUDIENCE may also be a YAML list. Any other key
+//     is an error, so a typo cannot be silently ignored;
+//  3. the built-in defaults of the Variables table.
+//
+// An environment variable that is set but empty, and a file key whose value
+// is empty or null, count as unset: the next source applies. This lets
+// docker compose pass `${VAR:-}` through without overriding anything.
+//
+// Every invalid value is reported (all of them, joined) with the variable's
+// name and the accepted form, e.g.
+//
+//	JWT_REFRESH_EXPIRES_IN: "3x" is not a duration (use Go syntax like 90m or 36h, or days like 7d)
+//
+// Values that may carry secrets (the password in REDIS_URL) never appear in
+// errors, in Settings, in String or in LogValue.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the effective, validated configuration.
+type Config struct {
+	HTTPAddr           string        // HTTP_ADDR [:8080]
+	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
+	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
+	Issuer             string        // JWT_ISSUER [http://localhost:8080]
+	Audience           []string      // JWT_AUDIENCE [unset]; comma- or space-separated
+	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
+	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
+	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
+	KeysDir            string        // JWT_KEYS_DIR [unset = ephemeral dev key]
+	JWKSMaxAge         time.Duration // JWKS_MAX_AGE [5m]; Cache-Control max-age of the JWKS, ≥ 1s
+	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
+	AllowSignup        bool          // ALLOW_SIGNUP [false]
+	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
+	LogFormat          string        // LOG_FORMAT [json]; json|text
+
+	PasswordHashMemory      uint32 // PASSWORD_HASH_MEMORY [19456] KiB (argon2id, OWASP)
+	PasswordHashIterations  uint32 // PASSWORD_HASH_ITERATIONS [2]
+	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
+
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
+}
+
+// Variable documents one configuration variable. Variables() is the single
+// source of truth for docs/configuration.md and the deployment files.
+type Variable struct {
+	Name        string // environment variable, and (case-insensitively) YAML key
+	Default     string // "" = unset
+	Form        string // accepted values
+	Description string
+}
+
+// Setting is one variable's effective value, as printed by `tokend config`.
+type Setting struct {
+	Name   string
+	Value  string // "" = unset
+	Secret bool   // the variable can carry a secret; Value has it replaced by "REDACTED"
+}
+
+// Redacted replaces secrets in Settings, String and LogValue.
+const Redacted = "REDACTED"
+
+// Supported signing algorithms (JWS "alg" values).
+const (
+	AlgES256 = "ES256"
+	AlgEdDSA = "EdDSA"
+	AlgRS256 = "RS256"
+)
+
+// Log formats.
+const (
+	LogFormatJSON = "json"
+	LogFormatText = "text"
+)
+
+// Bounds for the argon2id parameters.
+const (
+	maxHashMemoryKiB = 4 * 1024 * 1024 // 4 GiB per hash is surely a typo
+)
+
+// Accepted forms, shared by the table and the error messages.
+const (
+	formDuration = "Go syntax like 90m or 36h, or days like 7d"
+	formMaxAge   = "a duration of at least 1s, e.g. 5m"
+	formReload   = "a duration of at least 100ms, e.g. 15s"
+	formAddr     = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
+	formRedisURL = "redis://, rediss://, redis+sentinel:// or redis+cluster://, e.g. redis://:password@host:6379/0"
+	formPrefix   = "a key prefix without spaces, control characters or braces, e.g. tokend:"
+	formIssuer   = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
+	formAudience = "comma- or space-separated list, e.g. api,billing"
+	formAlg      = "ES256, EdDSA or RS256"
+	formBool     = "true or false"
+	formLevel    = "debug, info, warn or error"
+	formFormat   = "json or text"
+	formMemory   = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
+	formIter     = "a whole number from 1 up, e.g. 2"
+	formPar      = "a whole number from 1 to 255"
+)
+
+// variable is a Variable plus how to parse it into, and print it from, a Config.
+type variable struct {
+	Variable
+	secret bool
+	parse  func(c *Config, raw string) string // returns "" or the problem, without the name
+	format func(c Config) string
+}
+
+var table = []variable{
+	{
+		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
+			"Address the HTTP server listens on."},
+		parse: func(c *Config, raw string) string {
+			host, port, err := net.SplitHostPort(raw)
+			if err != nil || !isPort(port) || strings.ContainsAny(host, " \t") {
+				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
+			}
+			c.HTTPAddr = raw
+			return ""
+		},
+		format: func(c Config) string { return c.HTTPAddr },
+	},
+	{
+		Variable: Variable{"REDIS_URL", "", formRedisURL,
+			"Redis server (single node, TLS, Sentinel or Cluster). Unset: embedded in-process store, data lost on restart (development only)."},
+		secret: true,
+		parse: func(c *Config, raw string) string {
+			u, err := url.Parse(raw)
+			if err != nil {
+				// url.Parse errors quote the input, which may hold a password.
+				return fmt.Sprintf("not a valid URL (use %s)", formRedisURL)
+			}
+			switch strings.ToLower(u.Scheme) {
+			case "redis", "rediss", "redis+sentinel", "redis+cluster":
+			default:
+				return fmt.Sprintf("%q has an unsupported scheme %q (use %s)", RedactURL(raw), u.Scheme, formRedisURL)
+			}
+			c.RedisURL = raw
+			return ""
+		},
+		format: func(c Config) string { return RedactURL(c.RedisURL) },
+	},
+	{
+		Variable: Variable{"REDIS_KEY_PREFIX", "tokend:", formPrefix,
+			"Prefix of every Redis key, so several services can share one Redis."},
+		parse: func(c *Config, raw string) string {
+			if strings.ContainsFunc(raw, func(r rune) bool {
+				return unicode.IsSpace(r) || unicode.IsControl(r) || r == '{' || r == '}'
+			}) {
+				// Braces would break the hash tags that keep a session in one Cluster slot.
+				return fmt.Sprintf("%q is not a usable key prefix (use %s)", raw, formPrefix)
+			}
+			c.RedisKeyPrefix = raw
+			return ""
+		},
+		format: func(c Config) string { return c.RedisKeyPrefix },
+	},
+	{
+		Variable: Variable{"JWT_ISSUER", "http://localhost:8080", formIssuer,
+			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend."},
+		parse: func(c *Config, raw string) string {
+			u, err := url.Parse(raw)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+				u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") {
+				return fmt.Sprintf("%q is not an issuer URL (use %s)", raw, formIssuer)
+			}
+			c.Issuer = raw
+			return ""
+		},
+		format: func(c Config) string { return c.Issuer },
+	},
+	{
+		Variable: Variable{"JWT_AUDIENCE", "", formAudience,
+			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: no aud claim."},
+		parse: func(c *Config, raw string) string {
+			var aud []string
+			for _, a := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+				if !slices.Contains(aud, a) {
+					aud = append(aud, a)
+				}
+			}
+			c.Audience = aud
+			return ""
+		},
+		format: func(c Config) string { return strings.Join(c.Audience, ",") },
+	},
+	{
+		Variable: Variable{"JWT_ACCESS_EXPIRES_IN", "15m", formDuration,
+			"Lifetime of an access token."},
+		parse:  parseTTL(func(c *Config) *time.Duration { return &c.AccessTTL }),
+		format: func(c Config) string { return FormatDuration(c.AccessTTL) },
+	},
+	{
+		Variable: Variable{"JWT_REFRESH_EXPIRES_IN", "24h", formDuration,
+			"Lifetime of a session and its refresh tokens, counted from sign-in (absolute). At least JWT_ACCESS_EXPIRES_IN."},
+		parse:  parseTTL(func(c *Config) *time.Duration { return &c.RefreshTTL }),
+		format: func(c Config) string { return FormatDuration(c.RefreshTTL) },
+	},
+	{
+		Variable: Variable{"JWT_SIGNING_ALG", AlgES256, formAlg,
+			"Algorithm of new signing keys and access tokens."},
+		parse: func(c *Config, raw string) string {
+			for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
+				if strings.EqualFold(raw, alg) {
+					c.SigningAlg = alg
+					return ""
+				}
+			}
+			return fmt.Sprintf("%q is not a supported algorithm (use %s)", raw, formAlg)
+		},
+		format: func(c Config) string { return c.SigningAlg },
+	},
+	{
+		Variable: Variable{"JWT_KEYS_DIR", "", "a directory path",
+			"Directory of the signing keys (managed with `tokend keys`). Unset: an ephemeral key made at start-up (development only)."},
+		parse: func(c *Config, raw string) string {
+			c.KeysDir = raw
+			return ""
+		},
+		format: func(c Config) string { return c.KeysDir },
+	},
+	{
+		Variable: Variable{"JWKS_MAX_AGE", "5m", formMaxAge,
+			"Cache-Control max-age of /.well-known/jwks.json. A rotated key is published JWKS_MAX_AGE + JWT_KEYS_RELOAD_INTERVAL before it signs."},
+		parse:  parseMin(func(c *Config) *time.Duration { return &c.JWKSMaxAge }, time.Second, formMaxAge),
+		format: func(c Config) string { return FormatDuration(c.JWKSMaxAge) },
+	},
+	{
+		Variable: Variable{"JWT_KEYS_RELOAD_INTERVAL", "15s", formReload,
+			"How often every replica re-reads JWT_KEYS_DIR to pick up rotated keys."},
+		parse:  parseMin(func(c *Config) *time.Duration { return &c.KeysReloadInterval }, 100*time.Millisecond, formReload),
+		format: func(c Config) string { return FormatDuration(c.KeysReloadInterval) },
+	},
+	{
+		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
+			"Enable self-registration (POST /users)."},
+		parse: func(c *Config, raw string) string {
+			switch strings.ToLower(raw) {
+			case "true", "1", "yes", "on":
+				c.AllowSignup = true
+			case "false", "0", "no", "off":
+				c.AllowSignup = false
+			default:
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
+	},
+	{
+		Variable: Variable{"LOG_LEVEL", "info", formLevel,
+			"Minimum level of log records."},
+		parse: func(c *Config, raw string) string {
+			switch strings.ToLower(raw) {
+			case "debug":
+				c.LogLevel = slog.LevelDebug
+			case "info":
+				c.LogLevel = slog.LevelInfo
+			case "warn", "warning":
+				c.LogLevel = slog.LevelWarn
+			case "error":
+				c.LogLevel = slog.LevelError
+			default:
+				return fmt.Sprintf("%q is not a log level (use %s)", raw, formLevel)
+			}
+			return ""
+		},
+		format: func(c Config) string { return strings.ToLower(c.LogLevel.String()) },
+	},
+	{
+		Variable: Variable{"LOG_FORMAT", LogFormatJSON, formFormat,
+			"Log output: JSON lines or human-readable text."},
+		parse: func(c *Config, raw string) string {
+			switch f := strings.ToLower(raw); f {
+			case LogFormatJSON, LogFormatText:
+				c.LogFormat = f
+				return ""
+			}
+			return fmt.Sprintf("%q is not a log format (use %s)", raw, formFormat)
+		},
+		format: func(c Config) string { return c.LogFormat },
+	},
+	{
+		Variable: Variable{"PASSWORD_HASH_MEMORY", "19456", formMemory,
+			"argon2id memory per password hash, in KiB (OWASP: 19456 = 19 MiB)."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.ParseUint(raw, 10, 32)
+			if err != nil || n < 8 || n > maxHashMemoryKiB {
+				return fmt.Sprintf("%q is not a memory size (use %s)", raw, formMemory)
+			}
+			c.PasswordHashMemory = uint32(n)
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashMemory), 10) },
+	},
+	{
+		Variable: Variable{"PASSWORD_HASH_ITERATIONS", "2", formIter,
+			"argon2id passes over the memory (OWASP: 2)."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.ParseUint(raw, 10, 32)
+			if err != nil || n < 1 {
+				return fmt.Sprintf("%q is not an iteration count (use %s)", raw, formIter)
+			}
+			c.PasswordHashIterations = uint32(n)
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashIterations), 10) },
+	},
+	{
+		Variable: Variable{"PASSWORD_HASH_PARALLELISM", "1", formPar,
+			"argon2id lanes (OWASP: 1)."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.ParseUint(raw, 10, 8)
+			if err != nil || n < 1 {
+				return fmt.Sprintf("%q is not a parallelism (use %s)", raw, formPar)
+			}
+			c.PasswordHashParallelism = uint8(n)
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashParallelism), 10) },
+	},
+	{
+		Variable: Variable{"SHUTDOWN_TIMEOUT", "15s", formDuration,
+			"How long a graceful shutdown waits for in-flight requests."},
+		parse:  parseTTL(func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+		format: func(c Config) string { return FormatDuration(c.ShutdownTimeout) },
+	},
+}
+
+func parseTTL(field func(*Config) *time.Duration) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		d, err := ParseDuration(raw)
+		if err != nil {
+			return fmt.Sprintf("%q is not a duration (use %s)", raw, formDuration)
+		}
+		if d <= 0 {
+			return fmt.Sprintf("%q must be positive (use %s)", raw, formDuration)
+		}
+		*field(c) = d
+		return ""
+	}
+}
+
+// parseMin parses a duration of at least min.
+func parseMin(field func(*Config) *time.Duration, min time.Duration, form string) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		d, err := ParseDuration(raw)
+		if err != nil {
+			return fmt.Sprintf("%q is not a duration (use %s)", raw, form)
+		}
+		if d < min {
+			return fmt.Sprintf("%q is too short (use %s)", raw, form)
+		}
+		*field(c) = d
+		return ""
+	}
+}
+
+func isPort(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 16)
+	return err == nil && n <= 65535
+}
+
+// Variables returns the documented configuration variables in documented order.
+func Variables() []Variable {
+	vs := make([]Variable, len(table))
+	for i, v := range table {
+		vs[i] = v.Variable
+	}
+	return vs
+}
+
+// Error is one invalid configuration value. Load joins every Error it finds
+// with errors.Join; use errors.As to get at the first one.
+type Error struct {
+	Variable string // e.g. "JWT_REFRESH_EXPIRES_IN"
+	Problem  string // the value and the accepted form, never a secret
+	File     string // the config file the value came from; "" = environment or default
+}
+
+func (e *Error) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s: %s (set in config file %s)", e.Variable, e.Problem, e.File)
+	}
+	return e.Variable + ": " + e.Problem
+}
+
+// Load reads the configuration from file (a YAML file; "" = none) and
+// environ (KEY=value strings like os.Environ(); the first occurrence of a key
+// wins, as with os.Getenv), on top of the defaults. It validates everything
+// and returns all problems at once.
+func Load(file string, environ []string) (Config, error) {
+	v := viper.New()
+	v.SetConfigType("yaml")
+
+	known := make(map[string]bool, len(table))
+	for _, t := range table {
+		known[strings.ToLower(t.Name)] = true
+	}
+
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return Config{}, fmt.Errorf("config file: %w", err)
+		}
+		if err := checkFileKeys(file, data, known); err != nil {
+			return Config{}, err
+		}
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			return Config{}, fmt.Errorf("config file %s: not a YAML mapping of variable names to values: %w", file, err)
+		}
+	}
+
+	env := make(map[string]string)
+	for _, kv := range environ {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || !known[strings.ToLower(k)] || k != strings.ToUpper(k) {
+			continue
+		}
+		if _, seen := env[k]; !seen {
+			env[k] = val
+		}
+	}
+
+	var (
+		c    Config
+		errs []error
+	)
+	for _, t := range table {
+		key := strings.ToLower(t.Name)
+		raw, src := t.Default, ""
+		if val := strings.TrimSpace(env[t.Name]); val != "" {
+			raw = val
+		} else if v.InConfig(key) {
+			val, err := fileValue(v.Get(key), t.Name == "JWT_AUDIENCE")
+			if err != nil {
+				errs = append(errs, &Error{Variable: t.Name, Problem: err.Error(), File: file})
+				continue
+			}
+			if val = strings.TrimSpace(val); val != "" {
+				raw, src = val, file
+			}
+		}
+		if raw == "" {
+			continue // unset, and no default: the zero value
+		}
+		if problem := t.parse(&c, raw); problem != "" {
+			errs = append(errs, &Error{Variable: t.Name, Problem: problem, File: src})
+		}
+	}
+
+	// Cross-variable rules, only when both sides parsed.
+	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
+		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(
+			"%s is shorter than JWT_ACCESS_EXPIRES_IN=%s (use a lifetime at least as long as the access token's, e.g. 24h or 7d)",
+			FormatDuration(c.RefreshTTL), FormatDuration(c.AccessTTL))})
+	}
+	if c.PasswordHashMemory > 0 && c.PasswordHashParallelism > 0 &&
+		uint64(c.PasswordHashMemory) < 8*uint64(c.PasswordHashParallelism) {
+		errs = append(errs, &Error{Variable: "PASSWORD_HASH_MEMORY", Problem: fmt.Sprintf(
+			"%d KiB is less than 8 x PASSWORD_HASH_PARALLELISM=%d (use %s)",
+			c.PasswordHashMemory, c.PasswordHashParallelism, formMemory)})
+	}
+
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// checkFileKeys rejects keys that are not variables, keys given twice with
+// different case, and nested values (which viper would flatten silently).
+func checkFileKeys(file string, data []byte, known map[string]bool) error {
+	var m map[string]any
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("config file %s: not a YAML mapping of variable names to values: %w", file, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	seen := make(map[string]string, len(m))
+	var errs []error
+	for _, k := range keys {
+		lk := strings.ToLower(k)
+		if !known[lk] {
+			errs = append(errs, fmt.Errorf("config file %s: unknown key %q (keys are the configuration variable names, e.g. jwt_refresh_expires_in; see docs/configuration.md)", file, k))
+			continue
+		}
+		if prev, dup := seen[lk]; dup {
+			errs = append(errs, fmt.Errorf("config file %s: key %q given twice (%q and %q)", file, lk, prev, k))
+			continue
+		}
+		seen[lk] = k
+		if _, nested := m[k].(map[string]any); nested {
+			errs = append(errs, &Error{Variable: strings.ToUpper(k), Problem: "is a mapping (use a single value)", File: file})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fileValue turns a decoded YAML scalar (or, for lists, a sequence) into the
+// string an environment variable would hold.
+func fileValue(v any, list bool) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case int:
+		return strconv.Itoa(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case []any:
+		if !list {
+			return "", errors.New("is a list (use a single value)")
+		}
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			s, err := fileValue(e, false)
+			if err != nil {
+				return "", errors.New("is a nested list (use a list of strings)")
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ","), nil
+	default:
+		return "", fmt.Errorf("has an unsupported YAML type %T (use a single value)", v)
+	}
+}
+
+// Settings returns every variable, in documented order, with its effective
+// value ("" = unset). Secrets are replaced by "REDACTED".
+func (c Config) Settings() []Setting {
+	ss := make([]Setting, len(table))
+	for i, t := range table {
+		ss[i] = Setting{Name: t.Name, Value: t.format(c), Secret: t.secret}
+	}
+	return ss
+}
+
+// String prints the settings as NAME=value lines, secrets redacted, so a
+// Config printed with %v never shows a password.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, s := range c.Settings() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s.Name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(s.Value))
+	}
+	return b.String()
+}
+
+// GoString makes %#v redact secrets too.
+func (c Config) GoString() string { return "config.Config{" + c.String() + "}" }
+
+// LogValue makes slog print the settings with secrets redacted.
+func (c Config) LogValue() slog.Value {
+	ss := c.Settings()
+	attrs := make([]slog.Attr, len(ss))
+	for i, s := range ss {
+		attrs[i] = slog.String(s.Name, s.Value)
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// RedactURL returns rawURL with the password of its user info, and the value
+// of any query parameter whose name mentions a password, secret or token,
+// replaced by "REDACTED". A value that does not parse as a URL is replaced
+// entirely, since it cannot be redacted safely.
+func RedactURL(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return Redacted
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), Redacted)
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		changed := false
+		for k := range q {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "password") || strings.Contains(lk, "secret") ||
+				strings.Contains(lk, "token") || lk == "pass" || lk == "pwd" {
+				for i := range q[k] {
+					q[k][i] = Redacted
+				}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	if u.Opaque != "" {
+		// scheme:opaque, e.g. "host:6379" parsed as scheme "host"; could hold anything.
+		u.Opaque = Redacted
+	}
+	return u.String()
+}
