@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.jwksMaxAge.Seconds())))
+	_, _ = w.Write(s.keys.Keys().JWKS())
+}
+
+// buildMetadata renders the RFC 8414 authorization server metadata once.
+func (s *Server) buildMetadata() ([]byte, error) {
+	base := strings.TrimRight(s.issuer, "/")
+	auth := []string{"client_secret_basic", "client_secret_post", "none"}
+	return json.Marshal(map[string]any{
+		"issuer":                                        s.issuer,
+		"token_endpoint":                                base + "/oauth/token",
+		"revocation_endpoint":                           base + "/oauth/revoke",
+		"introspection_endpoint":                        base + "/oauth/introspect",
+		"jwks_uri":                                      base + "/.well-known/jwks.json",
+		"grant_types_supported":                         []string{"password", "refresh_token", "client_credentials"},
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         auth,
+		"revocation_endpoint_auth_methods_supported":    auth,
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"service_documentation":                         base + "/docs",
+	})
+}
+
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(s.metadata)
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// handleReadyz answers 200 when the store answers a ping within a second.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	if err := s.store.Ping(ctx); err != nil {
+		info(r.Context()).errLog = err.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unavailable","store":"unreachable"}` + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
+
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
+)
+
+// introspection is the RFC 7662 §2.2 answer.
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+	Exp       int64    `json:"exp,omitempty"`
+	Iat       int64    `json:"iat,omitempty"`
+	Nbf       int64    `json:"nbf,omitempty"`
+	Sub       string   `json:"sub,omitempty"`
+	Aud       []string `json:"aud,omitempty"`
+	Iss       string   `json:"iss,omitempty"`
+	Jti       string   `json:"jti,omitempty"`
+	Sid       string   `json:"sid,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+}
+
+var inactive = introspection{Active: false}
+
+// handleIntrospect is POST /oauth/introspect (RFC 7662), for confidential
+// clients (resource servers). An access token is active when its signature
+// and claims verify and its session is still active — the online check
+// that notices a revoked session before the JWT expires. A refresh token is
+// described only to the client it was issued to.
+func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	p, err := readParams(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	c, err := s.authenticateClient(r, p)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if c.Public {
+		writeError(w, r, newError(oautherrors.ErrUnauthorizedClient, "introspection requires a confidential client"))
+		return
+	}
+	raw, err := p.require("token")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var out introspection
+	if strings.HasPrefix(raw, "rt_") {
+		out, err = s.introspectRefresh(r, c, raw)
+	} else {
+		out, err = s.introspectAccess(r, raw)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, error) {
+	now := s.now()
+	cl, err := s.tokens.Verify(raw, now)
+	if err != nil {
+		return inactive, nil
+	}
+	if cl.SessionID != "" {
+		sess, err := s.store.Session(r.Context(), cl.Subject, cl.SessionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return inactive, nil
+		}
+		if err != nil {
+			return inactive, storeErr(r.Context(), err)
+		}
+		if !sess.Active(now) {
+			return inactive, nil
+		}
+	}
+	return introspection{
+		Active: true, Scope: cl.Scope, ClientID: cl.ClientID, TokenType: "Bearer",
+		Exp: cl.ExpiresAt.Unix(), Iat: cl.IssuedAt.Unix(), Nbf: cl.NotBefore.Unix(),
+		Sub: cl.Subject, Aud: cl.Audience, Iss: cl.Issuer, Jti: cl.ID, Sid: cl.SessionID, Roles: cl.Roles,
+	}, nil
+}
+
+func (s *Server) introspectRefresh(r *http.Request, c store.Client, raw string) (introspection, error) {
+	rt, err := token.ParseRefresh(raw)
+	if err != nil {
+		return inactive, nil
+	}
+	ti, err := s.store.TokenSession(r.Context(), rt.UserID, rt.SessionID, rt.Hash)
+	if errors.Is(err, store.ErrTokenUnknown) || errors.Is(err, store.ErrNotFound) {
+		return inactive, nil
+	}
+	if err != nil {
+		return inactive, storeErr(r.Context(), err)
+	}
+	sess := ti.Session
+	if !ti.Current || !sess.Active(s.now()) || sess.ClientID != c.ID {
+		return inactive, nil
+	}
+	return introspection{
+		Active: true, Scope: sess.Scope, ClientID: sess.ClientID, TokenType: "refresh_token",
+		Exp: sess.ExpiresAt.Unix(), Iat: sess.UpdatedAt.Unix(), Sub: sess.UserID, Iss: s.issuer, Sid: sess.ID,
+	}, nil
+}

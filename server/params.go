@@ -1,0 +1,151 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// maxBodyBytes bounds OAuth request bodies (SPEC §9).
+const maxBodyBytes = 64 << 10
+
+// params are the single-valued parameters of an OAuth request body.
+type params map[string]string
+
+// readParams reads an application/x-www-form-urlencoded or application/json
+// body. Each parameter may appear once (RFC 6749 §3.2); JSON values must be
+// strings. Parameters named in `fromBody` are refused when they also appear
+// in the URL query: credentials are never read from the URL.
+func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		e := invalidRequest("method must be POST")
+		e.status = http.StatusMethodNotAllowed
+		return nil, e
+	}
+	if r.URL.RawQuery != "" {
+		return nil, invalidRequest("parameters must be sent in the request body, not in the URL query")
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil {
+		return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+	}
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			e := invalidRequest("request body is larger than 64 KiB")
+			e.status = http.StatusRequestEntityTooLarge
+			return nil, e
+		}
+		return nil, invalidRequest("request body could not be read")
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		return parseForm(data)
+	case "application/json":
+		return parseJSON(data)
+	default:
+		return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+	}
+}
+
+func parseForm(data []byte) (params, error) {
+	vals, err := url.ParseQuery(string(data))
+	if err != nil {
+		return nil, invalidRequest("request body is not valid form encoding")
+	}
+	p := make(params, len(vals))
+	for k, v := range vals {
+		if len(v) > 1 {
+			return nil, invalidRequest("parameter " + quoteParam(k) + " is repeated")
+		}
+		p[k] = v[0]
+	}
+	return p, nil
+}
+
+func parseJSON(data []byte) (params, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
+		return nil, invalidRequest("request body is not a JSON object")
+	}
+	p := make(params, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return nil, invalidRequest("parameter " + quoteParam(k) + " must be a JSON string")
+		}
+		p[k] = s
+	}
+	return p, nil
+}
+
+// quoteParam names a parameter in an error description without echoing
+// arbitrary client bytes at length.
+func quoteParam(k string) string {
+	if len(k) > 40 {
+		k = k[:40] + "…"
+	}
+	return `"` + strings.ToValidUTF8(k, "?") + `"`
+}
+
+// require returns the named parameter or an invalid_request error.
+func (p params) require(name string) (string, error) {
+	v := p[name]
+	if v == "" {
+		return "", invalidRequest("missing parameter " + quoteParam(name))
+	}
+	return v, nil
+}
+
+// clientCredentials are what the caller presented to authenticate.
+type clientCredentials struct {
+	id, secret string
+	basic      bool // sent with HTTP Basic (client_secret_basic)
+}
+
+// presentedClient extracts client credentials from the Authorization header
+// (client_secret_basic, RFC 6749 §2.3.1: id and secret form-encoded, then
+// base64) or from the body (client_secret_post, or a public client's
+// client_id alone). Using both methods at once is refused.
+func presentedClient(r *http.Request, p params) (clientCredentials, error) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, payload, ok := strings.Cut(auth, " ")
+		if !ok || !strings.EqualFold(scheme, "Basic") {
+			return clientCredentials{}, invalidClient("unsupported client authentication scheme; use HTTP Basic")
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
+		if err != nil {
+			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
+		}
+		id, secret, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
+		}
+		id, err1 := url.QueryUnescape(id)
+		secret, err2 := url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil || id == "" {
+			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
+		}
+		if _, ok := p["client_secret"]; ok {
+			return clientCredentials{}, invalidRequest("use one client authentication method, not HTTP Basic and client_secret together")
+		}
+		if bid, ok := p["client_id"]; ok && bid != id {
+			return clientCredentials{}, invalidRequest("client_id in the body differs from the HTTP Basic client")
+		}
+		return clientCredentials{id: id, secret: secret, basic: true}, nil
+	}
+	id := p["client_id"]
+	if id == "" {
+		return clientCredentials{}, invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+	}
+	return clientCredentials{id: id, secret: p["client_secret"]}, nil
+}

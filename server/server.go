@@ -1,0 +1,108 @@
+// Package server is tokend's HTTP surface (SPEC §2): the OAuth2 token,
+// revocation and introspection endpoints, logout, the discovery documents
+// and health checks. It holds no state of its own; everything lives in a
+// store.Store, so any number of replicas can serve the same clients.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
+)
+
+// Options configure a Server. Store, Tokens, Passwords and Logger are
+// required.
+type Options struct {
+	Store     store.Store
+	Tokens    *token.Issuer      // signs and verifies access tokens
+	Keys      token.KeySource    // published keys for the JWKS document
+	Passwords *credential.Hasher // argon2id
+	Logger    *slog.Logger
+
+	Issuer     string        // the issuer URL, for metadata
+	RefreshTTL time.Duration // absolute session lifetime [24h]
+	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS [5m]
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves tokend's HTTP API.
+type Server struct {
+	store      store.Store
+	tokens     *token.Issuer
+	keys       token.KeySource
+	passwords  *credential.Hasher
+	log        *slog.Logger
+	issuer     string
+	refreshTTL time.Duration
+	jwksMaxAge time.Duration
+	now        func() time.Time
+	metadata   []byte
+	handler    http.Handler
+	mux        *router // the routes, for Routes
+}
+
+// New checks the options and builds the server and its routes.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.Passwords == nil || o.Logger == nil {
+		return nil, errors.New("server: Store, Tokens, Keys, Passwords and Logger are required")
+	}
+	s := &Server{
+		store: o.Store, tokens: o.Tokens, keys: o.Keys, passwords: o.Passwords, log: o.Logger,
+		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
+	}
+	if s.refreshTTL <= 0 {
+		s.refreshTTL = 24 * time.Hour
+	}
+	if s.jwksMaxAge <= 0 {
+		s.jwksMaxAge = 5 * time.Minute
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	md, err := s.buildMetadata()
+	if err != nil {
+		return nil, fmt.Errorf("server: metadata: %w", err)
+	}
+	s.metadata = md
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the root HTTP handler with logging, request ids and panic
+// recovery applied.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := newRouter() // an http.ServeMux that records its patterns for Routes
+	s.mux = mux
+	mux.HandleFunc("/oauth/token", s.handleToken)
+	mux.HandleFunc("/oauth/revoke", s.handleRevoke)
+	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
+	mux.HandleFunc("/logout", s.handleLogout)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
+	mux.HandleFunc("GET /docs", s.handleDocs)
+	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)
+	return s.observe(mux)
+}
+
+// storeErr maps an unexpected store error to a 503 (the store is
+// unreachable or failing); a cancelled request stays a cancellation.
+func storeErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return unavailable(err)
+}

@@ -1,0 +1,314 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-oauth2/oauth2/v4"
+	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
+)
+
+// maxUserAgent bounds what a session remembers of the User-Agent header.
+const maxUserAgent = 256
+
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// handleToken is POST /oauth/token (RFC 6749 §4.3, §4.4, §6).
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	p, err := readParams(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	grant, err := p.require("grant_type")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var resp tokenResponse
+	switch oauth2.GrantType(grant) {
+	case oauth2.PasswordCredentials:
+		resp, err = s.passwordGrant(r, p)
+	case oauth2.Refreshing:
+		resp, err = s.refreshGrant(r, p)
+	case oauth2.ClientCredentials:
+		resp, err = s.clientCredentialsGrant(r, p)
+	default:
+		err = newError(oautherrors.ErrUnsupportedGrantType, "grant_type must be password, refresh_token or client_credentials")
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticateClient checks the presented client credentials. It runs
+// before any user credential is looked at (SPEC §2: no password oracle).
+func (s *Server) authenticateClient(r *http.Request, p params) (store.Client, error) {
+	cc, err := presentedClient(r, p)
+	if err != nil {
+		return store.Client{}, err
+	}
+	c, err := s.store.Client(r.Context(), cc.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, invalidClient("unknown client or wrong client secret")
+	}
+	if err != nil {
+		return store.Client{}, storeErr(r.Context(), err)
+	}
+	if c.Public {
+		if cc.secret != "" {
+			return store.Client{}, invalidClient("a public client must not send a client secret")
+		}
+		return c, nil
+	}
+	if cc.secret == "" {
+		return store.Client{}, invalidClient("client secret required for a confidential client")
+	}
+	if !credential.VerifyClientSecret(cc.secret, c.SecretHash) {
+		return store.Client{}, invalidClient("unknown client or wrong client secret")
+	}
+	return c, nil
+}
+
+// clientFor authenticates the client and checks it may use the grant.
+func (s *Server) clientFor(r *http.Request, p params, grant oauth2.GrantType) (store.Client, error) {
+	c, err := s.authenticateClient(r, p)
+	if err != nil {
+		return c, err
+	}
+	if !slices.Contains(c.Grants, grant.String()) {
+		return c, newError(oautherrors.ErrUnauthorizedClient, "this client may not use the "+grant.String()+" grant")
+	}
+	return c, nil
+}
+
+// resolveScope checks a requested scope against what the client may ask
+// for. An empty request means everything the client may ask for.
+func resolveScope(requested string, allowed []string) (string, error) {
+	if requested == "" {
+		return strings.Join(allowed, " "), nil
+	}
+	var out []string
+	for _, sc := range strings.Fields(requested) {
+		if !validScopeToken(sc) {
+			return "", newError(oautherrors.ErrInvalidScope, "scope contains invalid characters")
+		}
+		if !slices.Contains(allowed, sc) {
+			return "", newError(oautherrors.ErrInvalidScope, "scope "+quoteParam(sc)+" is not allowed for this client")
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return strings.Join(out, " "), nil
+}
+
+// validScopeToken: RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error) {
+	ctx := r.Context()
+	c, err := s.clientFor(r, p, oauth2.PasswordCredentials)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	username, err := p.require("username")
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	password, err := p.require("password")
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	scope, err := resolveScope(p["scope"], c.Scopes)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	u, err := s.checkPassword(ctx, username, password)
+	if err != nil {
+		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
+			s.audit(ctx, "signin.failure", slog.String("username", username), slog.String("client_id", c.ID),
+				slog.String("ip", clientIP(r)), slog.String("reason", e.desc))
+		}
+		return tokenResponse{}, err
+	}
+
+	now := s.now()
+	sid := token.NewID()
+	rt, parsed := token.NewRefresh(u.ID, sid)
+	ua := r.UserAgent()
+	if len(ua) > maxUserAgent {
+		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
+	}
+	err = s.store.CreateSession(ctx, store.NewSession{
+		Session: store.Session{
+			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: ua, IP: clientIP(r),
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
+		},
+		Token: parsed.Hash,
+	})
+	switch {
+	case errors.Is(err, store.ErrUserInactive), errors.Is(err, store.ErrNotFound):
+		return tokenResponse{}, invalidGrant("user account is disabled")
+	case err != nil:
+		return tokenResponse{}, storeErr(ctx, err)
+	}
+	at, err := s.tokens.Issue(token.Claims{Subject: u.ID, ClientID: c.ID, Scope: scope, SessionID: sid, Roles: u.Roles}, now)
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	s.audit(ctx, "signin.success", slog.String("user_id", u.ID), slog.String("client_id", c.ID),
+		slog.String("session_id", sid), slog.String("ip", clientIP(r)))
+	return tokenResponse{
+		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
+		RefreshToken: rt, Scope: scope,
+	}, nil
+}
+
+// errBadCredentials is the one answer for an unknown user and a wrong
+// password, so the endpoint does not reveal which usernames exist.
+var errBadCredentials = invalidGrant("invalid username or password")
+
+// checkPassword finds the user and verifies the password, spending the
+// same argon2id work whether or not the user exists.
+func (s *Server) checkPassword(ctx context.Context, username, password string) (store.User, error) {
+	u, err := s.store.UserByName(ctx, username)
+	if errors.Is(err, store.ErrNotFound) {
+		s.passwords.VerifyDummy(ctx, password)
+		return store.User{}, errBadCredentials
+	}
+	if err != nil {
+		return store.User{}, storeErr(ctx, err)
+	}
+	ok, err := s.passwords.Verify(ctx, password, u.PasswordHash)
+	if err != nil {
+		if ctx.Err() != nil {
+			return store.User{}, ctx.Err()
+		}
+		return store.User{}, serverError(err)
+	}
+	if !ok {
+		return store.User{}, errBadCredentials
+	}
+	if u.Disabled {
+		return store.User{}, invalidGrant("user account is disabled")
+	}
+	return u, nil
+}
+
+// refreshGrant rotates a refresh token (RFC 6749 §6, SPEC §4): one atomic
+// store call checks the session, the client binding, the user and the
+// scope, detects reuse, and swaps the token.
+func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) {
+	ctx := r.Context()
+	c, err := s.clientFor(r, p, oauth2.Refreshing)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	raw, err := p.require("refresh_token")
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	requested := p["scope"]
+	for _, sc := range strings.Fields(requested) {
+		if !validScopeToken(sc) {
+			return tokenResponse{}, newError(oautherrors.ErrInvalidScope, "scope contains invalid characters")
+		}
+	}
+	old, err := token.ParseRefresh(raw)
+	if err != nil {
+		return tokenResponse{}, invalidGrant("refresh token is invalid")
+	}
+	now := s.now()
+	next, nextParsed := token.NewRefresh(old.UserID, old.SessionID)
+	rot, err := s.store.Rotate(ctx, store.Rotation{
+		UserID: old.UserID, SessionID: old.SessionID, Presented: old.Hash, Next: nextParsed.Hash,
+		ClientID: c.ID, Scope: strings.Join(strings.Fields(requested), " "), Now: now,
+	})
+	if err != nil {
+		return tokenResponse{}, s.refreshFailed(r, c, old, err)
+	}
+	at, err := s.tokens.Issue(token.Claims{
+		Subject: old.UserID, ClientID: c.ID, Scope: rot.Scope, SessionID: old.SessionID, Roles: rot.Roles,
+	}, now)
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	s.audit(ctx, "refresh", slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
+		slog.String("session_id", old.SessionID), slog.Int("generation", rot.Session.Generation),
+		slog.String("ip", clientIP(r)))
+	return tokenResponse{
+		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
+		RefreshToken: next, Scope: rot.Scope,
+	}, nil
+}
+
+// refreshFailed turns a Rotate error into the RFC answer, auditing theft.
+func (s *Server) refreshFailed(r *http.Request, c store.Client, old token.Refresh, err error) error {
+	ctx := r.Context()
+	switch {
+	case errors.Is(err, store.ErrTokenReused):
+		s.audit(ctx, "refresh.reuse_detected", slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
+			slog.String("session_id", old.SessionID), slog.String("ip", clientIP(r)))
+		return invalidGrant("refresh token was already used; the session has been revoked")
+	case errors.Is(err, store.ErrTokenUnknown):
+		return invalidGrant("refresh token is invalid")
+	case errors.Is(err, store.ErrTokenExpired):
+		return invalidGrant("refresh token has expired")
+	case errors.Is(err, store.ErrTokenRevoked):
+		return invalidGrant("refresh token has been revoked")
+	case errors.Is(err, store.ErrClientMismatch):
+		return invalidGrant("refresh token was issued to another client")
+	case errors.Is(err, store.ErrUserInactive):
+		s.audit(ctx, "session.revoked", slog.String("user_id", old.UserID), slog.String("session_id", old.SessionID),
+			slog.String("reason", "user inactive"))
+		return invalidGrant("user account is disabled or deleted")
+	case errors.Is(err, store.ErrScopeWidened):
+		return newError(oautherrors.ErrInvalidScope, "requested scope exceeds the scope originally granted")
+	default:
+		return storeErr(ctx, err)
+	}
+}
+
+func (s *Server) clientCredentialsGrant(r *http.Request, p params) (tokenResponse, error) {
+	c, err := s.clientFor(r, p, oauth2.ClientCredentials)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	if c.Public {
+		return tokenResponse{}, newError(oautherrors.ErrUnauthorizedClient, "a public client may not use the client_credentials grant")
+	}
+	scope, err := resolveScope(p["scope"], c.Scopes)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	at, err := s.tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, s.now())
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	return tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()), Scope: scope}, nil
+}
