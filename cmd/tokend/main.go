@@ -1,0 +1,135 @@
+// Command tokend is the tokend OAuth2 token service and its admin CLI
+// (SPEC §7): serve, users, clients, sessions, keys, config, version.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/memstore"
+	"github.com/tokend/tokend/store/redisstore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdin, os.Stdout, os.Stderr, os.Environ()).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tokend:", err)
+		os.Exit(1)
+	}
+}
+
+// cli carries what every command needs; nothing is global.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	environ        []string
+	configFile     string
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer, environ []string) *cobra.Command {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ}
+	root := &cobra.Command{
+		Use:           "tokend",
+		Short:         "tokend is an OAuth2 token service with rotating refresh tokens",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&c.configFile, "config", "", "optional YAML file with the same keys as the environment variables")
+	root.AddCommand(
+		c.serveCmd(), c.usersCmd(), c.clientsCmd(), c.sessionsCmd(), c.keysCmd(),
+		c.configCmd(), c.versionCmd(), c.healthcheckCmd(),
+	)
+	return root
+}
+
+func (c *cli) load() (config.Config, error) {
+	return config.Load(c.configFile, c.environ)
+}
+
+func (c *cli) logger(cfg config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(c.stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(c.stderr, opts))
+}
+
+// errNoRedis explains why admin commands need REDIS_URL.
+var errNoRedis = errors.New("REDIS_URL is not set: the embedded store lives inside a running `tokend serve` and cannot be reached from another process; set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to manage users, clients and sessions")
+
+// adminStore opens the Redis store named by the configuration.
+func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, cfg, err
+	}
+	if cfg.RedisURL == "" {
+		return nil, cfg, errNoRedis
+	}
+	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
+	if err != nil {
+		return nil, cfg, fmt.Errorf("open store: %w", err)
+	}
+	return st, cfg, nil
+}
+
+// openStore is serve's store: Redis when configured, else embedded.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.RedisURL == "" {
+		log.Warn("REDIS_URL is not set: using the embedded in-process store; all data is lost on restart (development only)")
+		return memstore.New(), nil
+	}
+	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
+	if err != nil {
+		return nil, fmt.Errorf("open redis store: %w", err)
+	}
+	return st, nil
+}
+
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(c.stdout, "tokend", version)
+			return err
+		},
+	}
+}
+
+func (c *cli) configCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "config",
+		Short: "Print the effective configuration, secrets redacted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.load()
+			if err != nil {
+				return err
+			}
+			for _, s := range cfg.Settings() {
+				fmt.Fprintf(c.stdout, "%s=%s\n", s.Name, s.Value)
+			}
+			return nil
+		},
+	}
+}

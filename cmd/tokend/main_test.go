@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/internal/testredis"
+)
+
+// run executes the CLI with the given environment and stdin.
+func run(t *testing.T, environ []string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRoot(strings.NewReader(stdin), &out, &errb, environ)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String() + errb.String(), err
+}
+
+func redisEnv(t *testing.T, extra ...string) []string {
+	return append([]string{
+		"REDIS_URL=" + testredis.URL(t),
+		"REDIS_KEY_PREFIX=" + testredis.Prefix(t),
+		"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1",
+	}, extra...)
+}
+
+func TestUsersAndClientsCLI(t *testing.T) {
+	env := redisEnv(t)
+	out, err := run(t, env, "s3cret-password\n", "users", "create", "Alice@Example.com", "--role", "admin", "--role", "ops")
+	if err != nil || !strings.Contains(out, "created user") {
+		t.Fatalf("users create: %v %s", err, out)
+	}
+	if _, err := run(t, env, "another-password", "users", "create", "alice@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 8") {
+		t.Fatalf("short password: %v", err)
+	}
+	out, err = run(t, env, "", "users", "list")
+	if err != nil || !strings.Contains(out, "Alice@Example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
+		t.Fatalf("users list: %v %s", err, out)
+	}
+	if out, err := run(t, env, "", "users", "disable", "alice@example.com"); err != nil || !strings.Contains(out, "disabled") {
+		t.Fatalf("disable: %v %s", err, out)
+	}
+	if out, _ := run(t, env, "", "users", "list"); !strings.Contains(out, "disabled") {
+		t.Fatalf("list after disable: %s", out)
+	}
+	if _, err := run(t, env, "", "users", "enable", "alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "", "users", "delete", "nobody"); err == nil || !strings.Contains(err.Error(), "no user") {
+		t.Fatalf("delete unknown: %v", err)
+	}
+
+	out, err = run(t, env, "", "clients", "create", "svc", "--grants", "client_credentials", "--scopes", "read write")
+	if err != nil || !regexp.MustCompile(`client_secret: cs_[A-Za-z0-9_-]{43}\n`).MatchString(out) {
+		t.Fatalf("clients create: %v %s", err, out)
+	}
+	if out, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil || strings.Contains(out, "secret:") {
+		t.Fatalf("public client: %v %s", err, out)
+	}
+	if _, err := run(t, env, "", "clients", "create", "bad", "--public", "--grants", "client_credentials"); err == nil {
+		t.Fatal("public client_credentials client accepted")
+	}
+	if _, err := run(t, env, "", "clients", "create", "bad", "--grants", "implicit"); err == nil {
+		t.Fatal("unknown grant accepted")
+	}
+	out, err = run(t, env, "", "clients", "list")
+	if err != nil || !strings.Contains(out, "svc") || !strings.Contains(out, "confidential") || !strings.Contains(out, "public") || strings.Contains(out, "cs_") {
+		t.Fatalf("clients list: %v %s", err, out)
+	}
+	if _, err := run(t, env, "", "clients", "delete", "svc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "", "clients", "delete", "svc"); err == nil {
+		t.Fatal("deleting a missing client succeeded")
+	}
+	if out, err := run(t, env, "", "users", "delete", "alice@example.com"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("delete: %v %s", err, out)
+	}
+}
+
+func TestAdminCommandsNeedRedis(t *testing.T) {
+	_, err := run(t, nil, "password123", "users", "create", "alice")
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL is not set") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestConfigVersionKeys(t *testing.T) {
+	out, err := run(t, []string{"REDIS_URL=redis://:hunter2@127.0.0.1:6379/0", "JWT_REFRESH_EXPIRES_IN=7d"}, "", "config")
+	if err != nil || strings.Contains(out, "hunter2") || !strings.Contains(out, "JWT_REFRESH_EXPIRES_IN=7d") {
+		t.Fatalf("config: %v %s", err, out)
+	}
+	if _, err := run(t, []string{"JWT_REFRESH_EXPIRES_IN=3x"}, "", "config"); err == nil || !strings.Contains(err.Error(), "JWT_REFRESH_EXPIRES_IN") {
+		t.Fatalf("invalid value: %v", err)
+	}
+	if out, err := run(t, nil, "", "version"); err != nil || !strings.HasPrefix(out, "tokend ") {
+		t.Fatalf("version: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
+		if out, err := run(t, nil, "", "keys", "generate", "--dir", dir, "--alg", alg); err != nil || !strings.Contains(out, "generated "+alg) {
+			t.Fatalf("keys generate %s: %v %s", alg, err, out)
+		}
+		time.Sleep(1100 * time.Millisecond) // key file names carry a one-second timestamp
+	}
+	if _, err := run(t, nil, "", "keys", "generate", "--dir", dir, "--alg", "HS256"); err == nil {
+		t.Fatal("HS256 accepted")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+	if len(files) != 3 {
+		t.Fatalf("%d key files", len(files))
+	}
+}
+
+// serveFor starts `tokend serve` in-process and returns its base URL.
+func serveFor(t *testing.T, environ []string, args ...string) (string, *syncWriter) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	out := &syncWriter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	root := newRoot(strings.NewReader(""), out, out, append(environ, "HTTP_ADDR="+addr))
+	root.SetArgs(append([]string{"serve"}, args...))
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	base := "http://" + addr
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("server did not start: %v\n%s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return base, out
+}
+
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.buf.String() }
+
+func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// JWT_REFRESH_EXPIRES_IN reaches the server: a 1 s lifetime expires.
+func TestServeRefreshLifetimeFromEnvironment(t *testing.T) {
+	env := redisEnv(t, "JWT_REFRESH_EXPIRES_IN=1s", "JWT_ACCESS_EXPIRES_IN=1s", "JWT_ISSUER=http://tokend.test")
+	if _, err := run(t, env, "s3cret-password", "users", "create", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := serveFor(t, env)
+	status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"web"}, "username": {"alice"}, "password": {"s3cret-password"}})
+	if status != 200 || m["expires_in"] != float64(1) {
+		t.Fatalf("sign in: %d %v", status, m)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	status, m = postForm(t, base+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"web"}, "refresh_token": {m["refresh_token"].(string)}})
+	if status != 400 || m["error"] != "invalid_grant" || !strings.Contains(m["error_description"].(string), "expired") {
+		t.Fatalf("after lifetime: %d %v", status, m)
+	}
+}
+
+// make run: the dev server seeds a demo user and client and prints how to
+// get a token; the printed curl line works.
+func TestServeDev(t *testing.T) {
+	base, out := serveFor(t, []string{"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1"}, "--dev")
+	time.Sleep(50 * time.Millisecond)
+	if !strings.Contains(out.String(), "curl -s") || !strings.Contains(out.String(), "data is lost on restart") {
+		t.Fatalf("dev banner or warning missing:\n%s", out.String())
+	}
+	status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {devClient}, "username": {devUser}, "password": {devPassword}})
+	if status != 200 || m["refresh_token"] == nil {
+		t.Fatalf("dev sign in: %d %v", status, m)
+	}
+	if _, err := run(t, []string{"REDIS_URL=redis://127.0.0.1:1/0"}, "", "serve", "--dev"); err == nil {
+		t.Fatal("--dev with REDIS_URL accepted")
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(m.Run()) }

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
+)
+
+func (c *cli) serveCmd() *cobra.Command {
+	var dev bool
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the token service",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.load()
+			if err != nil {
+				return err
+			}
+			if dev && cfg.RedisURL != "" {
+				return errors.New("--dev seeds demo data into the embedded store; unset REDIS_URL to use it")
+			}
+			return c.serve(cmd.Context(), cfg, dev)
+		},
+	}
+	cmd.Flags().BoolVar(&dev, "dev", false, "development mode: embedded store seeded with a demo user and client")
+	return cmd
+}
+
+// signingKeys loads JWT_KEYS_DIR, or makes an ephemeral key and says so.
+func signingKeys(cfg config.Config, log *slog.Logger) (*keys.Set, error) {
+	if cfg.KeysDir == "" {
+		set, err := keys.Ephemeral(cfg.SigningAlg)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
+			slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
+		return set, nil
+	}
+	set, err := keys.FromDir(cfg.KeysDir, cfg.SigningAlg)
+	if err != nil {
+		return nil, fmt.Errorf("JWT_KEYS_DIR: %w", err)
+	}
+	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
+	return set, nil
+}
+
+func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
+	log := c.logger(cfg)
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	set, err := signingKeys(cfg, log)
+	if err != nil {
+		return err
+	}
+	src := token.StaticKeys{Set: set}
+	hasher := credential.NewHasher(credential.Argon2Params{
+		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations, Parallelism: cfg.PasswordHashParallelism,
+		SaltLen: 16, KeyLen: 32,
+	}, 0)
+	srv, err := server.New(server.Options{
+		Store: st, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
+		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL,
+	})
+	if err != nil {
+		return err
+	}
+	if dev {
+		if err := seedDev(ctx, st, hasher); err != nil {
+			return fmt.Errorf("seed dev data: %w", err)
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),
+		slog.String("issuer", cfg.Issuer))
+	if dev {
+		printDevBanner(c.stdout, ln.Addr().String())
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests", slog.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// Demo data for `tokend serve --dev` (embedded store only).
+const (
+	devUser     = "demo"
+	devPassword = "demo-password"
+	devClient   = "demo-app"
+)
+
+func seedDev(ctx context.Context, st store.Store, h *credential.Hasher) error {
+	hash, err := h.Hash(ctx, devPassword)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if err := st.CreateUser(ctx, store.User{ID: token.NewID(), Username: devUser, PasswordHash: hash, Roles: []string{"admin"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		return err
+	}
+	return st.CreateClient(ctx, store.Client{ID: devClient, Public: true, Grants: []string{"password", "refresh_token"}, Scopes: []string{"read", "write"}, CreatedAt: now})
+}
