@@ -63,6 +63,7 @@ type Config struct {
 	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
+	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -105,20 +106,22 @@ const (
 // Accepted forms, shared by the table and the error messages.
 const (
 	formDuration = "Go syntax like 90m or 36h, or days like 7d"
-	formMaxAge   = "a duration of at least 1s, e.g. 5m"
-	formReload   = "a duration of at least 100ms, e.g. 15s"
-	formAddr     = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
-	formRedisURL = "redis://, rediss://, redis+sentinel:// or redis+cluster://, e.g. redis://:password@host:6379/0"
-	formPrefix   = "a key prefix without spaces, control characters or braces, e.g. tokend:"
-	formIssuer   = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
-	formAudience = "comma- or space-separated list, e.g. api,billing"
-	formAlg      = "ES256, EdDSA or RS256"
-	formBool     = "true or false"
-	formLevel    = "debug, info, warn or error"
-	formFormat   = "json or text"
-	formMemory   = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
-	formIter     = "a whole number from 1 up, e.g. 2"
-	formPar      = "a whole number from 1 to 255"
+	// formDurationOrZero also accepts 0 (off).
+	formDurationOrZero = "a duration like 10s or 1m, or 0 to disable"
+	formMaxAge         = "a duration of at least 1s, e.g. 5m"
+	formReload         = "a duration of at least 100ms, e.g. 15s"
+	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
+	formRedisURL       = "redis://, rediss://, redis+sentinel:// or redis+cluster://, e.g. redis://:password@host:6379/0"
+	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
+	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
+	formAudience       = "comma- or space-separated list, e.g. api,billing"
+	formAlg            = "ES256, EdDSA or RS256"
+	formBool           = "true or false"
+	formLevel          = "debug, info, warn or error"
+	formFormat         = "json or text"
+	formMemory         = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
+	formIter           = "a whole number from 1 up, e.g. 2"
+	formPar            = "a whole number from 1 to 255"
 )
 
 // variable is a Variable plus how to parse it into, and print it from, a Config.
@@ -347,6 +350,19 @@ var table = []variable{
 			"How long a graceful shutdown waits for in-flight requests."},
 		parse:  parseTTL(func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 		format: func(c Config) string { return FormatDuration(c.ShutdownTimeout) },
+	},
+	{
+		Variable: Variable{"CLIENT_CACHE_TTL", "10s", formDurationOrZero,
+			"How long each replica caches an OAuth client record; deleting a client takes effect everywhere within this time. 0 disables the cache (one more store round trip per request)."},
+		parse: func(c *Config, raw string) string {
+			d, err := ParseDuration(raw)
+			if err != nil || d < 0 {
+				return fmt.Sprintf("%q is not a duration (use %s)", raw, formDurationOrZero)
+			}
+			c.ClientCacheTTL = d
+			return ""
+		},
+		format: func(c Config) string { return FormatDuration(c.ClientCacheTTL) },
 	},
 }
 

@@ -22,7 +22,7 @@ var documentedOrder = []string{
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
-	"SHUTDOWN_TIMEOUT",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL",
 }
 
 func defaults() config.Config {
@@ -41,6 +41,7 @@ func defaults() config.Config {
 		PasswordHashIterations:  2,
 		PasswordHashParallelism: 1,
 		ShutdownTimeout:         15 * time.Second,
+		ClientCacheTTL:          10 * time.Second,
 	}
 }
 
@@ -160,6 +161,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"PASSWORD_HASH_PARALLELISM=255", func(c *config.Config) { c.PasswordHashParallelism = 255 }},
 		{"SHUTDOWN_TIMEOUT=1m", func(c *config.Config) { c.ShutdownTimeout = time.Minute }},
 		{"SHUTDOWN_TIMEOUT=  30s ", func(c *config.Config) { c.ShutdownTimeout = 30 * time.Second }},
+		{"CLIENT_CACHE_TTL=1m", func(c *config.Config) { c.ClientCacheTTL = time.Minute }},
+		{"CLIENT_CACHE_TTL=0", func(c *config.Config) { c.ClientCacheTTL = 0 }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -230,6 +233,7 @@ func fullFileConfig() config.Config {
 		PasswordHashIterations:  3,
 		PasswordHashParallelism: 2,
 		ShutdownTimeout:         30 * time.Second,
+		ClientCacheTTL:          10 * time.Second,
 	}
 }
 
@@ -356,6 +360,7 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
 		{env: "SHUTDOWN_TIMEOUT=soon", wantText: `"soon" is not a duration (use Go syntax`},
 		{env: "SHUTDOWN_TIMEOUT=0s", wantText: "must be positive"},
+		{env: "CLIENT_CACHE_TTL=-1s", wantText: `"-1s" is not a duration (use a duration like 10s`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -709,6 +714,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"PASSWORD_HASH_ITERATIONS":  "3",
 		"PASSWORD_HASH_PARALLELISM": "2",
 		"SHUTDOWN_TIMEOUT":          "30s",
+		"CLIENT_CACHE_TTL":          "10s",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

@@ -41,7 +41,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // env is one tokend server over one store, with a user and clients.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	store  store.Store
 	issuer *token.Issuer
@@ -63,7 +63,7 @@ const (
 
 // backends runs f against real Redis and the embedded store.
 func backends(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
-	t.Run("redis", func(t *testing.T) { f(t, redisStore) })
+	t.Run("redis", func(t *testing.T) { f(t, func(t *testing.T) store.Store { return redisStore(t) }) })
 	t.Run("memory", func(t *testing.T) {
 		f(t, func(t *testing.T) store.Store {
 			st := memstore.New()
@@ -73,7 +73,7 @@ func backends(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) sto
 	})
 }
 
-func redisStore(t *testing.T) store.Store {
+func redisStore(t testing.TB) store.Store {
 	t.Helper()
 	opt, err := redis.ParseURL(testredis.URL(t))
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // fastArgon keeps tests quick; production uses credential.DefaultArgon2.
 var fastArgon = credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
-func newEnv(t *testing.T, st store.Store, refreshTTL time.Duration) *env {
+func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration) *env {
 	t.Helper()
 	set, err := keys.Ephemeral(keys.ES256)
 	if err != nil {
