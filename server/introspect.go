@@ -36,21 +36,10 @@ var inactive = introspection{Active: false}
 // that notices a revoked session before the JWT expires. A refresh token is
 // described only to the client it was issued to.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	p, err := readParams(w, r)
-	if err != nil {
-		writeError(w, r, err)
-		return
+	_, c, raw, err := s.clientRequest(w, r, "token")
+	if err == nil && c.Public {
+		err = newError(oautherrors.ErrUnauthorizedClient, "introspection requires a confidential client")
 	}
-	c, err := s.authenticateClient(r, p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if c.Public {
-		writeError(w, r, newError(oautherrors.ErrUnauthorizedClient, "introspection requires a confidential client"))
-		return
-	}
-	raw, err := p.require("token")
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -12,23 +12,28 @@ import (
 	"github.com/tokend/tokend/token"
 )
 
+// clientRequest reads an OAuth request body, authenticates its client and
+// returns the required token parameter named tokenParam.
+func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, tokenParam string) (params, store.Client, string, error) {
+	p, err := readParams(w, r)
+	if err != nil {
+		return nil, store.Client{}, "", err
+	}
+	c, err := s.authenticateClient(r, p)
+	if err != nil {
+		return nil, store.Client{}, "", err
+	}
+	raw, err := p.require(tokenParam)
+	return p, c, raw, err
+}
+
 // handleRevoke is POST /oauth/revoke (RFC 7009). A refresh token revokes
 // its whole session; an access token revokes the session it belongs to
 // (the JWT itself stays valid until it expires — resource servers that must
 // know sooner use introspection). Unknown and invalid tokens get 200, as
 // RFC 7009 §2.2 requires.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	p, err := readParams(w, r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	c, err := s.authenticateClient(r, p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	raw, err := p.require("token")
+	_, c, raw, err := s.clientRequest(w, r, "token")
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -85,17 +90,7 @@ func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clie
 // all but this one. 204 on success, also when the session had already
 // ended.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	p, err := readParams(w, r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	c, err := s.authenticateClient(r, p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	raw, err := p.require("refresh_token")
+	p, c, raw, err := s.clientRequest(w, r, "refresh_token")
 	if err != nil {
 		writeError(w, r, err)
 		return
