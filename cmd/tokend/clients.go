@@ -75,30 +75,26 @@ func (c *cli) clientsCmd() *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete CLIENT_ID", Short: "Delete a client", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := c.adminStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if err := st.DeleteClient(cmd.Context(), args[0]); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no client %q", args[0])
+			return c.withStore(cmd, func(st store.Store) error {
+				if err := st.DeleteClient(cmd.Context(), args[0]); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("no client %q", args[0])
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(c.stdout, "deleted client %s\n", args[0])
-			return nil
+				fmt.Fprintf(c.stdout, "deleted client %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List clients", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := c.adminStore(cmd.Context())
-			if err != nil {
+			var cls []store.Client
+			err := c.withStore(cmd, func(st store.Store) (err error) {
+				cls, err = st.ListClients(cmd.Context())
 				return err
-			}
-			defer st.Close()
-			cls, err := st.ListClients(cmd.Context())
+			})
 			if err != nil {
 				return err
 			}

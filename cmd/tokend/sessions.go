@@ -16,27 +16,20 @@ func (c *cli) sessionsCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list USERNAME", Short: "List a user's active sessions", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, _, err := c.adminStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u, err := findUser(cmd, st, args[0])
-			if err != nil {
-				return err
-			}
-			ss, err := st.ListSessions(cmd.Context(), u.ID, time.Now())
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SESSION_ID\tCLIENT\tIP\tCREATED\tLAST_USED\tEXPIRES\tDEVICE")
-			for _, s := range ss {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.ClientID, s.IP,
-					s.CreatedAt.UTC().Format(time.RFC3339), s.UpdatedAt.UTC().Format(time.RFC3339),
-					s.ExpiresAt.UTC().Format(time.RFC3339), s.UserAgent)
-			}
-			return tw.Flush()
+			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
+				ss, err := st.ListSessions(cmd.Context(), u.ID, time.Now())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SESSION_ID\tCLIENT\tIP\tCREATED\tLAST_USED\tEXPIRES\tDEVICE")
+				for _, s := range ss {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.ClientID, s.IP,
+						s.CreatedAt.UTC().Format(time.RFC3339), s.UpdatedAt.UTC().Format(time.RFC3339),
+						s.ExpiresAt.UTC().Format(time.RFC3339), s.UserAgent)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	var all bool
@@ -47,31 +40,24 @@ func (c *cli) sessionsCmd() *cobra.Command {
 			if all == (len(args) == 2) {
 				return errors.New("name one SESSION_ID or pass --all")
 			}
-			st, _, err := c.adminStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u, err := findUser(cmd, st, args[0])
-			if err != nil {
-				return err
-			}
-			if all {
-				n, err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, time.Now())
-				if err != nil {
+			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
+				if all {
+					n, err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, time.Now())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", n, u.Username)
+					return nil
+				}
+				if err := st.RevokeSession(cmd.Context(), u.ID, args[1], store.ReasonRevoked, time.Now()); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("user %s has no session %q", u.Username, args[1])
+					}
 					return err
 				}
-				fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", n, u.Username)
+				fmt.Fprintf(c.stdout, "revoked session %s of %s\n", args[1], u.Username)
 				return nil
-			}
-			if err := st.RevokeSession(cmd.Context(), u.ID, args[1], store.ReasonRevoked, time.Now()); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("user %s has no session %q", u.Username, args[1])
-				}
-				return err
-			}
-			fmt.Fprintf(c.stdout, "revoked session %s of %s\n", args[1], u.Username)
-			return nil
+			})
 		},
 	}
 	revoke.Flags().BoolVar(&all, "all", false, "revoke every session of the user")

@@ -72,66 +72,32 @@ func (c *cli) usersCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " USERNAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx := cmd.Context()
-				st, _, err := c.adminStore(ctx)
-				if err != nil {
-					return err
-				}
-				defer st.Close()
-				u, err := findUser(cmd, st, args[0])
-				if err != nil {
-					return err
-				}
-				if err := st.SetUserDisabled(ctx, u.ID, disabled, time.Now()); err != nil {
-					return err
-				}
-				fmt.Fprintf(c.stdout, "%sd user %s\n", use, u.Username)
-				return nil
+				return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
+					if err := st.SetUserDisabled(cmd.Context(), u.ID, disabled, time.Now()); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.stdout, "%sd user %s\n", use, u.Username)
+					return nil
+				})
 			},
 		}
 	}
 	del := &cobra.Command{
 		Use: "delete USERNAME", Short: "Delete a user and all their sessions", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			st, _, err := c.adminStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			u, err := findUser(cmd, st, args[0])
-			if err != nil {
-				return err
-			}
-			if err := st.DeleteUser(ctx, u.ID); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "deleted user %s\n", u.Username)
-			return nil
+			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
+				if err := st.DeleteUser(cmd.Context(), u.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "deleted user %s\n", u.Username)
+				return nil
+			})
 		},
 	}
 	list := &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := c.adminStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			users, err := st.ListUsers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USERNAME\tID\tROLES\tSTATUS\tCREATED")
-			for _, u := range users {
-				status := "active"
-				if u.Disabled {
-					status = "disabled"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), status, u.CreatedAt.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return c.withStore(cmd, func(st store.Store) error { return c.listUsers(cmd, st) })
 		},
 	}
 	cmd.AddCommand(create,
@@ -141,12 +107,45 @@ func (c *cli) usersCmd() *cobra.Command {
 	return cmd
 }
 
-func findUser(cmd *cobra.Command, st store.Store, username string) (store.User, error) {
-	u, err := st.UserByName(cmd.Context(), username)
-	if errors.Is(err, store.ErrNotFound) {
-		return u, fmt.Errorf("no user %q", username)
+func (c *cli) listUsers(cmd *cobra.Command, st store.Store) error {
+	users, err := st.ListUsers(cmd.Context())
+	if err != nil {
+		return err
 	}
-	return u, err
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tID\tROLES\tSTATUS\tCREATED")
+	for _, u := range users {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), status, u.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+// withStore runs f with the admin store open.
+func (c *cli) withStore(cmd *cobra.Command, f func(st store.Store) error) error {
+	st, _, err := c.adminStore(cmd.Context())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return f(st)
+}
+
+// withUser runs f with the admin store open and the named user found.
+func (c *cli) withUser(cmd *cobra.Command, username string, f func(st store.Store, u store.User) error) error {
+	return c.withStore(cmd, func(st store.Store) error {
+		u, err := st.UserByName(cmd.Context(), username)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no user %q", username)
+		}
+		if err != nil {
+			return err
+		}
+		return f(st, u)
+	})
 }
 
 // validUsername accepts a name or an email address: printable, no spaces,
