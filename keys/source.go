@@ -291,25 +291,37 @@ func sortLoaded(ls []loaded) {
 
 // Rotate adds a new key for alg to dir and, with prune, deletes the files
 // of expired keys. The new key is published as soon as the servers next
-// read dir and signs from t.PrePublish after its timestamp, which is now
-// rounded up to the whole second of the file name (so rounding never
-// shortens the delay); the key it replaces stops signing then. In an empty
-// dir the key signs at once.
-func Rotate(dir, alg string, t Timing, now time.Time, prune bool) (k *Key, path string, removed []string, err error) {
+// read dir and signs from t.PrePublish after its timestamp: the time the
+// key was made (read from now once it is generated), rounded up to the
+// whole second of the file name so that rounding never shortens the delay,
+// and later than every other key's.
+// The key it replaces stops signing then. In an empty dir the key signs at
+// once.
+func Rotate(dir, alg string, t Timing, now func() time.Time, prune bool) (k *Key, path string, removed []string, err error) {
 	k, err = Generate(alg)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	k.Created = now.UTC().Truncate(time.Second)
-	if k.Created.Before(now) {
+	made := now()
+	k.Created = made.UTC().Truncate(time.Second)
+	if k.Created.Before(made) {
 		k.Created = k.Created.Add(time.Second)
+	}
+	// Timestamps order the keys: keep them strictly increasing, so a key
+	// made in the same second as the last one still comes after it.
+	existing, err := loadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil, err
+	}
+	if n := len(existing); n > 0 && !k.Created.After(existing[n-1].key.Created) {
+		k.Created = existing[n-1].key.Created.Add(time.Second)
 	}
 	path, err = WriteFile(dir, k)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	if prune {
-		removed, err = Prune(dir, t, now)
+		removed, err = Prune(dir, t, now())
 	}
 	return k, path, removed, err
 }

@@ -414,7 +414,7 @@ func TestRotate(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2025, 6, 1, 12, 0, 0, 300_000_000, time.UTC)
 	// Into an empty dir: the first key signs at once.
-	k0, path, removed, err := Rotate(dir, ES256, timing, now, true)
+	k0, path, removed, err := Rotate(dir, ES256, timing, fixed(now), true)
 	if err != nil || len(removed) != 0 || !strings.HasSuffix(path, FileName(k0)) {
 		t.Fatalf("first rotate: %v %v %v", path, removed, err)
 	}
@@ -428,7 +428,7 @@ func TestRotate(t *testing.T) {
 	}
 	// A second rotation is pending for PrePublish.
 	now2 := now.Add(time.Hour)
-	k1, _, _, err := Rotate(dir, EdDSA, timing, now2, true)
+	k1, _, _, err := Rotate(dir, EdDSA, timing, fixed(now2), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +439,7 @@ func TestRotate(t *testing.T) {
 	// Long after: a third rotation prunes k0, but keeps k1 (retired only
 	// when the new key signs).
 	now3 := now2.Add(24 * time.Hour)
-	k2, _, removed, err := Rotate(dir, RS256, timing, now3, true)
+	k2, _, removed, err := Rotate(dir, RS256, timing, fixed(now3), true)
 	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
 		t.Fatalf("third rotate: removed %v, %v", removed, err)
 	}
@@ -447,7 +447,7 @@ func TestRotate(t *testing.T) {
 	if !slices.Equal(states(sts), []State{StateActive, StatePending}) || sts[0].Key.ID != k1.ID || sts[1].Key.ID != k2.ID {
 		t.Fatalf("%+v", states(sts))
 	}
-	if _, _, _, err := Rotate(dir, "HS256", timing, now3, true); err == nil {
+	if _, _, _, err := Rotate(dir, "HS256", timing, fixed(now3), true); err == nil {
 		t.Fatal("HS256 accepted")
 	}
 }
@@ -459,3 +459,31 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
+
+// Keys rotated within one second keep their order.
+func TestRotateSameSecond(t *testing.T) {
+	dir := t.TempDir()
+	now := fixed(time.Date(2025, 6, 1, 12, 0, 0, 500_000_000, time.UTC))
+	var kids []string
+	for range 3 {
+		k, _, _, err := Rotate(dir, ES256, timing, now, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kids = append(kids, k.ID)
+	}
+	sts, _, err := DirStatus(dir, timing, now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range sts {
+		if st.Key.ID != kids[i] || !st.Key.Created.Equal(time.Date(2025, 6, 1, 12, 0, 1+i, 0, time.UTC)) {
+			t.Fatalf("key %d: %s at %v, want %s", i, st.Key.ID, st.Key.Created, kids[i])
+		}
+	}
+	if !slices.Equal(states(sts), []State{StateActive, StatePending, StatePending}) {
+		t.Fatalf("%v", states(sts))
+	}
+}
