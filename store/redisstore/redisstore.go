@@ -75,7 +75,7 @@ import (
 // Defaults for Options.
 const (
 	DefaultPrefix     = "tokend:"
-	DefaultUsedTokens = 64
+	DefaultUsedTokens = 32
 	// TombstoneGrace is how long a session record outlives its absolute
 	// expiry.
 	TombstoneGrace = time.Hour
@@ -161,6 +161,7 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, urlError(err)
 		}
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.MaxRetryBackoff, &o.DialerRetries)
 		return redis.NewClient(o), nil
 	case mode == "sentinel" && (base == "redis" || base == "rediss"):
 		o, err := redis.ParseFailoverURL(multiHost(rawURL, base))
@@ -170,15 +171,67 @@ func NewClient(rawURL string) (redis.UniversalClient, error) {
 		if o.MasterName == "" {
 			return nil, errors.New("redisstore: invalid Redis URL: a Sentinel URL needs ?master_name=NAME")
 		}
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.MaxRetryBackoff, &o.DialerRetries)
 		return redis.NewFailoverClient(o), nil
 	case mode == "cluster" && (base == "redis" || base == "rediss"):
 		o, err := redis.ParseClusterURL(multiHost(rawURL, base))
 		if err != nil {
 			return nil, urlError(err)
 		}
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.MaxRetryBackoff, &o.DialerRetries)
 		return redis.NewClusterClient(o), nil
 	}
 	return nil, fmt.Errorf("redisstore: invalid Redis URL: unknown scheme %q", scheme)
+}
+
+// Client defaults for an outage: tokend answers 503 quickly while Redis is
+// unreachable and serves again as soon as it is back (within about a
+// second: after a burst of failed dials go-redis stops dialing and probes
+// once a second). Each applies only where the URL does not set the
+// option (dial_timeout=, read_timeout=, write_timeout=, max_retries=,
+// max_retry_backoff=).
+const (
+	// DialTimeout bounds one connection attempt [go-redis: 5s]. Redis is
+	// on the local network; a host that does not answer in 2 s is down.
+	DialTimeout = 2 * time.Second
+	// ReadTimeout and WriteTimeout bound one command [go-redis: 5s]. Every
+	// tokend command is one small key or Lua script of microseconds; a
+	// Redis blocked for 2 s gets a 503 rather than a piled-up queue. A
+	// timed-out command is never resent.
+	ReadTimeout  = 2 * time.Second
+	WriteTimeout = 2 * time.Second
+	// MaxRetries resends a command after a broken connection or refused
+	// dial, MaxRetryBackoff apart at most [go-redis: 3, 512ms], which rides
+	// out a failover or a restart of a second without the client seeing
+	// it. A resent rotation is safe: the rotate script answers a replay of
+	// the same request with the same success instead of reuse.
+	MaxRetries      = 2
+	MaxRetryBackoff = 100 * time.Millisecond
+	// DialerRetries is how many times one dial is tried [go-redis: 5, 100
+	// ms apart]; the command retries above already cover a refused dial.
+	DialerRetries = 1
+)
+
+// tune applies the defaults above to a go-redis option set.
+func tune(dial, read, write *time.Duration, retries *int, backoff *time.Duration, dialer *int) {
+	if *dial == 0 {
+		*dial = DialTimeout
+	}
+	if *read == 0 {
+		*read = ReadTimeout
+	}
+	if *write == 0 {
+		*write = WriteTimeout
+	}
+	if *retries == 0 {
+		*retries = MaxRetries
+	}
+	if *backoff == 0 {
+		*backoff = MaxRetryBackoff
+	}
+	if *dialer == 0 {
+		*dialer = DialerRetries
+	}
 }
 
 // multiHost rewrites scheme://[userinfo@]h1,h2,h3/rest as go-redis's

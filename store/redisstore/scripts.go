@@ -146,7 +146,13 @@ return 'ok'
 //  5. now < expiry                                     else "expired"
 //  6. the session belongs to the presenting client     else "client"
 //  7. a current token: scope check, then rotate        "ok" | "scope"
-//  8. a used token: theft, revoke the session          "reused"
+//  8. a used token: theft, revoke the session          "reused" —
+//     unless it is the last used token and the current hash is the
+//     requested next hash: then this is a replay of the rotation that
+//     already happened (go-redis resends a command whose reply was lost
+//     to a broken connection), and the same "ok" is answered again,
+//     without writing. The next hash is a fresh random value per request,
+//     so only that very request can match it.
 //
 // The token is authenticated (2) before anything else is revealed or
 // written: a guess or a forgery — even with the real user and session ids,
@@ -183,6 +189,9 @@ end
 if s[9] ~= 0 then return {'revoked'} end
 if now >= s[8] then return {'expired'} end
 if s[1] ~= ARGV[3] then return {'client'} end
+if not current and s[11] == ARGV[2] and string.sub(s[12], -8) == string.sub(ARGV[1], 1, 8) then
+  return {'ok', s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], u[4]}
+end
 if not current then
   s[9], s[10] = now, 'reuse'
   putSession(KEYS[1], s)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,6 +165,33 @@ func testReuse(t *testing.T, e *env) {
 	if len(ss) != 0 {
 		t.Fatalf("ListSessions after reuse: %+v", ss)
 	}
+}
+
+// A rotation sent twice — the same presented and next hashes, as when a
+// Redis client resends a script whose reply a broken connection lost —
+// answers the same success twice and revokes nothing; any other use of
+// the old token is still reuse.
+func testRotateReplay(t *testing.T, e *env) {
+	u := e.user("alice", "admin")
+	s, a := e.live(u.ID)
+	r := e.rotation(s, a)
+	first, err := e.st.Rotate(e.ctx, r)
+	must(t, err)
+	again, err := e.st.Rotate(e.ctx, r)
+	if err != nil {
+		t.Fatalf("replayed rotation: %v", err)
+	}
+	if again.Session.Generation != first.Session.Generation || again.Scope != first.Scope ||
+		strings.Join(again.Roles, " ") != "admin" {
+		t.Fatalf("replay answered %+v, first %+v", again, first)
+	}
+	if g := e.get(s); !g.Active(e.now) || g.Generation != 1 {
+		t.Fatalf("session after a replay: %+v", g)
+	}
+	_, c := e.rotate(s, r.Next) // the token the replayed request got still works
+	stale := r
+	stale.Next = c // an older token that happens to be used: not a replay
+	e.refuse(stale, store.ErrTokenReused)
 }
 
 func testReuseOldGeneration(t *testing.T, e *env) {

@@ -2,7 +2,7 @@
 // passes: store/redisstore and store/memstore run it from their tests.
 //
 // The suite assumes the backends' defaults: a session remembers the
-// fingerprints of its last 64 used refresh tokens, and a session record
+// fingerprints of its last 32 used refresh tokens, and a session record
 // outlives its expiry by a one-hour tombstone grace. Expiry is tested by
 // passing times in the past or future, never by sleeping.
 package storetest
@@ -21,7 +21,7 @@ import (
 )
 
 const (
-	usedTokens     = 64
+	usedTokens     = 32
 	tombstoneGrace = time.Hour
 	maxUserAgent   = 256
 )
@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ExpiredRecordsVanish", testExpiredRecordsVanish},
 		{"RotateRevoked", testRotateRevoked},
 		{"Reuse", testReuse},
+		{"RotateReplay", testRotateReplay},
 		{"ReuseOldGeneration", testReuseOldGeneration},
 		{"UsedTokenMemory", testUsedTokenMemory},
 		{"TokenSession", testTokenSession},
