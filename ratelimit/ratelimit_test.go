@@ -1,0 +1,153 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/ratelimit"
+)
+
+type limiter interface {
+	Attempt(ctx context.Context, account, ip string) (time.Duration, string, error)
+	Succeeded(ctx context.Context, account string) error
+}
+
+// both runs f against the Redis and the in-memory limiter with the same
+// limits.
+func both(t *testing.T, limits ratelimit.Limits, f func(t *testing.T, l limiter)) {
+	t.Run("redis", func(t *testing.T) {
+		rdb := testredis.Client(t)
+		prefix := testredis.Prefix(t)
+		t.Cleanup(func() { _ = testredis.DeletePrefix(context.Background(), rdb, "rate:"+prefix) })
+		f(t, ratelimit.NewRedis(rdb, prefix, limits))
+	})
+	t.Run("memory", func(t *testing.T) {
+		f(t, ratelimit.NewMemory(limits, ratelimit.MemoryOptions{}))
+	})
+}
+
+func allow(t *testing.T, l limiter, account, ip string) {
+	t.Helper()
+	wait, which, err := l.Attempt(context.Background(), account, ip)
+	if err != nil || wait != 0 || which != "" {
+		t.Fatalf("Attempt(%s, %s) = %v, %q, %v; want allowed", account, ip, wait, which, err)
+	}
+}
+
+func refuse(t *testing.T, l limiter, account, ip, want string, minWait, maxWait time.Duration) {
+	t.Helper()
+	wait, which, err := l.Attempt(context.Background(), account, ip)
+	if err != nil || which != want || wait < minWait || wait > maxWait {
+		t.Fatalf("Attempt(%s, %s) = %v, %q, %v; want refused by %s after %v..%v", account, ip, wait, which, err, want, minWait, maxWait)
+	}
+}
+
+// Three attempts per hour per account: the fourth waits 20 minutes (one
+// attempt every period/N); a correct password clears the count.
+func TestAccountLimit(t *testing.T) {
+	both(t, ratelimit.Limits{PerAccount: ratelimit.Rate{N: 3, Period: time.Hour}}, func(t *testing.T, l limiter) {
+		for i := 0; i < 3; i++ {
+			allow(t, l, "alice", fmt.Sprintf("192.0.2.%d", i)) // from anywhere
+		}
+		refuse(t, l, "alice", "198.51.100.7", ratelimit.LimitAccount, 19*time.Minute, 20*time.Minute+time.Second)
+		allow(t, l, "bob", "192.0.2.1") // other accounts are not affected
+		if err := l.Succeeded(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			allow(t, l, "alice", "192.0.2.1")
+		}
+		refuse(t, l, "alice", "192.0.2.1", ratelimit.LimitAccount, time.Minute, 21*time.Minute)
+	})
+}
+
+// Every attempt counts against its address; IPv6 addresses by /64; an
+// attempt refused for its address does not count against the account.
+func TestIPLimit(t *testing.T) {
+	limits := ratelimit.Limits{PerIP: ratelimit.Rate{N: 2, Period: time.Hour}, PerAccount: ratelimit.Rate{N: 3, Period: time.Hour}}
+	both(t, limits, func(t *testing.T, l limiter) {
+		allow(t, l, "x", "192.0.2.1")
+		allow(t, l, "y", "192.0.2.1")
+		refuse(t, l, "x", "192.0.2.1", ratelimit.LimitIP, 29*time.Minute, 30*time.Minute+time.Second)
+		refuse(t, l, "z", "192.0.2.1", ratelimit.LimitIP, time.Minute, 31*time.Minute)
+		allow(t, l, "x", "192.0.2.2")        // x's second attempt: the refused ones did not count
+		allow(t, l, "x", "::ffff:192.0.2.3") // x's third (an IPv4-mapped address is the IPv4 one)
+		refuse(t, l, "x", "192.0.2.4", ratelimit.LimitAccount, time.Minute, 21*time.Minute)
+
+		allow(t, l, "v6a", "2001:db8:1:2::1")
+		allow(t, l, "v6b", "2001:db8:1:2:ffff::9")                                             // same /64
+		refuse(t, l, "v6c", "2001:db8:1:2:aaaa::1", ratelimit.LimitIP, time.Minute, time.Hour) // same /64
+		allow(t, l, "v6c", "2001:db8:1:3::1")                                                  // the next /64
+	})
+}
+
+func TestDisabled(t *testing.T) {
+	both(t, ratelimit.Limits{}, func(t *testing.T, l limiter) {
+		for i := 0; i < 50; i++ {
+			allow(t, l, "alice", "192.0.2.1")
+		}
+		if err := l.Succeeded(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Concurrent attempts cannot slip past the limit: of 40 at once, exactly N
+// go ahead.
+func TestConcurrentAttempts(t *testing.T) {
+	both(t, ratelimit.Limits{PerAccount: ratelimit.Rate{N: 5, Period: time.Hour}}, func(t *testing.T, l limiter) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		allowed := 0
+		for i := 0; i < 40; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				wait, _, err := l.Attempt(context.Background(), "alice", "192.0.2.1")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if wait == 0 {
+					mu.Lock()
+					allowed++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if allowed != 5 {
+			t.Fatalf("%d of 40 concurrent attempts went ahead, want 5", allowed)
+		}
+	})
+}
+
+// The in-memory limiter refills with time and keeps a bounded number of
+// buckets.
+func TestMemoryRefillAndBound(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l := ratelimit.NewMemory(ratelimit.Limits{
+		PerAccount: ratelimit.Rate{N: 3, Period: time.Hour}, PerIP: ratelimit.Rate{N: 1000, Period: time.Minute},
+	}, ratelimit.MemoryOptions{MaxKeys: 100, Now: clock})
+	for i := 0; i < 3; i++ {
+		allow(t, l, "alice", "192.0.2.1")
+	}
+	refuse(t, l, "alice", "192.0.2.1", ratelimit.LimitAccount, 20*time.Minute, 20*time.Minute)
+	advance(20 * time.Minute)
+	allow(t, l, "alice", "192.0.2.1")
+	refuse(t, l, "alice", "192.0.2.1", ratelimit.LimitAccount, 20*time.Minute, 20*time.Minute)
+
+	for i := 0; i < 10000; i++ {
+		_, _, _ = l.Attempt(context.Background(), fmt.Sprintf("user%d", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+	}
+	if n := l.Len(); n > 200 {
+		t.Fatalf("%d buckets after 10000 distinct accounts and addresses, want at most 2 × 100", n)
+	}
+}

@@ -1,0 +1,189 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokend/tokend/ratelimit"
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/store/storemetrics"
+)
+
+// scrape reads GET /metrics into "name{labels}" → value (the exposition
+// format prints label names sorted).
+func (e *env) scrape() map[string]float64 {
+	e.t.Helper()
+	a := e.get("/metrics")
+	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/plain") {
+		e.t.Fatalf("GET /metrics: %d %v", a.status, a.header)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(a.body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			e.t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// After a scripted run, /metrics shows every kind of event moved: requests
+// by route pattern (never a raw path), grant outcomes, reuse by cause,
+// rate-limit refusals and store latency. The server uses the registry it
+// is given and nothing of the global default registry.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	st, err := storemetrics.Wrap(redisStore(t), reg)
+	must(t, err)
+	e := newEnv(t, st, time.Hour, withProxies("127.0.0.1/32"), func(o *server.Options) {
+		o.Metrics = reg
+		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 2, Period: time.Hour}}, ratelimit.MemoryOptions{})
+	})
+	before := e.scrape()
+
+	a := e.signIn()
+	b := e.refresh(a.str("refresh_token"))
+	e.refresh(a.str("refresh_token")) // reuse, by refresh
+	c := e.signIn()
+	e.refresh(c.str("refresh_token"))
+	e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {c.str("refresh_token")}}) // reuse, by logout
+	for i := 0; i < 3; i++ {                                                                           // 2 failures, then 429
+		e.post("/oauth/token", passwordForm("mallory", "guess"))
+	}
+	e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, backendApp, e.secret)
+	e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "client_id": {publicApp}})
+	e.postJSON("/oauth/token", `["not an object"]`)
+	e.post("/oauth/introspect", url.Values{"token": {b.str("access_token")}}, backendApp, e.secret)
+	e.get("/docs/secret-file-1234.js")
+	e.get("/no/such/path/5678")
+
+	after := e.scrape()
+	delta := func(series string) float64 { return after[series] - before[series] }
+	for series, want := range map[string]float64{
+		`tokend_grants_total{grant="password",outcome="success"}`:                   2,
+		`tokend_grants_total{grant="password",outcome="invalid_grant"}`:             2,
+		`tokend_grants_total{grant="password",outcome="slow_down"}`:                 1,
+		`tokend_grants_total{grant="refresh_token",outcome="success"}`:              2,
+		`tokend_grants_total{grant="refresh_token",outcome="invalid_grant"}`:        1,
+		`tokend_grants_total{grant="client_credentials",outcome="success"}`:         1,
+		`tokend_grants_total{grant="other",outcome="unsupported_grant_type"}`:       1,
+		`tokend_grants_total{grant="none",outcome="invalid_request"}`:               1,
+		`tokend_refresh_reuse_detected_total{via="refresh"}`:                        1,
+		`tokend_refresh_reuse_detected_total{via="logout"}`:                         1,
+		`tokend_login_rate_limited_total{limit="account"}`:                          1,
+		`tokend_login_rate_limited_total{limit="ip"}`:                               0,
+		`tokend_http_requests_total{code="200",route="/oauth/token"}`:               5,
+		`tokend_http_requests_total{code="400",route="/oauth/token"}`:               5,
+		`tokend_http_requests_total{code="429",route="/oauth/token"}`:               1,
+		`tokend_http_requests_total{code="400",route="/logout"}`:                    1,
+		`tokend_http_requests_total{code="200",route="/oauth/introspect"}`:          1,
+		`tokend_http_requests_total{code="404",route="GET /docs/{file}"}`:           1,
+		`tokend_http_requests_total{code="404",route="unmatched"}`:                  1,
+		`tokend_http_request_duration_seconds_count{route="/oauth/token"}`:          11,
+		`tokend_store_operation_duration_seconds_count{operation="rotate"}`:         3,
+		`tokend_store_operation_duration_seconds_count{operation="create_session"}`: 2,
+		`tokend_store_operation_duration_seconds_count{operation="user_by_name"}`:   4,
+		`tokend_store_errors_total{operation="rotate"}`:                             0,
+	} {
+		if _, ok := after[series]; !ok {
+			t.Errorf("%s: no such series", series)
+		} else if got := delta(series); got != want {
+			t.Errorf("%s moved by %v, want %v", series, got, want)
+		}
+	}
+	if after[`tokend_http_requests_total{code="200",route="GET /metrics"}`] < 1 {
+		t.Errorf("the scrape itself was not counted")
+	}
+	for series := range after {
+		if strings.Contains(series, "secret-file") || strings.Contains(series, "5678") {
+			t.Errorf("a raw path became a label: %s", series)
+		}
+	}
+
+	// Nothing went to the global registry: a second server in the same
+	// process registers the same names without a clash.
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	must(t, err)
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "tokend_") {
+			t.Errorf("%s is in the default registry", mf.GetName())
+		}
+	}
+	other := newEnv(t, redisStore(t), time.Hour)
+	if m := other.scrape(); m[`tokend_grants_total{grant="password",outcome="success"}`] != 0 {
+		t.Errorf("a second server shares the first one's counters")
+	}
+}
+
+// Every audit event (SPEC §9) is one structured line with the user, the
+// client, the session and the client's address.
+func TestAuditEvents(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour, withProxies("127.0.0.1/32"), func(o *server.Options) {
+		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 1, Period: time.Hour}}, ratelimit.MemoryOptions{})
+	})
+	ip := xff("203.0.113.77")
+	signIn := func() answer { return e.postFrom("/oauth/token", passwordForm(testUser, testPassword), ip) }
+	a := signIn()
+	refresh := func(rt string) answer {
+		return e.postFrom("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}}, ip)
+	}
+	refresh(a.str("refresh_token"))
+	refresh(a.str("refresh_token")) // reuse
+	refresh(a.str("refresh_token")) // now revoked: refresh.failure
+	b := signIn()
+	e.postFrom("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {b.str("refresh_token")}}, ip)
+	c := signIn()
+	e.postFrom("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {c.str("refresh_token")}}, ip)
+	e.postFrom("/oauth/token", passwordForm(testUser, "wrong"), ip)
+	e.postFrom("/oauth/token", passwordForm(testUser, "wrong"), ip) // rate limited
+
+	need := map[string][]string{
+		"signin.success":         {"user_id", "client_id", "session_id", "ip"},
+		"refresh":                {"user_id", "client_id", "session_id", "ip"},
+		"refresh.reuse_detected": {"user_id", "client_id", "session_id", "ip", "via"},
+		"refresh.failure":        {"user_id", "client_id", "session_id", "ip", "reason"},
+		"revoke":                 {"user_id", "client_id", "session_id", "ip"},
+		"logout":                 {"user_id", "client_id", "session_id", "ip"},
+		"signin.failure":         {"username", "client_id", "ip", "reason"},
+		"signin.rate_limited":    {"username", "client_id", "ip", "limit"},
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not JSON: %s", line)
+		}
+		if m["msg"] != "audit" {
+			continue
+		}
+		ev, _ := m["event"].(string)
+		seen[ev] = true
+		for _, k := range append(need[ev], "request_id") {
+			if v, _ := m[k].(string); v == "" {
+				t.Errorf("audit %s has no %s: %s", ev, k, line)
+			}
+		}
+		if m["ip"] != "203.0.113.77" {
+			t.Errorf("audit %s: ip %v, want the client's", ev, m["ip"])
+		}
+	}
+	for ev := range need {
+		if !seen[ev] {
+			t.Errorf("no %s audit event", ev)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// LoginLimiter is brute-force protection for the password grant
+// (implemented by package ratelimit, in Redis and in memory). The server
+// consults it after the client is authenticated — so an unauthenticated
+// caller still gets invalid_client — and before any password work.
+type LoginLimiter interface {
+	// Attempt counts one password attempt for the account (the lower-cased
+	// username, whether or not it exists) from the client address ip. It
+	// returns 0 when the attempt may go ahead; otherwise how long the
+	// caller must wait and which limit ("ip" or "account") refused it.
+	Attempt(ctx context.Context, account, ip string) (wait time.Duration, limit string, err error)
+	// Succeeded tells the limiter the account's password was right, so an
+	// attacker's earlier failures stop counting against its owner.
+	Succeeded(ctx context.Context, account string) error
+}
+
+// errSlowDown is the error code of a rate-limited sign-in: "slow_down" is
+// registered for the token endpoint in the IANA OAuth Extensions Error
+// Registry (RFC 8628 §3.5), and says what the client must do; the 429
+// status and Retry-After say for how long.
+var errSlowDown = errors.New("slow_down")
+
+// accountKey normalises a username the way the store looks it up.
+func accountKey(username string) string { return strings.ToLower(username) }
+
+// limitLogin asks the limiter whether this password attempt may go ahead.
+func (s *Server) limitLogin(r *http.Request, c store.Client, username string) error {
+	if s.limiter == nil {
+		return nil
+	}
+	ctx := r.Context()
+	wait, limit, err := s.limiter.Attempt(ctx, accountKey(username), clientIP(r))
+	if err != nil {
+		return storeErr(ctx, err)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	s.metrics.rateLimited.WithLabelValues(limit).Inc()
+	s.audit(ctx, "signin.rate_limited", slog.String("username", username), slog.String("client_id", c.ID),
+		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))
+	return tooManyAttempts(wait, limit)
+}
+
+// loginSucceeded clears the account's failures after a correct password.
+// A failure to do so is logged, not fatal: the sign-in stands.
+func (s *Server) loginSucceeded(ctx context.Context, username string) {
+	if s.limiter == nil {
+		return
+	}
+	if err := s.limiter.Succeeded(ctx, accountKey(username)); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
+			slog.String("request_id", RequestID(ctx)), slog.String("error", err.Error()))
+	}
+}
+
+// tooManyAttempts is the 429 answer, with Retry-After in whole seconds
+// (rounded up, at least 1).
+func tooManyAttempts(wait time.Duration, limit string) *oauthError {
+	desc := "too many sign-in attempts for this account; retry later"
+	if limit == "ip" {
+		desc = "too many sign-in attempts from this address; retry later"
+	}
+	e := newError(errSlowDown, desc)
+	e.status = http.StatusTooManyRequests
+	secs := int64(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	e.header = http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}}
+	return e
+}
