@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/verify"
+)
+
+func TestKeysRotateAndList(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"JWT_KEYS_DIR=" + dir, "JWT_SIGNING_ALG=EdDSA"}
+
+	if _, err := run(t, nil, "", "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "--dir is required") {
+		t.Fatalf("rotate without a dir: %v", err)
+	}
+	if _, err := run(t, nil, "", "keys", "rotate", "--dir", dir, "--alg", "HS256"); err == nil {
+		t.Fatal("HS256 accepted")
+	}
+	out, err := run(t, env, "", "keys", "rotate")
+	if err != nil || !strings.Contains(out, "added EdDSA key") || !strings.Contains(out, "signs at once") {
+		t.Fatalf("first rotate (JWT_KEYS_DIR, JWT_SIGNING_ALG): %v\n%s", err, out)
+	}
+	out, err = run(t, nil, "", "keys", "rotate", "--dir", dir, "--alg", "ES256")
+	if err != nil || !strings.Contains(out, "added ES256 key") || !regexp.MustCompile(`published within 15s; signs from \S+ \(in 5m1[5-7]s\)`).MatchString(out) ||
+		!strings.Contains(out, "active key") {
+		t.Fatalf("second rotate: %v\n%s", err, out)
+	}
+	out, err = run(t, []string{"JWKS_MAX_AGE=1m", "JWT_KEYS_RELOAD_INTERVAL=30s", "JWT_ACCESS_EXPIRES_IN=5m"}, "", "keys", "list", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], "pre-publication 1m30s") || !strings.Contains(lines[0], "5m30s after retiring") ||
+		!strings.HasPrefix(lines[1], "KID") || !strings.Contains(lines[2], "ES256  pending") || !strings.Contains(lines[3], "EdDSA  active") {
+		t.Fatalf("keys list:\n%s", out)
+	}
+	dashes := func(line string) int {
+		return len(slices.DeleteFunc(strings.Fields(line), func(f string) bool { return f != "-" }))
+	}
+	if dashes(lines[2]) != 2 || dashes(lines[3]) != 0 { // pending: no end yet; active: ends when the pending key starts
+		t.Fatalf("keys list times:\n%s", out)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+	if len(files) != 2 {
+		t.Fatalf("%d key files", len(files))
+	}
+	if _, err := run(t, nil, "", "keys", "list", "--dir", filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("list of a missing dir succeeded")
+	}
+}
+
+// SPEC §3: keys rotate while resource servers verify. tokend serves from a
+// key directory; a verify.Verifier with a warm cache checks every freshly
+// issued token while the directory is rotated twice (ES256 → EdDSA →
+// RS256). No verification fails, and none needs an unknown-kid refetch:
+// the verifier's one refetch is used up before the first rotation, so
+// every new key must reach it through pre-publication alone.
+func TestRotationWhileVerifying(t *testing.T) {
+	dir := t.TempDir()
+	const issuer = "http://tokend.test"
+	env := redisEnv(t, "JWT_KEYS_DIR="+dir, "JWKS_MAX_AGE=1s", "JWT_KEYS_RELOAD_INTERVAL=100ms",
+		"JWT_ISSUER="+issuer, "JWT_AUDIENCE=orders")
+	if out, err := run(t, env, "", "keys", "generate", "--dir", dir); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	out, err := run(t, env, "", "clients", "create", "svc", "--grants", "client_credentials")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := regexp.MustCompile(`client_secret: (cs_\S+)`).FindStringSubmatch(out)
+	if secret == nil {
+		t.Fatalf("no secret in %s", out)
+	}
+	base, logs := serveFor(t, env)
+
+	ctx := context.Background()
+	v, err := verify.New(ctx, issuer, verify.WithJWKSURL(base+"/.well-known/jwks.json"),
+		verify.WithAudience("orders"), verify.WithRefetchInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() string {
+		status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"svc"}, "client_secret": {secret[1]}})
+		if status != http.StatusOK {
+			t.Fatalf("token: %d %v", status, m)
+		}
+		return m["access_token"].(string)
+	}
+	first := issue()
+	if _, err := v.Verify(ctx, first); err != nil { // warm cache
+		t.Fatal(err)
+	}
+	// Use up the unknown-kid refetch allowance for the next hour.
+	stranger, err := keys.Ephemeral(keys.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, foreignToken(t, stranger.Signing())); !errors.Is(err, verify.ErrInvalid) {
+		t.Fatalf("foreign token: %v", err)
+	}
+
+	signers := []string{kidOf(t, first)}
+	var rotated []string // kids added by keys rotate
+	failures, verified := 0, 0
+	deadline := time.Now().Add(30 * time.Second)
+	for len(rotated) < 2 || signers[len(signers)-1] != rotated[1] {
+		if time.Now().After(deadline) {
+			t.Fatalf("rotation did not complete: signers %v, rotated %v", signers, rotated)
+		}
+		// Rotate once the previous rotation's key signs.
+		if len(rotated) == len(signers)-1 && len(rotated) < 2 {
+			alg := []string{"EdDSA", "RS256"}[len(rotated)]
+			out, err := run(t, env, "", "keys", "rotate", "--alg", alg)
+			if err != nil {
+				t.Fatalf("rotate: %v %s", err, out)
+			}
+			rotated = append(rotated, regexp.MustCompile(`added \S+ key (\S+)`).FindStringSubmatch(out)[1])
+		}
+		tok := issue()
+		if kid := kidOf(t, tok); kid != signers[len(signers)-1] {
+			signers = append(signers, kid)
+		}
+		if _, err := v.Verify(ctx, tok); err != nil {
+			failures++
+			t.Errorf("verification %d failed (signers %v): %v", verified+failures, signers, err)
+		} else {
+			verified++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if failures > 0 || !slices.Equal(signers[1:], rotated) {
+		t.Fatalf("%d of %d verifications failed; signers %v, rotated %v", failures, failures+verified, signers, rotated)
+	}
+	t.Logf("%d tokens verified across 2 rotations, none failed", verified)
+	// The first key retired but is still published: its token verifies.
+	if _, err := v.Verify(ctx, first); err != nil {
+		t.Fatalf("token of the retired key: %v", err)
+	}
+	var jwks struct{ Keys []struct{ Kid string } }
+	resp, err := http.Get(base + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	if len(jwks.Keys) != 3 || jwks.Keys[0].Kid != rotated[1] || resp.Header.Get("Cache-Control") != "public, max-age=1" {
+		t.Fatalf("JWKS %+v, Cache-Control %q", jwks, resp.Header.Get("Cache-Control"))
+	}
+	if !strings.Contains(logs.String(), `"msg":"signing with key"`) {
+		t.Fatalf("no log of the key changes:\n%s", logs.String())
+	}
+	out, err = run(t, env, "", "keys", "list")
+	if err != nil || strings.Count(out, "retired") != 2 || strings.Count(out, "active") != 1 {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+}
+
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Kid string }
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
+}
+
+// foreignToken is a well-formed access token signed by a key tokend never
+// published.
+func foreignToken(t *testing.T, k *keys.Key) string {
+	t.Helper()
+	h, _ := json.Marshal(map[string]string{"alg": k.Alg, "kid": k.ID, "typ": "at+jwt"})
+	c, _ := json.Marshal(map[string]any{"iss": "http://tokend.test", "sub": "x", "aud": []string{"orders"}, "client_id": "x", "jti": "x",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()})
+	s := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	sig, err := k.Method.Sign(s, k.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// Roles given with `tokend users create --role` reach the roles claim of
+// the access token and pass verify.RequireRole.
+func TestRolesEndToEnd(t *testing.T) {
+	env := redisEnv(t, "JWT_ISSUER=http://tokend.test")
+	if _, err := run(t, env, "s3cret-password", "users", "create", "alice", "--role", "admin", "--role", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "another-password", "users", "create", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := serveFor(t, env)
+	v, err := verify.New(context.Background(), "http://tokend.test", verify.WithJWKSURL(base+"/.well-known/jwks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := v.Middleware(verify.RequireRole("admin")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+	for _, u := range []struct {
+		name, password string
+		roles          []string
+		status         int
+	}{
+		{"alice", "s3cret-password", []string{"admin", "ops"}, http.StatusOK},
+		{"bob", "another-password", []string{}, http.StatusForbidden},
+	} {
+		status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"web"}, "username": {u.name}, "password": {u.password}})
+		if status != http.StatusOK {
+			t.Fatalf("sign in %s: %d %v", u.name, status, m)
+		}
+		at := m["access_token"].(string)
+		c, err := v.Verify(context.Background(), at)
+		if err != nil || !slices.Equal(c.Roles, u.roles) {
+			t.Fatalf("%s: roles %v, %v; want %v", u.name, c.Roles, err, u.roles)
+		}
+		req := httptest.NewRequest(http.MethodGet, "/admin", nil)
+		req.Header.Set("Authorization", "Bearer "+at)
+		rec := httptest.NewRecorder()
+		admin.ServeHTTP(rec, req)
+		if rec.Code != u.status {
+			t.Fatalf("%s on an admin endpoint: %d, want %d", u.name, rec.Code, u.status)
+		}
+	}
+}

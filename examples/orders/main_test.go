@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/redisstore"
+	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
+)
+
+// clock is the one clock of tokend and the example, so a test can let an
+// access token expire without waiting 15 minutes.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// startTokend runs a real tokend (server.New on the Redis store, signup
+// enabled) on a local listener; its URL is its issuer.
+func startTokend(t *testing.T, clk *clock) (base string, st store.Store) {
+	t.Helper()
+	opt, err := redis.ParseURL(testredis.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = redisstore.New(redis.NewClient(opt), redisstore.Options{Prefix: testredis.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	set, err := keys.Ephemeral(keys.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = "http://" + ln.Addr().String()
+	src := token.StaticKeys{Set: set}
+	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
+	srv, err := server.New(server.Options{
+		Store: st, Tokens: token.NewIssuer(base, nil, 15*time.Minute, src), Keys: src, Passwords: h,
+		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &httptest.Server{Listener: ln, Config: &http.Server{Handler: srv.Handler()}}
+	hs.Start()
+	t.Cleanup(hs.Close)
+
+	// An admin, as an operator makes one: tokend users create root --role admin.
+	hash, err := h.Hash(context.Background(), "root-password-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	ctx := context.Background()
+	if err := st.CreateUser(ctx, store.User{ID: token.NewID(), Username: "root", PasswordHash: hash, Roles: []string{"admin"}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateClient(ctx, store.Client{ID: "web", Public: true, Grants: []string{"password", "refresh_token"}, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	return base, st
+}
+
+type reply struct {
+	status int
+	header http.Header
+	json   map[string]any
+}
+
+func (r reply) str(k string) string { s, _ := r.json[k].(string); return s }
+
+func send(t *testing.T, req *http.Request) reply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, header: resp.Header}
+	_ = json.Unmarshal(body, &r.json)
+	return r
+}
+
+func post(t *testing.T, u string, form url.Values) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return send(t, req)
+}
+
+func get(t *testing.T, u, accessToken string) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	if accessToken != "" {
+		req.Header.Set("Authorization", "Bearer "+accessToken)
+	}
+	return send(t, req)
+}
+
+// SPEC §10 story 4, end to end: register, sign in, call the protected
+// service, be refused the admin endpoint, have the access token expire
+// (401 with Token-Expired), refresh, and call again.
+func TestStory4EndToEnd(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	tokend, _ := startTokend(t, clk)
+	ctx := context.Background()
+	v, err := verify.New(ctx, tokend, verify.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := httptest.NewServer(newHandler(v))
+	defer orders.Close()
+
+	// Register.
+	r := post(t, tokend+"/users", url.Values{"username": {"dora@example.com"}, "password": {"dora's long password"}})
+	if r.status != http.StatusCreated || r.str("id") == "" {
+		t.Fatalf("register: %d %v", r.status, r.json)
+	}
+	userID := r.str("id")
+
+	// Sign in.
+	r = post(t, tokend+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"web"},
+		"username": {"dora@example.com"}, "password": {"dora's long password"}})
+	if r.status != http.StatusOK || r.json["expires_in"] != float64(900) {
+		t.Fatalf("sign in: %d %v", r.status, r.json)
+	}
+	at, rt := r.str("access_token"), r.str("refresh_token")
+
+	// Protected call.
+	if r := get(t, orders.URL+"/orders", at); r.status != http.StatusOK || r.str("user_id") != userID {
+		t.Fatalf("GET /orders: %d %v", r.status, r.json)
+	}
+	if r := get(t, orders.URL+"/orders", ""); r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" {
+		t.Fatalf("GET /orders without a token: %d %v", r.status, r.header)
+	}
+
+	// Admin call: not an admin.
+	r = get(t, orders.URL+"/admin/orders", at)
+	if r.status != http.StatusForbidden || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer error="insufficient_scope"`) {
+		t.Fatalf("GET /admin/orders: %d %v", r.status, r.header)
+	}
+
+	// The access token expires.
+	clk.Advance(16 * time.Minute)
+	r = get(t, orders.URL+"/orders", at)
+	if r.status != http.StatusUnauthorized || r.header.Get("Token-Expired") != "true" ||
+		!strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
+		t.Fatalf("expired token: %d %v", r.status, r.header)
+	}
+
+	// Refresh: a new access and refresh token; the old refresh token is spent.
+	r = post(t, tokend+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"web"}, "refresh_token": {rt}})
+	if r.status != http.StatusOK || r.str("access_token") == "" || r.str("refresh_token") == "" || r.str("refresh_token") == rt {
+		t.Fatalf("refresh: %d %v", r.status, r.json)
+	}
+	at2 := r.str("access_token")
+
+	// Call again.
+	if r := get(t, orders.URL+"/orders", at2); r.status != http.StatusOK || r.str("user_id") != userID {
+		t.Fatalf("GET /orders after refresh: %d %v", r.status, r.json)
+	}
+	if r := post(t, tokend+"/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"web"}, "refresh_token": {rt}}); r.status != http.StatusBadRequest {
+		t.Fatalf("old refresh token: %d %v", r.status, r.json)
+	}
+
+	// An admin gets the admin endpoint.
+	r = post(t, tokend+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"web"}, "username": {"root"}, "password": {"root-password-1"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("admin sign in: %d %v", r.status, r.json)
+	}
+	if r := get(t, orders.URL+"/admin/orders", r.str("access_token")); r.status != http.StatusOK || r.str("admin") == "" {
+		t.Fatalf("GET /admin/orders as admin: %d %v", r.status, r.json)
+	}
+}
+
+// run serves until its context ends.
+func TestRun(t *testing.T) {
+	tokend, _ := startTokend(t, &clock{t: time.Now()})
+	addr := testredis.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, addr, tokend, slog.New(slog.DiscardHandler)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/orders")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("GET /orders: %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("run without a reachable tokend succeeded")
+	}
+}
