@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -61,6 +62,10 @@ type Config struct {
 	PasswordHashMemory      uint32 // PASSWORD_HASH_MEMORY [19456] KiB (argon2id, OWASP)
 	PasswordHashIterations  uint32 // PASSWORD_HASH_ITERATIONS [2]
 	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
+
+	LoginRateAccount Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [10/15m]; zero = off
+	LoginRateIP      Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
+	TrustedProxies   []netip.Prefix // TRUSTED_PROXIES [unset]
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
@@ -111,7 +116,7 @@ const (
 	formMaxAge         = "a duration of at least 1s, e.g. 5m"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
-	formRedisURL       = "redis://, rediss://, redis+sentinel:// or redis+cluster://, e.g. redis://:password@host:6379/0"
+	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
 	formAudience       = "comma- or space-separated list, e.g. api,billing"
@@ -157,7 +162,7 @@ var table = []variable{
 				return fmt.Sprintf("not a valid URL (use %s)", formRedisURL)
 			}
 			switch strings.ToLower(u.Scheme) {
-			case "redis", "rediss", "redis+sentinel", "redis+cluster":
+			case "redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
 			default:
 				return fmt.Sprintf("%q has an unsupported scheme %q (use %s)", RedactURL(raw), u.Scheme, formRedisURL)
 			}
@@ -344,6 +349,24 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashParallelism), 10) },
+	},
+	{
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "10/15m", formRate,
+			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same). A correct password clears the account's count, so in effect failed attempts are limited. 0 disables."},
+		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccount }),
+		format: func(c Config) string { return c.LoginRateAccount.String() },
+	},
+	{
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_IP", "100/1m", formRate,
+			"Password sign-in attempts per client IP address (IPv6: per /64), successful or not. 0 disables."},
+		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateIP }),
+		format: func(c Config) string { return c.LoginRateIP.String() },
+	},
+	{
+		Variable: Variable{"TRUSTED_PROXIES", "", formProxies,
+			"Reverse proxies whose X-Forwarded-For header is believed. Unset: the TCP peer is the client address (for rate limits, audit logs and sessions)."},
+		parse:  parseProxiesVar,
+		format: func(c Config) string { return formatProxies(c.TrustedProxies) },
 	},
 	{
 		Variable: Variable{"SHUTDOWN_TIMEOUT", "15s", formDuration,

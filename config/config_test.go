@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,6 +23,7 @@ var documentedOrder = []string{
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
+	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
 	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL",
 }
 
@@ -40,6 +42,8 @@ func defaults() config.Config {
 		PasswordHashMemory:      19456,
 		PasswordHashIterations:  2,
 		PasswordHashParallelism: 1,
+		LoginRateAccount:        config.Rate{N: 10, Period: 15 * time.Minute},
+		LoginRateIP:             config.Rate{N: 100, Period: time.Minute},
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
 	}
@@ -122,6 +126,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"REDIS_URL=rediss://:pw@h:6380", func(c *config.Config) { c.RedisURL = "rediss://:pw@h:6380" }},
 		{"REDIS_URL=redis+sentinel://s1:26379,s2:26379/mymaster", func(c *config.Config) { c.RedisURL = "redis+sentinel://s1:26379,s2:26379/mymaster" }},
 		{"REDIS_URL=redis+cluster://n1:7000,n2:7001", func(c *config.Config) { c.RedisURL = "redis+cluster://n1:7000,n2:7001" }},
+		{"REDIS_URL=rediss+sentinel://s1:26379/0?master_name=m", func(c *config.Config) { c.RedisURL = "rediss+sentinel://s1:26379/0?master_name=m" }},
+		{"REDIS_URL=unix:///run/redis.sock", func(c *config.Config) { c.RedisURL = "unix:///run/redis.sock" }},
 		{"REDIS_URL=REDIS://H:1", func(c *config.Config) { c.RedisURL = "REDIS://H:1" }},
 		{"REDIS_KEY_PREFIX=app:auth:", func(c *config.Config) { c.RedisKeyPrefix = "app:auth:" }},
 		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer = "https://auth.example.com" }},
@@ -159,6 +165,17 @@ func TestEnvOverrides(t *testing.T) {
 		{"PASSWORD_HASH_ITERATIONS=3", func(c *config.Config) { c.PasswordHashIterations = 3 }},
 		{"PASSWORD_HASH_PARALLELISM=4", func(c *config.Config) { c.PasswordHashParallelism = 4 }},
 		{"PASSWORD_HASH_PARALLELISM=255", func(c *config.Config) { c.PasswordHashParallelism = 255 }},
+		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=5/10m", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 5, Period: 10 * time.Minute} }},
+		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=20/1d", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 20, Period: 24 * time.Hour} }},
+		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", func(c *config.Config) { c.LoginRateAccount = config.Rate{} }},
+		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
+		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
+		{"TRUSTED_PROXIES=10.0.0.1, 192.168.0.0/16 2001:db8::/32", func(c *config.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("2001:db8::/32")}
+		}},
+		{"TRUSTED_PROXIES=::ffff:10.1.2.3,10.9.9.9/8", func(c *config.Config) {
+			c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("10.0.0.0/8")}
+		}},
 		{"SHUTDOWN_TIMEOUT=1m", func(c *config.Config) { c.ShutdownTimeout = time.Minute }},
 		{"SHUTDOWN_TIMEOUT=  30s ", func(c *config.Config) { c.ShutdownTimeout = 30 * time.Second }},
 		{"CLIENT_CACHE_TTL=1m", func(c *config.Config) { c.ClientCacheTTL = time.Minute }},
@@ -210,6 +227,9 @@ log_format: text
 password_hash_memory: 65536
 password_hash_iterations: 3
 password_hash_parallelism: 2
+rate_limit_login_per_account: 5/10m
+rate_limit_login_per_ip: 300/1m
+trusted_proxies: 10.0.0.0/8, fd00::/8
 shutdown_timeout: 30s
 `
 
@@ -232,6 +252,9 @@ func fullFileConfig() config.Config {
 		PasswordHashMemory:      65536,
 		PasswordHashIterations:  3,
 		PasswordHashParallelism: 2,
+		LoginRateAccount:        config.Rate{N: 5, Period: 10 * time.Minute},
+		LoginRateIP:             config.Rate{N: 300, Period: time.Minute},
+		TrustedProxies:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
 		ShutdownTimeout:         30 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
 	}
@@ -318,7 +341,7 @@ func TestInvalid(t *testing.T) {
 		{env: "HTTP_ADDR=:http", wantText: "is not a listen address"},
 		{env: "HTTP_ADDR=:70000", wantText: "is not a listen address"},
 		{env: "HTTP_ADDR=:-1", wantText: "is not a listen address"},
-		{env: "REDIS_URL=http://localhost:6379", wantText: `unsupported scheme "http" (use redis://, rediss://, redis+sentinel:// or redis+cluster://`},
+		{env: "REDIS_URL=http://localhost:6379", wantText: `unsupported scheme "http" (use redis://, rediss://, unix://, redis+sentinel://`},
 		{env: "REDIS_URL=localhost:6379", wantText: "unsupported scheme"},
 		{env: "REDIS_URL=127.0.0.1:6379", wantText: "not a valid URL (use redis://"},
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
@@ -358,6 +381,13 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_ITERATIONS=two", wantText: "is not an iteration count"},
 		{env: "PASSWORD_HASH_PARALLELISM=0", wantText: `"0" is not a parallelism (use a whole number from 1 to 255)`},
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
+		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=10", wantText: `"10" is not a rate (use N/period, e.g. 10/15m`},
+		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=-1/1m", wantText: "N must be a whole number"},
+		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=ten/1m", wantText: "N must be a whole number"},
+		{env: "RATE_LIMIT_LOGIN_PER_IP=10/0s", wantText: "the period must be a positive duration"},
+		{env: "RATE_LIMIT_LOGIN_PER_IP=10/minute", wantText: "the period must be a positive duration"},
+		{env: "TRUSTED_PROXIES=10.0.0.0/33", wantText: `"10.0.0.0/33" is not an IP address or CIDR range`},
+		{env: "TRUSTED_PROXIES=proxy.internal", wantText: "is not an IP address or CIDR range"},
 		{env: "SHUTDOWN_TIMEOUT=soon", wantText: `"soon" is not a duration (use Go syntax`},
 		{env: "SHUTDOWN_TIMEOUT=0s", wantText: "must be positive"},
 		{env: "CLIENT_CACHE_TTL=-1s", wantText: `"-1s" is not a duration (use a duration like 10s`},
@@ -696,25 +726,28 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		got[s.Name] = s.Value
 	}
 	want := map[string]string{
-		"HTTP_ADDR":                 "127.0.0.1:9000",
-		"REDIS_URL":                 "redis://redis:6379/1",
-		"REDIS_KEY_PREFIX":          "svc:",
-		"JWT_ISSUER":                "https://auth.example.com",
-		"JWT_AUDIENCE":              "api,billing",
-		"JWT_ACCESS_EXPIRES_IN":     "10m",
-		"JWT_REFRESH_EXPIRES_IN":    "36h",
-		"JWT_SIGNING_ALG":           "EdDSA",
-		"JWT_KEYS_DIR":              "/etc/tokend/keys",
-		"JWKS_MAX_AGE":              "10m",
-		"JWT_KEYS_RELOAD_INTERVAL":  "30s",
-		"ALLOW_SIGNUP":              "true",
-		"LOG_LEVEL":                 "debug",
-		"LOG_FORMAT":                "text",
-		"PASSWORD_HASH_MEMORY":      "65536",
-		"PASSWORD_HASH_ITERATIONS":  "3",
-		"PASSWORD_HASH_PARALLELISM": "2",
-		"SHUTDOWN_TIMEOUT":          "30s",
-		"CLIENT_CACHE_TTL":          "10s",
+		"HTTP_ADDR":                    "127.0.0.1:9000",
+		"REDIS_URL":                    "redis://redis:6379/1",
+		"REDIS_KEY_PREFIX":             "svc:",
+		"JWT_ISSUER":                   "https://auth.example.com",
+		"JWT_AUDIENCE":                 "api,billing",
+		"JWT_ACCESS_EXPIRES_IN":        "10m",
+		"JWT_REFRESH_EXPIRES_IN":       "36h",
+		"JWT_SIGNING_ALG":              "EdDSA",
+		"JWT_KEYS_DIR":                 "/etc/tokend/keys",
+		"JWKS_MAX_AGE":                 "10m",
+		"JWT_KEYS_RELOAD_INTERVAL":     "30s",
+		"ALLOW_SIGNUP":                 "true",
+		"LOG_LEVEL":                    "debug",
+		"LOG_FORMAT":                   "text",
+		"PASSWORD_HASH_MEMORY":         "65536",
+		"PASSWORD_HASH_ITERATIONS":     "3",
+		"PASSWORD_HASH_PARALLELISM":    "2",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT": "5/10m",
+		"RATE_LIMIT_LOGIN_PER_IP":      "300/1m",
+		"TRUSTED_PROXIES":              "10.0.0.0/8,fd00::/8",
+		"SHUTDOWN_TIMEOUT":             "30s",
+		"CLIENT_CACHE_TTL":             "10s",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

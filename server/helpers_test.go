@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,8 +46,9 @@ type env struct {
 	srv    *httptest.Server
 	store  store.Store
 	issuer *token.Issuer
+	keys   *keys.Set // the signing keys, for forging tokens
 	clock  *clock
-	hasher *credential.Hasher
+	hasher server.PasswordHasher
 	logs   *syncBuffer
 
 	userID string
@@ -103,7 +105,8 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // fastArgon keeps tests quick; production uses credential.DefaultArgon2.
 var fastArgon = credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
-func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration) *env {
+// newEnv builds the env; opts may change the server's options.
+func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func(*server.Options)) *env {
 	t.Helper()
 	set, err := keys.Ephemeral(keys.ES256)
 	if err != nil {
@@ -111,13 +114,17 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration) *env {
 	}
 	src := token.StaticKeys{Set: set}
 	clk := &clock{t: time.Now()}
-	e := &env{t: t, store: st, clock: clk, hasher: credential.NewHasher(fastArgon, 0), logs: &syncBuffer{}}
+	e := &env{t: t, store: st, keys: set, clock: clk, hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &syncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, []string{"orders"}, 15*time.Minute, src)
-	s, err := server.New(server.Options{
+	o := server.Options{
 		Store: st, Tokens: e.issuer, Keys: src, Passwords: e.hasher,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Issuer: testIssuer, RefreshTTL: refreshTTL, Now: clk.Now,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	s, err := server.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +233,25 @@ func wantError(t *testing.T, a answer, status int, code, descContains string) {
 	if ct := a.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Fatalf("Content-Type %q", ct)
 	}
+}
+
+// countingHasher counts the password work the server asks for.
+type countingHasher struct {
+	server.PasswordHasher
+	hashes, verifies, dummies atomic.Int64
+}
+
+func (c *countingHasher) Hash(ctx context.Context, pw string) (string, error) {
+	c.hashes.Add(1)
+	return c.PasswordHasher.Hash(ctx, pw)
+}
+
+func (c *countingHasher) Verify(ctx context.Context, pw, enc string) (bool, error) {
+	c.verifies.Add(1)
+	return c.PasswordHasher.Verify(ctx, pw, enc)
+}
+
+func (c *countingHasher) VerifyDummy(ctx context.Context, pw string) {
+	c.dummies.Add(1)
+	c.PasswordHasher.VerifyDummy(ctx, pw)
 }

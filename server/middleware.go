@@ -16,6 +16,7 @@ type ctxKey struct{}
 // and the OAuth error code, if any, for the access log.
 type reqInfo struct {
 	id      string
+	ip      string // the client's address (clientAddr)
 	errCode string
 	errLog  string
 }
@@ -90,7 +91,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		ri := &reqInfo{id: id}
+		ri := &reqInfo{id: id, ip: s.clientAddr(r)}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w}
@@ -124,14 +125,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				attrs = append(attrs, slog.String("cause", ri.errLog))
 			}
 			s.log.LogAttrs(r.Context(), level, "request", attrs...)
+			s.metrics.observeRequest(r.Pattern, sw.status, time.Since(start))
 		}()
 		next.ServeHTTP(sw, r)
 	})
 }
 
-// clientIP is the peer address. (Trusting X-Forwarded-For from configured
-// proxies is a separate, opt-in feature.)
+// clientIP is the client's address: the TCP peer, or what a trusted proxy
+// says in X-Forwarded-For (Options.TrustedProxies; see clientAddr).
 func clientIP(r *http.Request) string {
+	if ip := info(r.Context()).ip; ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -131,6 +131,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, storeErr(ctx, err))
 			return
 		}
+		s.metrics.reuse.WithLabelValues("logout").Inc()
 		s.audit(ctx, "refresh.reuse_detected", slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
 			slog.String("session_id", rt.SessionID), slog.String("ip", clientIP(r)), slog.String("via", "logout"))
 		writeError(w, r, invalidGrant("refresh token was already used; the session has been revoked"))

@@ -11,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
 )
 
@@ -127,7 +123,15 @@ func TestPasswordGrantErrors(t *testing.T) {
 	signIn := func(user, pw string) answer {
 		return e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {user}, "password": {pw}})
 	}
-	unknown, wrong := signIn("mallory", "whatever1"), signIn(testUser, "whatever1")
+	h := e.hasher.(*countingHasher)
+	unknown := signIn("mallory", "whatever1")
+	if h.dummies.Load() != 1 || h.verifies.Load() != 0 {
+		t.Fatalf("unknown user: %d dummy and %d real verifications, want the same argon2id work as a known user", h.dummies.Load(), h.verifies.Load())
+	}
+	wrong := signIn(testUser, "whatever1")
+	if h.verifies.Load() != 1 {
+		t.Fatalf("wrong password: %d verifications", h.verifies.Load())
+	}
 	if unknown.status != wrong.status || unknown.str("error_description") != wrong.str("error_description") {
 		t.Fatalf("unknown user and wrong password differ: %s vs %s", unknown.body, wrong.body)
 	}
@@ -138,8 +142,12 @@ func TestPasswordGrantErrors(t *testing.T) {
 	}
 	// The client is authenticated before the password is looked at: a bad
 	// client secret with a good password is invalid_client, never a grant.
+	before := h.verifies.Load() + h.dummies.Load()
 	a := e.post("/oauth/token", url.Values{"grant_type": {"password"}, "username": {testUser}, "password": {testPassword}}, backendApp, "wrong-secret")
 	wantError(t, a, 401, "invalid_client", "")
+	if n := h.verifies.Load() + h.dummies.Load(); n != before {
+		t.Fatal("the password was checked for an unauthenticated client")
+	}
 	if !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Basic") {
 		t.Fatalf("401 without WWW-Authenticate: %v", a.header)
 	}
@@ -317,10 +325,7 @@ func TestRevokeAccessToken(t *testing.T) {
 // A store outage is a 503 with Retry-After, never a 500, and the service
 // recovers by itself when the store returns.
 func TestStoreOutage(t *testing.T) {
-	srv := testredis.StartServer(t, "--appendonly", "yes", "--appendfsync", "always")
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	st, err := redisstore.New(rdb, redisstore.Options{})
-	must(t, err)
+	srv, st := privateRedisStore(t, "--appendonly", "yes", "--appendfsync", "always") // the production client options
 	e := newEnv(t, st, time.Hour)
 	rt := e.signIn().str("refresh_token")
 	srv.Stop()

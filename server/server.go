@@ -10,25 +10,53 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
-	"github.com/tokend/tokend/credential"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
+
+// PasswordHasher hashes and checks user passwords; *credential.Hasher
+// (argon2id) is the implementation.
+type PasswordHasher interface {
+	Hash(ctx context.Context, password string) (string, error)
+	Verify(ctx context.Context, password, encoded string) (bool, error)
+	// VerifyDummy spends the work of Verify on nothing, so that an unknown
+	// username costs what a known one does.
+	VerifyDummy(ctx context.Context, password string)
+}
 
 // Options configure a Server. Store, Tokens, Passwords and Logger are
 // required.
 type Options struct {
 	Store     store.Store
-	Tokens    *token.Issuer      // signs and verifies access tokens
-	Keys      token.KeySource    // published keys for the JWKS document
-	Passwords *credential.Hasher // argon2id
+	Tokens    *token.Issuer   // signs and verifies access tokens
+	Keys      token.KeySource // published keys for the JWKS document
+	Passwords PasswordHasher  // argon2id: *credential.Hasher
 	Logger    *slog.Logger
 
 	Issuer     string        // the issuer URL, for metadata
 	RefreshTTL time.Duration // absolute session lifetime [24h]
 	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS [5m]
+
+	// AllowSignup enables self-registration (POST /users); without it
+	// /users answers 404 like any unknown path.
+	AllowSignup bool
+
+	// LoginLimiter, if set, limits password sign-in attempts per account
+	// and per client IP (package ratelimit); nil means no limit.
+	LoginLimiter LoginLimiter
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed when working out the client's IP address; none by default.
+	TrustedProxies []netip.Prefix
+	// Metrics is the Prometheus registry the server registers its
+	// collectors in and serves at GET /metrics; nil means a new registry
+	// of the server's own (never the global default registry).
+	Metrics *prometheus.Registry
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -39,11 +67,15 @@ type Server struct {
 	store      store.Store
 	tokens     *token.Issuer
 	keys       token.KeySource
-	passwords  *credential.Hasher
+	passwords  PasswordHasher
 	log        *slog.Logger
 	issuer     string
 	refreshTTL time.Duration
 	jwksMaxAge time.Duration
+	signup     bool
+	limiter    LoginLimiter
+	proxies    []netip.Prefix
+	metrics    *metrics
 	now        func() time.Time
 	metadata   []byte
 	handler    http.Handler
@@ -58,6 +90,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		store: o.Store, tokens: o.Tokens, keys: o.Keys, passwords: o.Passwords, log: o.Logger,
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
+		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
 	}
 	if s.refreshTTL <= 0 {
 		s.refreshTTL = 24 * time.Hour
@@ -68,6 +101,11 @@ func New(o Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	m, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	s.metrics = m
 	md, err := s.buildMetadata()
 	if err != nil {
 		return nil, fmt.Errorf("server: metadata: %w", err)
@@ -88,10 +126,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/oauth/revoke", s.handleRevoke)
 	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
 	mux.HandleFunc("/logout", s.handleLogout)
+	mux.HandleFunc("/users", s.handleSignup)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)

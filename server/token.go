@@ -29,12 +29,15 @@ type tokenResponse struct {
 
 // handleToken is POST /oauth/token (RFC 6749 §4.3, §4.4, §6).
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	var grant string
+	var err error
+	defer func() { s.metrics.observeGrant(r.Context(), grant, err) }()
 	p, err := readParams(w, r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	grant, err := p.require("grant_type")
+	grant, err = p.require("grant_type")
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -148,6 +151,11 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	if err != nil {
 		return tokenResponse{}, err
 	}
+	// Brute-force protection: after the client is authenticated, before
+	// any password work.
+	if err := s.limitLogin(r, c, username); err != nil {
+		return tokenResponse{}, err
+	}
 	u, err := s.checkPassword(ctx, username, password)
 	if err != nil {
 		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
@@ -156,6 +164,7 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		}
 		return tokenResponse{}, err
 	}
+	s.loginSucceeded(ctx, username)
 
 	now := s.now()
 	sid := token.NewID()
@@ -267,28 +276,34 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 	}, nil
 }
 
-// refreshFailed turns a Rotate error into the RFC answer, auditing theft.
+// refreshFailed turns a Rotate error into the RFC answer, auditing theft
+// and every other refused refresh (refresh.failure, with the reason).
 func (s *Server) refreshFailed(r *http.Request, c store.Client, old token.Refresh, err error) error {
 	ctx := r.Context()
+	who := []slog.Attr{slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
+		slog.String("session_id", old.SessionID), slog.String("ip", clientIP(r))}
+	failed := func(e *oauthError) error {
+		s.audit(ctx, "refresh.failure", append(who, slog.String("reason", e.desc))...)
+		return e
+	}
 	switch {
 	case errors.Is(err, store.ErrTokenReused):
-		s.audit(ctx, "refresh.reuse_detected", slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
-			slog.String("session_id", old.SessionID), slog.String("ip", clientIP(r)))
+		s.metrics.reuse.WithLabelValues("refresh").Inc()
+		s.audit(ctx, "refresh.reuse_detected", append(who, slog.String("via", "refresh"))...)
 		return invalidGrant("refresh token was already used; the session has been revoked")
 	case errors.Is(err, store.ErrTokenUnknown):
-		return invalidGrant("refresh token is invalid")
+		return failed(invalidGrant("refresh token is invalid"))
 	case errors.Is(err, store.ErrTokenExpired):
-		return invalidGrant("refresh token has expired")
+		return failed(invalidGrant("refresh token has expired"))
 	case errors.Is(err, store.ErrTokenRevoked):
-		return invalidGrant("refresh token has been revoked")
+		return failed(invalidGrant("refresh token has been revoked"))
 	case errors.Is(err, store.ErrClientMismatch):
-		return invalidGrant("refresh token was issued to another client")
+		return failed(invalidGrant("refresh token was issued to another client"))
 	case errors.Is(err, store.ErrUserInactive):
-		s.audit(ctx, "session.revoked", slog.String("user_id", old.UserID), slog.String("session_id", old.SessionID),
-			slog.String("reason", "user inactive"))
+		s.audit(ctx, "session.revoked", append(who, slog.String("reason", "user inactive"))...)
 		return invalidGrant("user account is disabled or deleted")
 	case errors.Is(err, store.ErrScopeWidened):
-		return newError(oautherrors.ErrInvalidScope, "requested scope exceeds the scope originally granted")
+		return failed(newError(oautherrors.ErrInvalidScope, "requested scope exceeds the scope originally granted"))
 	default:
 		return storeErr(ctx, err)
 	}

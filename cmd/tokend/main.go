@@ -84,6 +84,7 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 	if cfg.RedisURL == "" {
 		return nil, cfg, errNoRedis
 	}
+	setRedisLogger(c.logger(cfg), cfg.RedisURL)
 	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
 	if err != nil {
 		return nil, cfg, fmt.Errorf("open store: %w", err)
@@ -97,6 +98,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		log.Warn("REDIS_URL is not set: using the embedded in-process store; all data is lost on restart (development only)")
 		return memstore.New(), nil
 	}
+	setRedisLogger(log, cfg.RedisURL)
 	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
 	if err != nil {
 		return nil, fmt.Errorf("open redis store: %w", err)

@@ -225,4 +225,8 @@ func TestServeDev(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(m.Run()) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	removeBinary() // built by tokendBinary for the multi-process tests
+	os.Exit(code)
+}

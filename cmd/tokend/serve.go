@@ -16,6 +16,7 @@ import (
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/clientcache"
 	"github.com/tokend/tokend/token"
 )
 
@@ -40,23 +41,34 @@ func (c *cli) serveCmd() *cobra.Command {
 	return cmd
 }
 
-// signingKeys loads JWT_KEYS_DIR, or makes an ephemeral key and says so.
-func signingKeys(cfg config.Config, log *slog.Logger) (*keys.Set, error) {
+// signingKeys makes an ephemeral key and says so when JWT_KEYS_DIR is not
+// set. Otherwise it returns a source that follows the directory: every
+// replica re-reads it every JWT_KEYS_RELOAD_INTERVAL (in run, until ctx
+// ends) and derives from the file names and the clock which key signs.
+func signingKeys(cfg config.Config, log *slog.Logger) (src token.KeySource, run func(context.Context), err error) {
 	if cfg.KeysDir == "" {
 		set, err := keys.Ephemeral(cfg.SigningAlg)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
 			slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
-		return set, nil
+		return token.StaticKeys{Set: set}, func(context.Context) {}, nil
 	}
-	set, err := keys.FromDir(cfg.KeysDir, cfg.SigningAlg)
+	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{
+		Timing: keyTiming(cfg), ReloadInterval: cfg.KeysReloadInterval, Logger: log,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("JWT_KEYS_DIR: %w", err)
+		return nil, nil, fmt.Errorf("JWT_KEYS_DIR: %w", err)
 	}
-	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
-	return set, nil
+	k := ds.Keys().Signing()
+	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", k.ID), slog.String("alg", k.Alg),
+		slog.Int("published", len(ds.Keys().Keys())), slog.Duration("reload_interval", cfg.KeysReloadInterval))
+	if k.Alg != cfg.SigningAlg {
+		log.Warn("the active signing key's algorithm differs from JWT_SIGNING_ALG; the keys in JWT_KEYS_DIR decide (JWT_SIGNING_ALG is the default for new keys)",
+			slog.String("kid", k.ID), slog.String("alg", k.Alg), slog.String("JWT_SIGNING_ALG", cfg.SigningAlg))
+	}
+	return ds, ds.Run, nil
 }
 
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
@@ -66,18 +78,26 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer st.Close()
-	set, err := signingKeys(cfg, log)
+	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err
 	}
-	src := token.StaticKeys{Set: set}
+	src, runKeys, err := signingKeys(cfg, log)
+	if err != nil {
+		return err
+	}
+	keysCtx, stopKeys := context.WithCancel(ctx)
+	defer stopKeys()
+	go runKeys(keysCtx)
 	hasher := credential.NewHasher(credential.Argon2Params{
 		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations, Parallelism: cfg.PasswordHashParallelism,
 		SaltLen: 16, KeyLen: 32,
 	}, 0)
 	srv, err := server.New(server.Options{
-		Store: st, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
+		Store: clientcache.Wrap(st, cfg.ClientCacheTTL), Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL,
+		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
+		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 	})
 	if err != nil {
 		return err
