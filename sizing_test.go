@@ -1,0 +1,176 @@
+package tokend_test
+
+// TestSessionMemory measures what users and sessions cost in Redis, for the
+// sizing advice in docs/operations.md and SPEC §11 (≤ 1 KiB per live
+// session). It fills a private redis-server (persistence off) through the
+// real store, with the default key prefix and realistic fields, and reads
+// INFO memory before and after:
+//
+//	go test -run TestSessionMemory -v .
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/redisstore"
+	"github.com/tokend/tokend/token"
+)
+
+const (
+	sizingUsers     = 2000 // one session each
+	sizingRotated   = 200  // of those, rotated until the used-token memory is full
+	sizingUserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+func TestSessionMemory(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	st, err := redisstore.New(rdb, redisstore.Options{}) // default prefix, tokend:
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	usedMemory := func() int64 {
+		t.Helper()
+		info, err := rdb.Info(ctx, "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("INFO memory has no used_memory:\n%s", info)
+		return 0
+	}
+	// A real argon2id hash at the default (OWASP) parameters, shared by
+	// every user: its size, not its work, is what matters here.
+	pw, err := credential.NewHasher(credential.DefaultArgon2(), 0).Hash(ctx, "correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	newHash := func() store.TokenHash {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		return sha256.Sum256(b[:])
+	}
+	type live struct {
+		user, session string
+		hash          store.TokenHash
+	}
+	addUser := func(i int) string {
+		id := token.NewID()
+		err := st.CreateUser(ctx, store.User{ID: id, Username: "user" + strconv.Itoa(i) + "@example.com", PasswordHash: pw,
+			Roles: []string{"user"}, CreatedAt: now, UpdatedAt: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	addSession := func(uid string) live {
+		l := live{user: uid, session: token.NewID(), hash: newHash()}
+		err := st.CreateSession(ctx, store.NewSession{Session: store.Session{
+			ID: l.session, UserID: uid, ClientID: "web", Scope: "read write", UserAgent: sizingUserAgent,
+			IP: "203.0.113.42", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(24 * time.Hour),
+		}, Token: l.hash})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	rotate := func(l *live) {
+		next := newHash()
+		if _, err := st.Rotate(ctx, store.Rotation{UserID: l.user, SessionID: l.session, Presented: l.hash, Next: next,
+			ClientID: "web", Now: now}); err != nil {
+			t.Fatal(err)
+		}
+		l.hash = next
+	}
+	if err := st.CreateClient(ctx, store.Client{ID: "web", Public: true, Grants: []string{"password", "refresh_token"},
+		Scopes: []string{"read", "write"}, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	// Warm up: load every script, so the script cache is not counted.
+	warm := addSession(addUser(-1))
+	rotate(&warm)
+
+	m0 := usedMemory()
+	uids := make([]string, sizingUsers)
+	for i := range uids {
+		uids[i] = addUser(i)
+	}
+	m1 := usedMemory()
+	sessions := make([]live, sizingUsers)
+	for i, uid := range uids {
+		sessions[i] = addSession(uid)
+	}
+	m2 := usedMemory()
+	for i := range sizingRotated {
+		for range redisstore.DefaultUsedTokens + 1 {
+			rotate(&sessions[i])
+		}
+	}
+	m3 := usedMemory()
+
+	perUser := (m1 - m0) / sizingUsers
+	perSession := (m2 - m1) / sizingUsers
+	perFull := perSession + (m3-m2)/sizingRotated
+
+	usage := func(key string) int64 {
+		n, err := rdb.MemoryUsage(ctx, key, 0).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	prefix := redisstore.DefaultPrefix
+	freshKey := prefix + "{" + sessions[sizingUsers-1].user + "}:s:" + sessions[sizingUsers-1].session
+	fullKey := prefix + "{" + sessions[0].user + "}:s:" + sessions[0].session
+	indexKey := prefix + "{" + sessions[0].user + "}:sessions"
+	userKey := prefix + "{" + sessions[0].user + "}:user"
+
+	t.Logf("Redis %s, used_memory (INFO memory), %d users with one session each:", redisVersion(t, rdb), sizingUsers)
+	t.Logf("  per user (user hash, name key, users set):            %5d bytes", perUser)
+	t.Logf("  per fresh session (session hash + the user's index):  %5d bytes", perSession)
+	t.Logf("  per session with full used-token memory (%d rotations): %5d bytes", redisstore.DefaultUsedTokens+1, perFull)
+	t.Logf("MEMORY USAGE: session key fresh %d, full %d; index %d; user %d", usage(freshKey), usage(fullKey), usage(indexKey), usage(userKey))
+
+	// SPEC §11: ≤ 1 KiB per live session, fresh or with its used-token
+	// memory full (redisstore.DefaultUsedTokens fingerprints of 8 bytes).
+	if perSession > 1024 {
+		t.Errorf("a fresh session takes %d bytes; SPEC §11 allows 1 KiB", perSession)
+	}
+	if perFull > 1024 {
+		t.Errorf("a session with full used-token memory takes %d bytes; SPEC §11 allows 1 KiB", perFull)
+	}
+}
+
+func redisVersion(t *testing.T, rdb *redis.Client) string {
+	info, err := rdb.Info(context.Background(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "redis_version:"); ok {
+			return v
+		}
+	}
+	return "?"
+}
