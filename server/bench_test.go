@@ -63,3 +63,25 @@ func BenchmarkIntrospect(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRefreshGrantParallel runs refresh chains from GOMAXPROCS×8
+// goroutines, each rotating its own session, as the load benchmark does.
+func BenchmarkRefreshGrantParallel(b *testing.B) {
+	e := newEnv(b, redisStore(b), 24*time.Hour)
+	h := e.srv.Config.Handler
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		rt := e.signIn().str("refresh_token")
+		for pb.Next() {
+			rec := serveForm(h, "/oauth/token", "grant_type=refresh_token&client_id=web&refresh_token="+rt, "")
+			if rec.Code != 200 {
+				b.Errorf("%d %s", rec.Code, rec.Body)
+				return
+			}
+			body := rec.Body.String()
+			i := strings.Index(body, `"refresh_token":"`) + len(`"refresh_token":"`)
+			rt = body[i : i+strings.IndexByte(body[i:], '"')]
+		}
+	})
+}

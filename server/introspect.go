@@ -59,7 +59,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, error) {
 	now := s.now()
-	cl, err := s.tokens.Verify(raw, now)
+	cl, err := s.verified.Verify(raw, now)
 	if err != nil {
 		return inactive, nil
 	}

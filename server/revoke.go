@@ -78,7 +78,7 @@ func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clie
 		}
 		return rt.UserID, rt.SessionID, ti.Session.ClientID, true, nil
 	}
-	claims, verr := s.tokens.Verify(raw, s.now())
+	claims, verr := s.verified.Verify(raw, s.now())
 	if verr != nil || claims.SessionID == "" {
 		return "", "", "", false, nil
 	}

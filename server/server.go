@@ -66,6 +66,7 @@ type Options struct {
 type Server struct {
 	store      store.Store
 	tokens     *token.Issuer
+	verified   *token.VerifyCache // Verify with verified tokens remembered until they expire
 	keys       token.KeySource
 	passwords  PasswordHasher
 	log        *slog.Logger
@@ -88,7 +89,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("server: Store, Tokens, Keys, Passwords and Logger are required")
 	}
 	s := &Server{
-		store: o.Store, tokens: o.Tokens, keys: o.Keys, passwords: o.Passwords, log: o.Logger,
+		store: o.Store, tokens: o.Tokens, verified: token.NewVerifyCache(o.Tokens, 0), keys: o.Keys, passwords: o.Passwords, log: o.Logger,
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
 	}

@@ -265,6 +265,7 @@ type AccessClaims struct {
 	IssuedAt  time.Time // iat (UTC)
 	NotBefore time.Time // nbf (UTC); zero if absent
 	ExpiresAt time.Time // exp (UTC)
+	KeyID     string    // kid of the key that signed it
 }
 
 // accessJWTClaims is the payload as golang-jwt decodes it.
@@ -295,6 +296,7 @@ func (i *Issuer) Verify(tok string, now time.Time) (AccessClaims, error) {
 		return AccessClaims{}, fmt.Errorf("%w: no verification keys", ErrInvalid)
 	}
 	var cl accessJWTClaims
+	var signedBy string
 	_, err := i.parser.ParseWithClaims(tok, &cl, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); !isAccessTokenType(typ) {
 			return nil, fmt.Errorf("typ %q is not %q", t.Header["typ"], AccessTokenType)
@@ -313,6 +315,7 @@ func (i *Issuer) Verify(tok string, now time.Time) (AccessClaims, error) {
 		if alg := t.Method.Alg(); alg != k.Alg {
 			return nil, fmt.Errorf("alg %s does not match key %s (%s)", alg, kid, k.Alg)
 		}
+		signedBy = kid
 		return k.Public, nil
 	})
 	if err != nil {
@@ -362,6 +365,7 @@ func (i *Issuer) Verify(tok string, now time.Time) (AccessClaims, error) {
 		Roles:     cl.Roles,
 		IssuedAt:  cl.IssuedAt.UTC(),
 		ExpiresAt: cl.ExpiresAt.UTC(),
+		KeyID:     signedBy,
 	}
 	if cl.NotBefore != nil {
 		ac.NotBefore = cl.NotBefore.UTC()
