@@ -4,13 +4,27 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/clientcache"
 )
 
 // Handler micro-benchmarks: the real handler over real Redis, in process
-// (no network between client and handler), one request per iteration.
+// (no network between client and handler), one request per iteration, with
+// the client cache serve uses. TOKEND_BENCH_CLIENT_CACHE=0 turns the cache
+// off, for before/after comparisons.
+
+func benchStore(b *testing.B) store.Store {
+	st := redisStore(b)
+	if os.Getenv("TOKEND_BENCH_CLIENT_CACHE") == "0" {
+		return st
+	}
+	return clientcache.Wrap(st, 10*time.Second)
+}
 
 func serveForm(h http.Handler, path, form, auth string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form))
@@ -24,7 +38,7 @@ func serveForm(h http.Handler, path, form, auth string) *httptest.ResponseRecord
 }
 
 func BenchmarkRefreshGrant(b *testing.B) {
-	e := newEnv(b, redisStore(b), 24*time.Hour)
+	e := newEnv(b, benchStore(b), 24*time.Hour)
 	h := e.srv.Config.Handler
 	rt := e.signIn().str("refresh_token")
 	b.ReportAllocs()
@@ -40,7 +54,7 @@ func BenchmarkRefreshGrant(b *testing.B) {
 }
 
 func BenchmarkClientCredentialsGrant(b *testing.B) {
-	e := newEnv(b, redisStore(b), 24*time.Hour)
+	e := newEnv(b, benchStore(b), 24*time.Hour)
 	h := e.srv.Config.Handler
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(backendApp+":"+e.secret))
 	b.ReportAllocs()
@@ -52,7 +66,7 @@ func BenchmarkClientCredentialsGrant(b *testing.B) {
 }
 
 func BenchmarkIntrospect(b *testing.B) {
-	e := newEnv(b, redisStore(b), 24*time.Hour)
+	e := newEnv(b, benchStore(b), 24*time.Hour)
 	h := e.srv.Config.Handler
 	at := e.signIn().str("access_token")
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(backendApp+":"+e.secret))
@@ -67,7 +81,7 @@ func BenchmarkIntrospect(b *testing.B) {
 // BenchmarkRefreshGrantParallel runs refresh chains from GOMAXPROCS×8
 // goroutines, each rotating its own session, as the load benchmark does.
 func BenchmarkRefreshGrantParallel(b *testing.B) {
-	e := newEnv(b, redisStore(b), 24*time.Hour)
+	e := newEnv(b, benchStore(b), 24*time.Hour)
 	h := e.srv.Config.Handler
 	b.ReportAllocs()
 	b.SetParallelism(8)
