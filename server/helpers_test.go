@@ -44,6 +44,7 @@ func (c *clock) Advance(d time.Duration) {
 type env struct {
 	t      testing.TB
 	srv    *httptest.Server
+	server *server.Server
 	store  store.Store
 	issuer *token.Issuer
 	keys   *keys.Set // the signing keys, for forging tokens
@@ -128,6 +129,7 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.server = s
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
 
@@ -255,3 +257,5 @@ func (c *countingHasher) VerifyDummy(ctx context.Context, pw string) {
 	c.dummies.Add(1)
 	c.PasswordHasher.VerifyDummy(ctx, pw)
 }
+
+func (e *env) routes() []string { return e.server.Routes() }

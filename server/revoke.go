@@ -121,6 +121,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	if !ti.Session.Active(now) {
+		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent) // already ended
 		return
 	}

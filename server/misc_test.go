@@ -1,0 +1,87 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// panicky is a store whose client lookup panics, standing in for any bug.
+type panicky struct{ store.Store }
+
+func (panicky) Client(context.Context, string) (store.Client, error) { panic("boom: internal detail") }
+
+// A panic in a handler is a bare RFC-style 500: no stack trace, no panic
+// text for the client; the log has it.
+func TestPanicIsBare500(t *testing.T) {
+	e := newEnv(t, panicky{redisStore(t)}, time.Hour)
+	a := e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"x"}})
+	wantError(t, a, http.StatusInternalServerError, "server_error", "internal error")
+	if strings.Contains(string(a.body), "boom") || strings.Contains(string(a.body), "goroutine") {
+		t.Fatalf("panic detail sent to the client: %s", a.body)
+	}
+	if !strings.Contains(e.logs.String(), "boom: internal detail") {
+		t.Fatal("the panic is not in the log")
+	}
+	// The server keeps serving.
+	if h := e.get("/healthz"); h.status != 200 {
+		t.Fatalf("after a panic: %d", h.status)
+	}
+}
+
+// X-Request-Id is echoed when it is plain and short, replaced otherwise,
+// so a caller cannot forge log structure through it.
+func TestRequestID(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	get := func(id string) string {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/healthz", nil)
+		if id != "" {
+			req.Header.Set("X-Request-Id", id)
+		}
+		return e.do(req).header.Get("X-Request-Id")
+	}
+	if got := get("abc-123_x.y"); got != "abc-123_x.y" {
+		t.Fatalf("plain id not echoed: %q", got)
+	}
+	for _, bad := range []string{"", `a"b`, "a b", strings.Repeat("a", 65), "é"} {
+		if got := get(bad); got == "" || got == bad || len(got) != 24 {
+			t.Fatalf("id %q answered with %q, want a fresh one", bad, got)
+		}
+	}
+}
+
+// The OpenAPI document and Swagger UI are served from the binary.
+func TestDocsRoutes(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	spec := e.get("/openapi.yaml")
+	if spec.status != 200 || !strings.Contains(string(spec.body), "openapi:") || spec.header.Get("ETag") == "" {
+		t.Fatalf("/openapi.yaml: %d %v", spec.status, spec.header)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/openapi.yaml", nil)
+	req.Header.Set("If-None-Match", spec.header.Get("ETag"))
+	if a := e.do(req); a.status != http.StatusNotModified {
+		t.Fatalf("conditional GET: %d", a.status)
+	}
+	docs := e.get("/docs")
+	if docs.status != 200 || !strings.Contains(docs.header.Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Fatalf("/docs: %d %v", docs.status, docs.header)
+	}
+	if a := e.get("/docs/swagger-ui-bundle.js"); a.status != 200 {
+		t.Fatalf("bundled asset: %d", a.status)
+	}
+	if a := e.get("/docs/nope.js"); a.status != 404 {
+		t.Fatalf("unknown asset: %d", a.status)
+	}
+	s := e.routes()
+	for _, want := range []string{"/oauth/token", "GET /docs", "GET /openapi.yaml", "GET /metrics"} {
+		if !slices.Contains(s, want) {
+			t.Errorf("Routes() lacks %q: %v", want, s)
+		}
+	}
+}
