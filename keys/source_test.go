@@ -13,20 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testclock"
 )
-
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 var (
 	tBase  = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -220,7 +209,7 @@ func sorted(ss ...string) []string { slices.Sort(ss); return ss }
 
 func TestDirSource(t *testing.T) {
 	dir := t.TempDir()
-	clk := &testClock{t: tBase}
+	clk := testclock.New(tBase)
 	k0 := keyAt(t, tBase.Add(-48*time.Hour))
 	if _, err := WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
@@ -377,7 +366,7 @@ func TestDirSourceRun(t *testing.T) {
 // Keys is safe while state changes and reloads happen concurrently.
 func TestDirSourceConcurrent(t *testing.T) {
 	dir := t.TempDir()
-	clk := &testClock{t: tBase}
+	clk := testclock.New(tBase)
 	for i := range 3 {
 		if _, err := WriteFile(dir, keyAt(t, tBase.Add(time.Duration(i)*time.Minute))); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
@@ -27,19 +28,6 @@ import (
 	"github.com/tokend/tokend/token"
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one tokend server over one store, with a user and clients.
 type env struct {
 	t      testing.TB
@@ -48,7 +36,7 @@ type env struct {
 	store  store.Store
 	issuer *token.Issuer
 	keys   *keys.Set // the signing keys, for forging tokens
-	clock  *clock
+	clock  *testclock.Clock
 	hasher server.PasswordHasher
 	logs   *syncBuffer
 
@@ -114,7 +102,7 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 		t.Fatal(err)
 	}
 	src := token.StaticKeys{Set: set}
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	e := &env{t: t, store: st, keys: set, clock: clk, hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &syncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, []string{"orders"}, 15*time.Minute, src)
 	o := server.Options{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
@@ -27,7 +28,7 @@ func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher
 	if h == nil {
 		h = credential.NewHasher(fastArgon, 0)
 	}
-	e := &env{t: t, store: st, clock: &clock{t: time.Now()}, hasher: h, logs: &syncBuffer{}}
+	e := &env{t: t, store: st, clock: testclock.New(time.Now()), hasher: h, logs: &syncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, nil, 15*time.Minute, src)
 	s, err := server.New(server.Options{
 		Store: st, Tokens: e.issuer, Keys: src, Passwords: h,

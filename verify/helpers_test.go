@@ -11,29 +11,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/token"
 )
-
-// clock is a settable clock shared by the fake issuer and the verifier.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeIssuer serves what a verifier reads from tokend — the RFC 8414
 // metadata and the JWKS — and signs tokens with tokend's token.Issuer.
 type fakeIssuer struct {
 	srv   *httptest.Server
 	url   string
-	clock *clock
+	clock *testclock.Clock
 	iss   *token.Issuer
 
 	set          atomic.Pointer[keys.Set]
@@ -71,7 +59,7 @@ func testSet(t testing.TB, alg, name string) *keys.Set {
 
 func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 	t.Helper()
-	f := &fakeIssuer{clock: &clock{t: time.Now().Truncate(time.Second)}}
+	f := &fakeIssuer{clock: testclock.New(time.Now().Truncate(time.Second))}
 	f.set.Store(testSet(t, alg, "a"))
 	cc := "public, max-age=300"
 	f.cacheControl.Store(&cc)

@@ -10,13 +10,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
@@ -26,23 +26,9 @@ import (
 	"github.com/tokend/tokend/verify"
 )
 
-// clock is the one clock of tokend and the example, so a test can let an
-// access token expire without waiting 15 minutes.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // startTokend runs a real tokend (server.New on the Redis store, signup
 // enabled) on a local listener; its URL is its issuer.
-func startTokend(t *testing.T, clk *clock) (base string, st store.Store) {
+func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Store) {
 	t.Helper()
 	opt, err := redis.ParseURL(testredis.URL(t))
 	if err != nil {
@@ -132,7 +118,7 @@ func get(t *testing.T, u, accessToken string) reply {
 // service, be refused the admin endpoint, have the access token expire
 // (401 with Token-Expired), refresh, and call again.
 func TestStory4EndToEnd(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	tokend, _ := startTokend(t, clk)
 	ctx := context.Background()
 	v, err := verify.New(ctx, tokend, verify.WithClock(clk.Now))
@@ -206,7 +192,7 @@ func TestStory4EndToEnd(t *testing.T) {
 
 // run serves until its context ends.
 func TestRun(t *testing.T) {
-	tokend, _ := startTokend(t, &clock{t: time.Now()})
+	tokend, _ := startTokend(t, testclock.New(time.Now()))
 	addr := testredis.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
