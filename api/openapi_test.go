@@ -517,6 +517,12 @@ func TestOpenAPIConformance(t *testing.T) {
 	tokenErr("sign up without a name", with(signup(jsonCT, jsonBody("password", "a long passphrase")), func(k *call) { k.req = invalid }), 400, "invalid_request")
 	tokenErr("sign up with password = username", signup(formCT, form("username", "erin-the-user", "password", "erin-the-user")), 400, "invalid_request")
 	tokenErr("sign up with a taken name", signup(formCT, form("username", "ALICE", "password", "a long passphrase")), 409, "username_taken")
+	for i := range loginAttempts - 1 { // "bob" signed up once above
+		tokenErr(fmt.Sprintf("sign up as bob again, attempt %d", i+2), signup(formCT, form("username", "bob", "password", "a long passphrase")), 409, "username_taken")
+	}
+	if r := tokenErr("sign up as bob again, rate-limited", signup(formCT, form("username", "bob", "password", "a long passphrase")), 429, "slow_down"); r.header.Get("Retry-After") == "" {
+		t.Errorf("429 without Retry-After")
+	}
 	tokenErr("sign up, body over 64 KiB", with(signup(formCT, form("username", "frank", "password", big)), func(k *call) { k.req = anyBody }), 413, "invalid_request")
 	closed := newEnv(t, sharedRedisStore(t), func(o *server.Options) { o.AllowSignup = false })
 	newChecker(t, closed.srv.URL, seen).do("sign up when disabled", with(signup(formCT, form("username", "gina", "password", "a long passphrase")), func(k *call) { k.status = http.StatusNotFound }))

@@ -56,6 +56,30 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 	return tooManyAttempts(wait, limit)
 }
 
+// limitSignup applies the login limits to self-registration, which spends
+// an argon2id hash like a sign-in: the per-address budget is shared with
+// sign-in, and the name has a budget of its own ("signup <name>": a space
+// never occurs in a username, so it cannot collide with an account).
+func (s *Server) limitSignup(r *http.Request, username string) error {
+	if s.limiter == nil {
+		return nil
+	}
+	ctx := r.Context()
+	wait, limit, err := s.limiter.Attempt(ctx, "signup "+accountKey(username), clientIP(r))
+	if err != nil {
+		return storeErr(ctx, err)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	s.metrics.rateLimited.WithLabelValues(limit).Inc()
+	s.audit(ctx, "signup.rate_limited", slog.String("username", username), slog.String("ip", clientIP(r)),
+		slog.String("limit", limit), slog.Duration("retry_after", wait))
+	e := tooManyAttempts(wait, limit)
+	e.desc = strings.Replace(e.desc, "sign-in attempts", "sign-up attempts", 1)
+	return e
+}
+
 // loginSucceeded clears the account's failures after a correct password.
 // A failure to do so is logged, not fatal: the sign-in stands.
 func (s *Server) loginSucceeded(ctx context.Context, username string) {

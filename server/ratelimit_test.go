@@ -163,47 +163,66 @@ func TestLoginRateLimit(t *testing.T) {
 }
 
 // The limiter runs before the password hash: a refused attempt costs no
-// argon2id work. With a password hash that takes tens of milliseconds, a
-// refused attempt answers in a fraction of that.
+// argon2id work, for a known and an unknown account alike. Counted, not
+// timed.
 func TestLoginRateLimitBeforePasswordWork(t *testing.T) {
-	slow := credential.NewHasher(credential.Argon2Params{Memory: 8 << 10, Iterations: 8, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
-	st := memstore.New()
-	t.Cleanup(func() { st.Close() })
-	e := newEnv(t, st, time.Hour, func(o *server.Options) {
-		o.Passwords = slow
+	h := &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}
+	e := newEnv(t, redisStore(t), time.Hour, func(o *server.Options) {
+		o.Passwords = h
 		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 2, Period: time.Hour}}, ratelimit.MemoryOptions{})
 	})
-	hash, err := slow.Hash(context.Background(), "slow-password-123")
-	must(t, err)
-	must(t, st.CreateUser(context.Background(), store.User{ID: token.NewID(), Username: "slow", PasswordHash: hash, CreatedAt: time.Now(), UpdatedAt: time.Now()}))
-
-	timed := func(user string) (answer, time.Duration) {
-		start := time.Now()
-		a := e.post("/oauth/token", passwordForm(user, "wrong"))
-		return a, time.Since(start)
-	}
-	for _, user := range []string{"slow", "unknown-user"} {
-		hashed := time.Duration(1 << 62)
+	work := func() int64 { return h.verifies.Load() + h.dummies.Load() }
+	for _, user := range []string{testUser, "unknown-user"} {
+		before := work()
 		for k := 0; k < 2; k++ {
-			a, d := timed(user)
-			wantError(t, a, 400, "invalid_grant", "")
-			hashed = min(hashed, d)
+			wantError(t, e.post("/oauth/token", passwordForm(user, "wrong")), 400, "invalid_grant", "")
 		}
-		if hashed < 15*time.Millisecond {
-			t.Fatalf("a checked password took only %v; the test needs a slower hash", hashed)
+		if got := work() - before; got != 2 {
+			t.Fatalf("%s: %d password checks for 2 allowed attempts", user, got)
 		}
-		// Had the hash run, every refused attempt would take as long as a
-		// checked one; the fastest is robust against a scheduling hiccup.
-		refused := time.Duration(1 << 62)
 		for k := 0; k < 5; k++ {
-			a, d := timed(user)
-			wantError(t, a, 429, "slow_down", "")
-			refused = min(refused, d)
+			wantError(t, e.post("/oauth/token", passwordForm(user, "wrong")), 429, "slow_down", "")
 		}
-		t.Logf("%s: a checked password took ≥ %v, a refused attempt %v", user, hashed, refused)
-		if refused > hashed/3 {
-			t.Fatalf("%s: a refused attempt took %v, a checked one %v: the limiter runs after the password work", user, refused, hashed)
+		if got := work() - before; got != 2 {
+			t.Fatalf("%s: refused attempts ran %d password checks", user, got-2)
 		}
+	}
+}
+
+// Self-registration spends an argon2id hash too, so it draws on the same
+// per-address budget as sign-in, and repeated registrations of one name are
+// limited like sign-ins to one account.
+func TestSignupRateLimit(t *testing.T) {
+	h := &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}
+	e := newEnv(t, redisStore(t), time.Hour, func(o *server.Options) {
+		o.Passwords = h
+		o.AllowSignup = true
+		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 2, Period: time.Hour}, PerIP: ratelimit.Rate{N: 5, Period: time.Hour}}, ratelimit.MemoryOptions{})
+	})
+	signup := func(name string) answer {
+		return e.post("/users", url.Values{"username": {name}, "password": {"a fine long password"}})
+	}
+	if a := signup("carol"); a.status != http.StatusCreated {
+		t.Fatalf("signup: %d %s", a.status, a.body)
+	}
+	if a := signup("carol"); a.status != http.StatusConflict {
+		t.Fatalf("second signup: %d %s", a.status, a.body)
+	}
+	a := signup("carol") // the name's budget (2) is spent
+	wantError(t, a, http.StatusTooManyRequests, "slow_down", "")
+	if a.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	hashes := h.hashes.Load()
+	// The address's budget (5) counts every attempt, refused ones too, and
+	// is shared with sign-in: one sign-in and one more signup spend it.
+	e.post("/oauth/token", passwordForm(testUser, testPassword))
+	if a := signup("dave"); a.status != http.StatusCreated {
+		t.Fatalf("signup within the address budget: %d %s", a.status, a.body)
+	}
+	wantError(t, signup("erin"), http.StatusTooManyRequests, "slow_down", "address")
+	if got := h.hashes.Load() - hashes; got != 1 {
+		t.Fatalf("%d password hashes after the limit, want only dave's", got)
 	}
 }
 

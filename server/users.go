@@ -64,6 +64,10 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invalidRequest(problem))
 		return
 	}
+	if err := s.limitSignup(r, username); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	hash, err := s.passwords.Hash(ctx, password)
 	if err != nil {
 		writeError(w, r, err)
