@@ -15,7 +15,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test redis-check cover lint fuzz bench clean
+.PHONY: help run build test redis-check cover lint fuzz bench bench-micro clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,7 +69,15 @@ fuzz: ## run every Fuzz* test for FUZZTIME each (default 10s; FUZZTIME=1m make f
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
 	done <<< "$$pairs"
 
-bench: ## run the benchmarks once each (Redis-backed ones need Redis)
+# Load benchmark (SPEC §11): starts a private redis-server (or uses
+# REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, prints a
+# table and writes bench-results/bench.json. BENCH_FLAGS adds loadgen flags,
+# e.g. BENCH_FLAGS="-scenario refresh -duration 30s -connections 32".
+BENCH_FLAGS ?=
+bench: build ## load benchmark: requests/s, latency, CPU and allocs per request, Redis bytes per session
+	$(GO) run ./cmd/loadgen -tokend bin/tokend $(BENCH_FLAGS)
+
+bench-micro: ## go test micro-benchmarks (signer, rotation script, handlers, verify); Redis-backed ones need Redis
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 clean: ## remove build and test output
