@@ -16,9 +16,6 @@ import (
 	"github.com/tokend/tokend/token"
 )
 
-// maxUserAgent bounds what a session remembers of the User-Agent header.
-const maxUserAgent = 256
-
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`
@@ -169,13 +166,9 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	now := s.now()
 	sid := token.NewID()
 	rt, parsed := token.NewRefresh(u.ID, sid)
-	ua := r.UserAgent()
-	if len(ua) > maxUserAgent {
-		ua = strings.ToValidUTF8(ua[:maxUserAgent], "")
-	}
 	err = s.store.CreateSession(ctx, store.NewSession{
 		Session: store.Session{
-			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: ua, IP: clientIP(r),
+			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: r.UserAgent(), IP: clientIP(r),
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
 		},
 		Token: parsed.Hash,

@@ -73,6 +73,23 @@ type Client struct {
 	CreatedAt  time.Time
 }
 
+// MaxUserAgent is how many bytes of a session's User-Agent a store keeps;
+// the bound keeps a session record within SPEC §11's 1 KiB.
+const MaxUserAgent = 256
+
+// TruncateUserAgent cuts ua to at most MaxUserAgent bytes without splitting
+// a UTF-8 character. Every store applies it in CreateSession.
+func TruncateUserAgent(ua string) string {
+	n := MaxUserAgent
+	if len(ua) <= n {
+		return ua
+	}
+	for n > 0 && ua[n]&0xC0 == 0x80 {
+		n--
+	}
+	return ua[:n]
+}
+
 // Session is one refresh-token family: it starts at a password sign-in and
 // ends when revoked or at ExpiresAt (absolute, never extended).
 type Session struct {

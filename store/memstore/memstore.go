@@ -27,8 +27,6 @@ const (
 	UsedTokens = 32
 	// TombstoneGrace is how long a session record outlives its expiry.
 	TombstoneGrace = time.Hour
-	// MaxUserAgent is how many bytes of a session's user agent are kept.
-	MaxUserAgent = 256
 
 	fingerprint = 8
 	sweepEvery  = time.Minute
@@ -354,7 +352,7 @@ func (s *Store) session(userID, sessionID string) *session {
 
 // CreateSession stores and indexes a new session for an existing, enabled
 // user (ErrUserInactive otherwise; ErrConflict if the session id is
-// taken). The user agent is cut to MaxUserAgent bytes.
+// taken). The user agent is cut to store.MaxUserAgent bytes.
 func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
 	x := ns.Session
 	if x.UserID != "" && x.ID == "" {
@@ -377,7 +375,7 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
 			UserID:    x.UserID,
 			ClientID:  x.ClientID,
 			Scope:     x.Scope,
-			UserAgent: truncateUTF8(x.UserAgent, MaxUserAgent),
+			UserAgent: store.TruncateUserAgent(x.UserAgent),
 			IP:        x.IP,
 			CreatedAt: msTime(x.CreatedAt),
 			UpdatedAt: msTime(x.CreatedAt),
@@ -622,17 +620,6 @@ func subset(want, have []string) bool {
 		}
 	}
 	return true
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 func bytesOrNil(b []byte) []byte {

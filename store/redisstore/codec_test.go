@@ -44,18 +44,6 @@ func TestUnpack(t *testing.T) {
 	}
 }
 
-func TestTruncateUTF8(t *testing.T) {
-	for _, c := range []struct {
-		s    string
-		n    int
-		want string
-	}{{"abc", 5, "abc"}, {"abc", 2, "ab"}, {"aé", 2, "a"}, {"é", 1, ""}, {"€uro", 2, ""}, {"a€", 3, "a"}} {
-		if got := truncateUTF8(c.s, c.n); got != c.want {
-			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
-		}
-	}
-}
-
 // TestCorruptRecords: a record that does not decode is a store error,
 // never a sentinel.
 func TestCorruptRecords(t *testing.T) {

@@ -79,8 +79,6 @@ const (
 	// TombstoneGrace is how long a session record outlives its absolute
 	// expiry.
 	TombstoneGrace = time.Hour
-	// MaxUserAgent is how many bytes of a session's user agent are kept.
-	MaxUserAgent = 256
 	// fingerprint is how many bytes of a used token's hash are kept.
 	fingerprint = 8
 )
@@ -326,17 +324,6 @@ func words(v string) []string {
 		return nil
 	}
 	return f
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 func wrap(op string, err error) error {

@@ -15,7 +15,7 @@ import (
 
 // CreateSession stores and indexes a new session for an existing, enabled
 // user (ErrUserInactive otherwise; ErrConflict if the session id is
-// taken). The user agent is cut to MaxUserAgent bytes.
+// taken). The user agent is cut to store.MaxUserAgent bytes.
 func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
 	x := ns.Session
 	if x.UserID == "" {
@@ -28,7 +28,7 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
 	grace := TombstoneGrace.Milliseconds()
 	res, err := createSession.Run(ctx, s.rdb,
 		[]string{s.userKey(x.UserID), s.indexKey(x.UserID), s.sessionKey(x.UserID, x.ID)},
-		x.ID, x.ClientID, x.Scope, truncateUTF8(x.UserAgent, MaxUserAgent), x.IP,
+		x.ID, x.ClientID, x.Scope, store.TruncateUserAgent(x.UserAgent), x.IP,
 		ms(x.CreatedAt), ea, ns.Token[:], ea+grace, grace).Text()
 	if err != nil {
 		return wrap("create session", err)

@@ -23,7 +23,6 @@ import (
 const (
 	usedTokens     = 32
 	tombstoneGrace = time.Hour
-	maxUserAgent   = 256
 )
 
 // Run runs the suite. newStore returns a fresh, empty store for one
@@ -494,7 +493,7 @@ func testCreateSession(t *testing.T, e *env) {
 		CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}
 	must(t, e.st.CreateSession(e.ctx, store.NewSession{Session: long, Token: newHash()}))
 	ua := e.get(long).UserAgent
-	if len(ua) != maxUserAgent || !utf8.ValidString(ua) || !strings.HasPrefix(long.UserAgent, ua) {
+	if len(ua) != store.MaxUserAgent || !utf8.ValidString(ua) || !strings.HasPrefix(long.UserAgent, ua) {
 		t.Fatalf("long user agent kept as %d bytes (valid UTF-8: %v)", len(ua), utf8.ValidString(ua))
 	}
 	if err := e.st.CreateSession(e.ctx, store.NewSession{Session: store.Session{UserID: u.ID,
