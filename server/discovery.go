@@ -32,6 +32,9 @@ func (s *Server) buildMetadata() ([]byte, error) {
 		"revocation_endpoint_auth_methods_supported":    auth,
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"service_documentation":                         base + "/docs",
+		// Not registered with IANA: tokend's revocation feed (SSE), read by
+		// confidential clients with the scope events:read.
+		"revocation_events_endpoint": base + "/events",
 	})
 }
 

@@ -25,6 +25,10 @@ type metrics struct {
 	grants      *prometheus.CounterVec   // grant, outcome
 	reuse       *prometheus.CounterVec   // via
 	rateLimited *prometheus.CounterVec   // limit
+
+	eventStreams prometheus.Gauge   // open GET /events streams
+	eventsSent   prometheus.Counter // events written to GET /events streams
+	eventGaps    prometheus.Counter // streams that started with a gap event
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -54,9 +58,21 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "tokend_login_rate_limited_total",
 			Help: "Password sign-in attempts refused by the rate limiter, by limit (ip or account).",
 		}, []string{"limit"}),
+		eventStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokend_events_streams",
+			Help: "Open GET /events streams on this replica.",
+		}),
+		eventsSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokend_events_sent_total",
+			Help: "Revocation events written to GET /events streams.",
+		}),
+		eventGaps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokend_events_gaps_total",
+			Help: "GET /events streams that resumed from before the retained history (the consumer may have missed revocations).",
+		}),
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rateLimited} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rateLimited, m.eventStreams, m.eventsSent, m.eventGaps} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
@@ -58,6 +60,13 @@ type Options struct {
 	// of the server's own (never the global default registry).
 	Metrics *prometheus.Registry
 
+	// Events, if set, serves the revocation feed GET /events from this
+	// replica's hub (package events); nil answers 404 there.
+	Events *events.Hub
+	// EventsHeartbeat is how often an idle feed stream sends a heartbeat
+	// [DefaultEventsHeartbeat].
+	EventsHeartbeat time.Duration
+
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -80,7 +89,12 @@ type Server struct {
 	now        func() time.Time
 	metadata   []byte
 	handler    http.Handler
-	mux        *router // the routes, for Routes
+
+	events          *events.Hub
+	eventsHeartbeat time.Duration
+	closing         chan struct{} // closed by CloseStreams
+	closeOnce       sync.Once
+	mux             *router // the routes, for Routes
 }
 
 // New checks the options and builds the server and its routes.
@@ -92,6 +106,10 @@ func New(o Options) (*Server, error) {
 		store: o.Store, tokens: o.Tokens, verified: token.NewVerifyCache(o.Tokens, 0), keys: o.Keys, passwords: o.Passwords, log: o.Logger,
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
+		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, closing: make(chan struct{}),
+	}
+	if s.eventsHeartbeat <= 0 {
+		s.eventsHeartbeat = DefaultEventsHeartbeat
 	}
 	if s.refreshTTL <= 0 {
 		s.refreshTTL = 24 * time.Hour
@@ -116,6 +134,11 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
+// CloseStreams ends every GET /events stream (they would otherwise keep a
+// graceful shutdown waiting); consumers reconnect to another replica.
+// Register it with http.Server.RegisterOnShutdown.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
+
 // Handler returns the root HTTP handler with logging, request ids and panic
 // recovery applied.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -133,6 +156,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	mux.HandleFunc("GET /events", s.handleEvents)
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)

@@ -1,0 +1,50 @@
+package events
+
+import (
+	"context"
+	"time"
+)
+
+// Log is the ordered log of events that every replica reads. Appends are
+// atomic and numbered without holes; the oldest events are dropped once
+// they are older than the retention (they no longer matter), and, should
+// the log outgrow its cap, earlier: State reports that, and Gap turns it
+// into the answer a consumer gets.
+type Log interface {
+	// Append adds e (its ID is ignored) and returns the ID it got.
+	Append(ctx context.Context, e Event) (ID, error)
+	// Read returns up to n events after `after`, oldest first. When there
+	// are none it waits up to wait for one (0: it does not wait).
+	Read(ctx context.Context, after ID, n int, wait time.Duration) ([]Event, error)
+	// State describes what the log holds now.
+	State(ctx context.Context) (State, error)
+	// Retention is how long events are kept.
+	Retention() time.Duration
+}
+
+// State is what a Log holds.
+type State struct {
+	First, Last ID     // the oldest and newest events retained; zero when empty
+	Seq         uint64 // the number of the last event ever appended
+	// Cut is the first event retained after the log last dropped events
+	// before their time because of its size cap; zero if it never did.
+	Cut ID
+}
+
+// Gap reports whether a consumer that has seen every event up to `after`
+// (the zero ID: none) may have missed one that still matters at now, for a
+// log whose retention is retention:
+//   - the log's numbering is behind `after`: the log was lost (Redis
+//     flushed or replaced) and started again;
+//   - the size cap dropped events after `after` that were younger than the
+//     retention.
+//
+// Events dropped because they were older than the retention never count:
+// the access tokens they covered have expired.
+func Gap(after ID, st State, now time.Time, retention time.Duration) bool {
+	if after.Seq > st.Seq {
+		return true
+	}
+	horizon := now.Add(-retention).UnixMilli()
+	return !st.Cut.IsZero() && after.Seq+1 < st.Cut.Seq && st.Cut.MS > horizon
+}

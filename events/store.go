@@ -1,0 +1,150 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// Store is a store.Store that appends an Event to a Log for every session
+// end it performs or detects: the one place where the server's and the
+// CLI's session ends become events (docs/design.md, "Revocation events").
+//
+// The event is appended after the store's own write succeeded, never
+// before: an event for a revocation that then failed would make resource
+// servers refuse a live session until its tokens expire. If the append
+// fails (the store wrote, then Redis failed), the store's answer stands,
+// the event is lost, and that is logged as an error and counted (Lost).
+type Store struct {
+	store.Store
+	log       Log
+	accessTTL time.Duration
+	logger    *slog.Logger
+	now       func() time.Time
+	lost      func()
+}
+
+// Options configure Wrap.
+type Options struct {
+	// AccessTTL is the access-token lifetime (JWT_ACCESS_EXPIRES_IN): an
+	// event matters until AccessTTL after it happened.
+	AccessTTL time.Duration
+	Logger    *slog.Logger // nil: discard
+	Now       func() time.Time
+	// Lost, if set, is called for every event that could not be appended.
+	Lost func()
+}
+
+// Wrap returns st emitting into log.
+func Wrap(st store.Store, log Log, o Options) *Store {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Lost == nil {
+		o.Lost = func() {}
+	}
+	return &Store{Store: st, log: log, accessTTL: o.AccessTTL, logger: o.Logger, now: o.Now, lost: o.Lost}
+}
+
+// Unwrap returns the wrapped store.
+func (s *Store) Unwrap() store.Store { return s.Store }
+
+// Log returns the log the store appends to.
+func (s *Store) Log() Log { return s.log }
+
+// emit appends e, filling Time and Until.
+func (s *Store) emit(ctx context.Context, e Event) {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	// An access token issued at or before e.Time expires at the latest
+	// AccessTTL later (its iat and exp are whole seconds, exp = iat + TTL).
+	e.Until = e.Time.Add(s.accessTTL)
+	// A cancelled request must not lose the event of a write that happened.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if _, err = s.log.Append(ctx, e); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(50<<attempt) * time.Millisecond):
+		}
+	}
+	s.lost()
+	s.logger.LogAttrs(ctx, slog.LevelError, "revocation event lost: resource servers following GET /events will not hear of this session end",
+		slog.String("kind", string(e.Kind)), slog.String("user_id", e.Subject), slog.String("session_id", e.Session),
+		slog.String("client_id", e.Client), slog.String("reason", e.Reason), slog.String("error", err.Error()))
+}
+
+// SetUserDisabled disables or enables the user; disabling emits a user event.
+func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
+	if err := s.Store.SetUserDisabled(ctx, id, disabled, now); err != nil {
+		return err
+	}
+	if disabled {
+		s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Reason: store.ReasonUserDisable, Time: now})
+	}
+	return nil
+}
+
+// DeleteUser deletes the user and emits a user event.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	if err := s.Store.DeleteUser(ctx, id); err != nil {
+		return err
+	}
+	now := s.now()
+	s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Reason: store.ReasonUserDeleted, Time: now})
+	return nil
+}
+
+// DeleteClient deletes the client and emits a client event: every
+// replica drops it from its client cache, and resource servers refuse the
+// access tokens it was issued before now.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	if err := s.Store.DeleteClient(ctx, id); err != nil {
+		return err
+	}
+	now := s.now()
+	s.emit(ctx, Event{Kind: KindClient, Client: id, NotBefore: now, Reason: ReasonClientDeleted, Time: now})
+	return nil
+}
+
+// Rotate rotates; when it revokes the session for reuse it emits a
+// session event.
+func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
+	out, err := s.Store.Rotate(ctx, r)
+	if errors.Is(err, store.ErrTokenReused) {
+		s.emit(ctx, Event{Kind: KindSession, Subject: r.UserID, Session: r.SessionID, Client: r.ClientID, Reason: store.ReasonReuse, Time: r.Now})
+	}
+	return out, err
+}
+
+// RevokeSession revokes the session and emits a session event (also when
+// it was already revoked: the event is idempotent for a consumer).
+func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason string, now time.Time) error {
+	if err := s.Store.RevokeSession(ctx, userID, sessionID, reason, now); err != nil {
+		return err
+	}
+	s.emit(ctx, Event{Kind: KindSession, Subject: userID, Session: sessionID, Reason: reason, Time: now})
+	return nil
+}
+
+// RevokeUserSessions revokes the user's sessions but except and emits one
+// user event (not-before now, except exempt), whatever their number.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (int, error) {
+	n, err := s.Store.RevokeUserSessions(ctx, userID, except, reason, now)
+	if err != nil {
+		return n, err
+	}
+	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Reason: reason, Time: now})
+	return n, nil
+}

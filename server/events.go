@@ -1,0 +1,156 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
+
+	"github.com/tokend/tokend/events"
+	"github.com/tokend/tokend/store"
+)
+
+// EventsScope is the scope a client needs to read GET /events: in its
+// registered scopes for HTTP Basic, or granted to its client_credentials
+// access token for Bearer.
+const EventsScope = "events:read"
+
+// DefaultEventsHeartbeat is how often an idle GET /events stream says it
+// is up to date.
+const DefaultEventsHeartbeat = 5 * time.Second
+
+// eventsPage is how many events one write of a stream carries at most.
+const eventsPage = 256
+
+// handleEvents serves the revocation feed as Server-Sent Events
+// (docs/design.md, "Revocation events"): every event after Last-Event-ID
+// (none: everything retained), then new ones as they are appended on any
+// replica, with a heartbeat event while idle and the log is reachable.
+// A Last-Event-ID from before the retained history gets a "gap" event
+// first. The stream ends when the server shuts down or the log cannot be
+// read; the consumer reconnects with Last-Event-ID, to any replica.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	if s.events == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if err := s.authorizeEvents(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	after, err := events.ParseID(r.Header.Get("Last-Event-ID"))
+	if err != nil {
+		writeError(w, r, invalidRequest("Last-Event-ID is not an event id of this feed"))
+		return
+	}
+	ctx := r.Context()
+	log := s.events.Log()
+	st, err := log.State(ctx)
+	if err != nil {
+		writeError(w, r, storeErr(ctx, err))
+		return
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	write := func(b []byte) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write([]byte("retry: 1000\n\n")) {
+		return
+	}
+	if events.Gap(after, st, s.now(), log.Retention()) {
+		s.metrics.eventGaps.Inc()
+		if !write(events.GapFrame(st)) {
+			return
+		}
+		after = events.ID{}
+	}
+	s.metrics.eventStreams.Inc()
+	defer s.metrics.eventStreams.Dec()
+	tick := time.NewTicker(s.eventsHeartbeat)
+	defer tick.Stop()
+	var buf []byte
+	for {
+		evs, ok, changed := s.events.Since(after, eventsPage)
+		if !ok {
+			// Older than the hub's memory: from the log itself.
+			if evs, err = log.Read(ctx, after, eventsPage, 0); err != nil {
+				info(ctx).errLog = err.Error()
+				return
+			}
+		}
+		if len(evs) > 0 {
+			buf = buf[:0]
+			for _, e := range evs {
+				buf = append(buf, events.Frame(e, s.issuer)...)
+			}
+			if !write(buf) {
+				return
+			}
+			s.metrics.eventsSent.Add(float64(len(evs)))
+			after = evs[len(evs)-1].ID
+			continue
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+			// Only when the hub reads the log: a heartbeat promises the
+			// consumer it has missed nothing up to now.
+			if s.events.Fresh() && !write(events.HeartbeatFrame(s.now())) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return
+		}
+	}
+}
+
+// authorizeEvents admits a confidential client with EventsScope: by HTTP
+// Basic (client_secret_basic) or by a client_credentials access token.
+func (s *Server) authorizeEvents(r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	scheme, tok, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		if auth == "" {
+			return invalidClient("client authentication required (HTTP Basic, or a Bearer client_credentials access token)")
+		}
+		c, err := s.authenticateClient(r, params{})
+		if err != nil {
+			return err
+		}
+		if c.Public || !slices.Contains(c.Scopes, EventsScope) {
+			return newError(oautherrors.ErrAccessDenied, "this client may not read the revocation feed (it needs the scope "+EventsScope+")")
+		}
+		return nil
+	}
+	cl, err := s.verified.Verify(strings.TrimSpace(tok), s.now())
+	if err != nil {
+		e := invalidClient("the access token is invalid or expired")
+		e.header = http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}
+		return e
+	}
+	if cl.SessionID != "" || cl.Subject != cl.ClientID || !slices.Contains(strings.Fields(cl.Scope), EventsScope) {
+		return newError(oautherrors.ErrAccessDenied, "the access token must be a client_credentials token with the scope "+EventsScope)
+	}
+	// A deleted client's token no longer reads the feed.
+	if _, err := s.store.Client(r.Context(), cl.ClientID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return invalidClient("unknown client")
+		}
+		return storeErr(r.Context(), err)
+	}
+	return nil
+}
