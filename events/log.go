@@ -48,3 +48,11 @@ func Gap(after ID, st State, now time.Time, retention time.Duration) bool {
 	horizon := now.Add(-retention).UnixMilli()
 	return !st.Cut.IsZero() && after.Seq+1 < st.Cut.Seq && st.Cut.MS > horizon
 }
+
+// RetentionMargin is added to the access-token lifetime to make a log's
+// retention: it covers a verifier's leeway on exp (verify's default is
+// 30 s) and clock skew between tokend and resource servers.
+const RetentionMargin = 2 * time.Minute
+
+// Retention is the retention of a log for access tokens living accessTTL.
+func Retention(accessTTL time.Duration) time.Duration { return accessTTL + RetentionMargin }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/memstore"
 	"github.com/tokend/tokend/store/redisstore"
@@ -89,7 +90,24 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 	if err != nil {
 		return nil, cfg, fmt.Errorf("open store: %w", err)
 	}
-	return st, cfg, nil
+	// Session ends by the CLI (disable, delete, sessions revoke, clients
+	// delete) reach resource servers and every replica like the server's.
+	return events.Wrap(st, eventLog(cfg, st), events.Options{AccessTTL: cfg.AccessTTL, Logger: c.logger(cfg)}), cfg, nil
+}
+
+// eventLog is the revocation event log that goes with st: a Redis Stream
+// next to the Redis store, in-process with the embedded one
+// (docs/design.md, "Revocation events").
+func eventLog(cfg config.Config, st store.Store) events.Log {
+	retention := events.Retention(cfg.AccessTTL)
+	if rs, ok := st.(*redisstore.Store); ok {
+		prefix := cfg.RedisKeyPrefix
+		if prefix == "" {
+			prefix = redisstore.DefaultPrefix
+		}
+		return events.NewRedisLog(rs.Redis(), prefix, retention, 0)
+	}
+	return events.NewMemoryLog(retention, 0, nil)
 }
 
 // openStore is serve's store: Redis when configured, else embedded.

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
@@ -78,10 +80,33 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer st.Close()
+	evlog := eventLog(cfg, st)
 	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err
 	}
+	// Every session end becomes a revocation event (package events); this
+	// replica's hub follows the log for GET /events and its client cache.
+	lost := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokend_events_lost_total",
+		Help: "Session ends whose revocation event could not be appended to the event log.",
+	})
+	reg.MustRegister(lost)
+	st = events.Wrap(st, evlog, events.Options{AccessTTL: cfg.AccessTTL, Logger: log, Lost: lost.Inc})
+	hub := events.NewHub(evlog, events.HubOptions{Logger: log})
+	cached := clientcache.Wrap(st, cfg.ClientCacheTTL)
+	if cc, ok := cached.(*clientcache.Store); ok {
+		// A client deleted through any replica or the CLI leaves this
+		// replica's cache as soon as the hub reads the event.
+		hub.OnEvent(func(e events.Event) {
+			if e.Kind == events.KindClient {
+				cc.Forget(e.Client)
+			}
+		})
+	}
+	hubCtx, stopHub := context.WithCancel(ctx)
+	defer stopHub()
+	go hub.Run(hubCtx)
 	src, runKeys, err := signingKeys(cfg, log)
 	if err != nil {
 		return err
@@ -94,10 +119,11 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		SaltLen: 16, KeyLen: 32,
 	}, 0)
 	srv, err := server.New(server.Options{
-		Store: clientcache.Wrap(st, cfg.ClientCacheTTL), Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
+		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
+		Events: hub,
 	})
 	if err != nil {
 		return err
@@ -121,6 +147,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	hs.RegisterOnShutdown(srv.CloseStreams) // GET /events streams never end by themselves
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),

@@ -75,6 +75,12 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	return s.Store.DeleteClient(ctx, id)
 }
 
+// Forget drops id from the cache, so the next lookup reads the store. The
+// server calls it for every client-deleted revocation event (package
+// events), so a client deleted anywhere stops working on every replica
+// within the feed's delay rather than TTL.
+func (s *Store) Forget(id string) { s.forget(id) }
+
 func (s *Store) forget(id string) {
 	s.mu.Lock()
 	delete(s.entries, id)

@@ -1,0 +1,344 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/events"
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/memstore"
+)
+
+// logs returns a constructor of each Log implementation, so one suite
+// checks both against the same rules.
+func logs(t *testing.T) map[string]func(retention time.Duration, max int) events.Log {
+	return map[string]func(time.Duration, int) events.Log{
+		"memory": func(r time.Duration, max int) events.Log { return events.NewMemoryLog(r, max, nil) },
+		"redis": func(r time.Duration, max int) events.Log {
+			return events.NewRedisLog(testredis.Client(t), testredis.Prefix(t), r, max)
+		},
+	}
+}
+
+func sessionEvent(sid string) events.Event {
+	now := time.Now()
+	return events.Event{Kind: events.KindSession, Subject: "u1", Session: sid, Reason: store.ReasonLogout, Time: now, Until: now.Add(time.Minute)}
+}
+
+func TestLogConformance(t *testing.T) {
+	ctx := context.Background()
+	for name, mk := range logs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Run("append and read", func(t *testing.T) {
+				l := mk(time.Hour, 0)
+				var ids []events.ID
+				for _, sid := range []string{"s1", "s2", "s3"} {
+					id, err := l.Append(ctx, sessionEvent(sid))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, id)
+				}
+				for i, id := range ids {
+					if id.Seq != uint64(i+1) || (i > 0 && !ids[i-1].Less(id)) {
+						t.Fatalf("ids %v: want numbered 1, 2, 3 and increasing", ids)
+					}
+				}
+				st, err := l.State(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.First != ids[0] || st.Last != ids[2] || st.Seq != 3 || !st.Cut.IsZero() {
+					t.Fatalf("state %+v, ids %v", st, ids)
+				}
+				all, err := l.Read(ctx, events.ID{}, 10, 0)
+				if err != nil || len(all) != 3 {
+					t.Fatalf("read all: %v %v", all, err)
+				}
+				want := sessionEvent("s2")
+				if got := all[1]; got.ID != ids[1] || got.Kind != want.Kind || got.Subject != "u1" || got.Session != "s2" ||
+					got.Reason != store.ReasonLogout || got.Until.UnixMilli() != want.Until.Truncate(time.Millisecond).UnixMilli() && got.Until.IsZero() {
+					t.Fatalf("read back %+v", got)
+				}
+				if rest, _ := l.Read(ctx, ids[1], 10, 0); len(rest) != 1 || rest[0].Session != "s3" {
+					t.Fatalf("read after the second: %+v", rest)
+				}
+				if one, _ := l.Read(ctx, events.ID{}, 1, 0); len(one) != 1 || one[0].Session != "s1" {
+					t.Fatalf("read one: %+v", one)
+				}
+				// A waiting read returns the next append.
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(20 * time.Millisecond)
+					if _, err := l.Append(ctx, sessionEvent("s4")); err != nil {
+						t.Error(err)
+					}
+				}()
+				got, err := l.Read(ctx, ids[2], 10, 30*time.Second)
+				wg.Wait()
+				if err != nil || len(got) != 1 || got[0].Session != "s4" {
+					t.Fatalf("waiting read: %+v %v", got, err)
+				}
+				if none, err := l.Read(ctx, got[0].ID, 10, 10*time.Millisecond); err != nil || len(none) != 0 {
+					t.Fatalf("waiting read with nothing new: %+v %v", none, err)
+				}
+			})
+			t.Run("invalid events are refused", func(t *testing.T) {
+				l := mk(time.Hour, 0)
+				for _, e := range []events.Event{
+					{Kind: events.KindSession, Until: time.Now()},
+					{Kind: events.KindUser, Subject: "u", Until: time.Now()},
+					{Kind: events.KindClient, NotBefore: time.Now(), Until: time.Now()},
+					{Kind: "other", Session: "s", Until: time.Now()},
+					{Kind: events.KindSession, Session: "s"},
+				} {
+					if _, err := l.Append(ctx, e); err == nil {
+						t.Errorf("appended %+v", e)
+					}
+				}
+			})
+			t.Run("size cap is a cut", func(t *testing.T) {
+				l := mk(time.Hour, 2)
+				for _, sid := range []string{"s1", "s2", "s3", "s4"} {
+					if _, err := l.Append(ctx, sessionEvent(sid)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				st, err := l.State(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.First.Seq != 3 || st.Last.Seq != 4 || st.Cut != st.First || st.Seq != 4 {
+					t.Fatalf("state after a cut: %+v", st)
+				}
+				now := time.Now()
+				for after, want := range map[uint64]bool{0: true, 1: true, 2: false, 3: false, 4: false, 5: true} {
+					if got := events.Gap(events.ID{MS: st.First.MS, Seq: after}, st, now, time.Hour); got != want {
+						t.Errorf("Gap after event %d = %v, want %v", after, got, want)
+					}
+				}
+			})
+			t.Run("age trimming is not a cut", func(t *testing.T) {
+				l := mk(time.Millisecond, 0)
+				for _, sid := range []string{"s1", "s2", "s3"} {
+					if _, err := l.Append(ctx, sessionEvent(sid)); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				st, err := l.State(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.First.Seq != 3 || !st.Cut.IsZero() {
+					t.Fatalf("state after trimming by age: %+v", st)
+				}
+				if events.Gap(events.ID{}, st, time.Now(), time.Millisecond) {
+					t.Fatal("a gap reported for events dropped after the retention")
+				}
+			})
+		})
+	}
+}
+
+// The gap rule, specified once (Gap) and used by every Log.
+func TestGap(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	ret := time.Minute
+	recent := now.Add(-time.Second).UnixMilli()
+	old := now.Add(-2 * time.Minute).UnixMilli()
+	for _, c := range []struct {
+		name  string
+		after uint64
+		st    events.State
+		want  bool
+	}{
+		{"empty log, fresh consumer", 0, events.State{}, false},
+		{"fresh consumer, nothing dropped", 0, events.State{Seq: 5}, false},
+		{"caught up", 5, events.State{Seq: 5}, false},
+		{"consumer ahead of the log: the log was lost", 7, events.State{Seq: 5}, true},
+		{"a recent cut after the consumer", 2, events.State{Seq: 9, Cut: events.ID{MS: recent, Seq: 6}}, true},
+		{"a recent cut right after the consumer", 5, events.State{Seq: 9, Cut: events.ID{MS: recent, Seq: 6}}, false},
+		{"a cut of events older than the retention", 2, events.State{Seq: 9, Cut: events.ID{MS: old, Seq: 6}}, false},
+		{"fresh consumer after a recent cut", 0, events.State{Seq: 9, Cut: events.ID{MS: recent, Seq: 6}}, true},
+	} {
+		if got := events.Gap(events.ID{Seq: c.after}, c.st, now, ret); got != c.want {
+			t.Errorf("%s: Gap = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestParseID(t *testing.T) {
+	id, err := events.ParseID("1700000000000-42")
+	if err != nil || id.MS != 1700000000000 || id.Seq != 42 || id.String() != "1700000000000-42" {
+		t.Fatalf("ParseID: %+v %v", id, err)
+	}
+	if id, err := events.ParseID(""); err != nil || !id.IsZero() {
+		t.Fatalf("empty id: %+v %v", id, err)
+	}
+	for _, bad := range []string{"x", "1-", "-1", "1-2-3", "1.5-2", "-5-1", "99999999999999999999999-1"} {
+		if _, err := events.ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) accepted", bad)
+		}
+	}
+}
+
+type failingLog struct{ events.Log }
+
+func (failingLog) Append(context.Context, events.Event) (events.ID, error) {
+	return events.ID{}, errors.New("unreachable")
+}
+
+// Every session end through the decorator is one event, with what a
+// verifier needs; answers of the store that end nothing are none.
+func TestStoreEmits(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	ms := memstore.New()
+	defer ms.Close()
+	log := events.NewMemoryLog(time.Hour, 0, nil)
+	st := events.Wrap(ms, log, events.Options{AccessTTL: 15 * time.Minute, Now: func() time.Time { return now }})
+	if err := st.CreateUser(ctx, store.User{ID: "u1", Username: "ann", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateClient(ctx, store.Client{ID: "web", Public: true, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range []string{"s1", "s2", "s3"} {
+		err := st.CreateSession(ctx, store.NewSession{Session: store.Session{ID: sid, UserID: "u1", ClientID: "web", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, Token: store.TokenHash{1, sid[1]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rotate, then present the used token: reuse.
+	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Presented: store.TokenHash{1, '3'}, Next: store.TokenHash{2}, ClientID: "web", Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Presented: store.TokenHash{1, '3'}, Next: store.TokenHash{3}, ClientID: "web", Now: now}); !errors.Is(err, store.ErrTokenReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if err := st.RevokeSession(ctx, "u1", "s1", store.ReasonLogout, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RevokeSession(ctx, "u1", "nope", store.ReasonLogout, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	if _, err := st.RevokeUserSessions(ctx, "u1", "s2", store.ReasonLogout, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetUserDisabled(ctx, "u1", true, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetUserDisabled(ctx, "u1", false, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteClient(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteClient(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := st.DeleteUser(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := log.Read(ctx, events.ID{}, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := now.Add(15 * time.Minute)
+	want := []events.Event{
+		{Kind: events.KindSession, Subject: "u1", Session: "s3", Client: "web", Reason: store.ReasonReuse},
+		{Kind: events.KindSession, Subject: "u1", Session: "s1", Reason: store.ReasonLogout},
+		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Except: "s2", Reason: store.ReasonLogout},
+		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDisable},
+		{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted},
+		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDeleted},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Kind != w.Kind || g.Subject != w.Subject || g.Session != w.Session || g.Client != w.Client ||
+			!g.NotBefore.Equal(w.NotBefore) || g.Except != w.Except || g.Reason != w.Reason || !g.Until.Equal(until) || !g.Time.Equal(now) {
+			t.Errorf("event %d: %+v, want %+v until %v", i, g, w, until)
+		}
+	}
+
+	// The store's answer stands when the log cannot be written; the loss
+	// is reported.
+	lost := 0
+	st = events.Wrap(ms, failingLog{log}, events.Options{AccessTTL: time.Minute, Lost: func() { lost++ }})
+	if err := st.CreateClient(ctx, store.Client{ID: "web2", Public: true, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteClient(ctx, "web2"); err != nil {
+		t.Fatalf("delete with the log down: %v", err)
+	}
+	if lost != 1 {
+		t.Fatalf("lost = %d, want 1", lost)
+	}
+}
+
+// The hub hands a subscriber every event after its position, from memory
+// when it can, and tells it to read the log when it cannot.
+func TestHub(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := events.NewMemoryLog(time.Hour, 0, nil)
+	before, _ := log.Append(ctx, sessionEvent("old"))
+	hub := events.NewHub(log, events.HubOptions{Ring: 3, Wait: 50 * time.Millisecond})
+	var mu sync.Mutex
+	var heard []string
+	hub.OnEvent(func(e events.Event) { mu.Lock(); heard = append(heard, e.Session); mu.Unlock() })
+	if _, ok, _ := hub.Since(events.ID{}, 10); ok {
+		t.Fatal("a hub that has not started claims to hold history")
+	}
+	go hub.Run(ctx)
+	// Wait for it to start: Fresh after its first read.
+	for !hub.Fresh() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok, _ := hub.Since(events.ID{}, 10); ok {
+		t.Fatal("the hub claims to hold events from before it started")
+	}
+	var ids []events.ID
+	for _, sid := range []string{"a", "b", "c", "d", "e"} {
+		_, _, changed := hub.Since(before, 10)
+		id, err := log.Append(ctx, sessionEvent(sid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		<-changed
+		for {
+			evs, ok, changed := hub.Since(before, 10)
+			if ok && len(evs) > 0 && evs[len(evs)-1].ID == id || !ok {
+				break
+			}
+			<-changed
+		}
+	}
+	// Ring 3: c, d, e in memory.
+	evs, ok, _ := hub.Since(ids[1], 10)
+	if !ok || len(evs) != 3 || evs[0].Session != "c" || evs[2].Session != "e" {
+		t.Fatalf("since b: %+v ok=%v", evs, ok)
+	}
+	if evs, ok, _ := hub.Since(ids[3], 1); !ok || len(evs) != 1 || evs[0].Session != "e" {
+		t.Fatalf("since d: %+v ok=%v", evs, ok)
+	}
+	if _, ok, _ := hub.Since(ids[0], 10); ok {
+		t.Fatal("since a: the hub no longer holds b but claims to")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) != 5 || heard[0] != "a" || heard[4] != "e" {
+		t.Fatalf("listeners heard %v", heard)
+	}
+}
