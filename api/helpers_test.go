@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/ratelimit"
@@ -40,6 +41,7 @@ type env struct {
 	server *server.Server
 	store  store.Store
 	secret string // of the confidential client "backend"
+	feed   string // secret of the confidential client "feed" (events:read)
 }
 
 // sharedRedisStore is a store on the shared test Redis under a key prefix
@@ -73,7 +75,19 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 		Passwords: hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Issuer: testIssuer,
 		RefreshTTL: time.Hour, AllowSignup: true,
 	}
+	// The revocation feed, as serve wires it.
+	var evlog events.Log = events.NewMemoryLog(time.Hour, 0, nil)
 	if rs, ok := st.(*redisstore.Store); ok {
+		evlog = events.NewRedisLog(rs.Redis(), testredis.Prefix(t), time.Hour, 0)
+	}
+	hub := events.NewHub(evlog, events.HubOptions{})
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
+	raw := st
+	st = events.Wrap(st, evlog, events.Options{AccessTTL: 15 * time.Minute})
+	o.Store, o.Events = st, hub
+	if rs, ok := raw.(*redisstore.Store); ok {
 		// Brute-force protection as in production (Redis buckets), with a
 		// small per-account limit the conformance test can reach.
 		o.LoginLimiter = ratelimit.NewRedis(rs.Redis(), testredis.Prefix(t), ratelimit.Limits{
@@ -99,6 +113,9 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	e.secret = credential.NewClientSecret()
 	must(t, st.CreateClient(ctx, store.Client{ID: backendApp, SecretHash: credential.HashClientSecret(e.secret),
 		Grants: []string{"password", "refresh_token", "client_credentials"}, Scopes: []string{"read", "write", "admin"}, CreatedAt: now}))
+	e.feed = credential.NewClientSecret()
+	must(t, st.CreateClient(ctx, store.Client{ID: "feed", SecretHash: credential.HashClientSecret(e.feed),
+		Grants: []string{"client_credentials"}, Scopes: []string{server.EventsScope}, CreatedAt: now}))
 	return e
 }
 
