@@ -146,9 +146,9 @@ func TestRefreshKeyFiles(t *testing.T) {
 	other := GenerateRefreshKey()
 	for name, data := range map[string][]byte{
 		"20250601T120000Z-" + strings.Repeat("a", RefreshKeyIDLen) + ".refresh": other.MarshalPEM(),
-		"20250601T120000Z-" + other.ID + ".refresh":                            []byte("garbage"),
-		"20250601-" + other.ID + ".refresh":                                    other.MarshalPEM(),
-		"20250601T120000Z-" + other.ID + "x.refresh":                           other.MarshalPEM(),
+		"20250601T120000Z-" + other.ID + ".refresh":                             []byte("garbage"),
+		"20250601-" + other.ID + ".refresh":                                     other.MarshalPEM(),
+		"20250601T120000Z-" + other.ID + "x.refresh":                            other.MarshalPEM(),
 	} {
 		bad := filepath.Join(dir, name)
 		if err := os.WriteFile(bad, data, 0o600); err != nil {
