@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -58,7 +59,7 @@ type RefreshKey struct {
 	ID      string    // kid: RefreshKeyIDLen lower-case base32 characters
 	Created time.Time // when the key was made (second precision, UTC); orders the keys
 	secret  [RefreshKeySize]byte
-	macs    *sync.Pool // of hash.Hash: HMAC-SHA256 keyed with secret
+	macs    *sync.Pool // of *macState: HMAC-SHA256 keyed with secret
 }
 
 // GenerateRefreshKey makes a new random refresh key. Created is now,
@@ -71,7 +72,7 @@ func GenerateRefreshKey() *RefreshKey {
 
 func newRefreshKey(secret [RefreshKeySize]byte, created time.Time) *RefreshKey {
 	k := &RefreshKey{Created: created, secret: secret}
-	k.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, k.secret[:]) }}
+	k.macs = &sync.Pool{New: func() any { return &macState{h: hmac.New(sha256.New, k.secret[:])} }}
 	var id [sha256.Size]byte
 	k.MAC(id[:0], []byte(refreshKIDLabel))
 	k.ID = kidEncoding.EncodeToString(id[:5])
@@ -79,14 +80,29 @@ func newRefreshKey(secret [RefreshKeySize]byte, created time.Time) *RefreshKey {
 }
 
 // MAC appends HMAC-SHA256(secret, msg) to dst and returns the result. It is
-// safe for concurrent use.
+// safe for concurrent use, and for messages of up to 128 bytes neither msg
+// nor dst escapes (a refresh token's MAC costs no allocation).
 func (k *RefreshKey) MAC(dst, msg []byte) []byte {
-	h := k.macs.Get().(hash.Hash)
-	h.Reset()
-	h.Write(msg)
-	dst = h.Sum(dst)
-	k.macs.Put(h)
+	m := k.macs.Get().(*macState)
+	m.h.Reset()
+	if len(msg) <= len(m.buf) {
+		n := copy(m.buf[:], msg)
+		m.h.Write(m.buf[:n])
+	} else {
+		m.h.Write(bytes.Clone(msg))
+	}
+	sum := m.h.Sum(m.sum[:0])
+	dst = append(dst, sum...)
+	k.macs.Put(m)
 	return dst
+}
+
+// macState is a keyed HMAC with buffers, so that MAC's arguments do not
+// escape through the hash.Hash interface.
+type macState struct {
+	h   hash.Hash
+	buf [128]byte
+	sum [sha256.Size]byte
 }
 
 // String names the key by its kid; the secret is never printed.
