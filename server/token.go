@@ -305,17 +305,20 @@ func newStoreRequestID() store.RequestID {
 }
 
 // refreshInvalid answers a refresh token that is malformed or whose MAC
-// does not verify. It is answered before the client is authenticated, so
-// the audit line names no client; the ids the token claims are logged as
-// claimed, and nothing else of it is.
+// does not verify (audit refresh.invalid: a forgery, a corrupted token, a
+// token of a refresh key since removed, or a client bug). It is answered
+// before the client is authenticated and before any store work, so the
+// audit line names no client; the ids and key a well-formed token claims
+// are logged as claimed, and nothing else of it is.
 func (s *Server) refreshInvalid(r *http.Request, raw string) error {
-	e := invalidGrant("refresh token is invalid")
-	attrs := []slog.Attr{slog.String("ip", clientIP(r)), slog.String("reason", e.desc)}
+	attrs := []slog.Attr{slog.String("ip", clientIP(r)), slog.String("reason", "malformed")}
 	if claimed, err := token.ParseRefresh(raw); err == nil {
-		attrs = append(attrs, slog.String("claimed_user_id", claimed.UserID), slog.String("claimed_session_id", claimed.SessionID))
+		attrs[1] = slog.String("reason", "not_genuine")
+		attrs = append(attrs, slog.String("claimed_user_id", claimed.UserID), slog.String("claimed_session_id", claimed.SessionID),
+			slog.String("key_id", claimed.KeyID))
 	}
-	s.audit(r.Context(), "refresh.failure", attrs...)
-	return e
+	s.audit(r.Context(), "refresh.invalid", attrs...)
+	return invalidGrant("refresh token is invalid")
 }
 
 // refreshFailed turns a Rotate error into the RFC answer, auditing theft
