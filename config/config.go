@@ -51,6 +51,7 @@ type Config struct {
 	Audience           []string      // JWT_AUDIENCE [unset]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
 	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
+	ReuseWindow        time.Duration // REFRESH_REUSE_WINDOW [30s]; 0 = strict single use, at most MaxReuseWindow
 	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
 	KeysDir            string        // JWT_KEYS_DIR [unset = ephemeral dev key]
 	JWKSMaxAge         time.Duration // JWKS_MAX_AGE [5m]; Cache-Control max-age of the JWKS, ≥ 1s
@@ -103,6 +104,12 @@ const (
 	LogFormatText = "text"
 )
 
+// MaxReuseWindow bounds REFRESH_REUSE_WINDOW. The window is for retries and
+// concurrent tabs, which take seconds; a longer one only widens the time in
+// which a stolen token that was just rotated shares the session
+// (docs/design.md, "The reuse window").
+const MaxReuseWindow = 5 * time.Minute
+
 // Bounds for the argon2id parameters.
 const (
 	maxHashMemoryKiB = 4 * 1024 * 1024 // 4 GiB per hash is surely a typo
@@ -114,6 +121,7 @@ const (
 	// formDurationOrZero also accepts 0 (off).
 	formDurationOrZero = "a duration like 10s or 1m, or 0 to disable"
 	formMaxAge         = "a duration of at least 1s, e.g. 5m"
+	formReuseWindow    = "a duration from 0 (strict single use) up to 5m, e.g. 30s"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
@@ -226,6 +234,19 @@ var table = []variable{
 			"Lifetime of a session and its refresh tokens, counted from sign-in (absolute). At least JWT_ACCESS_EXPIRES_IN."},
 		parse:  parseTTL(func(c *Config) *time.Duration { return &c.RefreshTTL }),
 		format: func(c Config) string { return FormatDuration(c.RefreshTTL) },
+	},
+	{
+		Variable: Variable{"REFRESH_REUSE_WINDOW", "30s", formReuseWindow,
+			"For how long after a refresh the token it replaced is still answered with the same new refresh token (a retry after a lost reply or a 503, a second browser tab). Outside it, or once the new token has been used, presenting an earlier token revokes the session as theft. 0 is strict single use."},
+		parse: func(c *Config, raw string) string {
+			d, err := ParseDuration(raw)
+			if err != nil || d < 0 || d > MaxReuseWindow {
+				return fmt.Sprintf("%q is not a reuse window (use %s)", raw, formReuseWindow)
+			}
+			c.ReuseWindow = d
+			return ""
+		},
+		format: func(c Config) string { return FormatDuration(c.ReuseWindow) },
 	},
 	{
 		Variable: Variable{"JWT_SIGNING_ALG", AlgES256, formAlg,

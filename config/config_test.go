@@ -19,7 +19,7 @@ import (
 // documentedOrder is the order of SPEC §6 followed by the tokend additions.
 var documentedOrder = []string{
 	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE",
-	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
+	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
@@ -46,6 +46,7 @@ func defaults() config.Config {
 		LoginRateIP:             config.Rate{N: 100, Period: time.Minute},
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
+		ReuseWindow:             30 * time.Second,
 	}
 }
 
@@ -180,6 +181,9 @@ func TestEnvOverrides(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT=  30s ", func(c *config.Config) { c.ShutdownTimeout = 30 * time.Second }},
 		{"CLIENT_CACHE_TTL=1m", func(c *config.Config) { c.ClientCacheTTL = time.Minute }},
 		{"CLIENT_CACHE_TTL=0", func(c *config.Config) { c.ClientCacheTTL = 0 }},
+		{"REFRESH_REUSE_WINDOW=0", func(c *config.Config) { c.ReuseWindow = 0 }},
+		{"REFRESH_REUSE_WINDOW=10s", func(c *config.Config) { c.ReuseWindow = 10 * time.Second }},
+		{"REFRESH_REUSE_WINDOW=5m", func(c *config.Config) { c.ReuseWindow = 5 * time.Minute }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -257,6 +261,7 @@ func fullFileConfig() config.Config {
 		TrustedProxies:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
 		ShutdownTimeout:         30 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
+		ReuseWindow:             30 * time.Second,
 	}
 }
 
@@ -391,6 +396,9 @@ func TestInvalid(t *testing.T) {
 		{env: "SHUTDOWN_TIMEOUT=soon", wantText: `"soon" is not a duration (use Go syntax`},
 		{env: "SHUTDOWN_TIMEOUT=0s", wantText: "must be positive"},
 		{env: "CLIENT_CACHE_TTL=-1s", wantText: `"-1s" is not a duration (use a duration like 10s`},
+		{env: "REFRESH_REUSE_WINDOW=-1s", wantText: `"-1s" is not a reuse window (use a duration from 0 (strict single use) up to 5m`},
+		{env: "REFRESH_REUSE_WINDOW=6m", wantText: `"6m" is not a reuse window`},
+		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -748,6 +756,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"TRUSTED_PROXIES":              "10.0.0.0/8,fd00::/8",
 		"SHUTDOWN_TIMEOUT":             "30s",
 		"CLIENT_CACHE_TTL":             "10s",
+		"REFRESH_REUSE_WINDOW":         "30s",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

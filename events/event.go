@@ -40,11 +40,9 @@ const (
 	KindClient Kind = "client"
 )
 
-// Reasons that are not session revocation reasons of package store.
-const (
-	ReasonClientDeleted = "client_deleted"
-	ReasonEvicted       = "evicted" // ended by the per-user session cap
-)
+// ReasonClientDeleted is the reason of KindClient events (the others
+// carry package store's session end reasons).
+const ReasonClientDeleted = "client_deleted"
 
 // Event is one entry of the Log.
 type Event struct {
@@ -55,7 +53,7 @@ type Event struct {
 	Client    string    // the client id (KindClient; the session's client when known)
 	NotBefore time.Time // KindUser, KindClient: tokens issued before it are refused
 	Except    string    // KindUser: the one session not ended ("log out others")
-	Reason    string    // store.Reason* or a Reason* of this package
+	Reason    string    // store.Reason* or ReasonClientDeleted
 	Time      time.Time // when it happened
 	Until     time.Time // when it stops mattering: the latest expiry of the tokens it covers
 }

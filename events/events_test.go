@@ -210,64 +210,93 @@ func TestStoreEmits(t *testing.T) {
 	if err := st.CreateClient(ctx, store.Client{ID: "web", Public: true, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	for _, sid := range []string{"s1", "s2", "s3"} {
-		err := st.CreateSession(ctx, store.NewSession{Session: store.Session{ID: sid, UserID: "u1", ClientID: "web", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, Token: store.TokenHash{1, sid[1]}})
+	newSession := func(sid string, max int) []string {
+		t.Helper()
+		evicted, err := st.CreateSession(ctx, store.NewSession{Session: store.Session{ID: sid, UserID: "u1", ClientID: "web", CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}, Max: max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evicted
+	}
+	for _, sid := range []string{"s1", "s2", "s3", "s4", "s5", "s6"} {
+		newSession(sid, 0)
+	}
+	// Rotate s3, then present its first token again: reuse.
+	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now, RequestID: store.RequestID{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now.Add(time.Minute), RequestID: store.RequestID{2}}); !errors.Is(err, store.ErrTokenReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if err := st.RevokeSession(ctx, "u1", "s1", store.ReasonRevoked, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RevokeSession(ctx, "u1", "nope", store.ReasonRevoked, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	logout := func(sid string, scope store.LogoutScope) error {
+		_, err := st.Logout(ctx, store.Logout{UserID: "u1", SessionID: sid, Generation: 0, ClientID: "web", Scope: scope, Now: now})
+		return err
+	}
+	must := func(err error) {
+		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Rotate, then present the used token: reuse.
-	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Presented: store.TokenHash{1, '3'}, Next: store.TokenHash{2}, ClientID: "web", Now: now}); err != nil {
+	must(logout("s4", store.LogoutLocal))
+	if err := logout("s4", store.LogoutLocal); err == nil {
+		t.Fatal("a second logout of an ended session succeeded")
+	}
+	// The cap: a seventh session with a cap of 2 evicts the least recently used.
+	evicted := newSession("s7", 2)
+	if len(evicted) == 0 {
+		t.Fatal("nothing evicted by the cap")
+	}
+	must(logout("s7", store.LogoutOthers))
+	now2 := now.Add(time.Second)
+	if _, err := st.Logout(ctx, store.Logout{UserID: "u1", SessionID: "s7", ClientID: "web", Scope: store.LogoutGlobal, Now: now2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Presented: store.TokenHash{1, '3'}, Next: store.TokenHash{3}, ClientID: "web", Now: now}); !errors.Is(err, store.ErrTokenReused) {
-		t.Fatalf("reuse: %v", err)
-	}
-	if err := st.RevokeSession(ctx, "u1", "s1", store.ReasonLogout, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.RevokeSession(ctx, "u1", "nope", store.ReasonLogout, now); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown session: %v", err)
-	}
-	if _, err := st.RevokeUserSessions(ctx, "u1", "s2", store.ReasonLogout, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.SetUserDisabled(ctx, "u1", true, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.SetUserDisabled(ctx, "u1", false, now); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.DeleteClient(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
+	must(st.RevokeUserSessions(ctx, "u1", "", store.ReasonRevoked, now))
+	must(st.SetUserDisabled(ctx, "u1", true, now))
+	must(st.SetUserDisabled(ctx, "u1", false, now))
+	must(st.DeleteClient(ctx, "web"))
 	if err := st.DeleteClient(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal(err)
 	}
-	if err := st.DeleteUser(ctx, "u1"); err != nil {
-		t.Fatal(err)
-	}
+	must(st.DeleteUser(ctx, "u1"))
 	got, err := log.Read(ctx, events.ID{}, 100, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	until := now.Add(15 * time.Minute)
 	want := []events.Event{
-		{Kind: events.KindSession, Subject: "u1", Session: "s3", Client: "web", Reason: store.ReasonReuse},
-		{Kind: events.KindSession, Subject: "u1", Session: "s1", Reason: store.ReasonLogout},
-		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Except: "s2", Reason: store.ReasonLogout},
-		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDisable},
-		{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted},
-		{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDeleted},
+		{Kind: events.KindSession, Subject: "u1", Session: "s3", Client: "web", Reason: store.ReasonReuse, Time: now.Add(time.Minute)},
+		{Kind: events.KindSession, Subject: "u1", Session: "s1", Reason: store.ReasonRevoked},
+		{Kind: events.KindSession, Subject: "u1", Session: "s4", Client: "web", Reason: store.ReasonLogout},
 	}
+	for _, sid := range evicted {
+		want = append(want, events.Event{Kind: events.KindSession, Subject: "u1", Session: sid, Reason: store.ReasonEvicted})
+	}
+	want = append(want,
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Except: "s7", Reason: store.ReasonLogout},
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now2, Reason: store.ReasonLogout, Time: now2},
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonRevoked},
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDisable},
+		events.Event{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted},
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDeleted},
+	)
 	if len(got) != len(want) {
 		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
 	}
 	for i, w := range want {
 		g := got[i]
+		if w.Time.IsZero() {
+			w.Time = now
+		}
 		if g.Kind != w.Kind || g.Subject != w.Subject || g.Session != w.Session || g.Client != w.Client ||
-			!g.NotBefore.Equal(w.NotBefore) || g.Except != w.Except || g.Reason != w.Reason || !g.Until.Equal(until) || !g.Time.Equal(now) {
-			t.Errorf("event %d: %+v, want %+v until %v", i, g, w, until)
+			!g.NotBefore.Equal(w.NotBefore) || g.Except != w.Except || g.Reason != w.Reason || !g.Until.Equal(w.Time.Add(15*time.Minute)) || !g.Time.Equal(w.Time) {
+			t.Errorf("event %d: %+v, want %+v", i, g, w)
 		}
 	}
 

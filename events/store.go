@@ -138,13 +138,45 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 	return nil
 }
 
-// RevokeUserSessions revokes the user's sessions but except and emits one
+// RevokeUserSessions ends the user's sessions but except and emits one
 // user event (not-before now, except exempt), whatever their number.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (int, error) {
-	n, err := s.Store.RevokeUserSessions(ctx, userID, except, reason, now)
-	if err != nil {
-		return n, err
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
+	if err := s.Store.RevokeUserSessions(ctx, userID, except, reason, now); err != nil {
+		return err
 	}
 	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Reason: reason, Time: now})
-	return n, nil
+	return nil
+}
+
+// CreateSession starts a session; every session the per-user cap ends to
+// make room is a session event.
+func (s *Store) CreateSession(ctx context.Context, n store.NewSession) ([]string, error) {
+	evicted, err := s.Store.CreateSession(ctx, n)
+	if err != nil {
+		return evicted, err
+	}
+	for _, sid := range evicted {
+		s.emit(ctx, Event{Kind: KindSession, Subject: n.Session.UserID, Session: sid, Reason: store.ReasonEvicted, Time: n.Session.CreatedAt})
+	}
+	return evicted, nil
+}
+
+// Logout ends what the logout asked for and emits it: one session event
+// (local, or a used token's session revoked for reuse), or one user event
+// (global: not-before now; others: the same, this session exempt).
+// "Already ended" answers emit nothing: the end that ended it did.
+func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, error) {
+	sess, err := s.Store.Logout(ctx, l)
+	switch {
+	case errors.Is(err, store.ErrTokenReused):
+		s.emit(ctx, Event{Kind: KindSession, Subject: l.UserID, Session: l.SessionID, Client: l.ClientID, Reason: store.ReasonReuse, Time: l.Now})
+	case err != nil:
+	case l.Scope == store.LogoutGlobal:
+		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Reason: store.ReasonLogout, Time: l.Now})
+	case l.Scope == store.LogoutOthers:
+		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Except: l.SessionID, Reason: store.ReasonLogout, Time: l.Now})
+	default:
+		s.emit(ctx, Event{Kind: KindSession, Subject: l.UserID, Session: l.SessionID, Client: l.ClientID, Reason: store.ReasonLogout, Time: l.Now})
+	}
+	return sess, err
 }

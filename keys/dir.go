@@ -44,15 +44,23 @@ func WriteFile(dir string, k *Key) (path string, err error) {
 	if err != nil {
 		return "", err
 	}
+	return writeNew(dir, FileName(k), data)
+}
+
+// writeNew writes data to dir/name with mode 0600, creating dir with mode
+// 0700 if it does not exist. The file appears complete or not at all
+// (written to a temporary file, synced, then linked into place), and an
+// existing file of that name is never overwritten.
+func writeNew(dir, name string, data []byte) (path string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("keys: %w", err)
 	}
-	path = filepath.Join(dir, FileName(k))
+	path = filepath.Join(dir, name)
 	if _, err := os.Lstat(path); err == nil {
 		return "", fmt.Errorf("keys: %s already exists; refusing to overwrite", path)
 	}
 	// CreateTemp makes the file with mode 0600. Its name starts with a dot
-	// and does not end in .pem, so LoadDir never reads it.
+	// and ends in neither .pem nor .refresh, so no loader reads it.
 	tmp, err := os.CreateTemp(dir, ".key-*.tmp")
 	if err != nil {
 		return "", fmt.Errorf("keys: %w", err)
@@ -132,7 +140,24 @@ func loadFile(path, name string) (*Key, error) {
 	if !ok {
 		return nil, fmt.Errorf("keys: %s: file name must be <yyyymmddThhmmssZ>-<kid>.pem (as written by WriteFile)", path)
 	}
-	info, err := os.Stat(path) // follows symlinks (e.g. Kubernetes secret volumes)
+	data, err := readRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParsePEM(data, created)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	if k.ID != kid {
+		return nil, fmt.Errorf("keys: %s: file name says kid %q but the key's thumbprint is %q", path, kid, k.ID)
+	}
+	return k, nil
+}
+
+// readRegular reads a key file, which must be a regular file (symlinks
+// are followed, as in Kubernetes secret volumes).
+func readRegular(path string) ([]byte, error) {
+	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
@@ -143,12 +168,5 @@ func loadFile(path, name string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	k, err := ParsePEM(data, created)
-	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	if k.ID != kid {
-		return nil, fmt.Errorf("keys: %s: file name says kid %q but the key's thumbprint is %q", path, kid, k.ID)
-	}
-	return k, nil
+	return data, nil
 }

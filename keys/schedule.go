@@ -85,18 +85,29 @@ type Status struct {
 //
 // Exactly one key is active whenever ks holds a key with a private key.
 func Schedule(ks []*Key, t Timing, now time.Time) []Status {
-	out := make([]Status, len(ks))
-	chain := make([]int, 0, len(ks)) // indexes of keys that can sign
+	out := schedule(len(ks), func(i int) (time.Time, bool) { return ks[i].Created, ks[i].Signer != nil }, t, now)
 	for i, k := range ks {
 		out[i].Key = k
-		if k.Signer == nil {
+	}
+	return out
+}
+
+// schedule computes the states of n keys, oldest first, from each key's
+// Created time and whether it can sign (for Schedule and RefreshSchedule).
+// The statuses it returns have no Key.
+func schedule(n int, key func(i int) (created time.Time, canSign bool), t Timing, now time.Time) []Status {
+	out := make([]Status, n)
+	chain := make([]int, 0, n) // indexes of keys that can sign
+	for i := range n {
+		created, canSign := key(i)
+		if !canSign {
 			out[i].State = StatePublicOnly
 			continue
 		}
 		if len(chain) == 0 {
-			out[i].SignsFrom = k.Created
+			out[i].SignsFrom = created
 		} else {
-			out[i].SignsFrom = k.Created.Add(t.PrePublish)
+			out[i].SignsFrom = created.Add(t.PrePublish)
 		}
 		chain = append(chain, i)
 	}

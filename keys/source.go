@@ -30,6 +30,14 @@ type DirOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RefreshTiming is the schedule of the directory's refresh keys (see
+	// RefreshSchedule): PrePublish is at least ReloadInterval, RetireAfter
+	// at least the refresh-token lifetime.
+	RefreshTiming Timing
+	// RequireRefreshKeys makes a load fail when the directory holds no
+	// refresh key (what `tokend serve` wants); without it a directory of
+	// signing keys alone is fine and RefreshKeys returns nil.
+	RequireRefreshKeys bool
 }
 
 // DirSource is a rotating key source over a key directory shared by every
@@ -39,27 +47,36 @@ type DirOptions struct {
 // changes or when a key changes state. Keys is safe for concurrent use and
 // costs an atomic load and a clock read.
 //
-// It satisfies token.KeySource.
+// The directory's refresh keys (*.refresh, see RefreshKey) are followed
+// the same way, on their own schedule (DirOptions.RefreshTiming).
+//
+// It satisfies token.KeySource and token.RefreshKeySource.
 type DirSource struct {
-	dir    string
-	timing Timing
-	reload time.Duration
-	log    *slog.Logger
-	now    func() time.Time
+	dir         string
+	timing      Timing
+	rtiming     Timing
+	needRefresh bool
+	reload      time.Duration
+	log         *slog.Logger
+	now         func() time.Time
 
 	snap atomic.Pointer[snapshot]
 
-	mu    sync.Mutex        // serialises Reload and rebuild; guards files and keys
-	files map[string]loaded // by file name; the parsed key and its file's identity
-	stamp map[string]fileStamp
-	keys  []*Key // sorted oldest first
+	mu     sync.Mutex        // serialises Reload and rebuild; guards the fields below
+	files  map[string]loaded // by file name; the parsed key and its file's identity
+	rfiles map[string]loadedRefresh
+	stamp  map[string]fileStamp // of both kinds of file
+	keys   []*Key               // sorted oldest first
+	rkeys  []*RefreshKey        // sorted oldest first
 }
 
 // snapshot is one immutable state of a DirSource.
 type snapshot struct {
-	set    *Set
-	status []Status
-	until  time.Time // when a state changes next; zero = no change ahead
+	set     *Set
+	status  []Status
+	rset    *RefreshSet // nil when the directory has no refresh key
+	rstatus []RefreshStatus
+	until   time.Time // when a state changes next; zero = no change ahead
 }
 
 // fileStamp tells whether a file changed since it was parsed.
@@ -72,12 +89,13 @@ type fileStamp struct {
 // file in dir is bad (see LoadDir) or dir holds no key with a private key.
 // Call Run to follow later changes to dir.
 func NewDirSource(dir string, o DirOptions) (*DirSource, error) {
-	if o.Timing.PrePublish < 0 || o.Timing.RetireAfter < 0 {
+	if o.Timing.PrePublish < 0 || o.Timing.RetireAfter < 0 || o.RefreshTiming.PrePublish < 0 || o.RefreshTiming.RetireAfter < 0 {
 		return nil, errors.New("keys: negative key timing")
 	}
 	s := &DirSource{
-		dir: dir, timing: o.Timing, reload: o.ReloadInterval, log: o.Logger, now: o.Now,
-		files: map[string]loaded{}, stamp: map[string]fileStamp{},
+		dir: dir, timing: o.Timing, rtiming: o.RefreshTiming, needRefresh: o.RequireRefreshKeys,
+		reload: o.ReloadInterval, log: o.Logger, now: o.Now,
+		files: map[string]loaded{}, rfiles: map[string]loadedRefresh{}, stamp: map[string]fileStamp{},
 	}
 	if s.reload <= 0 {
 		s.reload = DefaultReloadInterval
@@ -96,19 +114,31 @@ func NewDirSource(dir string, o DirOptions) (*DirSource, error) {
 
 // Keys returns the current set: the active key signs; pending, active and
 // retired keys are published.
-func (s *DirSource) Keys() *Set {
+func (s *DirSource) Keys() *Set { return s.current().set }
+
+// RefreshKeys returns the current refresh keys: the active one is used for
+// new sessions; pending, active and retired ones verify. Nil when the
+// directory holds no refresh key (see DirOptions.RequireRefreshKeys).
+func (s *DirSource) RefreshKeys() *RefreshSet { return s.current().rset }
+
+// current returns the snapshot, rebuilt first if a state change is due.
+func (s *DirSource) current() *snapshot {
 	sn := s.snap.Load()
 	if !sn.until.IsZero() && !s.now().Before(sn.until) {
 		sn = s.rebuild()
 	}
-	return sn.set
+	return sn
 }
 
 // Status returns every key of the directory (expired ones included) with
 // its state now, oldest first.
 func (s *DirSource) Status() []Status {
-	s.Keys() // brings the snapshot up to date
-	return slices.Clone(s.snap.Load().status)
+	return slices.Clone(s.current().status)
+}
+
+// RefreshStatus is Status for the refresh keys.
+func (s *DirSource) RefreshStatus() []RefreshStatus {
+	return slices.Clone(s.current().rstatus)
 }
 
 // Run re-reads the directory every reload interval until ctx ends. A
@@ -140,10 +170,12 @@ func (s *DirSource) Reload() error {
 		return fmt.Errorf("keys: read key directory: %w", err)
 	}
 	files := make(map[string]loaded, len(entries))
+	rfiles := make(map[string]loadedRefresh)
 	stamps := make(map[string]fileStamp, len(entries))
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".pem") || strings.HasPrefix(name, ".") {
+		signing := strings.HasSuffix(name, ".pem") && !strings.HasPrefix(name, ".")
+		if !signing && !isRefreshFile(name) {
 			continue
 		}
 		path := filepath.Join(s.dir, name)
@@ -155,15 +187,41 @@ func (s *DirSource) Reload() error {
 			return fmt.Errorf("keys: %w", err)
 		}
 		st := fileStamp{size: info.Size(), modTime: info.ModTime()}
-		if old, ok := s.files[name]; ok && s.stamp[name] == st {
-			files[name], stamps[name] = old, st
+		unchanged := s.stamp[name] == st
+		stamps[name] = st
+		if signing {
+			if old, ok := s.files[name]; ok && unchanged {
+				files[name] = old
+				continue
+			}
+			k, err := loadFile(path, name)
+			if err != nil {
+				return err
+			}
+			files[name] = loaded{k, path}
 			continue
 		}
-		k, err := loadFile(path, name)
+		if old, ok := s.rfiles[name]; ok && unchanged {
+			rfiles[name] = old
+			continue
+		}
+		k, err := loadRefreshFile(path, name)
 		if err != nil {
 			return err
 		}
-		files[name], stamps[name] = loaded{k, path}, st
+		rfiles[name] = loadedRefresh{k, path}
+	}
+	rls := make([]loadedRefresh, 0, len(rfiles))
+	for _, l := range rfiles {
+		rls = append(rls, l)
+	}
+	sortLoadedRefresh(rls)
+	rks := make([]*RefreshKey, len(rls))
+	for i, l := range rls {
+		rks[i] = l.key
+	}
+	if s.needRefresh && len(rks) == 0 {
+		return fmt.Errorf("keys: no refresh key files (*%s) in %s (make one with `tokend keys rotate --only refresh`)", refreshSuffix, s.dir)
 	}
 	ls := make([]loaded, 0, len(files))
 	for _, l := range files {
@@ -177,8 +235,8 @@ func (s *DirSource) Reload() error {
 	if !slices.ContainsFunc(ks, func(k *Key) bool { return k.Signer != nil }) {
 		return fmt.Errorf("keys: no private key files (*.pem) in %s", s.dir)
 	}
-	changed := !slices.Equal(ks, s.keys)
-	s.files, s.stamp, s.keys = files, stamps, ks
+	changed := !slices.Equal(ks, s.keys) || !slices.Equal(rks, s.rkeys)
+	s.files, s.rfiles, s.stamp, s.keys, s.rkeys = files, rfiles, stamps, ks, rks
 	if changed || s.snap.Load() == nil {
 		s.rebuildLocked()
 	}
@@ -204,7 +262,12 @@ func (s *DirSource) rebuildLocked() *snapshot {
 		s.log.Error("building the key set failed; keeping the current keys", slog.String("error", err.Error()))
 		return old
 	}
-	sn := &snapshot{set: set, status: sts, until: nextChange(sts, now)}
+	rsts := RefreshSchedule(s.rkeys, s.rtiming, now)
+	until := nextChange(sts, now)
+	if ru := refreshNextChange(rsts, now); !ru.IsZero() && (until.IsZero() || ru.Before(until)) {
+		until = ru
+	}
+	sn := &snapshot{set: set, status: sts, rset: refreshSetOf(rsts), rstatus: rsts, until: until}
 	s.snap.Store(sn)
 	s.logChanges(old, sn)
 	return sn
@@ -239,6 +302,34 @@ func (s *DirSource) logChanges(old, cur *snapshot) {
 	}
 	for kid := range prev {
 		s.log.LogAttrs(context.Background(), slog.LevelInfo, "signing key file removed", slog.String("kid", kid))
+	}
+	rprev := map[string]State{}
+	if old != nil {
+		for _, st := range old.rstatus {
+			rprev[st.Key.ID] = st.State
+		}
+	}
+	for _, st := range cur.rstatus {
+		was, seen := rprev[st.Key.ID]
+		delete(rprev, st.Key.ID)
+		if seen && was == st.State {
+			continue
+		}
+		attrs := []slog.Attr{slog.String("kid", st.Key.ID), slog.String("state", st.State.String())}
+		if st.State == StatePending {
+			attrs = append(attrs, slog.Time("used_from", st.SignsFrom))
+		}
+		if st.State == StateRetired {
+			attrs = append(attrs, slog.Time("dropped_at", st.DroppedAt))
+		}
+		msg := "refresh key state"
+		if st.State == StateActive {
+			msg = "new sessions use refresh key"
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+	}
+	for kid := range rprev {
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "refresh key file removed", slog.String("kid", kid))
 	}
 }
 
@@ -302,11 +393,7 @@ func Rotate(dir, alg string, t Timing, now func() time.Time, prune bool) (k *Key
 	if err != nil {
 		return nil, "", nil, err
 	}
-	made := now()
-	k.Created = made.UTC().Truncate(time.Second)
-	if k.Created.Before(made) {
-		k.Created = k.Created.Add(time.Second)
-	}
+	k.Created = stamp(now())
 	// Timestamps order the keys: keep them strictly increasing, so a key
 	// made in the same second as the last one still comes after it.
 	existing, err := loadDir(dir)

@@ -106,7 +106,8 @@ func newFeedEnv(t *testing.T, raw store.Store, heartbeat time.Duration) *feedEnv
 
 func (f *feedEnv) open(t *testing.T, auth, lastID string) (*stream, answer) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	// A bound, so that a missing event fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/events", nil)
 	must(t, err)
@@ -235,12 +236,18 @@ func TestEventsStream(t *testing.T) {
 		if ev.Kind != events.KindUser || ev.Subject != f.userID || ev.Except != sidOf(t, b.str("access_token")) || ev.NotBefore == 0 {
 			t.Fatalf("log out others: %+v", ev)
 		}
-		// Reuse detected.
-		r := f.refresh(b.str("refresh_token"))
-		if r.status != 200 {
-			t.Fatalf("refresh: %d %s", r.status, r.body)
+		// Reuse detected: a token two generations old.
+		rt := b.str("refresh_token")
+		for range 2 {
+			r := f.refresh(rt)
+			if r.status != 200 {
+				t.Fatalf("refresh: %d %s", r.status, r.body)
+			}
+			rt = r.str("refresh_token")
 		}
-		f.refresh(b.str("refresh_token"))
+		if r := f.refresh(b.str("refresh_token")); r.status != 400 {
+			t.Fatalf("reuse: %d %s", r.status, r.body)
+		}
 		if ev := s.tokend(); ev.Kind != events.KindSession || ev.Reason != store.ReasonReuse || ev.Session != sidOf(t, b.str("access_token")) {
 			t.Fatalf("reuse: %+v", ev)
 		}

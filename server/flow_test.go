@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
@@ -102,7 +103,11 @@ func TestStory2StoreRotateRevoke(t *testing.T) {
 			t.Fatalf("second logout: %d %s", l.status, l.body)
 		}
 		wantError(t, e.refresh("not-a-token"), 400, "invalid_grant", "invalid")
-		forged, _ := token.NewRefresh(p.UserID, p.SessionID)
+		// A token for the same session and its next generation, made with
+		// a key this server does not hold.
+		other := token.NewRefresher(token.StaticRefreshKeys{Set: keys.EphemeralRefresh()})
+		forged, err := other.Derive(token.Refresh{UserID: p.UserID, SessionID: p.SessionID, KeyID: p.KeyID}, p.Generation+3)
+		must(t, err)
 		wantError(t, e.refresh(forged), 400, "invalid_grant", "invalid")
 	})
 }
@@ -115,13 +120,13 @@ func TestStory3OpaqueTokensWithRevocation(t *testing.T) {
 		e := newEnv(t, newStore(t), time.Hour)
 		a := e.signIn()
 		rt := a.str("refresh_token")
-		if strings.Count(rt, ".") != 0 || len(rt) != token.RefreshLen {
-			t.Fatalf("refresh token looks like a JWT or has the wrong size: %q", rt)
+		if strings.Count(rt, ".") != 0 || len(rt) < token.MinRefreshLen || len(rt) > token.MaxRefreshLen || url.QueryEscape(rt) != rt {
+			t.Fatalf("refresh token looks like a JWT, has the wrong size or is not URL-safe: %q", rt)
 		}
-		secret := rt[token.RefreshLen-43:] // the secret part may itself contain '_'
-		raw, err := base64.RawURLEncoding.DecodeString(secret)
+		mac := rt[len(rt)-43:] // the MAC may itself contain '_'
+		raw, err := base64.RawURLEncoding.DecodeString(mac)
 		if err != nil || len(raw)*8 < 256 {
-			t.Fatalf("secret part carries %d bits", len(raw)*8)
+			t.Fatalf("MAC part carries %d bits", len(raw)*8)
 		}
 		p, _ := token.ParseRefresh(rt)
 		e.clock.Advance(time.Minute)

@@ -36,12 +36,23 @@ type env struct {
 	store  store.Store
 	issuer *token.Issuer
 	keys   *keys.Set // the signing keys, for forging tokens
-	clock  *testclock.Clock
-	hasher server.PasswordHasher
-	logs   *syncBuffer
+	// refresher holds the server's refresh keys: tests derive genuine
+	// tokens of any generation with it (as a server would).
+	refresher *token.Refresher
+	clock     *testclock.Clock
+	hasher    server.PasswordHasher
+	logs      *syncBuffer
 
 	userID string
 	secret string // secret of the confidential client "backend"
+}
+
+// defaultReuseWindow is REFRESH_REUSE_WINDOW's default, which newEnv uses.
+const defaultReuseWindow = 30 * time.Second
+
+// window sets the server's REFRESH_REUSE_WINDOW (newEnv option).
+func window(w time.Duration) func(*server.Options) {
+	return func(o *server.Options) { o.ReuseWindow = w }
 }
 
 const (
@@ -56,12 +67,14 @@ const (
 func backends(t *testing.T, f func(t *testing.T, newStore func(t *testing.T) store.Store)) {
 	t.Run("redis", func(t *testing.T) { f(t, func(t *testing.T) store.Store { return redisStore(t) }) })
 	t.Run("memory", func(t *testing.T) {
-		f(t, func(t *testing.T) store.Store {
-			st := memstore.New()
-			t.Cleanup(func() { st.Close() })
-			return st
-		})
+		f(t, func(t *testing.T) store.Store { return newMemStore(t) })
 	})
+}
+
+func newMemStore(t testing.TB) store.Store {
+	st := memstore.New()
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func redisStore(t testing.TB) store.Store {
@@ -102,13 +115,16 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 		t.Fatal(err)
 	}
 	src := token.StaticKeys{Set: set}
+	rsrc := token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}
 	clk := testclock.New(time.Now())
-	e := &env{t: t, store: st, keys: set, clock: clk, hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &syncBuffer{}}
+	e := &env{t: t, store: st, keys: set, refresher: token.NewRefresher(rsrc), clock: clk,
+		hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &syncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, []string{"orders"}, 15*time.Minute, src)
 	o := server.Options{
-		Store: st, Tokens: e.issuer, Keys: src, Passwords: e.hasher,
+		Store: st, Tokens: e.issuer, Keys: src, RefreshKeys: rsrc, Passwords: e.hasher,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Issuer: testIssuer, RefreshTTL: refreshTTL, Now: clk.Now,
+		ReuseWindow: defaultReuseWindow,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -204,6 +220,38 @@ func (e *env) signIn() answer {
 		e.t.Fatalf("sign in: %d %s", a.status, a.body)
 	}
 	return a
+}
+
+// derive returns generation gen of the session rt belongs to, as the
+// server would derive it.
+func (e *env) derive(rt string, gen uint64) string {
+	e.t.Helper()
+	p, err := e.refresher.Verify(rt)
+	must(e.t, err)
+	tok, err := e.refresher.Derive(p, gen)
+	must(e.t, err)
+	return tok
+}
+
+// parsed returns what a genuine refresh token says.
+func (e *env) parsed(rt string) token.Refresh {
+	e.t.Helper()
+	p, err := e.refresher.Verify(rt)
+	must(e.t, err)
+	return p
+}
+
+// tamper changes one character in the middle of rt's MAC: the token keeps
+// its shape but is no longer genuine.
+func tamper(rt string) string {
+	b := []byte(rt)
+	i := len(b) - 20
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }
 
 func (e *env) refresh(rt string) answer {

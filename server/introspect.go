@@ -8,7 +8,6 @@ import (
 	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
 
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/token"
 )
 
 // introspection is the RFC 7662 §2.2 answer.
@@ -82,20 +81,25 @@ func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, e
 	}, nil
 }
 
+// introspectRefresh describes a refresh token to the client it was issued
+// to: active while its session is and it is the session's current token
+// (or a genuine one ahead of what the store remembers). The token just
+// rotated, though it may still be retried within the reuse window, is not
+// described as active: its only use is to fetch the child again.
 func (s *Server) introspectRefresh(r *http.Request, c store.Client, raw string) (introspection, error) {
-	rt, err := token.ParseRefresh(raw)
+	rt, err := s.refresh.Verify(raw)
 	if err != nil {
 		return inactive, nil
 	}
-	ti, err := s.store.TokenSession(r.Context(), rt.UserID, rt.SessionID, rt.Hash)
-	if errors.Is(err, store.ErrTokenUnknown) || errors.Is(err, store.ErrNotFound) {
+	sess, err := s.store.Session(r.Context(), rt.UserID, rt.SessionID)
+	if errors.Is(err, store.ErrNotFound) {
 		return inactive, nil
 	}
 	if err != nil {
 		return inactive, storeErr(r.Context(), err)
 	}
-	sess := ti.Session
-	if !ti.Current || !sess.Active(s.now()) || sess.ClientID != c.ID {
+	if pos := store.Place(sess, rt.Generation); pos != store.PositionCurrent && pos != store.PositionAhead ||
+		!sess.Active(s.now()) || sess.ClientID != c.ID {
 		return inactive, nil
 	}
 	return introspection{

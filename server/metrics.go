@@ -10,6 +10,8 @@ import (
 	"github.com/go-oauth2/oauth2/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokend/tokend/store"
 )
 
 // metrics are the server's Prometheus collectors, registered in the
@@ -23,7 +25,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec   // route, code
 	duration    *prometheus.HistogramVec // route
 	grants      *prometheus.CounterVec   // grant, outcome
-	reuse       *prometheus.CounterVec   // via
+	reuse       *prometheus.CounterVec   // via, cause
+	rotations   *prometheus.CounterVec   // outcome
 	rateLimited *prometheus.CounterVec   // limit
 
 	eventStreams prometheus.Gauge   // open GET /events streams
@@ -52,8 +55,12 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"grant", "outcome"}),
 		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_refresh_reuse_detected_total",
-			Help: "Used refresh tokens presented again (the session is revoked), by where: the refresh grant or logout.",
-		}, []string{"via"}),
+			Help: "Used refresh tokens presented again, treated as theft (the session is revoked), by where (refresh grant or logout) and cause (window_expired: the token just rotated, presented after REFRESH_REUSE_WINDOW; child_used: an older token).",
+		}, []string{"via", "cause"}),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_refresh_rotations_total",
+			Help: "Accepted refresh-token presentations by outcome: rotated (the current token), retried (the token just rotated, presented again within REFRESH_REUSE_WINDOW: answered with the same child, nothing written), recovered (a genuine token ahead of the store, after a lost write).",
+		}, []string{"outcome"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_login_rate_limited_total",
 			Help: "Password sign-in attempts refused by the rate limiter, by limit (ip or account).",
@@ -72,14 +79,19 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}),
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rateLimited, m.eventStreams, m.eventsSent, m.eventGaps} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rotations, m.rateLimited, m.eventStreams, m.eventsSent, m.eventGaps} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	// Series that should read 0 rather than be absent before the first event.
 	for _, via := range []string{"refresh", "logout"} {
-		m.reuse.WithLabelValues(via)
+		for _, cause := range []string{store.CauseWindowExpired, store.CauseChildUsed} {
+			m.reuse.WithLabelValues(via, cause)
+		}
+	}
+	for _, o := range []store.Outcome{store.OutcomeRotated, store.OutcomeRetried, store.OutcomeRecovered} {
+		m.rotations.WithLabelValues(o.String())
 	}
 	for _, l := range []string{"ip", "account"} {
 		m.rateLimited.WithLabelValues(l)

@@ -56,12 +56,17 @@ func TestMetrics(t *testing.T) {
 	before := e.scrape()
 
 	a := e.signIn()
-	b := e.refresh(a.str("refresh_token"))
-	e.refresh(a.str("refresh_token")) // reuse, by refresh
+	b := e.refresh(a.str("refresh_token")) // rotated
+	e.refresh(a.str("refresh_token"))      // retried: within the window
+	e.refresh(b.str("refresh_token"))      // rotated
+	e.refresh(a.str("refresh_token"))      // reuse by refresh: its child was used
 	c := e.signIn()
-	e.refresh(c.str("refresh_token"))
-	e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {c.str("refresh_token")}}) // reuse, by logout
-	for i := 0; i < 3; i++ {                                                                           // 2 failures, then 429
+	e.refresh(c.str("refresh_token")) // rotated
+	e.clock.Advance(defaultReuseWindow)
+	e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {c.str("refresh_token")}}) // reuse by logout: window over
+	d := e.signIn()
+	e.refresh(e.derive(d.str("refresh_token"), 1)) // recovered: genuine, ahead of the store
+	for i := 0; i < 3; i++ {                       // 2 failures, then 429
 		e.post("/oauth/token", passwordForm("mallory", "guess"))
 	}
 	e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, backendApp, e.secret)
@@ -74,29 +79,34 @@ func TestMetrics(t *testing.T) {
 	after := e.scrape()
 	delta := func(series string) float64 { return after[series] - before[series] }
 	for series, want := range map[string]float64{
-		`tokend_grants_total{grant="password",outcome="success"}`:                   2,
+		`tokend_grants_total{grant="password",outcome="success"}`:                   3,
 		`tokend_grants_total{grant="password",outcome="invalid_grant"}`:             2,
 		`tokend_grants_total{grant="password",outcome="slow_down"}`:                 1,
-		`tokend_grants_total{grant="refresh_token",outcome="success"}`:              2,
+		`tokend_grants_total{grant="refresh_token",outcome="success"}`:              5,
 		`tokend_grants_total{grant="refresh_token",outcome="invalid_grant"}`:        1,
 		`tokend_grants_total{grant="client_credentials",outcome="success"}`:         1,
 		`tokend_grants_total{grant="other",outcome="unsupported_grant_type"}`:       1,
 		`tokend_grants_total{grant="none",outcome="invalid_request"}`:               1,
-		`tokend_refresh_reuse_detected_total{via="refresh"}`:                        1,
-		`tokend_refresh_reuse_detected_total{via="logout"}`:                         1,
+		`tokend_refresh_reuse_detected_total{cause="child_used",via="refresh"}`:     1,
+		`tokend_refresh_reuse_detected_total{cause="window_expired",via="refresh"}`: 0,
+		`tokend_refresh_reuse_detected_total{cause="child_used",via="logout"}`:      0,
+		`tokend_refresh_reuse_detected_total{cause="window_expired",via="logout"}`:  1,
+		`tokend_refresh_rotations_total{outcome="rotated"}`:                         3,
+		`tokend_refresh_rotations_total{outcome="retried"}`:                         1,
+		`tokend_refresh_rotations_total{outcome="recovered"}`:                       1,
 		`tokend_login_rate_limited_total{limit="account"}`:                          1,
 		`tokend_login_rate_limited_total{limit="ip"}`:                               0,
-		`tokend_http_requests_total{code="200",route="/oauth/token"}`:               5,
+		`tokend_http_requests_total{code="200",route="/oauth/token"}`:               9,
 		`tokend_http_requests_total{code="400",route="/oauth/token"}`:               5,
 		`tokend_http_requests_total{code="429",route="/oauth/token"}`:               1,
 		`tokend_http_requests_total{code="400",route="/logout"}`:                    1,
 		`tokend_http_requests_total{code="200",route="/oauth/introspect"}`:          1,
 		`tokend_http_requests_total{code="404",route="GET /docs/{file}"}`:           1,
 		`tokend_http_requests_total{code="404",route="unmatched"}`:                  1,
-		`tokend_http_request_duration_seconds_count{route="/oauth/token"}`:          11,
-		`tokend_store_operation_duration_seconds_count{operation="rotate"}`:         3,
-		`tokend_store_operation_duration_seconds_count{operation="create_session"}`: 2,
-		`tokend_store_operation_duration_seconds_count{operation="user_by_name"}`:   4,
+		`tokend_http_request_duration_seconds_count{route="/oauth/token"}`:          15,
+		`tokend_store_operation_duration_seconds_count{operation="rotate"}`:         6,
+		`tokend_store_operation_duration_seconds_count{operation="create_session"}`: 3,
+		`tokend_store_operation_duration_seconds_count{operation="user_by_name"}`:   5,
 		`tokend_store_errors_total{operation="rotate"}`:                             0,
 	} {
 		if _, ok := after[series]; !ok {
@@ -141,9 +151,13 @@ func TestAuditEvents(t *testing.T) {
 	refresh := func(rt string) answer {
 		return e.postFrom("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}}, ip)
 	}
-	refresh(a.str("refresh_token"))
-	refresh(a.str("refresh_token")) // reuse
-	refresh(a.str("refresh_token")) // now revoked: refresh.failure
+	a1 := refresh(a.str("refresh_token"))
+	refresh(a.str("refresh_token")) // within the window: refresh.retry
+	refresh(a1.str("refresh_token"))
+	refresh(a.str("refresh_token"))                     // its child was used: refresh.reuse_detected
+	refresh(a.str("refresh_token"))                     // now revoked: refresh.failure
+	refresh(e.derive(signIn().str("refresh_token"), 1)) // ahead of the store: refresh.recovered
+	refresh(tamper(a.str("refresh_token")))             // refresh.invalid
 	b := signIn()
 	e.postFrom("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {b.str("refresh_token")}}, ip)
 	c := signIn()
@@ -154,7 +168,10 @@ func TestAuditEvents(t *testing.T) {
 	need := map[string][]string{
 		"signin.success":         {"user_id", "client_id", "session_id", "ip"},
 		"refresh":                {"user_id", "client_id", "session_id", "ip"},
-		"refresh.reuse_detected": {"user_id", "client_id", "session_id", "ip", "via"},
+		"refresh.retry":          {"user_id", "client_id", "session_id", "ip"},
+		"refresh.recovered":      {"user_id", "client_id", "session_id", "ip"},
+		"refresh.reuse_detected": {"user_id", "client_id", "session_id", "ip", "via", "cause"},
+		"refresh.invalid":        {"ip", "reason"},
 		"refresh.failure":        {"user_id", "client_id", "session_id", "ip", "reason"},
 		"revoke":                 {"user_id", "client_id", "session_id", "ip"},
 		"logout":                 {"user_id", "client_id", "session_id", "ip"},
@@ -186,4 +203,15 @@ func TestAuditEvents(t *testing.T) {
 			t.Errorf("no %s audit event", ev)
 		}
 	}
+}
+
+// reuseTotal sums tokend_refresh_reuse_detected_total over its labels.
+func reuseTotal(m map[string]float64) float64 {
+	var n float64
+	for k, v := range m {
+		if strings.HasPrefix(k, "tokend_refresh_reuse_detected_total{") {
+			n += v
+		}
+	}
+	return n
 }

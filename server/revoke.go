@@ -9,7 +9,6 @@ import (
 	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
 
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/token"
 )
 
 // clientRequest reads an OAuth request body, authenticates its client and
@@ -61,22 +60,23 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionOf finds the session a presented token belongs to: a refresh
-// token (current or used) by its hash, an access token by its verified
-// claims. ok is false for anything that is not a genuine token of ours.
+// token (any generation) once its MAC verifies, an access token by its
+// verified claims. ok is false for anything that is not a genuine token of
+// ours; a forged refresh token costs no store work.
 func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clientID string, ok bool, err error) {
 	if strings.HasPrefix(raw, "rt_") {
-		rt, perr := token.ParseRefresh(raw)
-		if perr != nil {
+		rt, verr := s.refresh.Verify(raw)
+		if verr != nil {
 			return "", "", "", false, nil
 		}
-		ti, err := s.store.TokenSession(r.Context(), rt.UserID, rt.SessionID, rt.Hash)
-		if errors.Is(err, store.ErrTokenUnknown) || errors.Is(err, store.ErrNotFound) {
+		sess, err := s.store.Session(r.Context(), rt.UserID, rt.SessionID)
+		if errors.Is(err, store.ErrNotFound) {
 			return "", "", "", false, nil
 		}
 		if err != nil {
 			return "", "", "", false, storeErr(r.Context(), err)
 		}
-		return rt.UserID, rt.SessionID, ti.Session.ClientID, true, nil
+		return rt.UserID, rt.SessionID, sess.ClientID, true, nil
 	}
 	claims, verr := s.verified.Verify(raw, s.now())
 	if verr != nil || claims.SessionID == "" {
@@ -85,9 +85,18 @@ func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clie
 	return claims.Subject, claims.SessionID, claims.ClientID, true, nil
 }
 
+// logoutScopes are the values of /logout's scope parameter.
+var logoutScopes = map[string]store.LogoutScope{
+	"": store.LogoutLocal, "local": store.LogoutLocal, "global": store.LogoutGlobal, "others": store.LogoutOthers,
+}
+
 // handleLogout is POST /logout: it ends the session of the presented
 // refresh token; scope=global ends all the user's sessions, scope=others
-// all but this one. 204 on success, also when the session had already
+// all but this one. One atomic store call classifies the token as a
+// refresh would (store.Logout): the current token, or the one just
+// rotated within REFRESH_REUSE_WINDOW, logs out; an older token is theft
+// and ends only its own session — a stolen old token never logs a user
+// out everywhere. 204 on success, also when the session had already
 // ended.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	p, c, raw, err := s.clientRequest(w, r, "refresh_token")
@@ -95,71 +104,48 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	scope := p["scope"]
-	if scope != "" && scope != "local" && scope != "global" && scope != "others" {
+	scope, ok := logoutScopes[p["scope"]]
+	if !ok {
 		writeError(w, r, invalidRequest(`scope must be "local" (the default), "global" or "others"`))
 		return
 	}
-	rt, err := token.ParseRefresh(raw)
+	rt, err := s.refresh.Verify(raw)
 	if err != nil {
 		writeError(w, r, invalidGrant("refresh token is invalid"))
 		return
 	}
 	ctx := r.Context()
-	ti, err := s.store.TokenSession(ctx, rt.UserID, rt.SessionID, rt.Hash)
+	who := []slog.Attr{slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
+		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
+		slog.String("ip", clientIP(r))}
+	_, err = s.store.Logout(ctx, store.Logout{
+		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, ClientID: c.ID,
+		Scope: scope, Now: s.now(), ReuseWindow: s.reuseWindow,
+	})
+	var reuse *store.ReuseError
 	switch {
-	case errors.Is(err, store.ErrTokenUnknown), errors.Is(err, store.ErrNotFound):
-		writeError(w, r, invalidGrant("refresh token is invalid"))
-		return
-	case err != nil:
-		writeError(w, r, storeErr(ctx, err))
-		return
-	}
-	if ti.Session.ClientID != c.ID {
-		writeError(w, r, invalidGrant("refresh token was issued to another client"))
-		return
-	}
-	now := s.now()
-	if !ti.Session.Active(now) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusNoContent) // already ended
-		return
-	}
-	if !ti.Current {
-		// A used token: treat as theft, end this session only. A stolen old
-		// token must not be able to log the user out everywhere.
-		if err := s.store.RevokeSession(ctx, rt.UserID, rt.SessionID, store.ReasonReuse, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-			writeError(w, r, storeErr(ctx, err))
-			return
+	case err == nil:
+		name := p["scope"]
+		if name == "" {
+			name = "local"
 		}
-		s.metrics.reuse.WithLabelValues("logout").Inc()
-		s.audit(ctx, "refresh.reuse_detected", slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
-			slog.String("session_id", rt.SessionID), slog.String("ip", clientIP(r)), slog.String("via", "logout"))
+		s.audit(ctx, "logout", append(who, slog.String("scope", name))...)
+	case errors.As(err, &reuse):
+		s.reuseDetected(ctx, "logout", reuse.Cause, who)
 		writeError(w, r, invalidGrant("refresh token was already used; the session has been revoked"))
 		return
-	}
-	n := 1
-	switch scope {
-	case "global":
-		n, err = s.store.RevokeUserSessions(ctx, rt.UserID, "", store.ReasonLogout, now)
-	case "others":
-		n, err = s.store.RevokeUserSessions(ctx, rt.UserID, rt.SessionID, store.ReasonLogout, now)
+	case errors.Is(err, store.ErrTokenUnknown):
+		writeError(w, r, invalidGrant("refresh token is invalid"))
+		return
+	case errors.Is(err, store.ErrClientMismatch):
+		writeError(w, r, invalidGrant("refresh token was issued to another client"))
+		return
+	case errors.Is(err, store.ErrTokenRevoked), errors.Is(err, store.ErrTokenExpired), errors.Is(err, store.ErrUserInactive):
+		// Already ended.
 	default:
-		err = s.store.RevokeSession(ctx, rt.UserID, rt.SessionID, store.ReasonLogout, now)
-		if errors.Is(err, store.ErrNotFound) {
-			err = nil
-		}
-	}
-	if err != nil {
 		writeError(w, r, storeErr(ctx, err))
 		return
 	}
-	if scope == "" {
-		scope = "local"
-	}
-	s.audit(ctx, "logout", slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
-		slog.String("session_id", rt.SessionID), slog.String("scope", scope), slog.Int("sessions", n),
-		slog.String("ip", clientIP(r)))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }

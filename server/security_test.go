@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,63 +14,125 @@ import (
 	"github.com/tokend/tokend/token"
 )
 
-// 50 goroutines present the same refresh token at once, 100 rounds:
-// exactly one succeeds each round, and the others' reuse revokes the
-// family, so the winner's new token is refused too.
+// presentAll presents rt from n goroutines at once and returns each
+// answer's status, error and refresh token.
+func presentAll(t *testing.T, e *env, hc *http.Client, rt string, n int) []presented {
+	t.Helper()
+	out := make([]presented, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			form := url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}}
+			resp, err := hc.PostForm(e.srv.URL+"/oauth/token", form)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			out[i].status = resp.StatusCode
+			_ = jsonDecode(resp, &out[i])
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+type presented struct {
+	status       int
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	Error        string `json:"error"`
+	Description  string `json:"error_description"`
+}
+
+// 50 goroutines present the same refresh token at once, 100 rounds, with
+// the default REFRESH_REUSE_WINDOW: every presentation succeeds, every
+// success carries the same refresh token (byte for byte) and a fresh access
+// token of its own, and exactly one rotation happens per round (the
+// session's generation moves by one; the store's rotations count 1
+// rotated + 49 retried). The next round presents that one token.
 func TestConcurrentRefreshExactlyOnce(t *testing.T) {
-	const goroutines, rounds = 50, 100
-	e := newEnv(t, redisStore(t), time.Hour)
-	tr := &http.Transport{MaxIdleConnsPerHost: goroutines}
-	t.Cleanup(tr.CloseIdleConnections)
-	hc := &http.Client{Transport: tr}
-	var total, reused atomic.Int64
-	for round := 0; round < rounds; round++ {
+	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
+		const goroutines, rounds = 50, 100
+		e := newEnv(t, newStore(t), time.Hour)
+		tr := &http.Transport{MaxIdleConnsPerHost: goroutines}
+		t.Cleanup(tr.CloseIdleConnections)
+		hc := &http.Client{Transport: tr}
 		rt := e.signIn().str("refresh_token")
-		var wg sync.WaitGroup
-		var ok atomic.Int64
-		winner := make(chan string, goroutines)
-		start := make(chan struct{})
-		for g := 0; g < goroutines; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				form := url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}}
-				resp, err := hc.PostForm(e.srv.URL+"/oauth/token", form)
-				if err != nil {
-					t.Error(err)
-					return
+		p := e.parsed(rt)
+		for round := range rounds {
+			answers := presentAll(t, e, hc, rt, goroutines)
+			access := map[string]bool{}
+			for i, a := range answers {
+				if a.status != 200 {
+					t.Fatalf("round %d, presentation %d: %d %s %s", round, i, a.status, a.Error, a.Description)
 				}
-				defer resp.Body.Close()
-				var body struct {
-					RefreshToken string `json:"refresh_token"`
-					Error        string `json:"error"`
-					Description  string `json:"error_description"`
+				if a.RefreshToken != answers[0].RefreshToken {
+					t.Fatalf("round %d: two refresh tokens handed out:\n%s\n%s", round, answers[0].RefreshToken, a.RefreshToken)
 				}
-				_ = jsonDecode(resp, &body)
-				total.Add(1)
+				access[a.AccessToken] = true
+			}
+			if len(access) != goroutines {
+				t.Fatalf("round %d: %d distinct access tokens for %d answers", round, len(access), goroutines)
+			}
+			// Exactly one rotation: the child is the next generation, and
+			// the store is there.
+			if want := e.derive(rt, uint64(round)+1); answers[0].RefreshToken != want {
+				t.Fatalf("round %d: child is not generation %d", round, round+1)
+			}
+			sess, err := e.store.Session(context.Background(), p.UserID, p.SessionID)
+			must(t, err)
+			if sess.Generation != uint64(round)+1 || !sess.Active(e.clock.Now()) {
+				t.Fatalf("round %d: session at generation %d (active %v), want %d", round, sess.Generation, sess.Active(e.clock.Now()), round+1)
+			}
+			rt = answers[0].RefreshToken
+		}
+		m := e.scrape()
+		if rotated, retried := m[`tokend_refresh_rotations_total{outcome="rotated"}`], m[`tokend_refresh_rotations_total{outcome="retried"}`]; rotated != rounds || retried != rounds*(goroutines-1) {
+			t.Fatalf("rotations: %v rotated, %v retried; want %d and %d", rotated, retried, rounds, rounds*(goroutines-1))
+		}
+		if n := reuseTotal(m); n != 0 {
+			t.Fatalf("%v reuse detections", n)
+		}
+	})
+}
+
+// With REFRESH_REUSE_WINDOW=0 (strict single use), of 50 concurrent
+// presentations exactly one succeeds; the others are reuse, which revokes
+// the session, so the winner's new token is refused too.
+func TestConcurrentRefreshStrict(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
+		const goroutines, rounds = 50, 20
+		e := newEnv(t, newStore(t), time.Hour, window(0))
+		tr := &http.Transport{MaxIdleConnsPerHost: goroutines}
+		t.Cleanup(tr.CloseIdleConnections)
+		hc := &http.Client{Transport: tr}
+		for round := range rounds {
+			rt := e.signIn().str("refresh_token")
+			var winner string
+			ok, reused := 0, 0
+			for _, a := range presentAll(t, e, hc, rt, goroutines) {
 				switch {
-				case resp.StatusCode == 200:
-					ok.Add(1)
-					winner <- body.RefreshToken
-				case resp.StatusCode == 400 && body.Error == "invalid_grant":
-					if strings.Contains(body.Description, "already used") {
-						reused.Add(1)
+				case a.status == 200:
+					ok++
+					winner = a.RefreshToken
+				case a.status == 400 && a.Error == "invalid_grant":
+					if strings.Contains(a.Description, "already used") {
+						reused++
 					}
 				default:
-					t.Errorf("unexpected answer %d %+v", resp.StatusCode, body)
+					t.Fatalf("round %d: unexpected answer %d %+v", round, a.status, a)
 				}
-			}()
+			}
+			if ok != 1 || reused == 0 {
+				t.Fatalf("round %d: %d successes, %d reuse detections; want exactly 1 success", round, ok, reused)
+			}
+			wantError(t, e.refresh(winner), 400, "invalid_grant", "revoked")
 		}
-		close(start)
-		wg.Wait()
-		if ok.Load() != 1 {
-			t.Fatalf("round %d: %d successes, want exactly 1", round, ok.Load())
-		}
-		wantError(t, e.refresh(<-winner), 400, "invalid_grant", "revoked")
-	}
-	t.Logf("%d rounds × %d concurrent refreshes: %d requests, %d successes (1 per round), %d reuse detections",
-		rounds, goroutines, total.Load(), rounds, reused.Load())
+	})
 }
 
 func TestClientBindingAndScope(t *testing.T) {
@@ -289,10 +350,12 @@ func TestLogoutScopes(t *testing.T) {
 		wantError(t, e.refresh(b), 400, "invalid_grant", "revoked")
 		wantError(t, e.refresh(c), 400, "invalid_grant", "revoked")
 		a2 := e.refresh(a).str("refresh_token")
-		// A used token cannot log the user out everywhere: it only burns its own session.
+		a3 := e.refresh(a2).str("refresh_token")
+		// A used token (its child used too) cannot log the user out
+		// everywhere: it only burns its own session.
 		d := e.signIn().str("refresh_token")
 		wantError(t, e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {a}, "scope": {"global"}}), 400, "invalid_grant", "already used")
-		wantError(t, e.refresh(a2), 400, "invalid_grant", "revoked")
+		wantError(t, e.refresh(a3), 400, "invalid_grant", "revoked")
 		if r := e.refresh(d); r.status != 200 {
 			t.Fatalf("other session hit by a used token: %d %s", r.status, r.body)
 		}
@@ -357,16 +420,18 @@ func TestNoSecretsInLogs(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
 	a := e.signIn()
 	b := e.refresh(a.str("refresh_token"))
-	e.refresh(a.str("refresh_token")) // reuse
+	e.refresh(a.str("refresh_token")) // a retry within the window
+	c := e.refresh(b.str("refresh_token"))
+	e.refresh(a.str("refresh_token")) // reuse: its child has been used
 	e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, backendApp, e.secret)
 	e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {testUser}, "password": {"wrong-" + testPassword}})
 	e.post("/oauth/introspect", url.Values{"token": {b.str("access_token")}}, backendApp, e.secret)
-	e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {b.str("refresh_token")}})
+	e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {c.str("refresh_token")}})
 	logs := e.logs.String()
-	if !strings.Contains(logs, `"event":"refresh.reuse_detected"`) || !strings.Contains(logs, `"event":"signin.success"`) {
+	if !strings.Contains(logs, `"event":"refresh.reuse_detected"`) || !strings.Contains(logs, `"event":"refresh.retry"`) || !strings.Contains(logs, `"event":"signin.success"`) {
 		t.Fatalf("audit events missing:\n%s", logs)
 	}
-	for _, secret := range []string{testPassword, e.secret, a.str("access_token"), a.str("refresh_token"), b.str("refresh_token"), b.str("access_token")} {
+	for _, secret := range []string{testPassword, e.secret, a.str("access_token"), a.str("refresh_token"), b.str("refresh_token"), b.str("access_token"), c.str("refresh_token")} {
 		if strings.Contains(logs, secret) {
 			t.Fatalf("a secret appears in the logs")
 		}

@@ -32,18 +32,27 @@ type PasswordHasher interface {
 	VerifyDummy(ctx context.Context, password string)
 }
 
-// Options configure a Server. Store, Tokens, Passwords and Logger are
-// required.
+// Options configure a Server. Store, Tokens, Keys, RefreshKeys, Passwords
+// and Logger are required.
 type Options struct {
-	Store     store.Store
-	Tokens    *token.Issuer   // signs and verifies access tokens
-	Keys      token.KeySource // published keys for the JWKS document
-	Passwords PasswordHasher  // argon2id: *credential.Hasher
-	Logger    *slog.Logger
+	Store       store.Store
+	Tokens      *token.Issuer          // signs and verifies access tokens
+	Keys        token.KeySource        // published keys for the JWKS document
+	RefreshKeys token.RefreshKeySource // the keys refresh tokens are derived from
+	Passwords   PasswordHasher         // argon2id: *credential.Hasher
+	Logger      *slog.Logger
 
 	Issuer     string        // the issuer URL, for metadata
 	RefreshTTL time.Duration // absolute session lifetime [24h]
 	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS [5m]
+	// ReuseWindow is REFRESH_REUSE_WINDOW: for how long after a rotation
+	// the token just rotated is answered with the same child (a retry, a
+	// second tab). 0 is strict single use; the configuration's default is
+	// 30s.
+	ReuseWindow time.Duration
+	// MaxSessions is the per-user session cap (store.NewSession.Max); 0
+	// means store.DefaultMaxSessions.
+	MaxSessions int
 
 	// AllowSignup enables self-registration (POST /users); without it
 	// /users answers 404 like any unknown path.
@@ -75,6 +84,7 @@ type Options struct {
 type Server struct {
 	store      store.Store
 	tokens     *token.Issuer
+	refresh    *token.Refresher
 	verified   *token.VerifyCache // Verify with verified tokens remembered until they expire
 	keys       token.KeySource
 	passwords  PasswordHasher
@@ -82,13 +92,16 @@ type Server struct {
 	issuer     string
 	refreshTTL time.Duration
 	jwksMaxAge time.Duration
-	signup     bool
-	limiter    LoginLimiter
-	proxies    []netip.Prefix
-	metrics    *metrics
-	now        func() time.Time
-	metadata   []byte
-	handler    http.Handler
+	// reuseWindow is REFRESH_REUSE_WINDOW (0 = strict single use).
+	reuseWindow time.Duration
+	maxSessions int
+	signup      bool
+	limiter     LoginLimiter
+	proxies     []netip.Prefix
+	metrics     *metrics
+	now         func() time.Time
+	metadata    []byte
+	handler     http.Handler
 
 	events          *events.Hub
 	eventsHeartbeat time.Duration
@@ -99,12 +112,17 @@ type Server struct {
 
 // New checks the options and builds the server and its routes.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.Passwords == nil || o.Logger == nil {
-		return nil, errors.New("server: Store, Tokens, Keys, Passwords and Logger are required")
+	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.RefreshKeys == nil || o.Passwords == nil || o.Logger == nil {
+		return nil, errors.New("server: Store, Tokens, Keys, RefreshKeys, Passwords and Logger are required")
+	}
+	if o.ReuseWindow < 0 || o.MaxSessions < 0 {
+		return nil, errors.New("server: ReuseWindow and MaxSessions must not be negative")
 	}
 	s := &Server{
-		store: o.Store, tokens: o.Tokens, verified: token.NewVerifyCache(o.Tokens, 0), keys: o.Keys, passwords: o.Passwords, log: o.Logger,
+		store: o.Store, tokens: o.Tokens, refresh: token.NewRefresher(o.RefreshKeys), verified: token.NewVerifyCache(o.Tokens, 0),
+		keys: o.Keys, passwords: o.Passwords, log: o.Logger,
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
+		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
 		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, closing: make(chan struct{}),
 	}

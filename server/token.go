@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -165,19 +166,27 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 
 	now := s.now()
 	sid := token.NewID()
-	rt, parsed := token.NewRefresh(u.ID, sid)
-	err = s.store.CreateSession(ctx, store.NewSession{
+	// The token first: a missing refresh key must not leave a session behind.
+	rt, _, err := s.refresh.Mint(u.ID, sid, 0)
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	evicted, err := s.store.CreateSession(ctx, store.NewSession{
 		Session: store.Session{
 			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: r.UserAgent(), IP: clientIP(r),
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
 		},
-		Token: parsed.Hash,
+		Max: s.maxSessions,
 	})
 	switch {
 	case errors.Is(err, store.ErrUserInactive), errors.Is(err, store.ErrNotFound):
 		return tokenResponse{}, invalidGrant("user account is disabled")
 	case err != nil:
 		return tokenResponse{}, storeErr(ctx, err)
+	}
+	for _, id := range evicted {
+		s.audit(ctx, "session.revoked", slog.String("user_id", u.ID), slog.String("session_id", id),
+			slog.String("reason", store.ReasonEvicted))
 	}
 	at, err := s.tokens.Issue(token.Claims{Subject: u.ID, ClientID: c.ID, Scope: scope, SessionID: sid, Roles: u.Roles}, now)
 	if err != nil {
@@ -222,16 +231,25 @@ func (s *Server) checkPassword(ctx context.Context, username, password string) (
 	return u, nil
 }
 
-// refreshGrant rotates a refresh token (RFC 6749 §6, SPEC §4): one atomic
-// store call checks the session, the client binding, the user and the
-// scope, detects reuse, and swaps the token.
+// refreshGrant rotates a refresh token (RFC 6749 §6; docs/design.md,
+// "Sessions and rotation"). The token's MAC is checked first, before the
+// client is looked up or anything else touches the store, so a forged or
+// mistyped token costs one HMAC. Then one atomic store call applies the
+// rotation rule, and the answer carries the child token derived from the
+// generation the store decided: a retry within REFRESH_REUSE_WINDOW gets
+// the byte-identical refresh token the first answer carried (and a fresh
+// access token).
 func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) {
 	ctx := r.Context()
-	c, err := s.clientFor(r, p, oauth2.Refreshing)
+	raw, err := p.require("refresh_token")
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	raw, err := p.require("refresh_token")
+	rt, err := s.refresh.Verify(raw)
+	if err != nil {
+		return tokenResponse{}, s.refreshInvalid(r, raw)
+	}
+	c, err := s.clientFor(r, p, oauth2.Refreshing)
 	if err != nil {
 		return tokenResponse{}, err
 	}
@@ -241,48 +259,87 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 			return tokenResponse{}, newError(oautherrors.ErrInvalidScope, "scope contains invalid characters")
 		}
 	}
-	old, err := token.ParseRefresh(raw)
-	if err != nil {
-		return tokenResponse{}, invalidGrant("refresh token is invalid")
-	}
 	now := s.now()
-	next, nextParsed := token.NewRefresh(old.UserID, old.SessionID)
 	rot, err := s.store.Rotate(ctx, store.Rotation{
-		UserID: old.UserID, SessionID: old.SessionID, Presented: old.Hash, Next: nextParsed.Hash,
+		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation,
 		ClientID: c.ID, Scope: strings.Join(strings.Fields(requested), " "), Now: now,
+		ReuseWindow: s.reuseWindow, RequestID: newStoreRequestID(),
 	})
 	if err != nil {
-		return tokenResponse{}, s.refreshFailed(r, c, old, err)
+		return tokenResponse{}, s.refreshFailed(r, c, rt, err)
+	}
+	child, err := s.refresh.Derive(rt, rot.Session.Generation)
+	if err != nil { // the session's key vanished since Verify: nothing to hand out
+		return tokenResponse{}, serverError(err)
 	}
 	at, err := s.tokens.Issue(token.Claims{
-		Subject: old.UserID, ClientID: c.ID, Scope: rot.Scope, SessionID: old.SessionID, Roles: rot.Roles,
+		Subject: rt.UserID, ClientID: c.ID, Scope: rot.Scope, SessionID: rt.SessionID, Roles: rot.Roles,
 	}, now)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
-	s.audit(ctx, "refresh", slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
-		slog.String("session_id", old.SessionID), slog.Int("generation", rot.Session.Generation),
-		slog.String("ip", clientIP(r)))
+	s.metrics.rotations.WithLabelValues(rot.Outcome.String()).Inc()
+	event := "refresh"
+	switch rot.Outcome {
+	case store.OutcomeRetried:
+		event = "refresh.retry"
+	case store.OutcomeRecovered:
+		event = "refresh.recovered"
+	}
+	s.audit(ctx, event, slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
+		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
+		slog.Uint64("generation", rot.Session.Generation), slog.String("ip", clientIP(r)))
 	return tokenResponse{
 		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
-		RefreshToken: next, Scope: rot.Scope,
+		RefreshToken: child, Scope: rot.Scope,
 	}, nil
 }
 
+// newStoreRequestID is the random id a rotation records (store.RequestID):
+// the server's own, never a caller's X-Request-Id, so that nobody can
+// present the id of another request and be answered as its replay.
+func newStoreRequestID() store.RequestID {
+	var id store.RequestID
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return id
+}
+
+// refreshInvalid answers a refresh token that is malformed or whose MAC
+// does not verify (audit refresh.invalid: a forgery, a corrupted token, a
+// token of a refresh key since removed, or a client bug). It is answered
+// before the client is authenticated and before any store work, so the
+// audit line names no client; the ids and key a well-formed token claims
+// are logged as claimed, and nothing else of it is.
+func (s *Server) refreshInvalid(r *http.Request, raw string) error {
+	attrs := []slog.Attr{slog.String("ip", clientIP(r)), slog.String("reason", "malformed")}
+	if claimed, err := token.ParseRefresh(raw); err == nil {
+		attrs[1] = slog.String("reason", "not_genuine")
+		attrs = append(attrs, slog.String("claimed_user_id", claimed.UserID), slog.String("claimed_session_id", claimed.SessionID),
+			slog.String("key_id", claimed.KeyID))
+	}
+	s.audit(r.Context(), "refresh.invalid", attrs...)
+	return invalidGrant("refresh token is invalid")
+}
+
 // refreshFailed turns a Rotate error into the RFC answer, auditing theft
-// and every other refused refresh (refresh.failure, with the reason).
-func (s *Server) refreshFailed(r *http.Request, c store.Client, old token.Refresh, err error) error {
+// (refresh.reuse_detected, with its cause) and every other refused refresh
+// (refresh.failure, with the reason).
+func (s *Server) refreshFailed(r *http.Request, c store.Client, rt token.Refresh, err error) error {
 	ctx := r.Context()
-	who := []slog.Attr{slog.String("user_id", old.UserID), slog.String("client_id", c.ID),
-		slog.String("session_id", old.SessionID), slog.String("ip", clientIP(r))}
+	who := []slog.Attr{slog.String("user_id", rt.UserID), slog.String("client_id", c.ID),
+		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
+		slog.String("ip", clientIP(r))}
 	failed := func(e *oauthError) error {
 		s.audit(ctx, "refresh.failure", append(who, slog.String("reason", e.desc))...)
 		return e
 	}
+	var reuse *store.ReuseError
 	switch {
-	case errors.Is(err, store.ErrTokenReused):
-		s.metrics.reuse.WithLabelValues("refresh").Inc()
-		s.audit(ctx, "refresh.reuse_detected", append(who, slog.String("via", "refresh"))...)
+	case errors.As(err, &reuse):
+		s.reuseDetected(ctx, "refresh", reuse.Cause, who)
+		return invalidGrant("refresh token was already used; the session has been revoked")
+	case errors.Is(err, store.ErrTokenReused): // a store without a cause
+		s.reuseDetected(ctx, "refresh", "unknown", who)
 		return invalidGrant("refresh token was already used; the session has been revoked")
 	case errors.Is(err, store.ErrTokenUnknown):
 		return failed(invalidGrant("refresh token is invalid"))
@@ -300,6 +357,14 @@ func (s *Server) refreshFailed(r *http.Request, c store.Client, old token.Refres
 	default:
 		return storeErr(ctx, err)
 	}
+}
+
+// reuseDetected counts and audits theft detected with a refresh token (via
+// "refresh" or "logout"; cause store.CauseWindowExpired or
+// store.CauseChildUsed).
+func (s *Server) reuseDetected(ctx context.Context, via, cause string, who []slog.Attr) {
+	s.metrics.reuse.WithLabelValues(via, cause).Inc()
+	s.audit(ctx, "refresh.reuse_detected", append(who, slog.String("via", via), slog.String("cause", cause))...)
 }
 
 func (s *Server) clientCredentialsGrant(r *http.Request, p params) (tokenResponse, error) {

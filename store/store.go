@@ -8,6 +8,8 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -50,6 +52,7 @@ const (
 	ReasonReuse       = "reuse"   // a used refresh token was presented
 	ReasonUserDisable = "user_disabled"
 	ReasonUserDeleted = "user_deleted"
+	ReasonEvicted     = "evicted" // ended by the per-user session cap
 )
 
 // User is a person who signs in with the password grant.
@@ -61,6 +64,16 @@ type User struct {
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// SessionsEnded ends, lazily, every session created at or before it
+	// except SessionsExempt: "log out everywhere" (no exempt), "log out
+	// others" (the caller's session exempt), disabling. Setting it is one
+	// write whatever the number of sessions (docs/design.md, "Sessions and
+	// rotation"); stores apply it wherever they read a session. Only
+	// RevokeUserSessions, Logout and SetUserDisabled set it; CreateUser
+	// and UpdateUser ignore these three fields.
+	SessionsEnded     time.Time
+	SessionsExempt    string
+	SessionsEndReason string
 }
 
 // Client is an OAuth2 client (RFC 6749 §2).
@@ -90,21 +103,46 @@ func TruncateUserAgent(ua string) string {
 	return ua[:n]
 }
 
+// DefaultMaxSessions is the per-user session cap when NewSession.Max is 0
+// (MAX_SESSIONS_PER_USER).
+const DefaultMaxSessions = 100
+
+// TombstoneGrace is how long a session record outlives its absolute
+// expiry, so that an ended session is reported as revoked or expired
+// rather than unknown for a while. Both backends use it.
+const TombstoneGrace = time.Hour
+
+// RequestID identifies one HTTP request (random, per request). A rotation
+// records the id of the request that made it, so that the same call sent
+// twice (a Redis client resending a script after a broken connection) is
+// answered as the original, even with REFRESH_REUSE_WINDOW=0. The zero
+// RequestID is "none" and never matches.
+type RequestID [8]byte
+
 // Session is one refresh-token family: it starts at a password sign-in and
-// ends when revoked or at ExpiresAt (absolute, never extended).
+// ends when revoked, ended by the user's not-before time, evicted by the
+// session cap, or at ExpiresAt (absolute, never extended). Nothing about
+// its tokens is stored: a refresh token is derived from (user, session,
+// generation) by the server (docs/design.md, "Sessions and rotation").
 type Session struct {
-	ID           string
-	UserID       string
-	ClientID     string
-	Scope        string // space-separated scope granted at sign-in
-	UserAgent    string
-	IP           string
-	Generation   int // number of rotations so far
-	CreatedAt    time.Time
-	UpdatedAt    time.Time // last rotation ("last used")
-	ExpiresAt    time.Time
-	RevokedAt    time.Time // zero while active
+	ID         string
+	UserID     string
+	ClientID   string
+	Scope      string // space-separated scope granted at sign-in
+	UserAgent  string
+	IP         string
+	Generation uint64 // generation of the current, unused refresh token (0 at sign-in)
+	CreatedAt  time.Time
+	UpdatedAt  time.Time // last rotation ("last used"); CreatedAt before the first
+	ExpiresAt  time.Time
+	// RevokedAt is zero while the session has not ended early. A session
+	// ended by its user's SessionsEnded time reads as revoked at that time
+	// (with the user's SessionsEndReason) even before a store records it.
+	RevokedAt    time.Time
 	RevokeReason string
+	// LastRequest is the request that made the last rotation (zero before
+	// the first). Only the rotation rule reads it.
+	LastRequest RequestID
 }
 
 // Active reports whether the session is neither revoked nor expired at now.
@@ -112,60 +150,305 @@ func (s Session) Active(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
 }
 
-// TokenHash is the SHA-256 of a refresh token's secret part. Only hashes
-// are ever given to a store.
-type TokenHash [32]byte
-
 // NewSession is what CreateSession stores.
 type NewSession struct {
-	Session Session   // ID, UserID, ClientID, Scope, UserAgent, IP, CreatedAt, ExpiresAt
-	Token   TokenHash // hash of the first refresh token
+	Session Session // ID, UserID, ClientID, Scope, UserAgent, IP, CreatedAt, ExpiresAt
+	// Max is the user's session cap (MAX_SESSIONS_PER_USER); 0 means
+	// DefaultMaxSessions. Starting a session beyond it ends the user's
+	// least recently used sessions.
+	Max int
 }
 
-// Rotation asks to exchange the refresh token Presented for Next.
+// Rotation asks to rotate the refresh token of generation Generation of a
+// session. The server has verified the token's MAC, so (UserID,
+// SessionID, Generation) are genuine: the store trusts them.
 type Rotation struct {
-	UserID    string
-	SessionID string
-	Presented TokenHash
-	Next      TokenHash
-	ClientID  string // the authenticated client; must own the session
-	Scope     string // requested scope; "" means the granted scope
-	Now       time.Time
+	UserID     string
+	SessionID  string
+	Generation uint64 // generation of the presented token
+	ClientID   string // the authenticated client; must own the session
+	Scope      string // requested scope; "" means the granted scope
+	Now        time.Time
+	// ReuseWindow is REFRESH_REUSE_WINDOW: how long after a rotation its
+	// parent token is still answered with the same child. 0 is strict
+	// single use (only a replay of the same request is answered).
+	ReuseWindow time.Duration
+	RequestID   RequestID
 }
 
-// Rotated is the result of a successful rotation.
+// Outcome says which row of the rotation rule accepted a presentation.
+type Outcome uint8
+
+const (
+	// OutcomeRotated: the current token was presented; the session moved
+	// to the next generation.
+	OutcomeRotated Outcome = iota + 1
+	// OutcomeRetried: the token that was just rotated was presented again
+	// within the reuse window (or by the same request): the answer is the
+	// same child generation as before, and nothing was written.
+	OutcomeRetried
+	// OutcomeRecovered: a genuine token ahead of the stored generation (a
+	// rotation acknowledged, then lost by a Redis failover) was presented;
+	// the session moved to the generation after it.
+	OutcomeRecovered
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeRotated:
+		return "rotated"
+	case OutcomeRetried:
+		return "retried"
+	case OutcomeRecovered:
+		return "recovered"
+	}
+	return "none"
+}
+
+// Rotated is the result of an accepted rotation.
 type Rotated struct {
-	Session Session  // after rotation; Scope is the granted scope
+	// Session after the rotation; Session.Generation is the generation of
+	// the refresh token to hand out, and Session.Scope the granted scope.
+	Session Session
 	Scope   string   // the scope for the new access token (narrowed if asked)
 	Roles   []string // the user's current roles
+	Outcome Outcome
 }
 
-// TokenInfo says which session a refresh token belongs to.
-type TokenInfo struct {
-	Session Session
-	Current bool // the token is the session's unused, current token
+// Causes of reuse, for metrics and audit (ReuseError.Cause).
+const (
+	// CauseWindowExpired: the parent of the current token, presented
+	// outside the reuse window (or with a zero window).
+	CauseWindowExpired = "window_expired"
+	// CauseChildUsed: an older token, whose child has been used.
+	CauseChildUsed = "child_used"
+)
+
+// ReuseError is the ErrTokenReused of a presentation, with its cause.
+// errors.Is(err, ErrTokenReused) holds for it.
+type ReuseError struct{ Cause string }
+
+func (e *ReuseError) Error() string { return ErrTokenReused.Error() + " (" + e.Cause + ")" }
+
+// Is makes a ReuseError match ErrTokenReused.
+func (e *ReuseError) Is(target error) bool { return target == ErrTokenReused }
+
+// LogoutScope is what a logout ends.
+type LogoutScope uint8
+
+const (
+	LogoutLocal  LogoutScope = iota // the presented token's session
+	LogoutGlobal                    // every session of the user
+	LogoutOthers                    // every session of the user but the presented one
+)
+
+// Logout asks to end sessions with a presented refresh token (POST
+// /logout). Like Rotation, the token's MAC has been verified.
+type Logout struct {
+	UserID      string
+	SessionID   string
+	Generation  uint64
+	ClientID    string
+	Scope       LogoutScope
+	Now         time.Time
+	ReuseWindow time.Duration
+}
+
+// Position is where a presented generation p stands relative to a
+// session's current generation g.
+type Position uint8
+
+const (
+	PositionCurrent  Position = iota + 1 // p == g: the unused token
+	PositionAhead                        // p > g: genuine, but the store lost the rotation that made it
+	PositionPrevious                     // p == g-1: the token just rotated (retry window)
+	PositionOlder                        // p < g-1: its child has been used
+)
+
+// Place returns where generation p stands in s. A server asking "is this
+// refresh token current?" (introspection) wants Current or Ahead.
+func Place(s Session, p uint64) Position {
+	switch g := s.Generation; {
+	case p == g:
+		return PositionCurrent
+	case p > g:
+		return PositionAhead
+	case p == g-1:
+		return PositionPrevious
+	}
+	return PositionOlder
+}
+
+// Ended reports whether u's SessionsEnded time ends s: created at or
+// before it, and not the exempt session. A nil user ends nothing here
+// (Decide treats a missing user on its own).
+func Ended(s Session, u *User) bool {
+	return u != nil && !u.SessionsEnded.IsZero() && !s.CreatedAt.After(u.SessionsEnded) &&
+		s.ID != u.SessionsExempt
+}
+
+// Effective returns s as it stands for its user u: a session ended by the
+// user's SessionsEnded time and not yet recorded as revoked reads as
+// revoked at that time, with the user's reason. Stores apply it to every
+// session they return.
+func Effective(s Session, u *User) Session {
+	if s.RevokedAt.IsZero() && Ended(s, u) {
+		s.RevokedAt, s.RevokeReason = u.SessionsEnded, u.sessionsEndReason()
+	}
+	return s
+}
+
+func (u *User) sessionsEndReason() string {
+	if u.SessionsEndReason == "" {
+		return ReasonLogout
+	}
+	return u.SessionsEndReason
+}
+
+// Verdict is what the rotation rule decides for one presentation.
+type Verdict struct {
+	// Err is the refusal, nil if the presentation is accepted.
+	Err error
+	// Revoke, if not empty, is the reason to record the session revoked
+	// with, at RevokeAt (refusals only; nothing else is written then).
+	Revoke   string
+	RevokeAt time.Time
+	// Accepted presentations: Position of the presented generation, the
+	// Outcome of a rotation, and Generation, the session's generation
+	// after it (the token to hand out).
+	Position   Position
+	Outcome    Outcome
+	Generation uint64
+	// Write is true when a rotation must store Generation, UpdatedAt = Now
+	// and LastRequest = the request (OutcomeRotated, OutcomeRecovered).
+	Write bool
+}
+
+// Decide is THE rotation rule, the one specification of it: memstore
+// calls it, redisstore's rotate and logout scripts implement the same
+// table in Lua, and store/storetest checks both stores against a table of
+// cases. s is the session record (nil if there is none), u the user record
+// (nil if there is none), r the presentation; p = r.Generation, g =
+// s.Generation. The first matching row decides:
+//
+//  1. no session record                          → ErrTokenUnknown (nothing written)
+//  2. user missing or disabled                   → ErrUserInactive; record the session
+//     revoked (user_deleted / user_disabled) if it is not yet
+//  3. session revoked, or ended by the user's     → ErrTokenRevoked; record an unrecorded
+//     SessionsEnded (and not SessionsExempt)        end (at SessionsEnded, the user's reason)
+//  4. now ≥ expiry                               → ErrTokenExpired
+//  5. another client                             → ErrClientMismatch (nothing written; before
+//     reuse, so a client cannot burn another client's session with its old tokens)
+//  6. p == g                                     → rotate: g = g+1 (OutcomeRotated)
+//  7. p > g (a genuine token the store lost)     → g = p+1 (OutcomeRecovered)
+//  8. p == g-1 and (the same request id          → the same child g again, nothing
+//     [a resent call] or now - last used < window)  written (OutcomeRetried)
+//  9. otherwise (p == g-1 outside the window, or → ErrTokenReused (a *ReuseError:
+//     p < g-1)                                      window_expired | child_used); revoke the
+//     session (reason reuse)
+//
+// Rows 6–8 first check the requested scope: not a subset of the granted
+// one → ErrScopeWidened, nothing written. Theft (9) wins over a scope
+// error. Logout applies the same rule with no scope and no request id.
+func Decide(s *Session, u *User, r Rotation) Verdict {
+	switch {
+	case s == nil: // 1
+		return Verdict{Err: ErrTokenUnknown}
+	case u == nil || u.Disabled: // 2
+		v := Verdict{Err: ErrUserInactive}
+		if s.RevokedAt.IsZero() {
+			v.Revoke, v.RevokeAt = ReasonUserDeleted, r.Now
+			if u != nil {
+				v.Revoke = ReasonUserDisable
+			}
+		}
+		return v
+	case !s.RevokedAt.IsZero(): // 3
+		return Verdict{Err: ErrTokenRevoked}
+	case Ended(*s, u):
+		return Verdict{Err: ErrTokenRevoked, Revoke: u.sessionsEndReason(), RevokeAt: u.SessionsEnded}
+	case !r.Now.Before(s.ExpiresAt): // 4
+		return Verdict{Err: ErrTokenExpired}
+	case r.ClientID != s.ClientID: // 5
+		return Verdict{Err: ErrClientMismatch}
+	}
+	var v Verdict
+	switch v.Position = Place(*s, r.Generation); {
+	case v.Position == PositionCurrent: // 6
+		v.Outcome, v.Generation, v.Write = OutcomeRotated, s.Generation+1, true
+	case v.Position == PositionAhead: // 7
+		v.Outcome, v.Generation, v.Write = OutcomeRecovered, r.Generation+1, true
+	case v.Position == PositionPrevious && (r.RequestID != RequestID{} && r.RequestID == s.LastRequest ||
+		r.ReuseWindow > 0 && r.Now.Sub(s.UpdatedAt) < r.ReuseWindow): // 8
+		v.Outcome, v.Generation = OutcomeRetried, s.Generation
+	default: // 9
+		cause := CauseChildUsed
+		if v.Position == PositionPrevious {
+			cause = CauseWindowExpired
+		}
+		return Verdict{Err: &ReuseError{Cause: cause}, Revoke: ReasonReuse, RevokeAt: r.Now}
+	}
+	if !ScopeWithin(r.Scope, s.Scope) {
+		return Verdict{Err: ErrScopeWidened}
+	}
+	return v
+}
+
+// ScopeFields splits a scope at ASCII white space (as the Lua pattern %S+
+// does).
+func ScopeFields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r'
+	})
+}
+
+// ScopeWithin reports whether every scope token of requested is in
+// granted; an empty request is within any grant.
+func ScopeWithin(requested, granted string) bool {
+	have := ScopeFields(granted)
+	for _, w := range ScopeFields(requested) {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// NormalScope returns the requested scope normalised (single spaces), or
+// the granted one if none was requested: the scope of the access token a
+// rotation issues.
+func NormalScope(requested, granted string) string {
+	if f := ScopeFields(requested); len(f) > 0 {
+		return strings.Join(f, " ")
+	}
+	return granted
 }
 
 // Times passed to a Store ("now") must not be zero.
 //
 // Store is tokend's state. Implementations must be safe for concurrent use
 // and must make each method atomic: in particular, of N concurrent Rotate
-// calls with the same Presented hash at most one succeeds.
+// calls presenting the same generation at most one writes, and every
+// accepted one answers the same generation.
 //
-// Errors other than the sentinels above mean the store could not be
-// reached or failed; callers treat them as "unavailable".
+// Errors other than the sentinels above (and *ReuseError) mean the store
+// could not be reached or failed; callers treat them as "unavailable".
 type Store interface {
 	// Users.
 	CreateUser(ctx context.Context, u User) error // ErrConflict if the username is taken
 	User(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
-	// UpdateUser replaces the password hash and roles (Username, Disabled
-	// and CreatedAt are ignored); ErrNotFound.
+	// UpdateUser replaces the password hash and roles (Username, Disabled,
+	// CreatedAt and the Sessions* fields are ignored); ErrNotFound.
 	UpdateUser(ctx context.Context, u User) error
-	// SetUserDisabled disables (revoking every session) or re-enables a user.
+	// SetUserDisabled disables a user — ending every session, by setting
+	// SessionsEnded = now (reason user_disabled), in O(1) — or re-enables
+	// it (sessions ended by the disabling stay ended).
 	SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error
-	// DeleteUser deletes the user and every session record it owns.
+	// DeleteUser deletes the user, its session index and every indexed
+	// session record; records of sessions that had already ended expire
+	// by their TTL (a rotation with them finds no user: ErrUserInactive).
 	DeleteUser(ctx context.Context, id string) error
 
 	// Clients.
@@ -175,30 +458,58 @@ type Store interface {
 	DeleteClient(ctx context.Context, id string) error
 
 	// Sessions.
-	// CreateSession starts a session for an existing, enabled user
-	// (ErrUserInactive otherwise) and indexes it under the user.
-	CreateSession(ctx context.Context, s NewSession) error
-	// Rotate atomically checks and rotates a refresh token. Checks, in
-	// order: the session exists and the presented hash is its current or a
-	// remembered used hash (else ErrTokenUnknown — an unauthenticated token
-	// never learns a session's state and never causes a write); the user
-	// is active (else revoke, ErrUserInactive); not revoked; not expired;
-	// the client owns the session (before reuse detection, so a client
-	// cannot burn another client's sessions); a used hash revokes the
-	// session (ErrTokenReused); the requested scope is a subset
-	// (ErrScopeWidened); then rotate.
+	//
+	// CreateSession starts a session at generation 0 for an existing,
+	// enabled user (ErrUserInactive otherwise; ErrConflict if the id is
+	// taken) and indexes it under the user. If the user then has more
+	// than NewSession.Max active sessions, the least recently used ones
+	// (by UpdatedAt, then CreatedAt) are ended (reason evicted) and their
+	// ids returned, for audit and revocation events. The new session is
+	// never evicted.
+	CreateSession(ctx context.Context, s NewSession) (evicted []string, err error)
+	// Rotate applies the rotation rule (Decide, which lists every row) to
+	// a presented, MAC-verified refresh token, atomically:
+	//   - accepted: Rotated with Outcome rotated (p == g; g becomes g+1),
+	//     recovered (p > g; g becomes p+1) or retried (p == g-1 presented
+	//     again by the same request — a resent call — or within
+	//     ReuseWindow of the rotation; nothing written, the same g);
+	//   - ErrTokenUnknown: no session record (nothing written);
+	//   - ErrUserInactive: user deleted or disabled (session recorded revoked);
+	//   - ErrTokenRevoked: revoked, or ended by the user's SessionsEnded
+	//     (the end is recorded if it was not);
+	//   - ErrTokenExpired; ErrClientMismatch (nothing written);
+	//   - *ReuseError (errors.Is ErrTokenReused): theft, session revoked;
+	//   - ErrScopeWidened: a would-be success asked for more scope than
+	//     granted (nothing written).
 	Rotate(ctx context.Context, r Rotation) (Rotated, error)
-	// TokenSession finds the session a refresh token (current or used)
-	// belongs to, whatever its state. ErrTokenUnknown otherwise.
-	TokenSession(ctx context.Context, userID, sessionID string, h TokenHash) (TokenInfo, error)
+	// Logout ends sessions with a presented refresh token in one atomic
+	// step, classifying it exactly as Rotate does (rows 1–5 and 9 answer
+	// the same errors with the same writes). An accepted token (current,
+	// ahead, or the previous one within ReuseWindow) performs l.Scope:
+	// local ends its session (reason logout); global sets the user's
+	// SessionsEnded = Now with no exemption; others sets SessionsEnded =
+	// Now exempting this session — each O(1), whatever the number of
+	// sessions. A used token (*ReuseError) revokes only its own session.
+	// The result is the presented token's session after the call.
+	// ErrTokenRevoked, ErrTokenExpired and ErrUserInactive mean "already
+	// ended" (the server answers 204).
+	Logout(ctx context.Context, l Logout) (Session, error)
+	// Session returns the session whatever its state, as Effective makes
+	// it (an end by the user's SessionsEnded shows as revoked), or
+	// ErrNotFound. Revocation (RFC 7009) and introspection use it with a
+	// MAC-verified refresh token's (uid, sid): Place(s, gen) tells whether
+	// that token is current (Current or Ahead), the one just rotated
+	// (Previous) or older.
 	Session(ctx context.Context, userID, sessionID string) (Session, error)
 	// ListSessions returns the user's active sessions, newest first.
 	ListSessions(ctx context.Context, userID string, now time.Time) ([]Session, error)
-	// RevokeSession revokes one session (idempotent; ErrNotFound if absent).
+	// RevokeSession revokes one session (idempotent: the first time and
+	// reason are kept; ErrNotFound if absent).
 	RevokeSession(ctx context.Context, userID, sessionID, reason string, now time.Time) error
-	// RevokeUserSessions revokes all the user's active sessions except
-	// `except` (may be ""), and returns how many it revoked.
-	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (int, error)
+	// RevokeUserSessions ends all the user's sessions except `except` (may
+	// be "") by setting the user's SessionsEnded = now: O(1), whatever
+	// their number. ErrNotFound if there is no such user.
+	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error
 
 	Ping(ctx context.Context) error
 	Close() error

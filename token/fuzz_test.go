@@ -1,48 +1,63 @@
 package token
 
 import (
-	"crypto/sha256"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/keys"
 )
 
-// FuzzParseRefresh: ParseRefresh never panics, refuses with ErrMalformed,
-// and what it accepts round-trips: the token is exactly
-// rt_<user>_<session>_<secret> with valid ids and Hash = SHA-256(secret).
+// FuzzParseRefresh: Verify and ParseRefresh never panic and refuse with
+// ErrMalformed or ErrNotGenuine; what ParseRefresh accepts has exactly one
+// spelling (it re-encodes to the same ids, generation and kid), and what
+// Verify accepts is exactly the token Derive makes for it — so no second
+// encoding of a genuine token and no forgery is ever accepted.
 func FuzzParseRefresh(f *testing.F) {
-	tok, _ := NewRefresh(NewID(), NewID())
+	r := NewRefresher(StaticRefreshKeys{Set: keys.EphemeralRefresh()})
+	tok, rt, err := r.Mint(NewID(), NewID(), 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	later, _ := r.Derive(rt, 18446744073709551615)
 	f.Add(tok)
+	f.Add(later)
 	f.Add("")
 	f.Add("rt_")
-	f.Add(strings.Repeat("a", RefreshLen))
-	f.Add("rt_" + strings.Repeat("a", 26) + "_" + strings.Repeat("b", 26) + "_" + strings.Repeat("-", 43))
+	f.Add(strings.Repeat("a", MinRefreshLen))
+	f.Add(strings.Replace(tok, "_0_", "_00_", 1))
+	f.Add(strings.Replace(tok, "_0_", "_-0_", 1))
+	f.Add(strings.Replace(later, "18446744073709551615", "18446744073709551616", 1))
 	f.Add(strings.Replace(tok, "_", "-", 1))
 	f.Add(tok[:len(tok)-1] + "=")
 	f.Add(tok + "x")
 	f.Add("eyJhbGciOiJFUzI1NiJ9.e30.sig")
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := ParseRefresh(s)
-		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("error %v is not ErrMalformed", err)
+		p, perr := ParseRefresh(s)
+		v, verr := r.Verify(s)
+		if perr != nil {
+			if !errors.Is(perr, ErrMalformed) || !errors.Is(verr, ErrMalformed) {
+				t.Fatalf("%q: parse %v, verify %v", s, perr, verr)
 			}
 			return
 		}
-		if len(s) != RefreshLen || !ValidID(r.UserID) || !ValidID(r.SessionID) {
-			t.Fatalf("accepted %q as %+v", s, r)
+		if !ValidID(p.UserID) || !ValidID(p.SessionID) || len(s) < MinRefreshLen || len(s) > MaxRefreshLen {
+			t.Fatalf("accepted %q as %+v", s, p)
 		}
-		secret := s[len(s)-secretLen:]
-		if "rt_"+r.UserID+"_"+r.SessionID+"_"+secret != s {
-			t.Fatalf("%q does not round-trip: %+v", s, r)
+		if !strings.HasPrefix(s, "rt_"+p.UserID+"_"+p.SessionID+"_") || !strings.HasSuffix(s[:len(s)-macLen-1], "_"+p.KeyID) {
+			t.Fatalf("%q does not spell %+v", s, p)
 		}
-		if r.Hash != sha256.Sum256([]byte(secret)) {
-			t.Fatalf("%q: hash is not SHA-256 of the secret", s)
+		if verr != nil {
+			if !errors.Is(verr, ErrNotGenuine) {
+				t.Fatalf("%q: verify %v", s, verr)
+			}
+			return
 		}
-		// A new token for the same session parses back to it.
-		next, parsed := NewRefresh(r.UserID, r.SessionID)
-		if again, err := ParseRefresh(next); err != nil || again != parsed {
-			t.Fatalf("NewRefresh(%s, %s) = %q does not parse back: %v", r.UserID, r.SessionID, next, err)
+		if v != p {
+			t.Fatalf("%q: verify %+v, parse %+v", s, v, p)
+		}
+		if again, err := r.Derive(v, v.Generation); err != nil || again != s {
+			t.Fatalf("%q verified but Derive gives %q (%v)", s, again, err)
 		}
 	})
 }

@@ -43,34 +43,49 @@ func (c *cli) serveCmd() *cobra.Command {
 	return cmd
 }
 
-// signingKeys makes an ephemeral key and says so when JWT_KEYS_DIR is not
-// set. Otherwise it returns a source that follows the directory: every
-// replica re-reads it every JWT_KEYS_RELOAD_INTERVAL (in run, until ctx
-// ends) and derives from the file names and the clock which key signs.
-func signingKeys(cfg config.Config, log *slog.Logger) (src token.KeySource, run func(context.Context), err error) {
+// serverKeys are the key sources serve runs with.
+type serverKeys struct {
+	signing token.KeySource
+	refresh token.RefreshKeySource
+	run     func(context.Context) // follows JWT_KEYS_DIR until ctx ends
+}
+
+// loadKeys makes an ephemeral signing key and an ephemeral refresh key, and
+// says so, when JWT_KEYS_DIR is not set. Otherwise it returns a source that
+// follows the directory: every replica re-reads it every
+// JWT_KEYS_RELOAD_INTERVAL (in run, until ctx ends) and derives from the
+// file names and the clock which signing key signs and which refresh key
+// new sessions use. The directory must hold both kinds.
+func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 	if cfg.KeysDir == "" {
 		set, err := keys.Ephemeral(cfg.SigningAlg)
 		if err != nil {
-			return nil, nil, err
+			return serverKeys{}, err
 		}
 		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
 			slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
-		return token.StaticKeys{Set: set}, func(context.Context) {}, nil
+		rset := keys.EphemeralRefresh()
+		log.Warn("JWT_KEYS_DIR is not set: refresh tokens are derived from an ephemeral refresh key; every session ends on restart and replicas cannot refresh each other's sessions (development only)",
+			slog.String("refresh_kid", rset.Current().ID))
+		return serverKeys{token.StaticKeys{Set: set}, token.StaticRefreshKeys{Set: rset}, func(context.Context) {}}, nil
 	}
 	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{
-		Timing: keyTiming(cfg), ReloadInterval: cfg.KeysReloadInterval, Logger: log,
+		Timing: keyTiming(cfg), RefreshTiming: refreshKeyTiming(cfg), RequireRefreshKeys: true,
+		ReloadInterval: cfg.KeysReloadInterval, Logger: log,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("JWT_KEYS_DIR: %w", err)
+		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", err)
 	}
 	k := ds.Keys().Signing()
 	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", k.ID), slog.String("alg", k.Alg),
 		slog.Int("published", len(ds.Keys().Keys())), slog.Duration("reload_interval", cfg.KeysReloadInterval))
+	log.Info("refresh keys loaded", slog.String("dir", cfg.KeysDir), slog.String("refresh_kid", ds.RefreshKeys().Current().ID),
+		slog.Int("usable", len(ds.RefreshKeys().Keys())))
 	if k.Alg != cfg.SigningAlg {
 		log.Warn("the active signing key's algorithm differs from JWT_SIGNING_ALG; the keys in JWT_KEYS_DIR decide (JWT_SIGNING_ALG is the default for new keys)",
 			slog.String("kid", k.ID), slog.String("alg", k.Alg), slog.String("JWT_SIGNING_ALG", cfg.SigningAlg))
 	}
-	return ds, ds.Run, nil
+	return serverKeys{ds, ds, ds.Run}, nil
 }
 
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
@@ -107,20 +122,21 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	hubCtx, stopHub := context.WithCancel(ctx)
 	defer stopHub()
 	go hub.Run(hubCtx)
-	src, runKeys, err := signingKeys(cfg, log)
+	ks, err := loadKeys(cfg, log)
 	if err != nil {
 		return err
 	}
 	keysCtx, stopKeys := context.WithCancel(ctx)
 	defer stopKeys()
-	go runKeys(keysCtx)
+	go ks.run(keysCtx)
 	hasher := credential.NewHasher(credential.Argon2Params{
 		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations, Parallelism: cfg.PasswordHashParallelism,
 		SaltLen: 16, KeyLen: 32,
 	}, 0)
 	srv, err := server.New(server.Options{
-		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
-		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL,
+		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
+		Keys: ks.signing, RefreshKeys: ks.refresh,
+		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 		Events: hub,

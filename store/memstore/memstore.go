@@ -10,7 +10,7 @@
 package memstore
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -19,18 +19,10 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/internal/fields"
 )
 
-// The constants shared with redisstore's defaults.
-const (
-	// UsedTokens is how many used refresh tokens a session remembers.
-	UsedTokens = 32
-	// TombstoneGrace is how long a session record outlives its expiry.
-	TombstoneGrace = time.Hour
-
-	fingerprint = 8
-	sweepEvery  = time.Minute
-)
+const sweepEvery = time.Minute
 
 var errClosed = errors.New("memstore: store is closed")
 
@@ -52,9 +44,7 @@ type Store struct {
 // session is a session record.
 type session struct {
 	s      store.Session
-	h      store.TokenHash
-	used   []byte    // fingerprints of used tokens, newest last
-	expire time.Time // the record's own expiry: ExpiresAt + TombstoneGrace
+	expire time.Time // the record's own expiry: ExpiresAt + store.TombstoneGrace
 }
 
 var _ store.Store = (*Store)(nil)
@@ -162,8 +152,9 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if _, ok := s.names[name]; ok {
 		return store.ErrConflict
 	}
-	u.Roles = words(strings.Join(u.Roles, " "))
-	u.CreatedAt, u.UpdatedAt = msTime(u.CreatedAt), msTime(u.UpdatedAt)
+	u.Roles = fields.Words(strings.Join(u.Roles, " "))
+	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
+	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason = time.Time{}, "", ""
 	s.users[u.ID] = u
 	s.names[name] = u.ID
 	return nil
@@ -227,14 +218,15 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 		return store.ErrNotFound
 	}
 	cur.PasswordHash = u.PasswordHash
-	cur.Roles = words(strings.Join(u.Roles, " "))
-	cur.UpdatedAt = msTime(u.UpdatedAt)
+	cur.Roles = fields.Words(strings.Join(u.Roles, " "))
+	cur.UpdatedAt = fields.Round(u.UpdatedAt)
 	s.users[u.ID] = cur
 	return nil
 }
 
-// SetUserDisabled disables the user, revoking every active session
-// (reason user_disabled), or re-enables it; either way UpdatedAt = now.
+// SetUserDisabled disables the user, ending every session (reason
+// user_disabled) through SessionsEnded, or re-enables it; either way
+// UpdatedAt = now.
 func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -244,12 +236,12 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	if !ok {
 		return store.ErrNotFound
 	}
-	now = msTime(nowOr(now))
+	now = fields.Round(fields.NowOr(now))
 	u.Disabled, u.UpdatedAt = disabled, now
-	s.users[id] = u
 	if disabled {
-		s.revokeAll(id, "", store.ReasonUserDisable, now)
+		endSessions(&u, "", store.ReasonUserDisable, now)
 	}
+	s.users[id] = u
 	return nil
 }
 
@@ -286,9 +278,9 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 		return store.ErrConflict
 	}
 	c.SecretHash = bytesOrNil(c.SecretHash)
-	c.Grants = words(strings.Join(c.Grants, " "))
-	c.Scopes = words(strings.Join(c.Scopes, " "))
-	c.CreatedAt = msTime(c.CreatedAt)
+	c.Grants = fields.Words(strings.Join(c.Grants, " "))
+	c.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	c.CreatedAt = fields.Round(c.CreatedAt)
 	s.clients[c.ID] = c
 	return nil
 }
@@ -350,25 +342,28 @@ func (s *Store) session(userID, sessionID string) *session {
 	return x
 }
 
-// CreateSession stores and indexes a new session for an existing, enabled
-// user (ErrUserInactive otherwise; ErrConflict if the session id is
-// taken). The user agent is cut to store.MaxUserAgent bytes.
-func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
+// CreateSession stores a new session for an existing, enabled user
+// (ErrUserInactive otherwise; ErrConflict if the session id is taken),
+// then ends the user's least recently used active sessions beyond ns.Max
+// and returns their ids. The user agent is cut to store.MaxUserAgent
+// bytes.
+func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]string, error) {
 	x := ns.Session
 	if x.UserID != "" && x.ID == "" {
-		return errors.New("memstore: create session: empty session id")
+		return nil, errors.New("memstore: create session: empty session id")
 	}
 	if err := s.lock(); err != nil {
-		return err
+		return nil, err
 	}
 	defer s.mu.Unlock()
 	u, ok := s.users[x.UserID]
 	if !ok || u.Disabled {
-		return store.ErrUserInactive
+		return nil, store.ErrUserInactive
 	}
 	if s.session(x.UserID, x.ID) != nil {
-		return store.ErrConflict
+		return nil, store.ErrConflict
 	}
+	created := fields.Round(x.CreatedAt)
 	rec := &session{
 		s: store.Session{
 			ID:        x.ID,
@@ -377,120 +372,129 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
 			Scope:     x.Scope,
 			UserAgent: store.TruncateUserAgent(x.UserAgent),
 			IP:        x.IP,
-			CreatedAt: msTime(x.CreatedAt),
-			UpdatedAt: msTime(x.CreatedAt),
-			ExpiresAt: msTime(x.ExpiresAt),
+			CreatedAt: created,
+			UpdatedAt: created,
+			ExpiresAt: fields.Round(x.ExpiresAt),
 		},
-		h: ns.Token,
 	}
-	rec.expire = rec.s.ExpiresAt.Add(TombstoneGrace)
+	rec.expire = rec.s.ExpiresAt.Add(store.TombstoneGrace)
 	if !s.clock().Before(rec.expire) {
-		return nil // born expired, like a PEXPIREAT in the past
+		return nil, nil // born expired, like a PEXPIREAT in the past
 	}
 	m := s.sessions[x.UserID]
 	if m == nil {
 		m = map[string]*session{}
 		s.sessions[x.UserID] = m
 	}
+	// The cap: the user's other active sessions, least recently used
+	// first (ties by id, as a Redis sorted set orders equal scores).
+	var live []*session
+	for sid := range m {
+		if o := s.session(x.UserID, sid); o != nil && store.Effective(o.s, &u).Active(created) {
+			live = append(live, o)
+		}
+	}
 	m[x.ID] = rec
-	return nil
+	limit := ns.Max
+	if limit <= 0 {
+		limit = store.DefaultMaxSessions
+	}
+	var evicted []string
+	if over := len(live) + 1 - limit; over > 0 {
+		slices.SortFunc(live, func(a, b *session) int {
+			return cmp.Or(a.s.UpdatedAt.Compare(b.s.UpdatedAt), strings.Compare(a.s.ID, b.s.ID))
+		})
+		for _, o := range live[:min(over, len(live))] {
+			o.revoke(store.ReasonEvicted, created)
+			evicted = append(evicted, o.s.ID)
+		}
+	}
+	return evicted, nil
 }
 
-// Rotate checks the presented refresh token and, if it is the session's
-// current one, replaces it with r.Next. The checks run in the order of
-// redisstore's rotate script (which documents why): unknown session or
-// token, user inactive (revokes), revoked, expired, client mismatch, then
-// a used token revokes (reuse) and the current one rotates after the
-// scope check.
+// load returns the session and user records for the rule (nil where
+// there are none). Called with mu held.
+func (s *Store) load(userID, sessionID string) (*session, *store.Session, *store.User) {
+	x := s.session(userID, sessionID)
+	var sp *store.Session
+	if x != nil {
+		sp = &x.s
+	}
+	var up *store.User
+	if u, ok := s.users[userID]; ok {
+		up = &u
+	}
+	return x, sp, up
+}
+
+// Rotate applies the rotation rule, store.Decide, to the presented token.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
 	if err := s.lock(); err != nil {
 		return store.Rotated{}, err
 	}
 	defer s.mu.Unlock()
-	now := msTime(nowOr(r.Now))
-	x := s.session(r.UserID, r.SessionID)
-	if x == nil {
-		return store.Rotated{}, store.ErrTokenUnknown
+	r.Now = fields.Round(fields.NowOr(r.Now))
+	x, sp, u := s.load(r.UserID, r.SessionID)
+	v := store.Decide(sp, u, r)
+	if v.Revoke != "" {
+		x.revoke(v.Revoke, v.RevokeAt)
 	}
-	current := r.Presented == x.h
-	if !current && !x.wasUsed(r.Presented) {
-		return store.Rotated{}, store.ErrTokenUnknown
+	if v.Err != nil {
+		return store.Rotated{}, v.Err
 	}
-	u, ok := s.users[r.UserID]
-	if !ok || u.Disabled {
-		reason := store.ReasonUserDeleted
-		if ok {
-			reason = store.ReasonUserDisable
-		}
-		x.revoke(reason, now)
-		return store.Rotated{}, store.ErrUserInactive
+	if v.Write {
+		x.s.Generation, x.s.UpdatedAt, x.s.LastRequest = v.Generation, r.Now, r.RequestID
 	}
-	switch {
-	case !x.s.RevokedAt.IsZero():
-		return store.Rotated{}, store.ErrTokenRevoked
-	case !now.Before(x.s.ExpiresAt):
-		return store.Rotated{}, store.ErrTokenExpired
-	case x.s.ClientID != r.ClientID:
-		return store.Rotated{}, store.ErrClientMismatch
-	case !current && x.h == r.Next && bytes.HasSuffix(x.used, r.Presented[:fingerprint]):
-		// A replay of the rotation that made the current token (see
-		// redisstore's rotate script): answer it again.
-		scope := strings.Join(scopeFields(r.Scope), " ")
-		if scope == "" {
-			scope = x.s.Scope
-		}
-		return store.Rotated{Session: x.s, Scope: scope, Roles: slices.Clone(u.Roles)}, nil
-	case !current:
-		x.revoke(store.ReasonReuse, now)
-		return store.Rotated{}, store.ErrTokenReused
-	}
-	scope := strings.Join(scopeFields(r.Scope), " ")
-	if scope != "" && !subset(scopeFields(scope), scopeFields(x.s.Scope)) {
-		return store.Rotated{}, store.ErrScopeWidened
-	}
-	x.used = append(x.used, x.h[:fingerprint]...)
-	if n := len(x.used) - UsedTokens*fingerprint; n > 0 {
-		x.used = slices.Clone(x.used[n:])
-	}
-	x.h = r.Next
-	x.s.Generation++
-	x.s.UpdatedAt = now
-	if scope == "" {
-		scope = x.s.Scope
-	}
-	return store.Rotated{Session: x.s, Scope: scope, Roles: slices.Clone(u.Roles)}, nil
+	return store.Rotated{
+		Session: x.s, Scope: store.NormalScope(r.Scope, x.s.Scope), Roles: slices.Clone(u.Roles), Outcome: v.Outcome,
+	}, nil
 }
 
-// TokenSession finds the session of a current or used refresh token,
-// whatever the session's state, or returns ErrTokenUnknown.
-func (s *Store) TokenSession(ctx context.Context, userID, sessionID string, h store.TokenHash) (store.TokenInfo, error) {
+// Logout classifies the presented token by store.Decide and ends what
+// l.Scope asks (see store.Store.Logout).
+func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, error) {
 	if err := s.lock(); err != nil {
-		return store.TokenInfo{}, err
+		return store.Session{}, err
 	}
 	defer s.mu.Unlock()
-	x := s.session(userID, sessionID)
-	switch {
-	case x == nil:
-		return store.TokenInfo{}, store.ErrTokenUnknown
-	case x.h == h:
-		return store.TokenInfo{Session: x.s, Current: true}, nil
-	case x.wasUsed(h):
-		return store.TokenInfo{Session: x.s}, nil
+	now := fields.Round(fields.NowOr(l.Now))
+	x, sp, u := s.load(l.UserID, l.SessionID)
+	v := store.Decide(sp, u, store.Rotation{
+		UserID: l.UserID, SessionID: l.SessionID, Generation: l.Generation, ClientID: l.ClientID,
+		Now: now, ReuseWindow: l.ReuseWindow,
+	})
+	if v.Revoke != "" {
+		x.revoke(v.Revoke, v.RevokeAt)
 	}
-	return store.TokenInfo{}, store.ErrTokenUnknown
+	if x == nil {
+		return store.Session{}, v.Err
+	}
+	if v.Err == nil {
+		switch l.Scope {
+		case store.LogoutGlobal:
+			endSessions(u, "", store.ReasonLogout, now)
+		case store.LogoutOthers:
+			endSessions(u, l.SessionID, store.ReasonLogout, now)
+		default:
+			x.revoke(store.ReasonLogout, now)
+		}
+		s.users[l.UserID] = *u
+	}
+	return store.Effective(x.s, u), v.Err
 }
 
-// Session returns the session whatever its state, or ErrNotFound.
+// Session returns the session whatever its state (see store.Effective),
+// or ErrNotFound.
 func (s *Store) Session(ctx context.Context, userID, sessionID string) (store.Session, error) {
 	if err := s.lock(); err != nil {
 		return store.Session{}, err
 	}
 	defer s.mu.Unlock()
-	x := s.session(userID, sessionID)
+	x, _, u := s.load(userID, sessionID)
 	if x == nil {
 		return store.Session{}, store.ErrNotFound
 	}
-	return x.s, nil
+	return store.Effective(x.s, u), nil
 }
 
 // ListSessions returns the user's sessions active at now, newest first.
@@ -499,18 +503,17 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	now = msTime(nowOr(now))
+	now = fields.Round(fields.NowOr(now))
 	out := []store.Session{}
 	for sid := range s.sessions[userID] {
-		if x := s.session(userID, sid); x != nil && x.s.Active(now) {
-			out = append(out, x.s)
+		if x, _, u := s.load(userID, sid); x != nil {
+			if e := store.Effective(x.s, u); e.Active(now) {
+				out = append(out, e)
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b store.Session) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	return out, nil
 }
@@ -522,35 +525,40 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 		return err
 	}
 	defer s.mu.Unlock()
-	x := s.session(userID, sessionID)
+	x, _, u := s.load(userID, sessionID)
 	if x == nil {
 		return store.ErrNotFound
 	}
-	x.revoke(reasonOr(reason), msTime(nowOr(now)))
+	if e := store.Effective(x.s, u); !e.RevokedAt.IsZero() {
+		x.revoke(e.RevokeReason, e.RevokedAt) // record a lazy end as it reads
+	}
+	x.revoke(fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
 	return nil
 }
 
-// RevokeUserSessions revokes the user's sessions active at now except
-// `except`, and returns how many.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (int, error) {
+// RevokeUserSessions ends the user's sessions but `except` through the
+// user's SessionsEnded time. A user that does not exist has none.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
 	if err := s.lock(); err != nil {
-		return 0, err
+		return err
 	}
 	defer s.mu.Unlock()
-	return s.revokeAll(userID, except, reasonOr(reason), msTime(nowOr(now))), nil
+	u, ok := s.users[userID]
+	if !ok {
+		return nil
+	}
+	endSessions(&u, except, fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
+	s.users[userID] = u
+	return nil
 }
 
-// revokeAll revokes the user's sessions active at now but one. Called
-// with mu held.
-func (s *Store) revokeAll(userID, except, reason string, now time.Time) int {
-	n := 0
-	for sid := range s.sessions[userID] {
-		if x := s.session(userID, sid); x != nil && sid != except && x.s.Active(now) {
-			x.revoke(reason, now)
-			n++
-		}
+// endSessions sets u's SessionsEnded to now (never moving it back), with
+// the exempt session and the reason.
+func endSessions(u *store.User, except, reason string, now time.Time) {
+	if now.After(u.SessionsEnded) {
+		u.SessionsEnded = now
 	}
-	return n
+	u.SessionsExempt, u.SessionsEndReason = except, reason
 }
 
 // revoke marks the session revoked unless it already is.
@@ -558,68 +566,6 @@ func (x *session) revoke(reason string, now time.Time) {
 	if x.s.RevokedAt.IsZero() {
 		x.s.RevokedAt, x.s.RevokeReason = now, reason
 	}
-}
-
-// wasUsed reports whether h's fingerprint is among the used tokens.
-func (x *session) wasUsed(h store.TokenHash) bool {
-	for i := 0; i+fingerprint <= len(x.used); i += fingerprint {
-		if string(x.used[i:i+fingerprint]) == string(h[:fingerprint]) {
-			return true
-		}
-	}
-	return false
-}
-
-// Helpers shared in spirit with redisstore, whose encoding they mimic.
-
-// msTime truncates t to the millisecond in the local zone, as a round trip
-// through unix milliseconds does; the zero time stays zero.
-func msTime(t time.Time) time.Time {
-	if t.IsZero() || t.UnixMilli() == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(t.UnixMilli())
-}
-
-func nowOr(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Now()
-	}
-	return t
-}
-
-func reasonOr(r string) string {
-	if r == "" {
-		return store.ReasonRevoked
-	}
-	return r
-}
-
-// words splits a space-joined list; empty gives nil.
-func words(v string) []string {
-	f := strings.Fields(v)
-	if len(f) == 0 {
-		return nil
-	}
-	return f
-}
-
-// scopeFields splits a scope at ASCII white space (as redisstore's Lua
-// does).
-func scopeFields(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool {
-		return r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r'
-	})
-}
-
-// subset reports whether every item of want is in have.
-func subset(want, have []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
 }
 
 func bytesOrNil(b []byte) []byte {

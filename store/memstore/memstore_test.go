@@ -3,10 +3,10 @@ package memstore
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/storetest"
 )
@@ -21,30 +21,12 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, newTestStore)
 }
 
-// fakeClock is a settable wall clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 // TestSweeper: the sweeper deletes session records a tombstone grace
 // after their expiry, by the wall clock, and Close stops it.
 func TestSweeper(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now().Truncate(time.Millisecond)
-	clock := &fakeClock{t: now}
+	clock := testclock.New(now)
 	s := newStore(clock.Now, time.Millisecond)
 	defer s.Close()
 	must := func(err error) {
@@ -59,10 +41,11 @@ func TestSweeper(t *testing.T) {
 		if id == "long" {
 			d = 48 * time.Hour
 		}
-		must(s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: id, UserID: "u", ClientID: "web",
-			CreatedAt: now, ExpiresAt: now.Add(d)}}))
+		_, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: id, UserID: "u", ClientID: "web",
+			CreatedAt: now, ExpiresAt: now.Add(d)}})
+		must(err)
 	}
-	clock.Set(now.Add(time.Hour + TombstoneGrace))
+	clock.Set(now.Add(time.Hour + store.TombstoneGrace))
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.mu.Lock()
@@ -79,7 +62,7 @@ func TestSweeper(t *testing.T) {
 	if _, err := s.Session(ctx, "u", "long"); err != nil {
 		t.Fatalf("a live session was swept: %v", err)
 	}
-	clock.Set(now.Add(48*time.Hour + TombstoneGrace))
+	clock.Set(now.Add(48*time.Hour + store.TombstoneGrace))
 	for {
 		s.mu.Lock()
 		_, ok := s.sessions["u"]
@@ -121,14 +104,15 @@ func TestClosed(t *testing.T) {
 		"ListClients":     func() error { _, err := s.ListClients(ctx); return err },
 		"DeleteClient":    func() error { return s.DeleteClient(ctx, "c") },
 		"CreateSession": func() error {
-			return s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u"}})
+			_, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u"}})
+			return err
 		},
 		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s"}); return err },
-		"TokenSession":       func() error { _, err := s.TokenSession(ctx, "u", "s", store.TokenHash{}); return err },
+		"Logout":             func() error { _, err := s.Logout(ctx, store.Logout{UserID: "u", SessionID: "s"}); return err },
 		"Session":            func() error { _, err := s.Session(ctx, "u", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "u", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "u", "s", "", now) },
-		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(ctx, "u", "", "", now); return err },
+		"RevokeUserSessions": func() error { return s.RevokeUserSessions(ctx, "u", "", "", now) },
 		"Ping":               func() error { return s.Ping(ctx) },
 	}
 	for name, call := range calls {
@@ -148,15 +132,14 @@ func TestRotateDeletedUser(t *testing.T) {
 	if err := s.CreateUser(ctx, store.User{ID: "u", Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	h := store.TokenHash{1}
-	if err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u", ClientID: "web",
-		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, Token: h}); err != nil {
+	if _, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u", ClientID: "web",
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
 	delete(s.users, "u")
 	s.mu.Unlock()
-	_, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s", Presented: h, ClientID: "web", Now: now})
+	_, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s", ClientID: "web", Now: now})
 	if !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("Rotate: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/internal/fields"
 )
 
 // CreateClient stores a new client, or returns ErrConflict.
@@ -18,7 +19,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}
 	created, err := hsetNew.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"id", c.ID, "sh", c.SecretHash, "pub", flag(c.Public), "gr", strings.Join(c.Grants, " "),
-		"sc", strings.Join(c.Scopes, " "), "ca", ms(c.CreatedAt)).Int()
+		"sc", strings.Join(c.Scopes, " "), "ca", fields.Millis(c.CreatedAt)).Int()
 	if err != nil {
 		return wrap("create client", err)
 	}
@@ -94,8 +95,8 @@ func parseClient(m map[string]string) store.Client {
 	c := store.Client{
 		ID:        m["id"],
 		Public:    m["pub"] == "1",
-		Grants:    words(m["gr"]),
-		Scopes:    words(m["sc"]),
+		Grants:    fields.Words(m["gr"]),
+		Scopes:    fields.Words(m["sc"]),
 		CreatedAt: msTime(m["ca"]),
 	}
 	if sh := m["sh"]; sh != "" {

@@ -1,19 +1,21 @@
 package redisstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"strconv"
 	"time"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/internal/fields"
 )
 
-// Record layouts: the positions of the values in a record's MessagePack
-// sequence (see recordsLua).
+// Record layouts (see recordsLua).
 const (
-	sessionValues = 12 // cid sc ua ip g ca la ea ra rr h u
-	userValues    = 7  // id name pw roles dis ca ua
+	userValues    = 10 // id name pw roles dis ca ua nb nbx nbr
+	oldUserValues = 7  // a user record written before nb existed
+	sessionHeader = 49 // version, g ca la ea ra (8 bytes each), rq (8 bytes)
 )
 
 var errRecord = errors.New("malformed record")
@@ -112,15 +114,6 @@ func unpackOne(b string) (any, string, error) {
 	return nil, "", errRecord
 }
 
-// record decodes a record of n values.
-func record(v string, n int) ([]any, error) {
-	vals, err := unpack(v)
-	if err != nil || len(vals) != n {
-		return nil, errRecord
-	}
-	return vals, nil
-}
-
 // str reads a string-valued reply or record element; numbers are
 // formatted.
 func str(v any) string {
@@ -147,47 +140,63 @@ func num(v any) int64 {
 	return 0
 }
 
-// msTime decodes unix milliseconds; 0 is the zero time.
-func msTime(v any) time.Time {
-	if n := num(v); n != 0 {
-		return time.UnixMilli(n)
+// msTime decodes a reply or record element of unix milliseconds.
+func msTime(v any) time.Time { return fields.Time(num(v)) }
+
+// decodeSession decodes a session record (the layout is in scripts.go).
+func decodeSession(userID, sessionID, v string) (store.Session, error) {
+	if len(v) < sessionHeader || v[0] != 1 {
+		return store.Session{}, errRecord
 	}
-	return time.Time{}
+	at := func(i int) int64 { return int64(binary.BigEndian.Uint64([]byte(v[1+8*i : 9+8*i]))) }
+	s := store.Session{
+		ID:         sessionID,
+		UserID:     userID,
+		Generation: uint64(at(0)),
+		CreatedAt:  fields.Time(at(1)),
+		UpdatedAt:  fields.Time(at(2)),
+		ExpiresAt:  fields.Time(at(3)),
+		RevokedAt:  fields.Time(at(4)),
+	}
+	copy(s.LastRequest[:], v[41:49])
+	rest := v[sessionHeader:]
+	var strs [5]string
+	for i := range strs {
+		if len(rest) < 2 {
+			return store.Session{}, errRecord
+		}
+		n := int(rest[0])<<8 | int(rest[1])
+		if len(rest) < 2+n {
+			return store.Session{}, errRecord
+		}
+		strs[i], rest = rest[2:2+n], rest[2+n:]
+	}
+	if len(rest) != 0 {
+		return store.Session{}, errRecord
+	}
+	s.ClientID, s.Scope, s.RevokeReason, s.UserAgent, s.IP = strs[0], strs[1], strs[2], strs[3], strs[4]
+	return s, nil
 }
 
-func decodeSession(userID, sessionID, v string) (s store.Session, h, used string, err error) {
-	f, err := record(v, sessionValues)
-	if err != nil {
-		return store.Session{}, "", "", err
-	}
-	return store.Session{
-		ID:           sessionID,
-		UserID:       userID,
-		ClientID:     str(f[0]),
-		Scope:        str(f[1]),
-		UserAgent:    str(f[2]),
-		IP:           str(f[3]),
-		Generation:   int(num(f[4])),
-		CreatedAt:    msTime(f[5]),
-		UpdatedAt:    msTime(f[6]),
-		ExpiresAt:    msTime(f[7]),
-		RevokedAt:    msTime(f[8]),
-		RevokeReason: str(f[9]),
-	}, str(f[10]), str(f[11]), nil
-}
-
+// decodeUser decodes a user record.
 func decodeUser(v string) (store.User, error) {
-	f, err := record(v, userValues)
-	if err != nil {
-		return store.User{}, err
+	f, err := unpack(v)
+	if err == nil && len(f) == oldUserValues {
+		f = append(f, int64(0), "", "")
+	}
+	if err != nil || len(f) != userValues {
+		return store.User{}, errRecord
 	}
 	return store.User{
-		ID:           str(f[0]),
-		Username:     str(f[1]),
-		PasswordHash: str(f[2]),
-		Roles:        words(str(f[3])),
-		Disabled:     num(f[4]) == 1,
-		CreatedAt:    msTime(f[5]),
-		UpdatedAt:    msTime(f[6]),
+		ID:                str(f[0]),
+		Username:          str(f[1]),
+		PasswordHash:      str(f[2]),
+		Roles:             fields.Words(str(f[3])),
+		Disabled:          num(f[4]) == 1,
+		CreatedAt:         msTime(f[5]),
+		UpdatedAt:         msTime(f[6]),
+		SessionsEnded:     msTime(f[7]),
+		SessionsExempt:    str(f[8]),
+		SessionsEndReason: str(f[9]),
 	}, nil
 }

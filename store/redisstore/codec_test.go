@@ -36,7 +36,7 @@ func TestUnpack(t *testing.T) {
 	if !msTime(int64(0)).IsZero() || !msTime(int64(1000)).Equal(time.Unix(1, 0)) {
 		t.Error("msTime")
 	}
-	if _, _, _, err := decodeSession("u", "s", "\x01\x02"); !errors.Is(err, errRecord) {
+	if _, err := decodeSession("u", "s", "\x01\x02"); !errors.Is(err, errRecord) {
 		t.Errorf("decodeSession of a short record: %v", err)
 	}
 	if _, err := decodeUser("\xc1"); !errors.Is(err, errRecord) {
@@ -55,7 +55,7 @@ func TestCorruptRecords(t *testing.T) {
 	_, checks["UserByName"] = f.s.UserByName(f.ctx, f.u.Username)
 	_, checks["ListUsers"] = f.s.ListUsers(f.ctx)
 	_, checks["Session"] = f.s.Session(f.ctx, f.u.ID, f.ses.ID)
-	_, checks["TokenSession"] = f.s.TokenSession(f.ctx, f.u.ID, f.ses.ID, f.h)
+	_, checks["Rotate"] = f.s.Rotate(f.ctx, f.rotation(0))
 	_, checks["ListSessions"] = f.s.ListSessions(f.ctx, f.u.ID, f.now)
 	for name, err := range checks {
 		if err == nil {

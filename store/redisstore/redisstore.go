@@ -72,33 +72,20 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// Defaults for Options.
-const (
-	DefaultPrefix     = "tokend:"
-	DefaultUsedTokens = 32
-	// TombstoneGrace is how long a session record outlives its absolute
-	// expiry.
-	TombstoneGrace = time.Hour
-	// fingerprint is how many bytes of a used token's hash are kept.
-	fingerprint = 8
-)
+// DefaultPrefix is the default Options.Prefix.
+const DefaultPrefix = "tokend:"
 
 // Options tune a Store.
 type Options struct {
 	// Prefix starts every key [DefaultPrefix]. It must not contain '{' or
 	// '}', which would change the keys' hash slots.
 	Prefix string
-	// UsedTokens is how many used refresh tokens a session remembers for
-	// reuse detection [DefaultUsedTokens]. An older used token is reported
-	// as unknown rather than reused.
-	UsedTokens int
 }
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
-	used   int // bytes of used-token fingerprints kept per session
 }
 
 var _ store.Store = (*Store)(nil)
@@ -115,13 +102,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("redisstore: key prefix %q must not contain '{' or '}'", opts.Prefix)
 	}
-	if opts.UsedTokens == 0 {
-		opts.UsedTokens = DefaultUsedTokens
-	}
-	if opts.UsedTokens < 0 {
-		return nil, fmt.Errorf("redisstore: UsedTokens %d must not be negative", opts.UsedTokens)
-	}
-	return &Store{rdb: rdb, prefix: opts.Prefix, used: opts.UsedTokens * fingerprint}, nil
+	return &Store{rdb: rdb, prefix: opts.Prefix}, nil
 }
 
 // Open connects to the Redis at rawURL (see the package doc for the
@@ -306,25 +287,6 @@ func (s *Store) nameKey(username string) string {
 func (s *Store) usersKey() string           { return s.prefix + "users" }
 func (s *Store) clientKey(id string) string { return s.prefix + "client:" + id }
 func (s *Store) clientsKey() string         { return s.prefix + "clients" }
-
-// Encoding helpers.
-
-// ms encodes a time as unix milliseconds, the zero time as 0.
-func ms(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMilli()
-}
-
-// words splits a space-joined list; empty gives nil.
-func words(v string) []string {
-	f := strings.Fields(v)
-	if len(f) == 0 {
-		return nil
-	}
-	return f
-}
 
 func wrap(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)

@@ -1,12 +1,9 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -144,7 +141,7 @@ func TestNewOptions(t *testing.T) {
 	if _, err := New(nil, Options{}); err == nil {
 		t.Error("New(nil) succeeded")
 	}
-	for _, o := range []Options{{Prefix: "a{b"}, {Prefix: "a}"}, {UsedTokens: -1}} {
+	for _, o := range []Options{{Prefix: "a{b"}, {Prefix: "a}"}} {
 		if _, err := New(rdb, o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}
@@ -153,7 +150,7 @@ func TestNewOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.prefix != DefaultPrefix || s.used != DefaultUsedTokens*fingerprint || s.Redis() != rdb {
+	if s.prefix != DefaultPrefix || s.Redis() != rdb {
 		t.Fatalf("defaults: %+v", s)
 	}
 }
@@ -166,7 +163,6 @@ type fixture struct {
 	now time.Time
 	u   store.User
 	ses store.Session
-	h   store.TokenHash
 }
 
 func newFixture(t testing.TB, opts Options) *fixture {
@@ -181,24 +177,25 @@ func newFixture(t testing.TB, opts Options) *fixture {
 	if err := s.CreateUser(f.ctx, f.u); err != nil {
 		t.Fatal(err)
 	}
-	f.ses, f.h = f.session(t)
+	f.ses = f.session(t)
 	return f
 }
 
-func (f *fixture) session(t testing.TB) (store.Session, store.TokenHash) {
+func (f *fixture) session(t testing.TB) store.Session {
 	t.Helper()
 	ses := store.Session{ID: randomID(), UserID: f.u.ID, ClientID: "web", Scope: "openid profile",
 		UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
 		IP:        "203.0.113.17", CreatedAt: f.now, ExpiresAt: f.now.Add(24 * time.Hour)}
-	h := randomHash()
-	if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: h}); err != nil {
+	if _, err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses}); err != nil {
 		t.Fatal(err)
 	}
-	return ses, h
+	return ses
 }
 
-func (f *fixture) rotation(h store.TokenHash) store.Rotation {
-	return store.Rotation{UserID: f.u.ID, SessionID: f.ses.ID, Presented: h, Next: randomHash(), ClientID: "web", Now: f.now}
+func (f *fixture) rotation(gen uint64) store.Rotation {
+	var rq store.RequestID
+	_, _ = rand.Read(rq[:])
+	return store.Rotation{UserID: f.u.ID, SessionID: f.ses.ID, Generation: gen, ClientID: "web", Now: f.now, RequestID: rq}
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -222,12 +219,6 @@ redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, #r)), 'KEEPTTL')`, []strin
 	}
 }
 
-func randomHash() store.TokenHash {
-	var h store.TokenHash
-	_, _ = rand.Read(h[:])
-	return h
-}
-
 // userKeys returns every key of the fixture's prefix.
 func (f *fixture) keys(t testing.TB) []string {
 	t.Helper()
@@ -238,56 +229,23 @@ func (f *fixture) keys(t testing.TB) []string {
 	return keys
 }
 
-// TestNoSecretsStored: a dump of Redis yields no refresh token secret,
-// whether raw, base64url-encoded (as in the token) or std-base64-encoded.
-func TestNoSecretsStored(t *testing.T) {
+// TestSessionRecordLayout: a session record is the fixed layout of
+// scripts.go — nothing about a refresh token but its generation, and a
+// rotation rewrites only the header.
+func TestSessionRecordLayout(t *testing.T) {
 	f := newFixture(t, Options{})
-	var secrets [][]byte
-	next := func() store.TokenHash {
-		var raw [32]byte
-		_, _ = rand.Read(raw[:])
-		enc := base64.RawURLEncoding.EncodeToString(raw[:])
-		secrets = append(secrets, raw[:], []byte(enc), []byte(base64.StdEncoding.EncodeToString(raw[:])))
-		return sha256.Sum256([]byte(enc))
+	key := f.s.sessionKey(f.u.ID, f.ses.ID)
+	before := f.rdb.Get(f.ctx, key).Val()
+	want := sessionHeader + 5*2 + len("web") + len("openid profile") + len(f.ses.UserAgent) + len(f.ses.IP)
+	if len(before) != want || before[0] != 1 {
+		t.Fatalf("record: %d bytes, want %d", len(before), want)
 	}
-	first := next()
-	ses := store.Session{ID: randomID(), UserID: f.u.ID, ClientID: "web", CreatedAt: f.now, ExpiresAt: f.now.Add(time.Hour)}
-	if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: first}); err != nil {
+	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); err != nil {
 		t.Fatal(err)
 	}
-	cur := first
-	for range 5 {
-		n := next()
-		if _, err := f.s.Rotate(f.ctx, store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Presented: cur, Next: n, ClientID: "web", Now: f.now}); err != nil {
-			t.Fatal(err)
-		}
-		cur = n
-	}
-	var dump bytes.Buffer
-	for _, k := range f.keys(t) {
-		dump.WriteString(k)
-		switch typ := f.rdb.Type(f.ctx, k).Val(); typ {
-		case "string":
-			dump.WriteString(f.rdb.Get(f.ctx, k).Val())
-		case "hash":
-			for fk, fv := range f.rdb.HGetAll(f.ctx, k).Val() {
-				dump.WriteString(fk + fv)
-			}
-		case "zset":
-			dump.WriteString(strings.Join(f.rdb.ZRange(f.ctx, k, 0, -1).Val(), ""))
-		case "set":
-			dump.WriteString(strings.Join(f.rdb.SMembers(f.ctx, k).Val(), ""))
-		default:
-			t.Fatalf("key %s has unexpected type %s", k, typ)
-		}
-	}
-	for _, sec := range secrets {
-		if bytes.Contains(dump.Bytes(), sec) {
-			t.Fatalf("a refresh token secret is stored: %q", sec)
-		}
-	}
-	if !bytes.Contains(dump.Bytes(), cur[:]) {
-		t.Fatal("sanity: the current token's hash is not in the dump")
+	after := f.rdb.Get(f.ctx, key).Val()
+	if len(after) != len(before) || after[sessionHeader:] != before[sessionHeader:] || after[:sessionHeader] == before[:sessionHeader] {
+		t.Fatal("a rotation changed more than the header, or not the header")
 	}
 }
 
@@ -295,11 +253,10 @@ func TestNoSecretsStored(t *testing.T) {
 // carries the user's hash tag, so all hash to one Cluster slot.
 func TestUserKeysShareASlot(t *testing.T) {
 	f := newFixture(t, Options{})
-	s2, h2 := f.session(t)
+	s2 := f.session(t)
 	if err := f.s.RevokeSession(f.ctx, f.u.ID, s2.ID, store.ReasonLogout, f.now); err != nil {
 		t.Fatal(err)
 	}
-	_ = h2
 	var userKeys []string
 	for _, k := range f.keys(t) {
 		if strings.Contains(k, "{") {
@@ -347,10 +304,11 @@ func slot(key string) int {
 }
 
 // TestKeyExpiry: a session record expires a tombstone grace after the
-// session, and the index with the last session.
+// session, and the index with its last session; the index stays bounded
+// by the cap, stale entries included.
 func TestKeyExpiry(t *testing.T) {
 	f := newFixture(t, Options{})
-	want := f.ses.ExpiresAt.Add(TombstoneGrace)
+	want := f.ses.ExpiresAt.Add(store.TombstoneGrace)
 	for _, k := range []string{f.s.sessionKey(f.u.ID, f.ses.ID), f.s.indexKey(f.u.ID)} {
 		at, err := f.rdb.PExpireTime(f.ctx, k).Result()
 		if err != nil {
@@ -360,16 +318,32 @@ func TestKeyExpiry(t *testing.T) {
 			t.Fatalf("%s expires at %v, want %v", k, at, want.UnixMilli())
 		}
 	}
-	// An index entry whose record has expired is pruned at the next sign-in.
-	stale := "stale" + randomID()
-	old := time.Now().Add(-2 * TombstoneGrace).UnixMilli()
-	f.rdb.ZAdd(f.ctx, f.s.indexKey(f.u.ID), redis.Z{Score: float64(old), Member: stale})
-	f.session(t)
-	if err := f.rdb.ZScore(f.ctx, f.s.indexKey(f.u.ID), stale).Err(); !errors.Is(err, redis.Nil) {
-		t.Fatalf("stale index entry not pruned: %v", err)
+	// A longer session moves the index's expiry out; a shorter one not.
+	long := f.ses
+	long.ID, long.ExpiresAt = randomID(), f.now.Add(48*time.Hour)
+	short := f.ses
+	short.ID, short.ExpiresAt = randomID(), f.now.Add(time.Hour)
+	for _, s := range []store.Session{long, short} {
+		if _, err := f.s.CreateSession(f.ctx, store.NewSession{Session: s}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if n := f.rdb.ZCard(f.ctx, f.s.indexKey(f.u.ID)).Val(); n != 2 {
-		t.Fatalf("index has %d entries, want 2", n)
+	if at := f.rdb.PExpireTime(f.ctx, f.s.indexKey(f.u.ID)).Val(); at != time.Duration(long.ExpiresAt.Add(store.TombstoneGrace).UnixMilli())*time.Millisecond {
+		t.Fatalf("index expires at %v, want the longest session's", at)
+	}
+	// Index entries whose records are gone count toward nothing and are
+	// dropped when the cap needs room.
+	for range 3 {
+		f.rdb.ZAdd(f.ctx, f.s.indexKey(f.u.ID), redis.Z{Score: 1, Member: "stale" + randomID()})
+	}
+	s := f.ses
+	s.ID = randomID()
+	ev, err := f.s.CreateSession(f.ctx, store.NewSession{Session: s, Max: 4})
+	if err != nil || len(ev) != 0 {
+		t.Fatalf("CreateSession: evicted %v, %v", ev, err)
+	}
+	if n := f.rdb.ZCard(f.ctx, f.s.indexKey(f.u.ID)).Val(); n != 4 {
+		t.Fatalf("index has %d entries, want 4 (the cap)", n)
 	}
 }
 
@@ -378,14 +352,8 @@ func TestKeyExpiry(t *testing.T) {
 // sessions being revoked.
 func TestRotateInactiveUser(t *testing.T) {
 	f := newFixture(t, Options{})
-	f.patch(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not revoked
-	if _, err := f.s.Rotate(f.ctx, f.rotation(randomHash())); !errors.Is(err, store.ErrTokenUnknown) {
-		t.Fatalf("forged, disabled: %v", err)
-	}
-	if g, _ := f.s.Session(f.ctx, f.u.ID, f.ses.ID); !g.RevokedAt.IsZero() {
-		t.Fatalf("a forgery revoked the session: %+v", g)
-	}
-	if _, err := f.s.Rotate(f.ctx, f.rotation(f.h)); !errors.Is(err, store.ErrUserInactive) {
+	f.patch(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not ended
+	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("disabled: %v", err)
 	}
 	if g, _ := f.s.Session(f.ctx, f.u.ID, f.ses.ID); g.RevokeReason != store.ReasonUserDisable {
@@ -393,7 +361,7 @@ func TestRotateInactiveUser(t *testing.T) {
 	}
 	g := newFixture(t, Options{})
 	g.rdb.Del(g.ctx, g.s.userKey(g.u.ID))
-	if _, err := g.s.Rotate(g.ctx, g.rotation(g.h)); !errors.Is(err, store.ErrUserInactive) {
+	if _, err := g.s.Rotate(g.ctx, g.rotation(0)); !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("deleted: %v", err)
 	}
 	if s, _ := g.s.Session(g.ctx, g.u.ID, g.ses.ID); s.RevokeReason != store.ReasonUserDeleted {
@@ -437,25 +405,28 @@ func TestNameReclaim(t *testing.T) {
 	}
 }
 
-// TestUsedTokensOption: the used-token memory follows Options.UsedTokens.
-func TestUsedTokensOption(t *testing.T) {
-	f := newFixture(t, Options{UsedTokens: 2})
-	tokens := []store.TokenHash{f.h}
-	for range 3 {
-		r := f.rotation(tokens[len(tokens)-1])
-		if _, err := f.s.Rotate(f.ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		tokens = append(tokens, r.Next)
+// TestOldUserRecord: a user record written before nb existed (7 values)
+// is read as one with no SessionsEnded, by Go and by the scripts.
+func TestOldUserRecord(t *testing.T) {
+	f := newFixture(t, Options{})
+	err := f.rdb.Eval(f.ctx, `
+local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
+redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, 7)))`, []string{f.s.userKey(f.u.ID)}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
 	}
-	if _, _, u, err := f.s.get(f.ctx, f.u.ID, f.ses.ID); err != nil || len(u) != 2*fingerprint {
-		t.Fatalf("used-token memory holds %d bytes (%v)", len(u), err)
+	u, err := f.s.User(f.ctx, f.u.ID)
+	if err != nil || u.Username != "alice" || !u.SessionsEnded.IsZero() {
+		t.Fatalf("old user record: %+v, %v", u, err)
 	}
-	if _, err := f.s.Rotate(f.ctx, f.rotation(tokens[0])); !errors.Is(err, store.ErrTokenUnknown) {
-		t.Fatalf("3 generations old: %v", err)
+	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := f.s.Rotate(f.ctx, f.rotation(tokens[1])); !errors.Is(err, store.ErrTokenReused) {
-		t.Fatalf("2 generations old: %v", err)
+	if err := f.s.RevokeUserSessions(f.ctx, f.u.ID, "", store.ReasonLogout, f.now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Rotate(f.ctx, f.rotation(1)); !errors.Is(err, store.ErrTokenRevoked) {
+		t.Fatalf("after log out everywhere: %v", err)
 	}
 }
 
@@ -487,14 +458,15 @@ func TestUnavailable(t *testing.T) {
 		"ListClients":     func() error { _, err := s.ListClients(ctx); return err },
 		"DeleteClient":    func() error { return s.DeleteClient(ctx, "c") },
 		"CreateSession": func() error {
-			return s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "x"}})
+			_, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "x"}})
+			return err
 		},
 		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "x", SessionID: "s"}); return err },
-		"TokenSession":       func() error { _, err := s.TokenSession(ctx, "x", "s", store.TokenHash{}); return err },
+		"Logout":             func() error { _, err := s.Logout(ctx, store.Logout{UserID: "x", SessionID: "s"}); return err },
 		"Session":            func() error { _, err := s.Session(ctx, "x", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "x", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "x", "s", "", now) },
-		"RevokeUserSessions": func() error { _, err := s.RevokeUserSessions(ctx, "x", "", "", now); return err },
+		"RevokeUserSessions": func() error { return s.RevokeUserSessions(ctx, "x", "", "", now) },
 	}
 	sentinels := []error{store.ErrNotFound, store.ErrConflict, store.ErrTokenUnknown, store.ErrTokenExpired,
 		store.ErrTokenRevoked, store.ErrTokenReused, store.ErrClientMismatch, store.ErrUserInactive, store.ErrScopeWidened}
@@ -513,7 +485,8 @@ func TestUnavailable(t *testing.T) {
 
 // TestMemoryPerSession measures what a fresh session costs in Redis: its
 // record, the user's index and the user record (shared by all the user's
-// sessions, so this overstates the per-session cost).
+// sessions, so this overstates the per-session cost). A rotation rewrites
+// fixed-size fields, so a session never grows.
 func TestMemoryPerSession(t *testing.T) {
 	f := newFixture(t, Options{})
 	usage := func(keys ...string) int64 {
@@ -534,22 +507,18 @@ func TestMemoryPerSession(t *testing.T) {
 	if fresh >= 1024 {
 		t.Errorf("a fresh session takes %d bytes, want < 1024", fresh)
 	}
-	h := f.h
-	for range DefaultUsedTokens + 1 {
-		r := f.rotation(h)
-		if _, err := f.s.Rotate(f.ctx, r); err != nil {
+	for gen := range uint64(40) {
+		if _, err := f.s.Rotate(f.ctx, f.rotation(gen)); err != nil {
 			t.Fatal(err)
 		}
-		h = r.Next
 	}
-	full := usage(sk)
-	t.Logf("after %d rotations (used-token memory full): session record %d bytes", DefaultUsedTokens+1, full)
-	if full >= 1024 {
-		t.Errorf("a session with full used-token memory takes %d bytes, want < 1024", full)
+	if rotated := usage(sk); rotated != usage(sk) || rotated > fresh {
+		t.Errorf("after 40 rotations the session record takes %d bytes", rotated)
 	}
+	t.Logf("after 40 rotations: session record %d bytes", usage(sk))
 	keys := []string{uk, ik}
 	for range 10 {
-		s, _ := f.session(t)
+		s := f.session(t)
 		keys = append(keys, f.s.sessionKey(f.u.ID, s.ID))
 	}
 	t.Logf("10 more fresh sessions of the user: %d bytes each, user and index included", usage(keys...)/10)
@@ -558,14 +527,13 @@ func TestMemoryPerSession(t *testing.T) {
 // BenchmarkRotate rotates one session in a chain, one rotation at a time.
 func BenchmarkRotate(b *testing.B) {
 	f := newFixture(b, Options{})
-	h := f.h
+	var gen uint64
 	b.ReportAllocs()
 	for b.Loop() {
-		r := f.rotation(h)
-		if _, err := f.s.Rotate(f.ctx, r); err != nil {
+		if _, err := f.s.Rotate(f.ctx, f.rotation(gen)); err != nil {
 			b.Fatal(err)
 		}
-		h = r.Next
+		gen++
 	}
 }
 
@@ -577,14 +545,15 @@ func BenchmarkRotateParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		ses, h := f.session(b)
+		ses := f.session(b)
+		var gen uint64
 		for pb.Next() {
-			r := store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Presented: h, Next: randomHash(), ClientID: "web", Now: f.now}
+			r := store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web", Now: f.now}
 			if _, err := f.s.Rotate(f.ctx, r); err != nil {
 				b.Error(err)
 				return
 			}
-			h = r.Next
+			gen++
 		}
 	})
 }
@@ -596,7 +565,7 @@ func BenchmarkCreateSession(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		ses.ID = randomID()
-		if err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Token: randomHash()}); err != nil {
+		if _, err := f.s.CreateSession(f.ctx, store.NewSession{Session: ses, Max: 1 << 20}); err != nil {
 			b.Fatal(err)
 		}
 	}

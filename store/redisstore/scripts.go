@@ -6,48 +6,123 @@ import "github.com/redis/go-redis/v9"
 // touches is either declared in KEYS or built from ARGV "tag", the
 // "<prefix>{<uid>}:s:" prefix of the user's session keys, so all of them
 // share the user's hash tag and live in one Cluster slot. Times are unix
-// milliseconds passed by the caller; only the index pruning in
-// createSession reads the server clock, because it mirrors key expiry,
-// which Redis does by its own clock.
+// milliseconds passed by the caller; only createSession reads the server
+// clock, to set the index's expiry, which Redis applies by its own clock.
 //
-// User and session records are strings holding a sequence of MessagePack
-// values (see the package doc for their order), packed and unpacked with
-// Redis's built-in cmsgpack; Go only ever decodes them (codec.go).
+// A user record is a sequence of MessagePack values (Redis's built-in
+// cmsgpack): {id, name, pw, roles, dis, ca, ua, nb, nbx, nbr}; a record
+// written before nb existed has the first 7 and reads as nb = 0.
+//
+// A session record is a fixed binary layout (Redis's built-in struct
+// library), so that a rotation reads and rewrites a few fixed-size fields
+// without parsing strings:
+//
+//	B  version (1)
+//	i8 g   generation of the current token     i8 ca  created
+//	i8 la  last rotation ("last used")         i8 ea  expires
+//	i8 ra  revoked (0: not)                    c8 rq  request id of the last rotation
+//	then five strings, each a 2-byte length and its bytes:
+//	cid  sc (granted scope)  rr (revocation reason)  ua  ip
+//
+// All integers are big-endian; the 49-byte header comes first, so a
+// rotation is the new header followed by the old record's tail.
 //
 // Replies are status words ("ok", "unknown", ...) or arrays whose first
 // element is one; the Go side maps them to the store's sentinel errors.
 
-// recordsLua reads and writes records. A session is {cid, sc, ua, ip, g,
-// ca, la, ea, ra, rr, h, u}, a user {id, name, pw, roles, dis, ca, ua};
-// ra = 0 means not revoked, dis is 0 or 1. get returns the decoded record
-// and its raw value, or nil; a record of the wrong shape aborts the script.
+// recordsLua reads and writes records, and holds the rotation rule
+// (store.Decide) in classify.
 const recordsLua = `
-local function get(key, n)
+local SESSION = '>Bi8i8i8i8i8c8Hc0Hc0Hc0Hc0Hc0'
+local HOT = '>Bi8i8i8i8i8c8Hc0Hc0'
+local NOREQ = string.rep('\0', 8)
+local function getUser(key)
   local v = redis.call('GET', key)
   if not v then return nil end
-  local r = {cmsgpack.unpack(v)}
-  if #r ~= n then error('malformed record ' .. key) end
-  return r, v
-end
-local function putSession(key, s)
-  redis.call('SET', key, cmsgpack.pack(unpack(s, 1, 12)), 'KEEPTTL')
+  local u = {cmsgpack.unpack(v)}
+  if #u == 7 then u[8], u[9], u[10] = 0, '', ''
+  elseif #u ~= 10 then error('malformed record ' .. key) end
+  return u
 end
 local function putUser(key, u)
-  redis.call('SET', key, cmsgpack.pack(unpack(u, 1, 7)))
+  redis.call('SET', key, cmsgpack.pack(unpack(u, 1, 10)))
 end
-local function revokeAll(index, tag, except, now, reason)
-  local n = 0
-  for _, sid in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if sid ~= except then
-      local s = get(tag .. sid, 12)
-      if s and s[9] == 0 and s[8] > now then
-        s[9], s[10] = now, reason
-        putSession(tag .. sid, s)
-        n = n + 1
-      end
-    end
+local function unpackSession(v)
+  if not v or string.byte(v, 1) ~= 1 then return nil end
+  local s = {struct.unpack(SESSION, v)}
+  table.remove(s, 1)
+  return s -- g ca la ea ra rq cid sc rr ua ip (pos)
+end
+local function packSession(s)
+  return struct.pack(SESSION, 1, s[1], s[2], s[3], s[4], s[5], s[6],
+    #s[7], s[7], #s[8], s[8], #s[9], s[9], #s[10], s[10], #s[11], s[11])
+end
+-- endSession records the session revoked at 'at' and drops it from the
+-- index; it returns the new record.
+local function endSession(key, v, at, reason, index, sid)
+  local s = unpackSession(v)
+  s[5], s[9] = at, reason
+  v = packSession(s)
+  redis.call('SET', key, v, 'KEEPTTL')
+  redis.call('ZREM', index, sid)
+  return v
+end
+local function endReason(u)
+  if u[10] == '' then return 'logout' end
+  return u[10]
+end
+-- ended: the user's not-before time nb ends sessions created at or
+-- before it, except the exempt session nbx.
+local function ended(u, ca, sid)
+  return u[8] > 0 and ca <= u[8] and sid ~= u[9]
+end
+-- endAll sets the user's nb = max(nb, now), nbx = except, nbr = reason
+-- and empties the index but for the exempt session: O(1) in the number of
+-- sessions (UNLINK frees a large index in the background).
+local function endAll(ukey, u, index, except, now, reason)
+  if now > u[8] then u[8] = now end
+  u[9], u[10] = except, reason
+  putUser(ukey, u)
+  local score = false
+  if except ~= '' then score = redis.call('ZSCORE', index, except) end
+  local ttl = redis.call('PTTL', index)
+  redis.call('UNLINK', index)
+  if score then
+    redis.call('ZADD', index, score, except)
+    if ttl > 0 then redis.call('PEXPIRE', index, ttl) end
   end
-  return n
+end
+-- classify is the rotation rule (store.Decide), rows 1-5 and 7-10 but
+-- the scope check. It returns the status, the session record (after any
+-- write), the user, and for an accepted token the generation to hand
+-- out, ca, ea and the granted scope; for 'reused' the cause.
+local function classify(skey, ukey, ikey, sid, p, client, now, window, req)
+  local v = redis.call('GET', skey)
+  if not v or string.byte(v, 1) ~= 1 then return 'unknown' end
+  local _, g, ca, la, ea, ra, rq, cid, sc = struct.unpack(HOT, v)
+  local u = getUser(ukey)
+  if not u or u[5] == 1 then
+    if ra == 0 then
+      local why = 'user_deleted'
+      if u then why = 'user_disabled' end
+      v = endSession(skey, v, now, why, ikey, sid)
+    end
+    return 'inactive', v, u
+  end
+  if ra ~= 0 then return 'revoked', v, u end
+  if ended(u, ca, sid) then
+    return 'revoked', endSession(skey, v, u[8], endReason(u), ikey, sid), u
+  end
+  if now >= ea then return 'expired', v, u end
+  if cid ~= client then return 'client', v, u end
+  if p == g then return 'rotated', v, u, g + 1, ca, ea, sc end
+  if p > g then return 'recovered', v, u, p + 1, ca, ea, sc end
+  if p == g - 1 and ((req ~= NOREQ and req == rq) or (window > 0 and now - la < window)) then
+    return 'retried', v, u, g, ca, ea, sc
+  end
+  local cause = 'child_used'
+  if p == g - 1 then cause = 'window_expired' end
+  return 'reused', endSession(skey, v, now, 'reuse', ikey, sid), u, cause
 end
 `
 
@@ -56,39 +131,37 @@ end
 // the key exists.
 var createUser = redis.NewScript(recordsLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-putUser(KEYS[1], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])})
+putUser(KEYS[1], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), 0, '', ''})
 return 1
 `)
 
 // updateUser replaces the password hash, roles and update time.
 // KEYS: user. ARGV: pw, roles, ua. Reply: 1, or 0 if no such user.
 var updateUser = redis.NewScript(recordsLua + `
-local u = get(KEYS[1], 7)
+local u = getUser(KEYS[1])
 if not u then return 0 end
 u[3], u[4], u[7] = ARGV[1], ARGV[2], tonumber(ARGV[3])
 putUser(KEYS[1], u)
 return 1
 `)
 
-// setUserDisabled sets the user's disabled flag; disabling revokes every
-// active session.
-// KEYS: user, index. ARGV: tag, 1|0, now, reason.
-// Reply: -1 no such user, else the number of sessions revoked.
+// setUserDisabled sets the user's disabled flag; disabling ends every
+// session (endAll, O(1)).
+// KEYS: user, index. ARGV: 1|0, now, reason. Reply: 0 no such user, 1 done.
 var setUserDisabled = redis.NewScript(recordsLua + `
-local u = get(KEYS[1], 7)
-if not u then return -1 end
-local now = tonumber(ARGV[3])
-u[5], u[7] = tonumber(ARGV[2]), now
-putUser(KEYS[1], u)
-if u[5] == 1 then return revokeAll(KEYS[2], ARGV[1], '', now, ARGV[4]) end
-return 0
+local u = getUser(KEYS[1])
+if not u then return 0 end
+local now = tonumber(ARGV[2])
+u[5], u[7] = tonumber(ARGV[1]), now
+if u[5] == 1 then endAll(KEYS[1], u, KEYS[2], '', now, ARGV[3]) else putUser(KEYS[1], u) end
+return 1
 `)
 
-// deleteUser deletes the user record, its index and every session record
-// in the index (tombstones included).
+// deleteUser deletes the user record, its index and every indexed
+// session record (at most the session cap of them).
 // KEYS: user, index. ARGV: tag. Reply: the username, or nil if no user.
 var deleteUser = redis.NewScript(recordsLua + `
-local u = get(KEYS[1], 7)
+local u = getUser(KEYS[1])
 if not u then return false end
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   redis.call('UNLINK', ARGV[1] .. sid)
@@ -113,133 +186,140 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1],
 return 1
 `)
 
-// createSession stores a new session, indexes it, prunes index entries
-// whose records have expired, and sets both keys' expiry.
+// createSession stores a new session at generation 0, then applies the
+// per-user cap: while the index holds max or more entries, the least
+// recently used one (lowest score) is dropped — ended sessions silently,
+// an active one revoked as evicted and reported. Each step removes one
+// entry, so the index never exceeds the cap and the work is bounded by
+// what it removes. Finally the session is indexed (score: last use) and
+// the index's expiry moved out to the session record's if that is later.
 // KEYS: user, index, session.
-// ARGV: sid, cid, sc, ua, ip, ca, ea, h, ea+grace, grace.
-// Reply: "ok", "inactive" (user absent or disabled), "conflict".
+// ARGV: sid, cid, sc, ua, ip, ca, ea, ea+grace, max.
+// Reply: {"ok", evicted sid, ...}, {"inactive"} (user absent or
+// disabled), {"conflict"}.
 var createSession = redis.NewScript(recordsLua + `
-local u = get(KEYS[1], 7)
-if not u or u[5] == 1 then return 'inactive' end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'conflict' end
-local ca = tonumber(ARGV[6])
-redis.call('SET', KEYS[3], cmsgpack.pack(ARGV[2], ARGV[3], ARGV[4], ARGV[5], 0, ca, ca,
-  tonumber(ARGV[7]), 0, '', ARGV[8], ''), 'PXAT', ARGV[9])
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%d', now - tonumber(ARGV[10])))
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-if last[2] then
-  redis.call('PEXPIREAT', KEYS[2], string.format('%d', tonumber(last[2]) + tonumber(ARGV[10])))
+local u = getUser(KEYS[1])
+if not u or u[5] == 1 then return {'inactive'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'conflict'} end
+local now, keep = tonumber(ARGV[6]), tonumber(ARGV[8])
+redis.call('SET', KEYS[3], packSession({0, now, now, tonumber(ARGV[7]), 0, NOREQ,
+  ARGV[2], ARGV[3], '', ARGV[4], ARGV[5]}), 'PXAT', ARGV[8])
+local out, max = {'ok'}, tonumber(ARGV[9])
+local tag = string.sub(KEYS[3], 1, #KEYS[3] - #ARGV[1])
+while redis.call('ZCARD', KEYS[2]) >= max do
+  local sid = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  local key = tag .. sid
+  local v = redis.call('GET', key)
+  local s = unpackSession(v)
+  if s and s[5] == 0 and now < s[4] and not ended(u, s[2], sid) then
+    endSession(key, v, now, 'evicted', KEYS[2], sid)
+    out[#out + 1] = sid
+  else
+    redis.call('ZREM', KEYS[2], sid)
+  end
 end
-return 'ok'
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+local ttl = redis.call('PTTL', KEYS[2])
+local t = redis.call('TIME')
+local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ttl < 0 or clock + ttl < keep then redis.call('PEXPIREAT', KEYS[2], ARGV[8]) end
+return out
 `)
 
-// rotate checks a presented refresh token and rotates it. The checks run
-// in this order, and the first that fails decides the reply:
+// rotate applies the rotation rule (store.Decide; classify above) and,
+// for an accepted token, the scope check, then writes the new header:
+// g, la = now, rq = the request; and the index score (last use).
+// "retried" writes nothing.
 //
-//  1. the session exists                               else "unknown"
-//  2. the token is its current or a remembered used one else "unknown"
-//  3. the user exists and is enabled                   else revoke, "inactive"
-//  4. the session is not revoked                       else "revoked"
-//  5. now < expiry                                     else "expired"
-//  6. the session belongs to the presenting client     else "client"
-//  7. a current token: scope check, then rotate        "ok" | "scope"
-//  8. a used token: theft, revoke the session          "reused" —
-//     unless it is the last used token and the current hash is the
-//     requested next hash: then this is a replay of the rotation that
-//     already happened (go-redis resends a command whose reply was lost
-//     to a broken connection), and the same "ok" is answered again,
-//     without writing. The next hash is a fresh random value per request,
-//     so only that very request can match it.
-//
-// The token is authenticated (2) before anything else is revealed or
-// written: a guess or a forgery — even with the real user and session ids,
-// which access tokens carry — learns nothing about the session and changes
-// nothing. The client binding (6) is checked before reuse detection (8) so
-// that a client that does not own the session cannot use a stolen, used
-// token to revoke it. Only 3 and 8 write besides the rotation itself.
-//
-// KEYS: session, user.
-// ARGV: presented hash, next hash, client id, requested scope, now,
-// used-token memory in bytes.
-// Reply: {"ok", cid, sc, ua, ip, g, ca, la, ea, roles} or {status}.
+// KEYS: session, user, index.
+// ARGV: sid, presented generation, client id, requested scope
+// (normalised), now, reuse window (ms), request id (8 bytes; zeros: none).
+// Reply: {"rotated"|"recovered"|"retried", session record, roles},
+// {"reused", cause} or {status}.
 var rotate = redis.NewScript(recordsLua + `
-local s = get(KEYS[1], 12)
-if not s then return {'unknown'} end
-local current = s[11] == ARGV[1]
-if not current then
-  local p, used = string.sub(ARGV[1], 1, 8), false
-  for i = 1, #s[12] - 7, 8 do
-    if string.sub(s[12], i, i + 7) == p then used = true break end
-  end
-  if not used then return {'unknown'} end
-end
 local now = tonumber(ARGV[5])
-local u = get(KEYS[2], 7)
-if not u or u[5] == 1 then
-  if s[9] == 0 then
-    s[9], s[10] = now, 'user_deleted'
-    if u then s[10] = 'user_disabled' end
-    putSession(KEYS[1], s)
-  end
-  return {'inactive'}
-end
-if s[9] ~= 0 then return {'revoked'} end
-if now >= s[8] then return {'expired'} end
-if s[1] ~= ARGV[3] then return {'client'} end
-if not current and s[11] == ARGV[2] and string.sub(s[12], -8) == string.sub(ARGV[1], 1, 8) then
-  return {'ok', s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], u[4]}
-end
-if not current then
-  s[9], s[10] = now, 'reuse'
-  putSession(KEYS[1], s)
-  return {'reused'}
-end
+local st, v, u, ng, ca, ea, sc = classify(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]),
+  ARGV[3], now, tonumber(ARGV[6]), ARGV[7])
+if st == 'reused' then return {st, ng} end
+if not ng then return {st} end
 if ARGV[4] ~= '' then
   local granted = {}
-  for w in string.gmatch(s[2], '%S+') do granted[w] = true end
+  for w in string.gmatch(sc, '%S+') do granted[w] = true end
   for w in string.gmatch(ARGV[4], '%S+') do
     if not granted[w] then return {'scope'} end
   end
 end
-local used = s[12] .. string.sub(s[11], 1, 8)
-local cap = tonumber(ARGV[6])
-if #used > cap then used = string.sub(used, #used - cap + 1) end
-s[5], s[7], s[11], s[12] = s[5] + 1, now, ARGV[2], used
-putSession(KEYS[1], s)
-return {'ok', s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], u[4]}
+if st ~= 'retried' then
+  v = struct.pack('>Bi8i8i8i8i8c8', 1, ng, ca, now, ea, 0, ARGV[7]) .. string.sub(v, 50)
+  redis.call('SET', KEYS[1], v, 'KEEPTTL')
+  redis.call('ZADD', KEYS[3], 'XX', now, ARGV[1])
+end
+return {st, v, u[4]}
 `)
 
-// revokeSession marks one session revoked unless it already is (the first
-// revocation's time and reason are kept).
-// KEYS: session. ARGV: now, reason. Reply: 0 no such session, 1 done.
+// logout classifies the presented token exactly as rotate does (no scope,
+// no request id) and, if it is accepted, ends what ARGV scope asks:
+// local this session, global every session (endAll), others every
+// session but this one (endAll with this one exempt).
+// KEYS: session, user, index.
+// ARGV: sid, presented generation, client id, now, reuse window (ms),
+// "local"|"global"|"others".
+// Reply: {status, cause, session record, user record} — status "ok" when
+// done, else rotate's refusal words; cause only for "reused"; the records
+// after the call (false where there is none).
+var logout = redis.NewScript(recordsLua + `
+local now = tonumber(ARGV[4])
+local st, v, u, ng = classify(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]),
+  ARGV[3], now, tonumber(ARGV[5]), NOREQ)
+local cause = ''
+if st == 'reused' then cause = ng end
+if st == 'rotated' or st == 'recovered' or st == 'retried' then
+  st = 'ok'
+  if ARGV[6] == 'global' then endAll(KEYS[2], u, KEYS[3], '', now, 'logout')
+  elseif ARGV[6] == 'others' then endAll(KEYS[2], u, KEYS[3], ARGV[1], now, 'logout')
+  else v = endSession(KEYS[1], v, now, 'logout', KEYS[3], ARGV[1]) end
+end
+return {st, cause, v or false, redis.call('GET', KEYS[2])}
+`)
+
+// revokeSession records one session revoked unless it already is (the
+// first time and reason are kept; an end by the user's nb, not yet
+// recorded, is recorded as it reads).
+// KEYS: session, user, index. ARGV: sid, now, reason.
+// Reply: 0 no such session, 1 done.
 var revokeSession = redis.NewScript(recordsLua + `
-local s = get(KEYS[1], 12)
+local v = redis.call('GET', KEYS[1])
+local s = unpackSession(v)
 if not s then return 0 end
-if s[9] == 0 then
-  s[9], s[10] = tonumber(ARGV[1]), ARGV[2]
-  putSession(KEYS[1], s)
+if s[5] == 0 then
+  local u = getUser(KEYS[2])
+  if u and ended(u, s[2], ARGV[1]) then
+    endSession(KEYS[1], v, u[8], endReason(u), KEYS[3], ARGV[1])
+  else
+    endSession(KEYS[1], v, tonumber(ARGV[2]), ARGV[3], KEYS[3], ARGV[1])
+  end
 end
 return 1
 `)
 
-// revokeUserSessions revokes the user's active sessions but one.
-// KEYS: index. ARGV: tag, except, now, reason. Reply: how many.
+// revokeUserSessions ends the user's sessions but one (endAll, O(1)).
+// KEYS: user, index. ARGV: except, now, reason. Reply: 0 no such user, 1.
 var revokeUserSessions = redis.NewScript(recordsLua + `
-return revokeAll(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4])
+local u = getUser(KEYS[1])
+if not u then return 0 end
+endAll(KEYS[1], u, KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+return 1
 `)
 
-// listSessions returns the user's sessions that are active at now.
-// KEYS: index. ARGV: tag, now.
-// Reply: {sid, record, sid, record, ...}.
-var listSessions = redis.NewScript(recordsLua + `
-local out = {}
-local now = tonumber(ARGV[2])
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local s, v = get(ARGV[1] .. sid, 12)
-  if s and s[9] == 0 and s[8] > now then
+// listSessions returns the user record and the user's indexed sessions
+// (at most the cap); Go applies store.Effective and the time.
+// KEYS: user, index. ARGV: tag.
+// Reply: {user record or false, sid, record, sid, record, ...}.
+var listSessions = redis.NewScript(`
+local out = {redis.call('GET', KEYS[1])}
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local v = redis.call('GET', ARGV[1] .. sid)
+  if v then
     out[#out + 1] = sid
     out[#out + 1] = v
   end

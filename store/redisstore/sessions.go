@@ -1,72 +1,105 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/internal/fields"
 )
 
 // CreateSession stores and indexes a new session for an existing, enabled
 // user (ErrUserInactive otherwise; ErrConflict if the session id is
-// taken). The user agent is cut to store.MaxUserAgent bytes.
-func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) error {
+// taken), ending the user's least recently used sessions beyond ns.Max
+// (see the createSession script). The user agent is cut to
+// store.MaxUserAgent bytes.
+func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]string, error) {
 	x := ns.Session
 	if x.UserID == "" {
-		return store.ErrUserInactive
+		return nil, store.ErrUserInactive
 	}
 	if x.ID == "" {
-		return errors.New("redisstore: create session: empty session id")
+		return nil, errors.New("redisstore: create session: empty session id")
 	}
-	ea := ms(x.ExpiresAt)
-	grace := TombstoneGrace.Milliseconds()
+	limit := ns.Max
+	if limit <= 0 {
+		limit = store.DefaultMaxSessions
+	}
+	ea := fields.Millis(x.ExpiresAt)
 	res, err := createSession.Run(ctx, s.rdb,
 		[]string{s.userKey(x.UserID), s.indexKey(x.UserID), s.sessionKey(x.UserID, x.ID)},
 		x.ID, x.ClientID, x.Scope, store.TruncateUserAgent(x.UserAgent), x.IP,
-		ms(x.CreatedAt), ea, ns.Token[:], ea+grace, grace).Text()
+		fields.Millis(x.CreatedAt), ea, ea+store.TombstoneGrace.Milliseconds(), limit).StringSlice()
 	if err != nil {
-		return wrap("create session", err)
+		return nil, wrap("create session", err)
 	}
-	switch res {
+	if len(res) == 0 {
+		return nil, errors.New("redisstore: create session: empty reply")
+	}
+	switch res[0] {
 	case "ok":
-		return nil
+		if len(res) == 1 {
+			return nil, nil
+		}
+		return res[1:], nil
 	case "inactive":
-		return store.ErrUserInactive
+		return nil, store.ErrUserInactive
 	case "conflict":
-		return store.ErrConflict
+		return nil, store.ErrConflict
 	}
-	return fmt.Errorf("redisstore: create session: unexpected reply %q", res)
+	return nil, fmt.Errorf("redisstore: create session: unexpected reply %q", res[0])
 }
 
-// rotateErrors maps the rotate script's refusals to the store's errors.
-var rotateErrors = map[string]error{
+// refusals maps the rotate and logout scripts' refusals to the store's
+// errors ("reused" carries a cause: reuseError).
+var refusals = map[string]error{
 	"unknown":  store.ErrTokenUnknown,
 	"inactive": store.ErrUserInactive,
 	"revoked":  store.ErrTokenRevoked,
 	"expired":  store.ErrTokenExpired,
 	"client":   store.ErrClientMismatch,
 	"scope":    store.ErrScopeWidened,
-	"reused":   store.ErrTokenReused,
 }
 
-// Rotate checks the presented refresh token and, if it is the session's
-// current one, replaces it with r.Next — in one script, so of concurrent
-// rotations of one token exactly one succeeds. See the rotate script for
-// the order of the checks.
+var outcomes = map[string]store.Outcome{
+	"rotated":   store.OutcomeRotated,
+	"recovered": store.OutcomeRecovered,
+	"retried":   store.OutcomeRetried,
+}
+
+// refusal returns the error of a refusal status.
+func refusal(op, status, cause string) error {
+	if status == "reused" {
+		return &store.ReuseError{Cause: cause}
+	}
+	if e, ok := refusals[status]; ok {
+		return e
+	}
+	return fmt.Errorf("redisstore: %s: unexpected reply %q", op, status)
+}
+
+// maxGeneration bounds generations: Lua numbers are doubles, exact up
+// to 2^53. A genuine token never comes near it (the server mints
+// generation g+1 only after the store reached g).
+const maxGeneration = 1 << 53
+
+// Rotate applies the rotation rule (store.Decide) in one script, so of
+// concurrent presentations of one generation exactly one rotates.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
-	if r.UserID == "" || r.SessionID == "" {
+	if r.UserID == "" || r.SessionID == "" || r.Generation >= maxGeneration {
 		return store.Rotated{}, store.ErrTokenUnknown
 	}
-	scope := strings.Join(scopeFields(r.Scope), " ")
+	scope := strings.Join(store.ScopeFields(r.Scope), " ")
 	res, err := rotate.Run(ctx, s.rdb,
-		[]string{s.sessionKey(r.UserID, r.SessionID), s.userKey(r.UserID)},
-		r.Presented[:], r.Next[:], r.ClientID, scope, ms(nowOr(r.Now)), s.used).Slice()
+		[]string{s.sessionKey(r.UserID, r.SessionID), s.userKey(r.UserID), s.indexKey(r.UserID)},
+		r.SessionID, strconv.FormatUint(r.Generation, 10), r.ClientID, scope,
+		fields.Millis(fields.NowOr(r.Now)), window(r.ReuseWindow), r.RequestID[:]).Slice()
 	if err != nil {
 		return store.Rotated{}, wrap("rotate", err)
 	}
@@ -74,90 +107,108 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 		return store.Rotated{}, errors.New("redisstore: rotate: empty reply")
 	}
 	status := str(res[0])
-	if status != "ok" || len(res) != 10 {
-		if e, ok := rotateErrors[status]; ok {
-			return store.Rotated{}, e
+	outcome, ok := outcomes[status]
+	if !ok || len(res) != 3 {
+		cause := ""
+		if len(res) > 1 {
+			cause = str(res[1])
 		}
-		return store.Rotated{}, fmt.Errorf("redisstore: rotate: unexpected reply %q", status)
+		return store.Rotated{}, refusal("rotate", status, cause)
 	}
-	out := store.Rotated{
-		Session: store.Session{
-			ID:         r.SessionID,
-			UserID:     r.UserID,
-			ClientID:   str(res[1]),
-			Scope:      str(res[2]),
-			UserAgent:  str(res[3]),
-			IP:         str(res[4]),
-			Generation: int(num(res[5])),
-			CreatedAt:  msTime(res[6]),
-			UpdatedAt:  msTime(res[7]),
-			ExpiresAt:  msTime(res[8]),
-		},
-		Scope: scope,
-		Roles: words(str(res[9])),
-	}
-	if out.Scope == "" {
-		out.Scope = out.Session.Scope
-	}
-	return out, nil
-}
-
-// TokenSession finds the session of a current or used refresh token,
-// whatever the session's state, or returns ErrTokenUnknown.
-func (s *Store) TokenSession(ctx context.Context, userID, sessionID string, h store.TokenHash) (store.TokenInfo, error) {
-	if userID == "" || sessionID == "" {
-		return store.TokenInfo{}, store.ErrTokenUnknown
-	}
-	ses, cur, fps, err := s.get(ctx, userID, sessionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.TokenInfo{}, store.ErrTokenUnknown
-	}
+	ses, err := decodeSession(r.UserID, r.SessionID, str(res[1]))
 	if err != nil {
-		return store.TokenInfo{}, wrap("token session", err)
+		return store.Rotated{}, wrap("rotate", err)
 	}
-	info := store.TokenInfo{Session: ses}
-	switch {
-	case cur == string(h[:]):
-		info.Current = true
-	case !used(fps, h):
-		return store.TokenInfo{}, store.ErrTokenUnknown
-	}
-	return info, nil
+	return store.Rotated{
+		Session: ses,
+		Scope:   store.NormalScope(scope, ses.Scope),
+		Roles:   fields.Words(str(res[2])),
+		Outcome: outcome,
+	}, nil
 }
 
-// used reports whether h's fingerprint is among the used ones.
-func used(fps string, h store.TokenHash) bool {
-	for i := 0; i+fingerprint <= len(fps); i += fingerprint {
-		if fps[i:i+fingerprint] == string(h[:fingerprint]) {
-			return true
-		}
-	}
-	return false
+// window encodes a reuse window in whole milliseconds, as store.Decide
+// counts it.
+func window(d time.Duration) int64 { return max(d.Milliseconds(), 0) }
+
+var logoutScopes = map[store.LogoutScope]string{
+	store.LogoutLocal:  "local",
+	store.LogoutGlobal: "global",
+	store.LogoutOthers: "others",
 }
 
-// Session returns the session whatever its state, or ErrNotFound.
+// Logout classifies the presented token as Rotate does and ends what
+// l.Scope asks, in one script (see store.Store.Logout).
+func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, error) {
+	scope, ok := logoutScopes[l.Scope]
+	if !ok {
+		return store.Session{}, fmt.Errorf("redisstore: logout: unknown scope %d", l.Scope)
+	}
+	if l.UserID == "" || l.SessionID == "" || l.Generation >= maxGeneration {
+		return store.Session{}, store.ErrTokenUnknown
+	}
+	res, err := logout.Run(ctx, s.rdb,
+		[]string{s.sessionKey(l.UserID, l.SessionID), s.userKey(l.UserID), s.indexKey(l.UserID)},
+		l.SessionID, strconv.FormatUint(l.Generation, 10), l.ClientID,
+		fields.Millis(fields.NowOr(l.Now)), window(l.ReuseWindow), scope).Slice()
+	if err != nil {
+		return store.Session{}, wrap("logout", err)
+	}
+	if len(res) != 4 {
+		return store.Session{}, errors.New("redisstore: logout: malformed reply")
+	}
+	status := str(res[0])
+	if status == "unknown" {
+		return store.Session{}, store.ErrTokenUnknown
+	}
+	ses, err := s.effective(l.UserID, l.SessionID, res[2], res[3])
+	if err != nil {
+		return store.Session{}, wrap("logout", err)
+	}
+	if status != "ok" {
+		return ses, refusal("logout", status, str(res[1]))
+	}
+	return ses, nil
+}
+
+// effective decodes a session record and its user record (nil if none)
+// and applies store.Effective.
+func (s *Store) effective(userID, sessionID string, sv, uv any) (store.Session, error) {
+	ses, err := decodeSession(userID, sessionID, str(sv))
+	if err != nil {
+		return store.Session{}, err
+	}
+	if uv == nil {
+		return ses, nil
+	}
+	u, err := decodeUser(str(uv))
+	if err != nil {
+		return store.Session{}, err
+	}
+	return store.Effective(ses, &u), nil
+}
+
+// Session returns the session whatever its state (see store.Effective),
+// or ErrNotFound. One MGET of the session and its user (same slot).
 func (s *Store) Session(ctx context.Context, userID, sessionID string) (store.Session, error) {
 	if userID == "" || sessionID == "" {
 		return store.Session{}, store.ErrNotFound
 	}
-	ses, _, _, err := s.get(ctx, userID, sessionID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	vals, err := s.rdb.MGet(ctx, s.sessionKey(userID, sessionID), s.userKey(userID)).Result()
+	if err != nil {
 		return store.Session{}, wrap("session", err)
 	}
-	return ses, err
-}
-
-// get reads a session record: the session, its current token hash and
-// its used-token fingerprints. ErrNotFound if there is none.
-func (s *Store) get(ctx context.Context, userID, sessionID string) (store.Session, string, string, error) {
-	v, err := s.rdb.Get(ctx, s.sessionKey(userID, sessionID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return store.Session{}, "", "", store.ErrNotFound
+	if len(vals) != 2 || vals[0] == nil {
+		return store.Session{}, store.ErrNotFound
+	}
+	ses, err := s.effective(userID, sessionID, vals[0], vals[1])
+	if errors.Is(err, errRecord) && len(str(vals[0])) > 0 && str(vals[0])[0] != 1 {
+		return store.Session{}, store.ErrNotFound // a record of the layout before generations
 	}
 	if err != nil {
-		return store.Session{}, "", "", err
+		return store.Session{}, wrap("session", err)
 	}
-	return decodeSession(userID, sessionID, v)
+	return ses, nil
 }
 
 // ListSessions returns the user's sessions active at now, newest first.
@@ -165,33 +216,28 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 	if userID == "" {
 		return []store.Session{}, nil
 	}
-	res, err := listSessions.Run(ctx, s.rdb, []string{s.indexKey(userID)}, s.sessionTag(userID), ms(nowOr(now))).Slice()
+	now = fields.NowOr(now)
+	res, err := listSessions.Run(ctx, s.rdb, []string{s.userKey(userID), s.indexKey(userID)}, s.sessionTag(userID)).Slice()
 	if err != nil {
 		return nil, wrap("list sessions", err)
 	}
-	if len(res)%2 != 0 {
+	if len(res)%2 != 1 {
 		return nil, errors.New("redisstore: list sessions: malformed reply")
 	}
 	out := make([]store.Session, 0, len(res)/2)
-	for i := 0; i < len(res); i += 2 {
-		ses, _, _, err := decodeSession(userID, str(res[i]), str(res[i+1]))
+	for i := 1; i < len(res); i += 2 {
+		ses, err := s.effective(userID, str(res[i]), res[i+1], res[0])
 		if err != nil {
 			return nil, wrap("list sessions", err)
 		}
-		out = append(out, ses)
-	}
-	sortSessions(out)
-	return out, nil
-}
-
-// sortSessions orders sessions newest first, then by id.
-func sortSessions(ss []store.Session) {
-	slices.SortFunc(ss, func(a, b store.Session) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
+		if ses.Active(now) {
+			out = append(out, ses)
 		}
-		return strings.Compare(a.ID, b.ID)
+	}
+	slices.SortFunc(out, func(a, b store.Session) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
+	return out, nil
 }
 
 // RevokeSession revokes one session. Revoking a revoked session succeeds
@@ -200,8 +246,9 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 	if userID == "" || sessionID == "" {
 		return store.ErrNotFound
 	}
-	n, err := revokeSession.Run(ctx, s.rdb, []string{s.sessionKey(userID, sessionID)},
-		ms(nowOr(now)), reasonOr(reason)).Int()
+	n, err := revokeSession.Run(ctx, s.rdb,
+		[]string{s.sessionKey(userID, sessionID), s.userKey(userID), s.indexKey(userID)},
+		sessionID, fields.Millis(fields.NowOr(now)), fields.ReasonOr(reason)).Int()
 	if err != nil {
 		return wrap("revoke session", err)
 	}
@@ -211,31 +258,17 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 	return nil
 }
 
-// RevokeUserSessions revokes the user's sessions active at now except
-// `except`, and returns how many.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (int, error) {
+// RevokeUserSessions ends the user's sessions except `except` by the
+// user's not-before time: one script whose cost does not depend on the
+// number of sessions. A user that does not exist has none.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
 	if userID == "" {
-		return 0, nil
+		return nil
 	}
-	n, err := revokeUserSessions.Run(ctx, s.rdb, []string{s.indexKey(userID)},
-		s.sessionTag(userID), except, ms(nowOr(now)), reasonOr(reason)).Int()
+	err := revokeUserSessions.Run(ctx, s.rdb, []string{s.userKey(userID), s.indexKey(userID)},
+		except, fields.Millis(fields.NowOr(now)), fields.ReasonOr(reason)).Err()
 	if err != nil {
-		return 0, wrap("revoke user sessions", err)
+		return wrap("revoke user sessions", err)
 	}
-	return n, nil
-}
-
-// scopeFields splits a scope at ASCII white space, as the Lua %S+ pattern
-// does.
-func scopeFields(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool {
-		return r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r'
-	})
-}
-
-func reasonOr(r string) string {
-	if r == "" {
-		return store.ReasonRevoked
-	}
-	return r
+	return nil
 }

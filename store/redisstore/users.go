@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/internal/fields"
 )
 
 // CreateUser stores a new user. The record is written first (only if its
@@ -23,7 +24,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	}
 	created, err := createUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
 		u.ID, u.Username, u.PasswordHash, strings.Join(u.Roles, " "), flag(u.Disabled),
-		ms(u.CreatedAt), ms(u.UpdatedAt)).Int()
+		fields.Millis(u.CreatedAt), fields.Millis(u.UpdatedAt)).Int()
 	if err != nil {
 		return wrap("create user", err)
 	}
@@ -173,7 +174,7 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 		return store.ErrNotFound
 	}
 	done, err := updateUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
-		u.PasswordHash, strings.Join(u.Roles, " "), ms(u.UpdatedAt)).Int()
+		u.PasswordHash, strings.Join(u.Roles, " "), fields.Millis(u.UpdatedAt)).Int()
 	if err != nil {
 		return wrap("update user", err)
 	}
@@ -183,25 +184,27 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	return nil
 }
 
-// SetUserDisabled disables the user, revoking every active session
-// (reason user_disabled), or re-enables it; either way UpdatedAt = now.
+// SetUserDisabled disables the user, ending every session (reason
+// user_disabled) by the user's not-before time in O(1), or re-enables it;
+// either way UpdatedAt = now.
 func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
 	if id == "" {
 		return store.ErrNotFound
 	}
 	n, err := setUserDisabled.Run(ctx, s.rdb, []string{s.userKey(id), s.indexKey(id)},
-		s.sessionTag(id), flag(disabled), ms(nowOr(now)), store.ReasonUserDisable).Int()
+		flag(disabled), fields.Millis(fields.NowOr(now)), store.ReasonUserDisable).Int()
 	if err != nil {
 		return wrap("set user disabled", err)
 	}
-	if n < 0 {
+	if n == 0 {
 		return store.ErrNotFound
 	}
 	return nil
 }
 
-// DeleteUser deletes the user, its session index and every session record
-// it owns, then releases the username.
+// DeleteUser deletes the user, its session index and every indexed
+// session record (records of sessions that already ended expire by their
+// TTL), then releases the username.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if id == "" {
 		return store.ErrNotFound
@@ -231,12 +234,4 @@ func flag(b bool) string {
 		return "1"
 	}
 	return "0"
-}
-
-// nowOr returns t, or the current time if t is zero.
-func nowOr(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Now()
-	}
-	return t
 }

@@ -31,7 +31,7 @@ type Store struct {
 var Operations = []string{
 	"create_user", "user", "user_by_name", "list_users", "update_user", "set_user_disabled", "delete_user",
 	"create_client", "client", "list_clients", "delete_client",
-	"create_session", "rotate", "token_session", "session", "list_sessions", "revoke_session", "revoke_user_sessions",
+	"create_session", "rotate", "logout", "session", "list_sessions", "revoke_session", "revoke_user_sessions",
 	"ping",
 }
 
@@ -153,7 +153,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
 }
 
 // CreateSession calls the wrapped store"s CreateSession, measured as "create_session".
-func (s *Store) CreateSession(ctx context.Context, n store.NewSession) (err error) {
+func (s *Store) CreateSession(ctx context.Context, n store.NewSession) (_ []string, err error) {
 	defer s.measure("create_session", time.Now(), &err)
 	return s.Store.CreateSession(ctx, n)
 }
@@ -164,10 +164,10 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (_ store.Rotated, 
 	return s.Store.Rotate(ctx, r)
 }
 
-// TokenSession calls the wrapped store"s TokenSession, measured as "token_session".
-func (s *Store) TokenSession(ctx context.Context, userID, sessionID string, h store.TokenHash) (_ store.TokenInfo, err error) {
-	defer s.measure("token_session", time.Now(), &err)
-	return s.Store.TokenSession(ctx, userID, sessionID, h)
+// Logout calls the wrapped store"s Logout, measured as "logout".
+func (s *Store) Logout(ctx context.Context, l store.Logout) (_ store.Session, err error) {
+	defer s.measure("logout", time.Now(), &err)
+	return s.Store.Logout(ctx, l)
 }
 
 // Session calls the wrapped store"s Session, measured as "session".
@@ -189,7 +189,7 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 }
 
 // RevokeUserSessions calls the wrapped store"s RevokeUserSessions, measured as "revoke_user_sessions".
-func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (_ int, err error) {
+func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (err error) {
 	defer s.measure("revoke_user_sessions", time.Now(), &err)
 	return s.Store.RevokeUserSessions(ctx, userID, except, reason, now)
 }

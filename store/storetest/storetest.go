@@ -1,10 +1,11 @@
 // Package storetest is the conformance suite every store.Store backend
 // passes: store/redisstore and store/memstore run it from their tests.
 //
-// The suite assumes the backends' defaults: a session remembers the
-// fingerprints of its last 32 used refresh tokens, and a session record
-// outlives its expiry by a one-hour tombstone grace. Expiry is tested by
-// passing times in the past or future, never by sleeping.
+// The rotation rule is checked row by row against one table (rule.go)
+// whose expectations follow store.Decide's documentation; the table also
+// runs against store.Decide itself (store/store_test.go). A session record
+// outlives its expiry by store.TombstoneGrace. Expiry is tested by passing
+// times in the past or future, never by sleeping.
 package storetest
 
 import (
@@ -20,10 +21,7 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-const (
-	usedTokens     = 32
-	tombstoneGrace = time.Hour
-)
+const tombstoneGrace = store.TombstoneGrace
 
 // Run runs the suite. newStore returns a fresh, empty store for one
 // subtest and arranges for it to be closed when the subtest ends. Subtests
@@ -52,15 +50,16 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RotateExpired", testRotateExpired},
 		{"ExpiredRecordsVanish", testExpiredRecordsVanish},
 		{"RotateRevoked", testRotateRevoked},
-		{"Reuse", testReuse},
-		{"RotateReplay", testRotateReplay},
-		{"ReuseOldGeneration", testReuseOldGeneration},
-		{"UsedTokenMemory", testUsedTokenMemory},
-		{"TokenSession", testTokenSession},
+		{"RotationRule", testRotationRule},
+		{"SessionPlace", testSessionPlace},
 		{"RevokeSession", testRevokeSession},
 		{"RevokeUserSessions", testRevokeUserSessions},
+		{"Logout", testLogout},
+		{"LogoutReuse", testLogoutReuse},
+		{"SessionCap", testSessionCap},
 		{"ListSessions", testListSessions},
 		{"ConcurrentRotate", testConcurrentRotate},
+		{"ConcurrentRetry", testConcurrentRetry},
 		{"PingClose", testPingClose},
 	}
 	for _, tc := range tests {
@@ -90,10 +89,10 @@ func newID() string {
 	return idEncoding.EncodeToString(b[:])
 }
 
-func newHash() store.TokenHash {
-	var h store.TokenHash
-	_, _ = rand.Read(h[:])
-	return h
+func newRequest() store.RequestID {
+	var r store.RequestID
+	_, _ = rand.Read(r[:])
+	return r
 }
 
 // user creates an enabled user.
@@ -111,44 +110,45 @@ func (e *env) user(name string, roles ...string) store.User {
 
 // session starts a session created at `created` that expires at
 // `expires` for client "web" with the given scope.
-func (e *env) session(uid, scope string, created, expires time.Time) (store.Session, store.TokenHash) {
+func (e *env) session(uid, scope string, created, expires time.Time) store.Session {
 	e.t.Helper()
 	s := store.Session{
 		ID: newID(), UserID: uid, ClientID: "web", Scope: scope, UserAgent: "Mozilla/5.0 test",
 		IP: "192.0.2.1", CreatedAt: created, ExpiresAt: expires,
 	}
-	h := newHash()
-	if err := e.st.CreateSession(e.ctx, store.NewSession{Session: s, Token: h}); err != nil {
+	if _, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s}); err != nil {
 		e.t.Fatalf("CreateSession: %v", err)
 	}
 	s.UpdatedAt = created
-	return s, h
+	return s
 }
 
 // live starts a 24-hour session created now.
-func (e *env) live(uid string) (store.Session, store.TokenHash) {
+func (e *env) live(uid string) store.Session {
 	e.t.Helper()
 	return e.session(uid, "openid profile", e.now, e.now.Add(24*time.Hour))
 }
 
-// rotation is a refresh of s by client "web" at e.now.
-func (e *env) rotation(s store.Session, presented store.TokenHash) store.Rotation {
+// rotation is a strict (no reuse window) refresh of s by client "web" at
+// e.now, presenting generation gen, from a new request.
+func (e *env) rotation(s store.Session, gen uint64) store.Rotation {
 	return store.Rotation{
-		UserID: s.UserID, SessionID: s.ID, Presented: presented, Next: newHash(),
-		ClientID: "web", Now: e.now,
+		UserID: s.UserID, SessionID: s.ID, Generation: gen, ClientID: "web", Now: e.now, RequestID: newRequest(),
 	}
 }
 
-// rotate rotates and fails the test unless it succeeds; it returns the
-// new token.
-func (e *env) rotate(s store.Session, presented store.TokenHash) (store.Rotated, store.TokenHash) {
+// rotate rotates generation gen and fails the test unless that is
+// OutcomeRotated; it returns the new generation.
+func (e *env) rotate(s store.Session, gen uint64) (store.Rotated, uint64) {
 	e.t.Helper()
-	r := e.rotation(s, presented)
-	got, err := e.st.Rotate(e.ctx, r)
+	got, err := e.st.Rotate(e.ctx, e.rotation(s, gen))
 	if err != nil {
 		e.t.Fatalf("Rotate: %v", err)
 	}
-	return got, r.Next
+	if got.Outcome != store.OutcomeRotated || got.Session.Generation != gen+1 {
+		e.t.Fatalf("Rotate(%d): outcome %v, generation %d", gen, got.Outcome, got.Session.Generation)
+	}
+	return got, got.Session.Generation
 }
 
 // refuse asserts that Rotate fails with want.
@@ -190,7 +190,8 @@ func sameSession(t *testing.T, got, want store.Session) {
 		got.Scope != want.Scope || got.UserAgent != want.UserAgent || got.IP != want.IP ||
 		got.Generation != want.Generation || !got.CreatedAt.Equal(want.CreatedAt) ||
 		!got.UpdatedAt.Equal(want.UpdatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
-		!got.RevokedAt.Equal(want.RevokedAt) || got.RevokeReason != want.RevokeReason {
+		!got.RevokedAt.Equal(want.RevokedAt) || got.RevokeReason != want.RevokeReason ||
+		got.LastRequest != want.LastRequest {
 		t.Fatalf("session:\n got  %+v\n want %+v", got, want)
 	}
 }
@@ -333,14 +334,13 @@ func testListUsers(t *testing.T, e *env) {
 
 func testDisableUser(t *testing.T, e *env) {
 	u := e.user("alice")
-	s1, h1 := e.live(u.ID)
-	s2, h2 := e.live(u.ID)
-	r2, _ := e.rotate(s2, h2)
-	_ = r2
+	s1 := e.live(u.ID)
+	s2 := e.live(u.ID)
+	e.rotate(s2, 0)
 	must(t, e.st.SetUserDisabled(e.ctx, u.ID, true, e.now))
 	got, err := e.st.User(e.ctx, u.ID)
 	must(t, err)
-	if !got.Disabled || !got.UpdatedAt.Equal(e.now) {
+	if !got.Disabled || !got.UpdatedAt.Equal(e.now) || !got.SessionsEnded.Equal(e.now) {
 		t.Fatalf("after disabling: %+v", got)
 	}
 	for _, s := range []store.Session{s1, s2} {
@@ -348,15 +348,14 @@ func testDisableUser(t *testing.T, e *env) {
 			t.Fatalf("session of a disabled user: %+v", g)
 		}
 	}
-	e.refuse(e.rotation(s1, h1), store.ErrUserInactive)
-	e.refuse(e.rotation(s1, newHash()), store.ErrTokenUnknown) // a forgery learns nothing
+	e.refuse(e.rotation(s1, 0), store.ErrUserInactive)
 	ss, err := e.st.ListSessions(e.ctx, u.ID, e.now)
 	must(t, err)
 	if len(ss) != 0 {
 		t.Fatalf("ListSessions of a disabled user: %d", len(ss))
 	}
-	err = e.st.CreateSession(e.ctx, store.NewSession{Session: store.Session{
-		ID: newID(), UserID: u.ID, ClientID: "web", CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}, Token: newHash()})
+	_, err = e.st.CreateSession(e.ctx, store.NewSession{Session: store.Session{
+		ID: newID(), UserID: u.ID, ClientID: "web", CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}})
 	wantErr(t, "CreateSession for a disabled user", err, store.ErrUserInactive)
 
 	later := e.now.Add(time.Minute)
@@ -366,35 +365,42 @@ func testDisableUser(t *testing.T, e *env) {
 	if got.Disabled || !got.UpdatedAt.Equal(later) {
 		t.Fatalf("after enabling: %+v", got)
 	}
-	e.refuse(e.rotation(s1, h1), store.ErrTokenRevoked) // old sessions stay revoked
-	s3, h3 := e.live(u.ID)
-	e.rotate(s3, h3)
+	e.refuse(e.rotation(s2, 1), store.ErrTokenRevoked) // old sessions stay ended
+	if g := e.get(s2); !g.RevokedAt.Equal(e.now) || g.RevokeReason != store.ReasonUserDisable {
+		t.Fatalf("session ended by disabling, after re-enabling: %+v", g)
+	}
+	s3 := e.session(u.ID, "openid", later, later.Add(time.Hour))
+	r := e.rotation(s3, 0)
+	r.Now = later
+	_, err = e.st.Rotate(e.ctx, r)
+	must(t, err)
 }
 
 func testDeleteUser(t *testing.T, e *env) {
 	u := e.user("alice")
 	keep := e.user("bob")
-	sb, hb := e.live(keep.ID)
-	active, ha := e.live(u.ID)
-	revoked, hr := e.live(u.ID)
+	sb := e.live(keep.ID)
+	active := e.live(u.ID)
+	revoked := e.live(u.ID)
 	must(t, e.st.RevokeSession(e.ctx, u.ID, revoked.ID, store.ReasonLogout, e.now))
-	rotated, h0 := e.live(u.ID)
-	_, h1 := e.rotate(rotated, h0)
+	rotated := e.live(u.ID)
+	e.rotate(rotated, 0)
 
 	must(t, e.st.DeleteUser(e.ctx, u.ID))
 	_, err := e.st.User(e.ctx, u.ID)
 	wantErr(t, "User after delete", err, store.ErrNotFound)
 	_, err = e.st.UserByName(e.ctx, "alice")
 	wantErr(t, "UserByName after delete", err, store.ErrNotFound)
-	for _, c := range []struct {
-		s store.Session
-		h store.TokenHash
-	}{{active, ha}, {revoked, hr}, {rotated, h0}, {rotated, h1}} {
-		_, err := e.st.Session(e.ctx, u.ID, c.s.ID)
+	for _, s := range []store.Session{active, rotated} {
+		_, err := e.st.Session(e.ctx, u.ID, s.ID)
 		wantErr(t, "Session of a deleted user", err, store.ErrNotFound)
-		_, err = e.st.TokenSession(e.ctx, u.ID, c.s.ID, c.h)
-		wantErr(t, "TokenSession of a deleted user", err, store.ErrTokenUnknown)
-		e.refuse(e.rotation(c.s, c.h), store.ErrTokenUnknown)
+		e.refuse(e.rotation(s, s.Generation), store.ErrTokenUnknown)
+	}
+	// A session that had already ended may outlive the user until its
+	// record expires; it can never be used again.
+	_, err = e.st.Rotate(e.ctx, e.rotation(revoked, 0))
+	if !errors.Is(err, store.ErrTokenUnknown) && !errors.Is(err, store.ErrUserInactive) {
+		t.Fatalf("Rotate of an ended session of a deleted user: %v", err)
 	}
 	ss, err := e.st.ListSessions(e.ctx, u.ID, e.now)
 	must(t, err)
@@ -407,7 +413,7 @@ func testDeleteUser(t *testing.T, e *env) {
 		t.Fatalf("ListUsers after delete: %+v", users)
 	}
 	wantErr(t, "DeleteUser twice", e.st.DeleteUser(e.ctx, u.ID), store.ErrNotFound)
-	e.rotate(sb, hb) // other users are untouched
+	e.rotate(sb, 0) // other users are untouched
 	again := e.user("ALICE")
 	got, err := e.st.UserByName(e.ctx, "alice")
 	must(t, err)
@@ -472,31 +478,23 @@ func testClients(t *testing.T, e *env) {
 
 func testCreateSession(t *testing.T, e *env) {
 	u := e.user("alice")
-	s, h := e.session(u.ID, "openid", e.now.Add(-time.Minute), e.now.Add(time.Hour))
+	s := e.session(u.ID, "openid", e.now.Add(-time.Minute), e.now.Add(time.Hour))
 	sameSession(t, e.get(s), s)
-	if !e.get(s).Active(e.now) {
-		t.Fatal("new session is not active")
+	if g := e.get(s); !g.Active(e.now) || g.Generation != 0 || g.LastRequest != (store.RequestID{}) {
+		t.Fatalf("new session: %+v", g)
 	}
-	info, err := e.st.TokenSession(e.ctx, u.ID, s.ID, h)
-	must(t, err)
-	if !info.Current {
-		t.Fatal("first token is not current")
-	}
-	sameSession(t, info.Session, s)
-
-	dup := store.NewSession{Session: s, Token: newHash()}
-	wantErr(t, "CreateSession with a taken id", e.st.CreateSession(e.ctx, dup), store.ErrConflict)
-	_, err = e.st.TokenSession(e.ctx, u.ID, s.ID, dup.Token)
-	wantErr(t, "the duplicate's token", err, store.ErrTokenUnknown)
+	_, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s})
+	wantErr(t, "CreateSession with a taken id", err, store.ErrConflict)
 
 	long := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", UserAgent: strings.Repeat("é", 200),
 		CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}
-	must(t, e.st.CreateSession(e.ctx, store.NewSession{Session: long, Token: newHash()}))
+	_, err = e.st.CreateSession(e.ctx, store.NewSession{Session: long})
+	must(t, err)
 	ua := e.get(long).UserAgent
 	if len(ua) != store.MaxUserAgent || !utf8.ValidString(ua) || !strings.HasPrefix(long.UserAgent, ua) {
 		t.Fatalf("long user agent kept as %d bytes (valid UTF-8: %v)", len(ua), utf8.ValidString(ua))
 	}
-	if err := e.st.CreateSession(e.ctx, store.NewSession{Session: store.Session{UserID: u.ID,
+	if _, err := e.st.CreateSession(e.ctx, store.NewSession{Session: store.Session{UserID: u.ID,
 		ClientID: "web", CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}}); err == nil {
 		t.Fatal("CreateSession without a session id succeeded")
 	}
@@ -504,53 +502,46 @@ func testCreateSession(t *testing.T, e *env) {
 
 func testCreateSessionInactiveUser(t *testing.T, e *env) {
 	ns := store.NewSession{Session: store.Session{ID: newID(), UserID: newID(), ClientID: "web",
-		CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}, Token: newHash()}
-	wantErr(t, "CreateSession for an unknown user", e.st.CreateSession(e.ctx, ns), store.ErrUserInactive)
+		CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}}
+	_, err := e.st.CreateSession(e.ctx, ns)
+	wantErr(t, "CreateSession for an unknown user", err, store.ErrUserInactive)
 	ns.Session.UserID = ""
-	wantErr(t, "CreateSession without a user", e.st.CreateSession(e.ctx, ns), store.ErrUserInactive)
+	_, err = e.st.CreateSession(e.ctx, ns)
+	wantErr(t, "CreateSession without a user", err, store.ErrUserInactive)
 	u := e.user("alice")
 	must(t, e.st.SetUserDisabled(e.ctx, u.ID, true, e.now))
 	ns.Session.UserID = u.ID
-	wantErr(t, "CreateSession for a disabled user", e.st.CreateSession(e.ctx, ns), store.ErrUserInactive)
-	_, err := e.st.Session(e.ctx, u.ID, ns.Session.ID)
+	_, err = e.st.CreateSession(e.ctx, ns)
+	wantErr(t, "CreateSession for a disabled user", err, store.ErrUserInactive)
+	_, err = e.st.Session(e.ctx, u.ID, ns.Session.ID)
 	wantErr(t, "refused session", err, store.ErrNotFound)
 }
 
 func testRotate(t *testing.T, e *env) {
 	u := e.user("alice", "admin", "user")
-	s, h := e.session(u.ID, "openid profile", e.now.Add(-time.Hour), e.now.Add(23*time.Hour))
-	prev := h
-	for gen := 1; gen <= 3; gen++ {
+	s := e.session(u.ID, "openid profile", e.now.Add(-time.Hour), e.now.Add(23*time.Hour))
+	for gen := uint64(1); gen <= 3; gen++ {
 		at := e.now.Add(time.Duration(gen) * time.Minute)
-		r := e.rotation(s, prev)
+		r := e.rotation(s, gen-1)
 		r.Now = at
 		got, err := e.st.Rotate(e.ctx, r)
 		must(t, err)
 		want := s
-		want.Generation, want.UpdatedAt = gen, at
+		want.Generation, want.UpdatedAt, want.LastRequest = gen, at, r.RequestID
 		sameSession(t, got.Session, want)
 		sameSession(t, e.get(s), want)
-		if got.Scope != "openid profile" || strings.Join(got.Roles, " ") != "admin user" {
-			t.Fatalf("rotated scope %q roles %v", got.Scope, got.Roles)
+		if got.Outcome != store.OutcomeRotated || got.Scope != "openid profile" || strings.Join(got.Roles, " ") != "admin user" {
+			t.Fatalf("rotated: outcome %v scope %q roles %v", got.Outcome, got.Scope, got.Roles)
 		}
-		old, err := e.st.TokenSession(e.ctx, u.ID, s.ID, prev)
-		must(t, err)
-		cur, err := e.st.TokenSession(e.ctx, u.ID, s.ID, r.Next)
-		must(t, err)
-		if old.Current || !cur.Current {
-			t.Fatalf("generation %d: old current=%v, new current=%v", gen, old.Current, cur.Current)
-		}
-		prev = r.Next
 	}
 	// Roles come from the user at rotation time.
 	must(t, e.st.UpdateUser(e.ctx, store.User{ID: u.ID, PasswordHash: u.PasswordHash, UpdatedAt: e.now}))
-	got, next := e.rotate(s, prev)
-	prev = next
+	got, _ := e.rotate(s, 3)
 	if got.Roles != nil {
 		t.Fatalf("roles after removing them: %v", got.Roles)
 	}
 	// A zero Now means the current time.
-	r := store.Rotation{UserID: u.ID, SessionID: s.ID, Presented: prev, Next: newHash(), ClientID: "web"}
+	r := store.Rotation{UserID: u.ID, SessionID: s.ID, Generation: 4, ClientID: "web", RequestID: newRequest()}
 	before := time.Now().Truncate(time.Millisecond)
 	got, err := e.st.Rotate(e.ctx, r)
 	must(t, err)

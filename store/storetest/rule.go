@@ -1,0 +1,180 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// ruleCase is one presentation of a refresh token, in a state reached
+// through the Store API, and what store.Decide's table says must happen.
+type ruleCase struct {
+	name string
+	row  int // the row of store.Decide that decides
+
+	g       uint64                              // rotations before the presentation
+	ago     time.Duration                       // since the last rotation (or sign-in)
+	expired bool                                // the session expired a minute ago
+	prep    func(e *env, s store.Session) error // user or session state, after the rotations
+	nbFirst bool                                // log out everywhere just before the sign-in
+	missing bool                                // present a session id that does not exist
+
+	off         int64 // p = g + off
+	client      string
+	scope       string
+	window      time.Duration
+	sameRequest bool // the request id of the last rotation (a resent call)
+
+	want    error
+	cause   string // of a *ReuseError
+	outcome store.Outcome
+	gen     int64  // the session's generation after, minus g
+	reason  string // revocation reason after; "" = not revoked
+}
+
+// at is when a case's state changes happen: after the rotations, before
+// the presentation at e.now.
+const at = -500 * time.Millisecond
+
+func logoutAll(e *env, s store.Session) error {
+	return e.st.RevokeUserSessions(e.ctx, s.UserID, "", store.ReasonLogout, e.now.Add(at))
+}
+
+var ruleCases = []ruleCase{
+	{name: "no session", row: 1, missing: true, want: store.ErrTokenUnknown},
+	{name: "user disabled", row: 2, g: 1, ago: time.Second, want: store.ErrUserInactive, reason: store.ReasonUserDisable,
+		prep: func(e *env, s store.Session) error { return e.st.SetUserDisabled(e.ctx, s.UserID, true, e.now.Add(at)) }},
+	{name: "user disabled, used token", row: 2, g: 3, off: -2, ago: time.Second, want: store.ErrUserInactive, reason: store.ReasonUserDisable,
+		prep: func(e *env, s store.Session) error { return e.st.SetUserDisabled(e.ctx, s.UserID, true, e.now.Add(at)) }},
+	{name: "revoked", row: 3, g: 1, ago: time.Second, want: store.ErrTokenRevoked, reason: store.ReasonRevoked,
+		prep: func(e *env, s store.Session) error {
+			return e.st.RevokeSession(e.ctx, s.UserID, s.ID, store.ReasonRevoked, e.now.Add(at))
+		}},
+	{name: "revoked, used token", row: 3, g: 2, off: -2, ago: time.Second, want: store.ErrTokenRevoked, reason: store.ReasonLogout,
+		prep: func(e *env, s store.Session) error {
+			return e.st.RevokeSession(e.ctx, s.UserID, s.ID, store.ReasonLogout, e.now.Add(at))
+		}},
+	{name: "ended by log out everywhere (nb)", row: 3, g: 1, ago: time.Second, want: store.ErrTokenRevoked, reason: store.ReasonLogout,
+		prep: logoutAll},
+	{name: "ended by log out others (nb, nbx another)", row: 3, g: 1, ago: time.Second, want: store.ErrTokenRevoked, reason: store.ReasonLogout,
+		prep: func(e *env, s store.Session) error {
+			return e.st.RevokeUserSessions(e.ctx, s.UserID, newID(), store.ReasonLogout, e.now.Add(at))
+		}},
+	{name: "exempt from log out others (nbx)", row: 6, g: 1, ago: time.Second, outcome: store.OutcomeRotated, gen: 1,
+		prep: func(e *env, s store.Session) error {
+			return e.st.RevokeUserSessions(e.ctx, s.UserID, s.ID, store.ReasonLogout, e.now.Add(at))
+		}},
+	{name: "signed in after log out everywhere", row: 6, nbFirst: true, ago: time.Second, outcome: store.OutcomeRotated, gen: 1},
+	{name: "expired", row: 4, expired: true, want: store.ErrTokenExpired},
+	{name: "expired, used token", row: 4, g: 2, off: -2, expired: true, want: store.ErrTokenExpired},
+	{name: "client mismatch", row: 5, g: 1, ago: time.Second, client: "evil", want: store.ErrClientMismatch},
+	{name: "client mismatch before reuse", row: 5, g: 3, off: -2, ago: time.Hour, client: "evil", want: store.ErrClientMismatch},
+	{name: "client mismatch in the window", row: 5, g: 1, off: -1, ago: time.Second, window: 30 * time.Second, client: "evil", want: store.ErrClientMismatch},
+	{name: "scope widened", row: 6, g: 1, scope: "openid admin", ago: time.Second, want: store.ErrScopeWidened},
+	{name: "scope widened on a retry", row: 8, g: 1, off: -1, scope: "admin", ago: time.Second, window: 30 * time.Second, want: store.ErrScopeWidened},
+	{name: "scope widened on a recovery", row: 7, g: 1, off: 1, scope: "admin", ago: time.Second, want: store.ErrScopeWidened},
+	{name: "scope widened by a thief: reuse wins", row: 9, g: 3, off: -2, scope: "admin", ago: time.Second,
+		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
+	{name: "scope narrowed", row: 6, g: 1, scope: "  openid\t", ago: time.Second, outcome: store.OutcomeRotated, gen: 1},
+	{name: "current at sign-in", row: 6, outcome: store.OutcomeRotated, gen: 1},
+	{name: "current", row: 6, g: 5, ago: time.Hour, window: 30 * time.Second, outcome: store.OutcomeRotated, gen: 1},
+	{name: "ahead by 1 (lost rotation)", row: 7, g: 2, off: 1, ago: time.Second, outcome: store.OutcomeRecovered, gen: 2},
+	{name: "ahead by 3", row: 7, g: 2, off: 3, ago: time.Second, outcome: store.OutcomeRecovered, gen: 4},
+	{name: "ahead of a fresh session", row: 7, off: 1, outcome: store.OutcomeRecovered, gen: 2},
+	{name: "retry in the window", row: 8, g: 1, off: -1, ago: 5 * time.Second, window: 30 * time.Second, outcome: store.OutcomeRetried},
+	{name: "replay by the same request, W=0", row: 8, g: 4, off: -1, ago: time.Second, sameRequest: true, outcome: store.OutcomeRetried},
+	{name: "replay by the same request, window expired", row: 8, g: 1, off: -1, ago: time.Hour, window: 30 * time.Second,
+		sameRequest: true, outcome: store.OutcomeRetried},
+	{name: "previous, W=0 (strict)", row: 9, g: 1, off: -1, ago: time.Second,
+		want: store.ErrTokenReused, cause: store.CauseWindowExpired, reason: store.ReasonReuse},
+	{name: "previous, window expired", row: 9, g: 1, off: -1, ago: 31 * time.Second, window: 30 * time.Second,
+		want: store.ErrTokenReused, cause: store.CauseWindowExpired, reason: store.ReasonReuse},
+	{name: "previous, exactly the window", row: 9, g: 1, off: -1, ago: 30 * time.Second, window: 30 * time.Second,
+		want: store.ErrTokenReused, cause: store.CauseWindowExpired, reason: store.ReasonReuse},
+	{name: "child used, in the window", row: 9, g: 2, off: -2, ago: time.Second, window: 30 * time.Second,
+		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
+	{name: "child used, same request as the last rotation", row: 9, g: 2, off: -2, ago: time.Second, sameRequest: true,
+		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
+	{name: "generation N-40", row: 9, g: 41, off: -40, ago: time.Second, window: 30 * time.Second,
+		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
+	{name: "sign-in token after two rotations", row: 9, g: 2, off: -2, ago: time.Minute,
+		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
+}
+
+// testRotationRule runs every case of the table against the store.
+func testRotationRule(t *testing.T, e *env) {
+	for _, c := range ruleCases {
+		t.Run(c.name, func(t *testing.T) {
+			e := &env{t: t, st: e.st, ctx: e.ctx, now: e.now}
+			u := e.user("rule-" + newID())
+			last := e.now.Add(-c.ago)
+			created, expires := last.Add(-time.Minute), e.now.Add(24*time.Hour)
+			if c.expired {
+				created, expires = e.now.Add(-2*time.Hour), e.now.Add(-time.Minute)
+				last = created.Add(time.Second)
+			}
+			if c.nbFirst {
+				must(t, e.st.RevokeUserSessions(e.ctx, u.ID, "", store.ReasonLogout, created.Add(-time.Millisecond)))
+			}
+			s := e.session(u.ID, "openid profile", created, expires)
+			var rq store.RequestID
+			for gen := range c.g {
+				r := e.rotation(s, gen)
+				r.Now = last
+				if _, err := e.st.Rotate(e.ctx, r); err != nil {
+					t.Fatalf("setting up generation %d: %v", gen+1, err)
+				}
+				rq = r.RequestID
+			}
+			if c.prep != nil {
+				must(t, c.prep(e, s))
+			}
+			before := e.get(s)
+			r := e.rotation(s, uint64(int64(c.g)+c.off))
+			if c.missing {
+				r.SessionID = newID()
+			}
+			if c.client != "" {
+				r.ClientID = c.client
+			}
+			r.Scope, r.ReuseWindow = c.scope, c.window
+			if c.sameRequest {
+				r.RequestID = rq
+			}
+			got, err := e.st.Rotate(e.ctx, r)
+			if c.want != nil {
+				if !errors.Is(err, c.want) {
+					t.Fatalf("row %d: Rotate = %v, want %v", c.row, err, c.want)
+				}
+				var re *store.ReuseError
+				if errors.As(err, &re) != (c.cause != "") || re != nil && re.Cause != c.cause {
+					t.Fatalf("row %d: Rotate = %#v, want cause %q", c.row, err, c.cause)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("row %d: Rotate: %v", c.row, err)
+				}
+				if got.Outcome != c.outcome || got.Session.Generation != uint64(int64(c.g)+c.gen) {
+					t.Fatalf("row %d: outcome %v generation %d, want %v %d", c.row, got.Outcome,
+						got.Session.Generation, c.outcome, int64(c.g)+c.gen)
+				}
+				sameSession(t, e.get(s), got.Session)
+			}
+			if c.missing {
+				return
+			}
+			after := e.get(s)
+			if after.RevokeReason != c.reason || after.RevokedAt.IsZero() != (c.reason == "") {
+				t.Fatalf("row %d: session after: revoked %v (%q), want reason %q", c.row, after.RevokedAt, after.RevokeReason, c.reason)
+			}
+			want := before
+			want.RevokedAt, want.RevokeReason = after.RevokedAt, after.RevokeReason
+			if c.outcome == store.OutcomeRotated || c.outcome == store.OutcomeRecovered {
+				want.Generation, want.UpdatedAt, want.LastRequest = uint64(int64(c.g)+c.gen), e.now, r.RequestID
+			}
+			sameSession(t, after, want) // nothing else written
+		})
+	}
+}
