@@ -73,7 +73,7 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	o := server.Options{
 		Store: st, Tokens: token.NewIssuer(testIssuer, []string{"orders"}, 15*time.Minute, src), Keys: src,
 		RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()},
-		Passwords: hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Issuer: testIssuer,
+		Passwords:   hasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Issuer: testIssuer,
 		RefreshTTL: time.Hour, AllowSignup: true,
 	}
 	// The revocation feed, as serve wires it.
