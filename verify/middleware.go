@@ -59,8 +59,12 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 				w.Header().Set("Token-Expired", "true")
 				writeChallenge(w, http.StatusUnauthorized, "invalid_token", desc, "")
 			case errors.Is(err, ErrUnavailable):
+				msg := "the token signing keys cannot be fetched; retry later"
+				if desc == feedDown {
+					msg = feedDown + "; retry later"
+				}
 				w.Header().Set("Retry-After", "1")
-				writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token signing keys cannot be fetched; retry later")
+				writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", msg)
 			default:
 				writeChallenge(w, http.StatusUnauthorized, "invalid_token", desc, "")
 			}

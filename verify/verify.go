@@ -20,6 +20,10 @@
 //   - iat and nbf are not in the future and exp is not past, each with a
 //     leeway (WithLeeway, 30 s by default).
 //
+// With WithRevocations the Verifier also follows tokend's revocation feed
+// (GET /events) and refuses, with an error matching ErrRevoked (and
+// ErrInvalid), the tokens of sessions that ended since they were issued.
+//
 // An expired token that is otherwise valid gives an error matching
 // ErrExpired — the one case where getting a new access token helps — and
 // every other failure an error matching ErrInvalid (or ErrUnavailable when
@@ -101,6 +105,8 @@ type options struct {
 	now      func() time.Time
 	log      *slog.Logger
 	err      error
+
+	revocations *Revocations
 }
 
 // WithAudience requires the token's aud to contain at least one of aud.
@@ -193,6 +199,9 @@ type Verifier struct {
 	headers    sync.Map // string → *header
 	numHeaders atomic.Int32
 
+	rev       *revocations // the revocation feed's state; nil without WithRevocations
+	closeOnce sync.Once
+
 	mu          sync.Mutex // guards the fields below
 	lastRefetch time.Time  // last fetch caused by an unknown kid
 	lastFailure time.Time  // last failed fetch
@@ -232,40 +241,58 @@ func New(ctx context.Context, issuerURL string, opts ...Option) (*Verifier, erro
 	for _, a := range o.algs {
 		v.algs[algIndex(a)] = true
 	}
+	var feedURL string
 	if v.jwksURL == "" {
-		u, err := v.discover(ctx)
+		u, events, err := v.discover(ctx)
 		if err != nil {
 			return nil, err
 		}
-		v.jwksURL = u
+		v.jwksURL, feedURL = u, events
 	}
 	if err := checkURL(v.jwksURL); err != nil {
 		return nil, fmt.Errorf("verify: jwks_uri: %w", err)
 	}
+	if r := o.revocations; r != nil {
+		if r.URL != "" {
+			feedURL = r.URL
+		} else if feedURL == "" {
+			var err error
+			if feedURL, err = eventsURL(v.jwksURL); err != nil {
+				return nil, fmt.Errorf("verify: revocation feed URL: %w", err)
+			}
+		}
+		if err := checkURL(feedURL); err != nil {
+			return nil, fmt.Errorf("verify: revocation feed URL: %w", err)
+		}
+		v.rev = newRevocations(*r, feedURL, v.log, v.now, v.leeway)
+		v.rev.start()
+	}
 	return v, nil
 }
 
-// discover reads jwks_uri from the issuer's metadata.
-func (v *Verifier) discover(ctx context.Context) (string, error) {
+// discover reads jwks_uri and revocation_events_endpoint (tokend's feed,
+// may be absent) from the issuer's metadata.
+func (v *Verifier) discover(ctx context.Context) (jwks, events string, err error) {
 	mdURL := strings.TrimSuffix(v.issuer, "/") + "/.well-known/oauth-authorization-server"
 	body, _, err := v.get(ctx, mdURL)
 	if err != nil {
-		return "", fmt.Errorf("verify: read issuer metadata: %w", err)
+		return "", "", fmt.Errorf("verify: read issuer metadata: %w", err)
 	}
 	var md struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
+		Events  string `json:"revocation_events_endpoint"`
 	}
 	if err := json.Unmarshal(body, &md); err != nil {
-		return "", fmt.Errorf("verify: issuer metadata %s: %w", mdURL, err)
+		return "", "", fmt.Errorf("verify: issuer metadata %s: %w", mdURL, err)
 	}
 	if md.Issuer != v.issuer {
-		return "", fmt.Errorf("verify: issuer metadata %s names issuer %q, not %q", mdURL, md.Issuer, v.issuer)
+		return "", "", fmt.Errorf("verify: issuer metadata %s names issuer %q, not %q", mdURL, md.Issuer, v.issuer)
 	}
 	if md.JWKSURI == "" {
-		return "", fmt.Errorf("verify: issuer metadata %s has no jwks_uri", mdURL)
+		return "", "", fmt.Errorf("verify: issuer metadata %s has no jwks_uri", mdURL)
 	}
-	return md.JWKSURI, nil
+	return md.JWKSURI, md.Events, nil
 }
 
 func checkURL(raw string) error {
@@ -348,7 +375,10 @@ func (e *tokenError) Error() string {
 	return s
 }
 
-func (e *tokenError) Is(target error) bool { return target == e.kind }
+// Is matches the error's kind; a revoked token is also an invalid one.
+func (e *tokenError) Is(target error) bool {
+	return target == e.kind || (e.kind == ErrRevoked && target == ErrInvalid)
+}
 func (e *tokenError) Unwrap() error        { return e.cause }
 
 func invalid(desc string) error { return &tokenError{kind: ErrInvalid, desc: desc} }
@@ -478,6 +508,11 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 	}
 	if p.Scope != "" {
 		vd.Scopes = strings.Fields(p.Scope)
+	}
+	if v.rev != nil {
+		if err := v.rev.check(&vd.Claims); err != nil {
+			return nil, err
+		}
 	}
 	return &vd.Claims, nil
 }
