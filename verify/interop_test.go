@@ -51,7 +51,7 @@ func startTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration) *t
 	base := "http://" + ln.Addr().String()
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
 	srv, err := server.New(server.Options{
-		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src,
+		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()},
 		Passwords: h, Logger: slog.New(slog.DiscardHandler), Issuer: base, JWKSMaxAge: jwksMaxAge,
 	})
 	must(t, err)

@@ -26,13 +26,13 @@ var ErrRevoked = errors.New("verify: access token revoked")
 
 // Defaults of Revocations.
 const (
-	DefaultMaxLag             = 30 * time.Second
-	DefaultMaxRevocations     = 1_000_000
-	DefaultReconnectMinDelay  = 100 * time.Millisecond
-	DefaultReconnectMaxDelay  = 10 * time.Second
-	revocationIdleTimeout     = 20 * time.Second // tokend sends a heartbeat every 5 s
-	revocationSweepEvery      = 30 * time.Second
-	maxRevocationFrameBytes   = 64 << 10
+	DefaultMaxLag            = 30 * time.Second
+	DefaultMaxRevocations    = 1_000_000
+	DefaultReconnectMinDelay = 100 * time.Millisecond
+	DefaultReconnectMaxDelay = 10 * time.Second
+	revocationIdleTimeout    = 20 * time.Second // tokend sends a heartbeat every 5 s
+	revocationSweepEvery     = 30 * time.Second
+	maxRevocationFrameBytes  = 64 << 10
 )
 
 // Revocations configures WithRevocations: the Verifier follows tokend's

@@ -29,7 +29,7 @@ type feedIssuer struct {
 	srv  *httptest.Server
 	key  *ecdsa.PrivateKey
 	mu   sync.Mutex
-	seen []string        // Last-Event-ID of each GET /events ("" for none)
+	seen []string         // Last-Event-ID of each GET /events ("" for none)
 	conn chan chan string // each GET /events takes one channel and writes what is sent on it; closing ends the stream
 }
 

@@ -379,7 +379,7 @@ func (e *tokenError) Error() string {
 func (e *tokenError) Is(target error) bool {
 	return target == e.kind || (e.kind == ErrRevoked && target == ErrInvalid)
 }
-func (e *tokenError) Unwrap() error        { return e.cause }
+func (e *tokenError) Unwrap() error { return e.cause }
 
 func invalid(desc string) error { return &tokenError{kind: ErrInvalid, desc: desc} }
 
