@@ -4,6 +4,15 @@
 //
 //	GET /orders         the signed-in user's orders (any valid token)
 //	GET /admin/orders   every order (a token whose roles include "admin")
+//	GET /healthz        liveness, with the revocation feed's lag
+//
+// It follows tokend's revocation feed (GET /events), so a token of a
+// session that logged out is refused within a second, when it has a
+// tokend client allowed to read it: -events-client names it and the
+// environment variable ORDERS_EVENTS_SECRET holds its secret (never a
+// flag: argv is visible to every user of the machine). Create it with
+//
+//	tokend clients create orders --grants client_credentials --scopes events:read
 //
 // Run it against a tokend (see README.md, "Protecting a service with
 // verify"):
@@ -32,6 +41,8 @@ func main() {
 	issuer := flag.String("issuer", "http://localhost:8080", "tokend's issuer URL (its JWT_ISSUER)")
 	addr := flag.String("addr", ":9090", "address to listen on")
 	audience := flag.String("audience", "", "require this aud claim (one of tokend's JWT_AUDIENCE); empty: aud is not checked")
+	eventsClient := flag.String("events-client", "orders", "tokend client (scope events:read) that reads the revocation feed; its secret is $ORDERS_EVENTS_SECRET")
+	failClosed := flag.Bool("events-fail-closed", false, "refuse every token (503) while the revocation feed is down, instead of accepting tokens as without the feed")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -40,6 +51,11 @@ func main() {
 	var opts []verify.Option
 	if *audience != "" {
 		opts = append(opts, verify.WithAudience(*audience))
+	}
+	if secret := os.Getenv("ORDERS_EVENTS_SECRET"); secret != "" {
+		opts = append(opts, verify.WithRevocations(verify.Revocations{ClientID: *eventsClient, ClientSecret: secret, FailClosed: *failClosed}))
+	} else {
+		log.Warn("ORDERS_EVENTS_SECRET is not set: not following tokend's revocation feed; tokens of ended sessions stay valid here until they expire")
 	}
 	if err := run(ctx, *addr, *issuer, log, opts...); err != nil {
 		log.Error("orders", slog.String("error", err.Error()))
@@ -53,6 +69,14 @@ func run(ctx context.Context, addr, issuer string, log *slog.Logger, opts ...ver
 	if err != nil {
 		return fmt.Errorf("trust tokend at %s: %w", issuer, err)
 	}
+	defer v.Close()
+	// Serve once the feed has delivered every revocation tokend retains,
+	// or after a few seconds anyway (the feed keeps trying).
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := v.WaitRevocations(wctx); err != nil {
+		log.Warn("revocation feed not caught up yet; serving anyway", slog.String("error", err.Error()))
+	}
+	cancel()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -80,6 +104,13 @@ func newHandler(v *verify.Verifier) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /orders", v.Middleware(http.HandlerFunc(myOrders)))
 	mux.Handle("GET /admin/orders", v.Middleware(verify.RequireRole("admin")(http.HandlerFunc(allOrders))))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		st := v.RevocationStats()
+		writeJSON(w, map[string]any{
+			"status": "ok", "revocation_feed_connected": st.Connected,
+			"revocation_lag_seconds": v.RevocationLag().Seconds(), "revoked_sessions": st.Sessions,
+		})
+	})
 	return mux
 }
 

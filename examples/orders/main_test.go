@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
@@ -34,11 +35,19 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err = redisstore.New(redis.NewClient(opt), redisstore.Options{Prefix: testredis.Prefix(t)})
+	prefix := testredis.Prefix(t)
+	rs, err := redisstore.New(redis.NewClient(opt), redisstore.Options{Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { rs.Close() })
+	// The revocation feed, as serve wires it.
+	evlog := events.NewRedisLog(rs.Redis(), prefix, events.Retention(15*time.Minute), 0)
+	st = events.Wrap(rs, evlog, events.Options{AccessTTL: 15 * time.Minute})
+	hub := events.NewHub(evlog, events.HubOptions{})
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
 	set, err := keys.Ephemeral(keys.ES256)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +61,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
 	srv, err := server.New(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, nil, 15*time.Minute, src), Keys: src, Passwords: h,
+		RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}, Events: hub,
 		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
 	})
 	if err != nil {
@@ -74,7 +84,59 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	if err := st.CreateClient(ctx, store.Client{ID: "web", Public: true, Grants: []string{"password", "refresh_token"}, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
+	// The example's feed reader: tokend clients create orders --grants client_credentials --scopes events:read
+	if err := st.CreateClient(ctx, store.Client{ID: "orders", SecretHash: credential.HashClientSecret(ordersSecret),
+		Grants: []string{"client_credentials"}, Scopes: []string{server.EventsScope}, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
 	return base, st
+}
+
+const ordersSecret = "cs_orders-test-secret-0000000000000000000000000"
+
+// A logout at tokend reaches the example through the revocation feed: the
+// access token, still unexpired, is refused with 401 invalid_token.
+func TestLogoutReachesOrders(t *testing.T) {
+	tokend, _ := startTokend(t, testclock.New(time.Now()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := verify.New(ctx, tokend, verify.WithRevocations(verify.Revocations{ClientID: "orders", ClientSecret: ordersSecret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.WaitRevocations(ctx); err != nil {
+		t.Fatal(err)
+	}
+	orders := httptest.NewServer(newHandler(v))
+	defer orders.Close()
+	r := post(t, tokend+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"web"}, "username": {"root"}, "password": {"root-password-1"}})
+	if r.status != http.StatusOK {
+		t.Fatalf("sign in: %d %v", r.status, r.json)
+	}
+	at := r.str("access_token")
+	if r := get(t, orders.URL+"/orders", at); r.status != http.StatusOK {
+		t.Fatalf("GET /orders: %d %v", r.status, r.json)
+	}
+	if r := post(t, tokend+"/logout", url.Values{"client_id": {"web"}, "refresh_token": {r.str("refresh_token")}}); r.status != http.StatusNoContent {
+		t.Fatalf("logout: %d %v", r.status, r.json)
+	}
+	for {
+		r := get(t, orders.URL+"/orders", at)
+		if r.status == http.StatusUnauthorized {
+			if !strings.Contains(r.header.Get("WWW-Authenticate"), "revoked") {
+				t.Fatalf("401 without revoked: %v", r.header)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the logged-out token was never refused")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h := get(t, orders.URL+"/healthz", ""); h.status != 200 || h.json["revocation_feed_connected"] != true {
+		t.Fatalf("healthz: %d %v", h.status, h.json)
+	}
 }
 
 type reply struct {
