@@ -31,9 +31,13 @@ const (
 	// KindSession: one session ended; refuse access tokens whose sid is
 	// Session.
 	KindSession Kind = "session"
-	// KindUser: every session of the user Subject that existed before
-	// NotBefore ended, except Except (log out others); refuse the user's
-	// access tokens issued before NotBefore whose sid is not Except.
+	// KindUser: every session of the user Subject created at or before
+	// NotBefore ended, except Except (log out others). Access tokens carry
+	// iat in whole seconds, so a verifier refuses the user's tokens issued
+	// in a second before NotBefore's (sid not Except), and the tokens of
+	// Sessions — the sessions that were active when it happened — whatever
+	// their iat. A token of a session started after NotBefore in the same
+	// second is thus not refused (docs/design.md, "Revocation events").
 	KindUser Kind = "user"
 	// KindClient: the client Client was deleted; refuse its access tokens
 	// issued before NotBefore, and drop it from client caches.
@@ -53,6 +57,7 @@ type Event struct {
 	Client    string    // the client id (KindClient; the session's client when known)
 	NotBefore time.Time // KindUser, KindClient: tokens issued before it are refused
 	Except    string    // KindUser: the one session not ended ("log out others")
+	Sessions  []string  // KindUser: the sessions it ended that were active (as far as known)
 	Reason    string    // store.Reason* or ReasonClientDeleted
 	Time      time.Time // when it happened
 	Until     time.Time // when it stops mattering: the latest expiry of the tokens it covers
@@ -84,15 +89,16 @@ func (e Event) Valid() error {
 
 // record is an Event as the Log stores it (the ID is the Log's).
 type record struct {
-	Kind      Kind   `json:"k"`
-	Subject   string `json:"sub,omitempty"`
-	Session   string `json:"sid,omitempty"`
-	Client    string `json:"cid,omitempty"`
-	NotBefore int64  `json:"nb,omitempty"` // Unix ms
-	Except    string `json:"x,omitempty"`
-	Reason    string `json:"r,omitempty"`
-	Time      int64  `json:"t"` // Unix ms
-	Until     int64  `json:"u"` // Unix ms
+	Kind      Kind     `json:"k"`
+	Subject   string   `json:"sub,omitempty"`
+	Session   string   `json:"sid,omitempty"`
+	Client    string   `json:"cid,omitempty"`
+	NotBefore int64    `json:"nb,omitempty"` // Unix ms
+	Except    string   `json:"x,omitempty"`
+	Sessions  []string `json:"ss,omitempty"`
+	Reason    string   `json:"r,omitempty"`
+	Time      int64    `json:"t"` // Unix ms
+	Until     int64    `json:"u"` // Unix ms
 }
 
 func ms(t time.Time) int64 {
@@ -113,7 +119,7 @@ func fromMS(v int64) time.Time {
 func encode(e Event) ([]byte, error) {
 	return json.Marshal(record{
 		Kind: e.Kind, Subject: e.Subject, Session: e.Session, Client: e.Client,
-		NotBefore: ms(e.NotBefore), Except: e.Except, Reason: e.Reason, Time: ms(e.Time), Until: ms(e.Until),
+		NotBefore: ms(e.NotBefore), Except: e.Except, Sessions: e.Sessions, Reason: e.Reason, Time: ms(e.Time), Until: ms(e.Until),
 	})
 }
 
@@ -125,7 +131,7 @@ func decode(id ID, b []byte) (Event, error) {
 	}
 	return Event{
 		ID: id, Kind: r.Kind, Subject: r.Subject, Session: r.Session, Client: r.Client,
-		NotBefore: fromMS(r.NotBefore), Except: r.Except, Reason: r.Reason, Time: fromMS(r.Time), Until: fromMS(r.Until),
+		NotBefore: fromMS(r.NotBefore), Except: r.Except, Sessions: r.Sessions, Reason: r.Reason, Time: fromMS(r.Time), Until: fromMS(r.Until),
 	}, nil
 }
 

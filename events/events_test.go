@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -286,6 +287,11 @@ func TestStoreEmits(t *testing.T) {
 		events.Event{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted},
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDeleted},
 	)
+	for _, g := range got {
+		if g.Kind == events.KindUser && g.Except == "s7" && (len(g.Sessions) == 0 || slices.Contains(g.Sessions, "s7")) {
+			t.Errorf("log out others names the sessions %v: want the others, not s7", g.Sessions)
+		}
+	}
 	if len(got) != len(want) {
 		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)
 	}

@@ -27,14 +27,15 @@ const (
 // verifier acts on. Times are Unix seconds except NotBefore (milliseconds,
 // the store's precision).
 type Claims struct {
-	Kind      Kind   `json:"kind"`
-	Subject   string `json:"sub,omitempty"`
-	Session   string `json:"sid,omitempty"`
-	Client    string `json:"client_id,omitempty"`
-	NotBefore int64  `json:"not_before_ms,omitempty"`
-	Except    string `json:"except_sid,omitempty"`
-	Until     int64  `json:"until"`
-	Reason    string `json:"reason,omitempty"`
+	Kind      Kind     `json:"kind"`
+	Subject   string   `json:"sub,omitempty"`
+	Session   string   `json:"sid,omitempty"`
+	Client    string   `json:"client_id,omitempty"`
+	NotBefore int64    `json:"not_before_ms,omitempty"`
+	Except    string   `json:"except_sid,omitempty"`
+	Sessions  []string `json:"sids,omitempty"`
+	Until     int64    `json:"until"`
+	Reason    string   `json:"reason,omitempty"`
 }
 
 type subject struct {
@@ -77,7 +78,7 @@ func Payload(e Event, issuer string) []byte {
 		Tokend Claims         `json:"tokend"`
 	}{issuer, e.ID.String(), ts, map[string]any{typ: body}, Claims{
 		Kind: e.Kind, Subject: e.Subject, Session: e.Session, Client: e.Client, NotBefore: ms(e.NotBefore),
-		Except: e.Except, Until: ceilUnix(e.Until), Reason: e.Reason,
+		Except: e.Except, Sessions: e.Sessions, Until: ceilUnix(e.Until), Reason: e.Reason,
 	}})
 	return b
 }

@@ -85,24 +85,47 @@ func (s *Store) emit(ctx context.Context, e Event) {
 		slog.String("client_id", e.Client), slog.String("reason", e.Reason), slog.String("error", err.Error()))
 }
 
+// active lists the user's active sessions but except before a user-wide
+// end, so the event can name them (see KindUser). The store ends them in
+// O(1); this read is the price of refusing their tokens exactly, paid
+// only on user-wide ends. If it fails the event goes without the list.
+func (s *Store) active(ctx context.Context, userID, except string, now time.Time) []string {
+	list, err := s.Store.ListSessions(ctx, userID, now)
+	if err != nil {
+		return nil
+	}
+	ids := make([]string, 0, len(list))
+	for _, ss := range list {
+		if ss.ID != except {
+			ids = append(ids, ss.ID)
+		}
+	}
+	return ids
+}
+
 // SetUserDisabled disables or enables the user; disabling emits a user event.
 func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error {
+	var sids []string
+	if disabled {
+		sids = s.active(ctx, id, "", now)
+	}
 	if err := s.Store.SetUserDisabled(ctx, id, disabled, now); err != nil {
 		return err
 	}
 	if disabled {
-		s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Reason: store.ReasonUserDisable, Time: now})
+		s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Sessions: sids, Reason: store.ReasonUserDisable, Time: now})
 	}
 	return nil
 }
 
 // DeleteUser deletes the user and emits a user event.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	now := s.now()
+	sids := s.active(ctx, id, "", now)
 	if err := s.Store.DeleteUser(ctx, id); err != nil {
 		return err
 	}
-	now := s.now()
-	s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Reason: store.ReasonUserDeleted, Time: now})
+	s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Sessions: sids, Reason: store.ReasonUserDeleted, Time: now})
 	return nil
 }
 
@@ -141,10 +164,11 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 // RevokeUserSessions ends the user's sessions but except and emits one
 // user event (not-before now, except exempt), whatever their number.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
+	sids := s.active(ctx, userID, except, now)
 	if err := s.Store.RevokeUserSessions(ctx, userID, except, reason, now); err != nil {
 		return err
 	}
-	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Reason: reason, Time: now})
+	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Sessions: sids, Reason: reason, Time: now})
 	return nil
 }
 
@@ -166,15 +190,22 @@ func (s *Store) CreateSession(ctx context.Context, n store.NewSession) ([]string
 // (global: not-before now; others: the same, this session exempt).
 // "Already ended" answers emit nothing: the end that ended it did.
 func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, error) {
+	var sids []string
+	switch l.Scope {
+	case store.LogoutGlobal:
+		sids = s.active(ctx, l.UserID, "", l.Now)
+	case store.LogoutOthers:
+		sids = s.active(ctx, l.UserID, l.SessionID, l.Now)
+	}
 	sess, err := s.Store.Logout(ctx, l)
 	switch {
 	case errors.Is(err, store.ErrTokenReused):
 		s.emit(ctx, Event{Kind: KindSession, Subject: l.UserID, Session: l.SessionID, Client: l.ClientID, Reason: store.ReasonReuse, Time: l.Now})
 	case err != nil:
 	case l.Scope == store.LogoutGlobal:
-		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Reason: store.ReasonLogout, Time: l.Now})
+		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Sessions: sids, Reason: store.ReasonLogout, Time: l.Now})
 	case l.Scope == store.LogoutOthers:
-		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Except: l.SessionID, Reason: store.ReasonLogout, Time: l.Now})
+		s.emit(ctx, Event{Kind: KindUser, Subject: l.UserID, NotBefore: l.Now, Except: l.SessionID, Sessions: sids, Reason: store.ReasonLogout, Time: l.Now})
 	default:
 		s.emit(ctx, Event{Kind: KindSession, Subject: l.UserID, Session: l.SessionID, Client: l.ClientID, Reason: store.ReasonLogout, Time: l.Now})
 	}

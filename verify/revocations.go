@@ -94,8 +94,11 @@ type RevocationStats struct {
 	Dropped     uint64    // entries dropped early because of MaxEntries
 }
 
-// notBefore refuses the tokens of a user or client issued at or before ms
-// (Unix milliseconds), except those of session except.
+// notBefore refuses the tokens of a user issued in a second before ms's
+// (Unix milliseconds; iat is whole seconds, and a session started just
+// after ms in the same second must keep working — the sessions ended in
+// that second are named in the event), except those of session except;
+// or the tokens of a deleted client issued at or before ms.
 type notBefore struct {
 	ms     int64
 	except string
@@ -173,7 +176,7 @@ func (r *revocations) check(c *Claims) error {
 	r.mu.RUnlock()
 	switch {
 	case c.SessionID != "" && sessionRevoked,
-		userEnded && iat <= u.ms && (c.SessionID == "" || c.SessionID != u.except),
+		userEnded && iat < u.ms-u.ms%1000 && (c.SessionID == "" || c.SessionID != u.except),
 		clientDeleted && iat <= cl.ms:
 		return &tokenError{kind: ErrRevoked, desc: "the access token has been revoked"}
 	case r.cfg.FailClosed && !up:
@@ -295,13 +298,14 @@ func (r *revocations) setConnected(c bool) {
 
 // feedClaims is the "tokend" member of an event's payload.
 type feedClaims struct {
-	Kind      string `json:"kind"`
-	Subject   string `json:"sub"`
-	Session   string `json:"sid"`
-	Client    string `json:"client_id"`
-	NotBefore int64  `json:"not_before_ms"`
-	Except    string `json:"except_sid"`
-	Until     int64  `json:"until"`
+	Kind      string   `json:"kind"`
+	Subject   string   `json:"sub"`
+	Session   string   `json:"sid"`
+	Client    string   `json:"client_id"`
+	NotBefore int64    `json:"not_before_ms"`
+	Except    string   `json:"except_sid"`
+	Sessions  []string `json:"sids"`
+	Until     int64    `json:"until"`
 }
 
 // apply acts on one frame.
@@ -333,6 +337,12 @@ func (r *revocations) apply(ctx context.Context, id, event string, data []byte) 
 				r.sessions[e.Session] = max(r.sessions[e.Session], e.Until)
 			}
 		case "user":
+			// The sessions it names are refused whatever their tokens' iat.
+			for _, sid := range e.Sessions {
+				if sid != "" && sid != e.Except {
+					r.sessions[sid] = max(r.sessions[sid], e.Until)
+				}
+			}
 			if e.Subject != "" {
 				r.users[e.Subject] = later(r.users[e.Subject], notBefore{ms: e.NotBefore, except: e.Except, until: e.Until})
 			}

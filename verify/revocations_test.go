@@ -181,7 +181,7 @@ func TestRevocationFeed(t *testing.T) {
 	// Log out others from s2: u1's tokens issued before now are refused,
 	// except s2's; tokens issued after are accepted.
 	nb := now.UnixMilli()
-	s <- frame("101-2", "session-revoked", fmt.Sprintf(`{"kind":"user","sub":"u1","not_before_ms":%d,"except_sid":"s2","until":%d}`, nb, until))
+	s <- frame("101-2", "session-revoked", fmt.Sprintf(`{"kind":"user","sub":"u1","not_before_ms":%d,"except_sid":"s2","sids":["s5"],"until":%d}`, nb, until))
 	eventually(t, "the user event is applied", func() bool { return v.RevocationStats().Events == 2 })
 	for name, c := range map[string]struct {
 		tok  string
@@ -190,7 +190,11 @@ func TestRevocationFeed(t *testing.T) {
 		"s3, issued before":          {f.mint("u1", "web", "s3", before), verify.ErrRevoked},
 		"s2 (exempt), issued before": {b, nil},
 		"s4, issued after":           {f.mint("u1", "web", "s4", now.Add(2*time.Second)), nil},
-		"another user":               {other, nil},
+		// iat is whole seconds: in the not-before's own second only the
+		// sessions the event names are refused.
+		"s5, named, same second":         {f.mint("u1", "web", "s5", now), verify.ErrRevoked},
+		"s6, started in the same second": {f.mint("u1", "web", "s6", now), nil},
+		"another user":                   {other, nil},
 	} {
 		if _, err := v.Verify(context.Background(), c.tok); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
@@ -204,7 +208,7 @@ func TestRevocationFeed(t *testing.T) {
 		t.Fatalf("a deleted client's token: %v", err)
 	}
 	st := v.RevocationStats()
-	if st.Sessions != 1 || st.Users != 1 || st.Clients != 1 || st.LastEventID != "102-3" || !st.Connected {
+	if st.Sessions != 2 || st.Users != 1 || st.Clients != 1 || st.LastEventID != "102-3" || !st.Connected {
 		t.Fatalf("stats: %+v", st)
 	}
 	if lag := v.RevocationLag(); lag < 0 || lag > time.Minute {

@@ -122,7 +122,13 @@ type replica struct {
 // It is stopped with SIGTERM (a graceful shutdown) when the test ends.
 func startServe(t *testing.T, bin string, env []string) *replica {
 	t.Helper()
-	addr := testredis.FreeAddr(t)
+	return startServeAt(t, bin, env, testredis.FreeAddr(t))
+}
+
+// startServeAt is startServe on addr (a restart of a replica reuses its
+// address).
+func startServeAt(t *testing.T, bin string, env []string, addr string) *replica {
+	t.Helper()
 	r := &replica{base: "http://" + addr, out: &syncWriter{}, done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "serve")
 	r.cmd.Env = procEnv(append(env, "HTTP_ADDR="+addr)...)
