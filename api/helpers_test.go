@@ -81,7 +81,7 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	if rs, ok := st.(*redisstore.Store); ok {
 		evlog = events.NewRedisLog(rs.Redis(), testredis.Prefix(t), time.Hour, 0)
 	}
-	hub := events.NewHub(evlog, events.HubOptions{})
+	hub := events.NewHub(evlog, events.HubOptions{Issuer: testIssuer})
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)

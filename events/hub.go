@@ -19,17 +19,27 @@ type Hub struct {
 	wait   time.Duration
 	now    func() time.Time
 
+	issuer string
+
 	mu        sync.Mutex
-	events    []Event // the events after base, oldest first, at most ring
-	base      ID      // every event after base is in events
+	events    []Item // the events after base, oldest first, at most ring
+	base      ID     // every event after base is in events
 	started   bool
 	lastOK    time.Time     // the last time a read of the log succeeded
 	changed   chan struct{} // closed and replaced when events or lastOK change
 	listeners []func(Event)
 }
 
+// Item is an event with its Server-Sent Events frame, rendered once per
+// replica rather than once per subscriber.
+type Item struct {
+	Event
+	Frame []byte
+}
+
 // HubOptions configure a Hub.
 type HubOptions struct {
+	Issuer string        // the iss of the frames' payloads (JWT_ISSUER)
 	Ring   int           // events kept in memory [8192]
 	Wait   time.Duration // longest blocking read [1s]; also how often the hub proves the log is reachable
 	Logger *slog.Logger
@@ -50,8 +60,11 @@ func NewHub(log Log, o HubOptions) *Hub {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Hub{log: log, logger: o.Logger, ring: o.Ring, wait: o.Wait, now: o.Now, changed: make(chan struct{})}
+	return &Hub{log: log, logger: o.Logger, ring: o.Ring, wait: o.Wait, now: o.Now, issuer: o.Issuer, changed: make(chan struct{})}
 }
+
+// Issuer is the iss of the hub's frames.
+func (h *Hub) Issuer() string { return h.issuer }
 
 // Log returns the hub's log.
 func (h *Hub) Log() Log { return h.log }
@@ -108,9 +121,13 @@ func (h *Hub) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	items := make([]Item, len(evs))
+	for i, e := range evs {
+		items[i] = Item{Event: e, Frame: Frame(e, h.issuer)}
+	}
 	h.mu.Lock()
 	h.lastOK = h.now()
-	h.events = append(h.events, evs...)
+	h.events = append(h.events, items...)
 	if over := len(h.events) - h.ring; over > 0 {
 		h.base = h.events[over-1].ID
 		h.events = append(h.events[:0:0], h.events[over:]...)
@@ -131,7 +148,7 @@ func (h *Hub) follow(ctx context.Context) error {
 // closed when there is news. ok is false when the hub does not hold every
 // event after `after` (it is too old, or the hub has not started): read
 // those from the Log.
-func (h *Hub) Since(after ID, n int) (evs []Event, ok bool, changed <-chan struct{}) {
+func (h *Hub) Since(after ID, n int) (items []Item, ok bool, changed <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.started || after.Less(h.base) {

@@ -82,24 +82,29 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	var buf []byte
 	for {
-		evs, ok, changed := s.events.Since(after, eventsPage)
+		items, ok, changed := s.events.Since(after, eventsPage)
 		if !ok {
 			// Older than the hub's memory: from the log itself.
-			if evs, err = log.Read(ctx, after, eventsPage, 0); err != nil {
+			evs, err := log.Read(ctx, after, eventsPage, 0)
+			if err != nil {
 				info(ctx).errLog = err.Error()
 				return
 			}
-		}
-		if len(evs) > 0 {
-			buf = buf[:0]
+			items = items[:0]
 			for _, e := range evs {
-				buf = append(buf, events.Frame(e, s.issuer)...)
+				items = append(items, events.Item{Event: e, Frame: events.Frame(e, s.events.Issuer())})
+			}
+		}
+		if len(items) > 0 {
+			buf = buf[:0]
+			for _, it := range items {
+				buf = append(buf, it.Frame...)
 			}
 			if !write(buf) {
 				return
 			}
-			s.metrics.eventsSent.Add(float64(len(evs)))
-			after = evs[len(evs)-1].ID
+			s.metrics.eventsSent.Add(float64(len(items)))
+			after = items[len(items)-1].ID
 			continue
 		}
 		select {

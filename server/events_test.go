@@ -87,7 +87,7 @@ type feedEnv struct {
 	secret string // of the client "feed", allowed events:read
 }
 
-func newFeedEnv(t *testing.T, raw store.Store, heartbeat time.Duration) *feedEnv {
+func newFeedEnv(t testing.TB, raw store.Store, heartbeat time.Duration) *feedEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var log events.Log = events.NewMemoryLog(events.Retention(15*time.Minute), 0, nil)
@@ -95,7 +95,7 @@ func newFeedEnv(t *testing.T, raw store.Store, heartbeat time.Duration) *feedEnv
 		log = events.NewRedisLog(rs.Redis(), testredis.Prefix(t), events.Retention(15*time.Minute), 0)
 	}
 	st := events.Wrap(raw, log, events.Options{AccessTTL: 15 * time.Minute})
-	hub := events.NewHub(log, events.HubOptions{Wait: 50 * time.Millisecond})
+	hub := events.NewHub(log, events.HubOptions{Issuer: testIssuer, Wait: 50 * time.Millisecond})
 	go hub.Run(ctx)
 	e := newEnv(t, st, time.Hour, func(o *server.Options) { o.Events = hub; o.EventsHeartbeat = heartbeat })
 	secret := credential.NewClientSecret()

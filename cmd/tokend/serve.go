@@ -108,7 +108,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	})
 	reg.MustRegister(lost)
 	st = events.Wrap(st, evlog, events.Options{AccessTTL: cfg.AccessTTL, Logger: log, Lost: lost.Inc})
-	hub := events.NewHub(evlog, events.HubOptions{Logger: log})
+	hub := events.NewHub(evlog, events.HubOptions{Issuer: cfg.Issuer, Logger: log})
 	cached := clientcache.Wrap(st, cfg.ClientCacheTTL)
 	if cc, ok := cached.(*clientcache.Store); ok {
 		// A client deleted through any replica or the CLI leaves this

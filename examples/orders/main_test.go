@@ -44,10 +44,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	// The revocation feed, as serve wires it.
 	evlog := events.NewRedisLog(rs.Redis(), prefix, events.Retention(15*time.Minute), 0)
 	st = events.Wrap(rs, evlog, events.Options{AccessTTL: 15 * time.Minute})
-	hub := events.NewHub(evlog, events.HubOptions{})
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	t.Cleanup(stopHub)
-	go hub.Run(hubCtx)
+
 	set, err := keys.Ephemeral(keys.ES256)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +54,10 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 		t.Fatal(err)
 	}
 	base = "http://" + ln.Addr().String()
+	hub := events.NewHub(evlog, events.HubOptions{Issuer: base})
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
 	src := token.StaticKeys{Set: set}
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
 	srv, err := server.New(server.Options{
