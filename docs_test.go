@@ -184,6 +184,9 @@ func copyRepo(t *testing.T) string {
 		}
 		switch path {
 		case ".git", "bin", "test-artifacts":
+			if !d.IsDir() {
+				return nil // a worktree's .git file; SkipDir would skip its siblings
+			}
 			return filepath.SkipDir
 		}
 		target := filepath.Join(dst, path)
