@@ -3,9 +3,11 @@
 // without the cache that is a store round trip on top of the grant's own
 // (SPEC §11 asks for one Redis round trip per refresh). Clients change
 // rarely and only through the admin CLI, so each replica may serve a
-// client record up to TTL old: deleting a client or replacing it takes
-// effect everywhere within TTL. Unknown client ids are not cached, so the
-// cache holds at most the registered clients.
+// client record up to TTL old. A deletion reaches every replica's cache
+// at once through the revocation events (serve calls Forget for each;
+// docs/design.md, "Revocation events"); TTL bounds it should the event
+// log be unreachable. Unknown client ids are not cached, so the cache
+// holds at most the registered clients.
 package clientcache
 
 import (
