@@ -472,6 +472,26 @@ func (v *Verifier) Close() error {
 	return nil
 }
 
+// followRevocations starts following the feed at feedURL (from the
+// metadata; "" if it had none) and adds its check to Verify's.
+func (v *Verifier) followRevocations(r Revocations, feedURL string) error {
+	if r.URL != "" {
+		feedURL = r.URL
+	} else if feedURL == "" {
+		var err error
+		if feedURL, err = eventsURL(v.jwksURL); err != nil {
+			return fmt.Errorf("verify: revocation feed URL: %w", err)
+		}
+	}
+	if err := checkURL(feedURL); err != nil {
+		return fmt.Errorf("verify: revocation feed URL: %w", err)
+	}
+	v.rev = newRevocations(r, feedURL, v.log, v.now, v.leeway)
+	v.checks = append(v.checks, func(_ context.Context, c *Claims) error { return v.rev.check(c) })
+	v.rev.start()
+	return nil
+}
+
 // eventsURL is the feed's URL when Revocations.URL is empty and the
 // metadata did not name one: the JWKS URL's origin + /events.
 func eventsURL(jwksURL string) (string, error) {

@@ -17,7 +17,10 @@
 // Run it against a tokend (see README.md, "Protecting a service with
 // verify"):
 //
-//	go run ./examples/orders -issuer http://localhost:8080 -addr :9090
+//	go run ./examples/orders -issuer http://localhost:8080 -audience orders -addr :9090
+//
+// It accepts only tokens whose aud names it ("orders" unless -audience
+// says otherwise): start tokend with JWT_AUDIENCE=orders.
 package main
 
 import (
@@ -40,7 +43,7 @@ import (
 func main() {
 	issuer := flag.String("issuer", "http://localhost:8080", "tokend's issuer URL (its JWT_ISSUER)")
 	addr := flag.String("addr", ":9090", "address to listen on")
-	audience := flag.String("audience", "", "require this aud claim (one of tokend's JWT_AUDIENCE); empty: aud is not checked")
+	audience := flag.String("audience", "orders", "this service's audience: the aud claim tokens must carry (one of tokend's JWT_AUDIENCE)")
 	eventsClient := flag.String("events-client", "orders", "tokend client (scope events:read) that reads the revocation feed; its secret is $ORDERS_EVENTS_SECRET")
 	failClosed := flag.Bool("events-fail-closed", false, "refuse every token (503) while the revocation feed is down, instead of accepting tokens as without the feed")
 	flag.Parse()
@@ -48,10 +51,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var opts []verify.Option
-	if *audience != "" {
-		opts = append(opts, verify.WithAudience(*audience))
-	}
+	opts := []verify.Option{verify.WithAudience(*audience)}
 	if secret := os.Getenv("ORDERS_EVENTS_SECRET"); secret != "" {
 		opts = append(opts, verify.WithRevocations(verify.Revocations{ClientID: *eventsClient, ClientSecret: secret, FailClosed: *failClosed}))
 	} else {
