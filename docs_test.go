@@ -185,10 +185,12 @@ func copyRepo(t *testing.T) string {
 		}
 		switch path {
 		case ".git", "bin", "test-artifacts":
-			if !d.IsDir() {
-				return nil // a worktree's .git file; SkipDir would skip its siblings
+			// In a git worktree .git is a file: SkipDir on a file would
+			// skip the rest of the repository.
+			if d.IsDir() {
+				return filepath.SkipDir
 			}
-			return filepath.SkipDir
+			return nil
 		}
 		target := filepath.Join(dst, path)
 		if d.IsDir() {
