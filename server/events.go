@@ -81,6 +81,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(s.eventsHeartbeat)
 	defer tick.Stop()
 	var buf []byte
+	caughtUp := false // a heartbeat went out since the stream started
 	for {
 		items, ok, changed := s.events.Since(after, eventsPage)
 		if !ok {
@@ -105,6 +106,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			s.metrics.eventsSent.Add(float64(len(items)))
 			after = items[len(items)-1].ID
+			continue
+		}
+		if !caughtUp && s.events.Fresh() {
+			// The replay is done: say so at once, so a consumer starting
+			// up (or failing closed) need not wait for the first tick.
+			caughtUp = true
+			if !write(events.HeartbeatFrame(s.now())) {
+				return
+			}
 			continue
 		}
 		select {
