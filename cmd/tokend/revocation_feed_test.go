@@ -62,7 +62,9 @@ type feedRig struct {
 
 func newFeedRig(t *testing.T) *feedRig {
 	srv := testredis.StartServer(t)
-	d := deploy(t, srv.URL())
+	// A client cache that would hold a deleted client for an hour: only
+	// the revocation events can take it out (TestClientDeletionReachesEveryReplica).
+	d := deploy(t, srv.URL(), "CLIENT_CACHE_TTL=1h")
 	out := mustRunBin(t, d.bin, d.env, "", "clients", "create", "orders", "--grants", "client_credentials", "--scopes", "events:read")
 	m := regexp.MustCompile(`client_secret: (cs_[A-Za-z0-9_-]{43})`).FindStringSubmatch(out.stdout)
 	if m == nil {
@@ -203,3 +205,44 @@ func TestRevocationFeedThreeReplicas(t *testing.T) {
 	t.Logf("the same while replica %d (the feed's) was killed at trial %d and restarted at trial %d: %d trials, none missed, %d reconnection(s): p50 %v, p99 %v, max %v",
 		victim, trials/4, trials/2, trials, st.Reconnects-before, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), worst.Round(10*time.Microsecond))
 }
+
+// Deleting a client with the CLI reaches every replica's client cache
+// through the revocation events — the caches would otherwise keep it for
+// CLIENT_CACHE_TTL, an hour here — and the resource server refuses the
+// tokens it was issued.
+func TestClientDeletionReachesEveryReplica(t *testing.T) {
+	f := newFeedRig(t)
+	cc := func(i int) reply {
+		return post(t, f.hc, f.url(i, "/oauth/token"), url.Values{"grant_type": {"client_credentials"}}, "backend", f.secret)
+	}
+	var at string
+	for i := range f.replicas { // every replica caches the client
+		r := cc(i)
+		if r.status != 200 {
+			t.Fatalf("client_credentials at replica %d: %d %s", i, r.status, r.body)
+		}
+		at = r.str("access_token")
+	}
+	if c := f.call(at); c != 200 {
+		t.Fatalf("the client's token at the resource server: %d", c)
+	}
+	mustRunBin(t, f.bin, f.env, "", "clients", "delete", "backend")
+	start := time.Now()
+	for i := range f.replicas {
+		for cc(i).status != 401 {
+			if time.Since(start) > 30*time.Second { // a bound, far below the cache's hour
+				t.Fatalf("replica %d still accepts the deleted client", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	took := time.Since(start)
+	for f.call(at) != 401 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("the resource server still accepts the deleted client's token")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("a client deleted by the CLI is refused by all 3 replicas (cache TTL 1h) after %v, and its token by the resource server", took.Round(100*time.Microsecond))
+}
+

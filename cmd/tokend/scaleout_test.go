@@ -29,7 +29,7 @@ type deployment struct {
 
 const scalePassword = "scale-out-password"
 
-func deploy(t *testing.T, redisURL string) *deployment {
+func deploy(t *testing.T, redisURL string, extraEnv ...string) *deployment {
 	t.Helper()
 	bin := tokendBinary(t)
 	keysDir := t.TempDir()
@@ -40,6 +40,7 @@ func deploy(t *testing.T, redisURL string) *deployment {
 		// Redis scripts) in the path, with room for the test.
 		"RATE_LIMIT_LOGIN_PER_IP=100000/1m",
 	}
+	env = append(env, extraEnv...)
 	d := &deployment{t: t, bin: bin, env: env, hc: &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second,
 	}}
