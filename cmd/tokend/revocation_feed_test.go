@@ -245,4 +245,3 @@ func TestClientDeletionReachesEveryReplica(t *testing.T) {
 	}
 	t.Logf("a client deleted by the CLI is refused by all 3 replicas (cache TTL 1h) after %v, and its token by the resource server", took.Round(100*time.Microsecond))
 }
-
