@@ -3,7 +3,10 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/verify"
 )
 
 // BenchmarkEventsFanOut100: how many events per second one replica fans
@@ -103,4 +107,54 @@ func BenchmarkEventsAppend(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLogoutToRefusal: from the 204 of POST /logout to the first
+// refusal by a verify.Verifier following this server's GET /events (one
+// replica, Redis log, in process); p50 and p99 over b.N logouts. The
+// three-process figure is TestRevocationFeedThreeReplicas's.
+func BenchmarkLogoutToRefusal(b *testing.B) {
+	raw := redisStore(b)
+	f := newFeedEnv(b, raw, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := verify.New(ctx, testIssuer, verify.WithAudience("orders"),
+		verify.WithJWKSURL(f.srv.URL+"/.well-known/jwks.json"),
+		verify.WithRevocations(verify.Revocations{URL: f.srv.URL + "/events", ClientID: "feed", ClientSecret: f.secret}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.WaitRevocations(ctx); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		a := f.signIn()
+		at := a.str("access_token")
+		if _, err := v.Verify(ctx, at); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if r := f.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {a.str("refresh_token")}}); r.status != 204 {
+			b.Fatalf("logout: %d %s", r.status, r.body)
+		}
+		start := time.Now()
+		for {
+			if _, err := v.Verify(ctx, at); errors.Is(err, verify.ErrRevoked) {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Fatal("never refused")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds()), "p99-µs")
 }
