@@ -42,10 +42,17 @@ func (c *cli) sessionsCmd() *cobra.Command {
 			}
 			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
 				if all {
-					n, err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, time.Now())
+					now := time.Now()
+					// The count is for the operator; the end itself is one
+					// O(1) write that also ends sessions started meanwhile.
+					active, err := st.ListSessions(cmd.Context(), u.ID, now)
 					if err != nil {
 						return err
 					}
+					if err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, now); err != nil {
+						return err
+					}
+					n := len(active)
 					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", n, u.Username)
 					return nil
 				}
