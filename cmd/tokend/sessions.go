@@ -42,11 +42,17 @@ func (c *cli) sessionsCmd() *cobra.Command {
 			}
 			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
 				if all {
-					n, err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, time.Now())
+					// One O(1) store call ends them all; the count is read
+					// just before, for the operator.
+					now := time.Now()
+					active, err := st.ListSessions(cmd.Context(), u.ID, now)
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", n, u.Username)
+					if err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, now); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", len(active), u.Username)
 					return nil
 				}
 				if err := st.RevokeSession(cmd.Context(), u.ID, args[1], store.ReasonRevoked, time.Now()); err != nil {
