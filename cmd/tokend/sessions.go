@@ -42,9 +42,9 @@ func (c *cli) sessionsCmd() *cobra.Command {
 			}
 			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
 				if all {
+					// One O(1) store call ends them all; the count is read
+					// just before, for the operator.
 					now := time.Now()
-					// The count is for the operator; the end itself is one
-					// O(1) write that also ends sessions started meanwhile.
 					active, err := st.ListSessions(cmd.Context(), u.ID, now)
 					if err != nil {
 						return err
@@ -52,8 +52,7 @@ func (c *cli) sessionsCmd() *cobra.Command {
 					if err := st.RevokeUserSessions(cmd.Context(), u.ID, "", store.ReasonRevoked, now); err != nil {
 						return err
 					}
-					n := len(active)
-					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", n, u.Username)
+					fmt.Fprintf(c.stdout, "revoked %d session(s) of %s\n", len(active), u.Username)
 					return nil
 				}
 				if err := st.RevokeSession(cmd.Context(), u.ID, args[1], store.ReasonRevoked, time.Now()); err != nil {
