@@ -207,13 +207,14 @@ func randomID() string {
 	return idEncoding.EncodeToString(b[:])
 }
 
-// patch sets value i (1-based; a number if v is numeric) of a record.
-func (f *fixture) patch(t testing.TB, key string, i int, v string) {
+// patchUser sets value i (1-based, in getUser's order; a number if v is
+// numeric) of a user record.
+func (f *fixture) patchUser(t testing.TB, key string, i int, v string) {
 	t.Helper()
-	err := f.rdb.Eval(f.ctx, `
-local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
-r[tonumber(ARGV[1])] = tonumber(ARGV[2]) or ARGV[2]
-redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, #r)), 'KEEPTTL')`, []string{key}, i, v).Err()
+	err := f.rdb.Eval(f.ctx, recordsLua+`
+local u = getUser(KEYS[1])
+u[tonumber(ARGV[1])] = tonumber(ARGV[2]) or ARGV[2]
+putUser(KEYS[1], u)`, []string{key}, i, v).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
@@ -352,7 +353,7 @@ func TestKeyExpiry(t *testing.T) {
 // sessions being revoked.
 func TestRotateInactiveUser(t *testing.T) {
 	f := newFixture(t, Options{})
-	f.patch(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not ended
+	f.patchUser(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not ended
 	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("disabled: %v", err)
 	}
@@ -405,13 +406,14 @@ func TestNameReclaim(t *testing.T) {
 	}
 }
 
-// TestOldUserRecord: a user record written before nb existed (7 values)
-// is read as one with no SessionsEnded, by Go and by the scripts.
+// TestOldUserRecord: a user record of the earlier MessagePack layout is
+// read as one with no SessionsEnded, by Go and by the scripts, and the
+// next write converts it.
 func TestOldUserRecord(t *testing.T) {
 	f := newFixture(t, Options{})
 	err := f.rdb.Eval(f.ctx, `
-local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
-redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, 7)))`, []string{f.s.userKey(f.u.ID)}).Err()
+redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, tonumber(ARGV[3]), tonumber(ARGV[3])))`,
+		[]string{f.s.userKey(f.u.ID)}, f.u.ID, f.u.PasswordHash, f.now.UnixMilli()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
