@@ -343,7 +343,8 @@ type Verdict struct {
 //
 //  1. no session record, or p ≥ MaxGeneration    → ErrTokenUnknown (nothing written)
 //  2. user missing or disabled                   → ErrUserInactive; record the session
-//     revoked (user_deleted / user_disabled) if it is not yet
+//     revoked (user_deleted / user_disabled) if it is not yet, at Now (at
+//     SessionsEnded if that ended it: the time Effective shows)
 //  3. session revoked, or ended by the user's     → ErrTokenRevoked; record an unrecorded
 //     SessionsEnded (and not SessionsExempt)        end (at SessionsEnded, the user's reason)
 //  4. now ≥ expiry                               → ErrTokenExpired
@@ -370,6 +371,9 @@ func Decide(s *Session, u *User, r Rotation) Verdict {
 			v.Revoke, v.RevokeAt = ReasonUserDeleted, r.Now
 			if u != nil {
 				v.Revoke = ReasonUserDisable
+				if Ended(*s, u) { // as Effective shows it: at the disabling
+					v.RevokeAt = u.SessionsEnded
+				}
 			}
 		}
 		return v

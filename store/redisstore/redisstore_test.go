@@ -432,6 +432,40 @@ redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, t
 	}
 }
 
+// TestOldSessionRecord: a session record of the earlier MessagePack
+// layout (its tokens can no longer be presented) is not found, not
+// listed, and makes room under the cap.
+func TestOldSessionRecord(t *testing.T) {
+	f := newFixture(t, Options{})
+	old := randomID()
+	err := f.rdb.Eval(f.ctx, `
+redis.call('SET', KEYS[1], cmsgpack.pack('web', 'openid', 'ua', 'ip', 3, 1, 1, tonumber(ARGV[2]), 0, '', ARGV[1], ''))
+redis.call('ZADD', KEYS[2], 0, ARGV[3])`, []string{f.s.sessionKey(f.u.ID, old), f.s.indexKey(f.u.ID)},
+		strings.Repeat("h", 32), f.now.Add(time.Hour).UnixMilli(), old).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Session(f.ctx, f.u.ID, old); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Session of an old record: %v", err)
+	}
+	if ss, err := f.s.ListSessions(f.ctx, f.u.ID, f.now); err != nil || len(ss) != 1 || ss[0].ID != f.ses.ID {
+		t.Fatalf("ListSessions with an old record: %+v, %v", ss, err)
+	}
+	r := f.rotation(0)
+	r.SessionID = old
+	if _, err := f.s.Rotate(f.ctx, r); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Fatalf("Rotate of an old record: %v", err)
+	}
+	s := f.ses
+	s.ID = randomID()
+	if ev, err := f.s.CreateSession(f.ctx, store.NewSession{Session: s, Max: 2}); err != nil || len(ev) != 0 {
+		t.Fatalf("CreateSession beside an old record: evicted %v, %v", ev, err)
+	}
+	if f.rdb.ZScore(f.ctx, f.s.indexKey(f.u.ID), old).Err() == nil {
+		t.Fatal("the old record's index entry was kept")
+	}
+}
+
 // TestUnavailable: transport errors are wrapped, never mistaken for a
 // sentinel.
 func TestUnavailable(t *testing.T) {

@@ -122,9 +122,12 @@ local function classify(skey, ukey, ikey, sid, p, client, now, window, req)
   local u = userState(ukey)
   if not u or u[5] == 1 then
     if ra == 0 then
-      local why = 'user_deleted'
-      if u then why = 'user_disabled' end
-      v = endSession(skey, v, now, why, ikey, sid)
+      local why, at = 'user_deleted', now
+      if u then
+        why = 'user_disabled'
+        if ended(u, ca, sid) then at = u[8] end
+      end
+      v = endSession(skey, v, at, why, ikey, sid)
     end
     return 'inactive', v, u
   end

@@ -221,6 +221,9 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 	}
 	out := make([]store.Session, 0, len(res)/2)
 	for i := 1; i < len(res); i += 2 {
+		if v := str(res[i+1]); v != "" && v[0] != 1 {
+			continue // a record of the layout before generations: it cannot be used
+		}
 		ses, err := s.effective(userID, str(res[i]), res[i+1], res[0])
 		if err != nil {
 			return nil, wrap("list sessions", err)
