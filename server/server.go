@@ -34,14 +34,14 @@ type PasswordHasher interface {
 // Options configure a Server. Store, Tokens, Keys, Passwords and Logger are
 // required.
 type Options struct {
-	Store       store.Store
-	Tokens      *token.Issuer          // signs and verifies access tokens
-	Keys        token.KeySource        // published keys for the JWKS document
+	Store  store.Store
+	Tokens *token.Issuer   // signs and verifies access tokens
+	Keys   token.KeySource // published keys for the JWKS document
 	// RefreshKeys are the keys refresh tokens are derived from (serve: the
 	// *.refresh files of JWT_KEYS_DIR). Nil means an ephemeral key of this
 	// Server's own, with a warning: its refresh tokens die with it.
 	RefreshKeys token.RefreshKeySource
-	Passwords   PasswordHasher         // argon2id: *credential.Hasher
+	Passwords   PasswordHasher // argon2id: *credential.Hasher
 	Logger      *slog.Logger
 
 	Issuer     string        // the issuer URL, for metadata
