@@ -20,6 +20,7 @@ import (
 //
 //	rt_<user id>_<session id>_<generation>_<kid>_<mac>
 //
+// where
 //   - user id, session id: 26 lower-case base32 characters each (128
 //     random bits, NewID). The user id is the routing part: every Redis
 //     key of the user's sessions carries it as the hash tag.
