@@ -70,6 +70,8 @@ type Config struct {
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
+
+	MaxSessionsPerUser int // MAX_SESSIONS_PER_USER [100]; 1..MaxSessionsLimit
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -122,6 +124,7 @@ const (
 	formDurationOrZero = "a duration like 10s or 1m, or 0 to disable"
 	formMaxAge         = "a duration of at least 1s, e.g. 5m"
 	formReuseWindow    = "a duration from 0 (strict single use) up to 5m, e.g. 30s"
+	formMaxSessions    = "a whole number from 1 to 10000, e.g. 100"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
@@ -408,7 +411,24 @@ var table = []variable{
 		},
 		format: func(c Config) string { return FormatDuration(c.ClientCacheTTL) },
 	},
+	{
+		Variable: Variable{"MAX_SESSIONS_PER_USER", "100", formMaxSessions,
+			"How many active sessions (signed-in devices) one user may hold. Signing in beyond it ends the user's least recently used session (audited as session.revoked, reason evicted). It also bounds the per-user session index in Redis, and so the work of listing a user's sessions."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > MaxSessionsLimit {
+				return fmt.Sprintf("%q is not a session cap (use %s)", raw, formMaxSessions)
+			}
+			c.MaxSessionsPerUser = n
+			return ""
+		},
+		format: func(c Config) string { return strconv.Itoa(c.MaxSessionsPerUser) },
+	},
 }
+
+// MaxSessionsLimit bounds MAX_SESSIONS_PER_USER: a sign-in beyond the cap
+// and the listing of a user's sessions walk at most this many entries.
+const MaxSessionsLimit = 10000
 
 func parseTTL(field func(*Config) *time.Duration) func(*Config, string) string {
 	return func(c *Config, raw string) string {

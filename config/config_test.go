@@ -26,7 +26,7 @@ var documentedOrder = []string{
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER",
 }
 
 func defaults() config.Config {
@@ -49,6 +49,7 @@ func defaults() config.Config {
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
+		MaxSessionsPerUser:      100,
 	}
 }
 
@@ -183,6 +184,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT=  30s ", func(c *config.Config) { c.ShutdownTimeout = 30 * time.Second }},
 		{"CLIENT_CACHE_TTL=1m", func(c *config.Config) { c.ClientCacheTTL = time.Minute }},
 		{"CLIENT_CACHE_TTL=0", func(c *config.Config) { c.ClientCacheTTL = 0 }},
+		{"MAX_SESSIONS_PER_USER=1", func(c *config.Config) { c.MaxSessionsPerUser = 1 }},
+		{"MAX_SESSIONS_PER_USER=10000", func(c *config.Config) { c.MaxSessionsPerUser = 10000 }},
 		{"REFRESH_REUSE_WINDOW=0", func(c *config.Config) { c.ReuseWindow = 0 }},
 		{"REFRESH_REUSE_WINDOW=10s", func(c *config.Config) { c.ReuseWindow = 10 * time.Second }},
 		{"REFRESH_REUSE_WINDOW=5m", func(c *config.Config) { c.ReuseWindow = 5 * time.Minute }},
@@ -264,6 +267,7 @@ func fullFileConfig() config.Config {
 		ShutdownTimeout:         30 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
+		MaxSessionsPerUser:      100,
 	}
 }
 
@@ -398,6 +402,9 @@ func TestInvalid(t *testing.T) {
 		{env: "SHUTDOWN_TIMEOUT=soon", wantText: `"soon" is not a duration (use Go syntax`},
 		{env: "SHUTDOWN_TIMEOUT=0s", wantText: "must be positive"},
 		{env: "CLIENT_CACHE_TTL=-1s", wantText: `"-1s" is not a duration (use a duration like 10s`},
+		{env: "MAX_SESSIONS_PER_USER=0", wantText: `"0" is not a session cap (use a whole number from 1 to 10000`},
+		{env: "MAX_SESSIONS_PER_USER=10001", wantText: `is not a session cap`},
+		{env: "MAX_SESSIONS_PER_USER=lots", wantText: `is not a session cap`},
 		{env: "REFRESH_REUSE_WINDOW=-1s", wantText: `"-1s" is not a reuse window (use a duration from 0 (strict single use) up to 5m`},
 		{env: "REFRESH_REUSE_WINDOW=6m", wantText: `"6m" is not a reuse window`},
 		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
@@ -759,6 +766,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":             "30s",
 		"CLIENT_CACHE_TTL":             "10s",
 		"REFRESH_REUSE_WINDOW":         "30s",
+		"MAX_SESSIONS_PER_USER":        "100",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

@@ -106,8 +106,10 @@ func TestStory2StoreRotateRevoke(t *testing.T) {
 		// A token for the same session and its next generation, made with
 		// a key this server does not hold.
 		other := token.NewRefresher(token.StaticRefreshKeys{Set: keys.EphemeralRefresh()})
-		forged, err := other.Derive(token.Refresh{UserID: p.UserID, SessionID: p.SessionID, KeyID: p.KeyID}, p.Generation+3)
+		foreign, fp, err := other.Mint(p.UserID, p.SessionID, p.Generation+3)
 		must(t, err)
+		wantError(t, e.refresh(foreign), 400, "invalid_grant", "invalid")
+		forged := strings.Replace(foreign, "_"+fp.KeyID+"_", "_"+p.KeyID+"_", 1) // another key's MAC under our kid
 		wantError(t, e.refresh(forged), 400, "invalid_grant", "invalid")
 	})
 }
@@ -146,10 +148,14 @@ func TestStory3OpaqueTokensWithRevocation(t *testing.T) {
 		if r := e.post("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {"rt_nonsense"}}); r.status != 200 {
 			t.Fatalf("revoke unknown: %d %s", r.status, r.body)
 		}
+		// An active session's record goes away with its user (an ended
+		// one's expires by its TTL), and no token of the user works.
+		live, _ := token.ParseRefresh(e.signIn().str("refresh_token"))
 		must(t, e.store.DeleteUser(context.Background(), e.userID))
-		if _, err := e.store.Session(context.Background(), p.UserID, p.SessionID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := e.store.Session(context.Background(), live.UserID, live.SessionID); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("session record outlived its user: %v", err)
 		}
+		wantError(t, e.refresh(rt2), 400, "invalid_grant", "")
 	})
 }
 

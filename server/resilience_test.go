@@ -265,6 +265,14 @@ func TestRedisRestartKeepsSessions(t *testing.T) {
 	if a := e.post("/oauth/introspect", url.Values{"token": {loggedOut}}, basic...); a.json["active"] != false {
 		t.Fatalf("a logged-out session came back: %s", a.body)
 	}
+	// The rotation record survived too: within the window the token just
+	// rotated still gets the same child; after it, it is theft.
+	for i := 0; i < sessions/2; i++ {
+		if a := refresh(used[i]); a.status != 200 || a.str("refresh_token") != current[i] {
+			t.Fatalf("retry of session %d after the restart: %d %s", i, a.status, a.body)
+		}
+	}
+	e.clock.Advance(defaultReuseWindow)
 	for i := 0; i < sessions/2; i++ {
 		wantError(t, refresh(used[i]), 400, "invalid_grant", "already used")
 		wantError(t, refresh(current[i]), 400, "invalid_grant", "revoked")

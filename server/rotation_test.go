@@ -236,19 +236,19 @@ func TestForgedRefreshTokenNoStoreWork(t *testing.T) {
 	forgeries := func(e *env, rt string) map[string]string {
 		p := e.parsed(rt)
 		other := token.NewRefresher(token.StaticRefreshKeys{Set: keys.EphemeralRefresh()})
-		foreign, err := other.Derive(token.Refresh{UserID: p.UserID, SessionID: p.SessionID, KeyID: p.KeyID}, 1)
+		foreign, fp, err := other.Mint(p.UserID, p.SessionID, 1)
 		must(e.t, err)
-		_, otherKid, _ := other.Mint(p.UserID, p.SessionID, 0)
 		return map[string]string{
-			"tampered MAC":        tamper(rt),
-			"next generation":     strings.Replace(rt, "_0_", "_1_", 1),
-			"other session":       strings.Replace(rt, p.SessionID, token.NewID(), 1),
-			"foreign key":         foreign,
-			"unknown kid":         strings.Replace(rt, "_"+p.KeyID+"_", "_"+otherKid.KeyID+"_", 1),
-			"malformed":           rt[:len(rt)-1],
-			"access token":        e.signIn().str("access_token"),
-			"random":              "rt_" + strings.Repeat("a", 100),
-			"generation overflow": strings.Replace(rt, "_0_", "_18446744073709551616_", 1),
+			"tampered MAC":         tamper(rt),
+			"next generation":      strings.Replace(rt, "_0_", "_1_", 1),
+			"other session":        strings.Replace(rt, p.SessionID, token.NewID(), 1),
+			"foreign key":          foreign,
+			"foreign MAC, our kid": strings.Replace(foreign, "_"+fp.KeyID+"_", "_"+p.KeyID+"_", 1),
+			"unknown kid":          strings.Replace(rt, "_"+p.KeyID+"_", "_"+fp.KeyID+"_", 1),
+			"malformed":            rt[:len(rt)-1],
+			"access token":         e.signIn().str("access_token"),
+			"random":               "rt_" + strings.Repeat("a", 100),
+			"generation overflow":  strings.Replace(rt, "_0_", "_18446744073709551616_", 1),
 		}
 	}
 	t.Run("redis", func(t *testing.T) {

@@ -353,6 +353,7 @@ func TestLogoutScopes(t *testing.T) {
 		a3 := e.refresh(a2).str("refresh_token")
 		// A used token (its child used too) cannot log the user out
 		// everywhere: it only burns its own session.
+		e.clock.Advance(time.Millisecond) // a session started after "log out others"
 		d := e.signIn().str("refresh_token")
 		wantError(t, e.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {a}, "scope": {"global"}}), 400, "invalid_grant", "already used")
 		wantError(t, e.refresh(a3), 400, "invalid_grant", "revoked")
@@ -369,6 +370,7 @@ func TestLogoutScopes(t *testing.T) {
 			t.Fatalf("after logout global: %d sessions", len(ss))
 		}
 		// Another client cannot log out this client's session.
+		e.clock.Advance(time.Millisecond)
 		x := e.signIn().str("refresh_token")
 		wantError(t, e.post("/logout", url.Values{"refresh_token": {x}}, backendApp, e.secret), 400, "invalid_grant", "another client")
 		wantError(t, e.post("/oauth/revoke", url.Values{"token": {x}}, backendApp, e.secret), 400, "unauthorized_client", "")

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokend/tokend/events"
+	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
@@ -32,14 +33,17 @@ type PasswordHasher interface {
 	VerifyDummy(ctx context.Context, password string)
 }
 
-// Options configure a Server. Store, Tokens, Keys, RefreshKeys, Passwords
-// and Logger are required.
+// Options configure a Server. Store, Tokens, Keys, Passwords and Logger are
+// required.
 type Options struct {
-	Store       store.Store
-	Tokens      *token.Issuer          // signs and verifies access tokens
-	Keys        token.KeySource        // published keys for the JWKS document
-	RefreshKeys token.RefreshKeySource // the keys refresh tokens are derived from
-	Passwords   PasswordHasher         // argon2id: *credential.Hasher
+	Store  store.Store
+	Tokens *token.Issuer   // signs and verifies access tokens
+	Keys   token.KeySource // published keys for the JWKS document
+	// RefreshKeys are the keys refresh tokens are derived from (serve: the
+	// *.refresh files of JWT_KEYS_DIR). Nil means an ephemeral key of this
+	// Server's own, with a warning: its refresh tokens die with it.
+	RefreshKeys token.RefreshKeySource
+	Passwords   PasswordHasher // argon2id: *credential.Hasher
 	Logger      *slog.Logger
 
 	Issuer     string        // the issuer URL, for metadata
@@ -112,8 +116,14 @@ type Server struct {
 
 // New checks the options and builds the server and its routes.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.RefreshKeys == nil || o.Passwords == nil || o.Logger == nil {
-		return nil, errors.New("server: Store, Tokens, Keys, RefreshKeys, Passwords and Logger are required")
+	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.Passwords == nil || o.Logger == nil {
+		return nil, errors.New("server: Store, Tokens, Keys, Passwords and Logger are required")
+	}
+	if o.RefreshKeys == nil {
+		set := keys.EphemeralRefresh()
+		o.Logger.Warn("server: no refresh keys given: an ephemeral refresh key; refresh tokens die with this server",
+			slog.String("refresh_kid", set.Current().ID))
+		o.RefreshKeys = token.StaticRefreshKeys{Set: set}
 	}
 	if o.ReuseWindow < 0 || o.MaxSessions < 0 {
 		return nil, errors.New("server: ReuseWindow and MaxSessions must not be negative")

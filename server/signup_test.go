@@ -31,7 +31,7 @@ func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher
 	e := &env{t: t, store: st, clock: testclock.New(time.Now()), hasher: h, logs: &syncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, nil, 15*time.Minute, src)
 	s, err := server.New(server.Options{
-		Store: st, Tokens: e.issuer, Keys: src, Passwords: h,
+		Store: st, Tokens: e.issuer, Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}, Passwords: h,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Issuer: testIssuer, Now: e.clock.Now,
 		AllowSignup: allow,
 	})

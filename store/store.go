@@ -19,20 +19,23 @@ var (
 	ErrConflict = errors.New("store: already exists")
 )
 
-// Refresh outcomes. Rotate returns exactly one of these (or a transport
-// error) when it does not rotate; in every such case nothing was written
-// except where the comment says so.
+// Refusals of Rotate and Logout (see Decide for when each applies). In
+// every case nothing was written except where the comment says so.
+// Forged tokens never reach a store: the server verifies a refresh
+// token's MAC first.
 var (
-	// ErrTokenUnknown: no such session, or the presented secret never
-	// belonged to it (a guess or a forgery). Nothing is revoked.
+	// ErrTokenUnknown: no such session (never existed, deleted, or its
+	// record expired). Nothing is written.
 	ErrTokenUnknown = errors.New("store: refresh token unknown")
 	// ErrTokenExpired: the session reached its absolute lifetime.
 	ErrTokenExpired = errors.New("store: refresh token expired")
 	// ErrTokenRevoked: the session was revoked earlier (logout, admin,
-	// reuse detected before).
+	// reuse detected before, evicted by the cap) or ended by its user's
+	// SessionsEnded.
 	ErrTokenRevoked = errors.New("store: refresh token revoked")
-	// ErrTokenReused: the presented token was already used. The whole
-	// session has been revoked by this call (theft detection).
+	// ErrTokenReused: an earlier token of the session was presented
+	// outside the rules for retries. The whole session has been revoked by
+	// this call (theft detection). Returned as a *ReuseError.
 	ErrTokenReused = errors.New("store: refresh token reused")
 	// ErrClientMismatch: the session belongs to another client. Nothing is
 	// revoked or rotated.
@@ -87,7 +90,7 @@ type Client struct {
 }
 
 // MaxUserAgent is how many bytes of a session's User-Agent a store keeps;
-// the bound keeps a session record within SPEC §11's 1 KiB.
+// the bound keeps a session within the 1 KiB budget of docs/performance.md.
 const MaxUserAgent = 256
 
 // TruncateUserAgent cuts ua to at most MaxUserAgent bytes without splitting
@@ -103,8 +106,15 @@ func TruncateUserAgent(ua string) string {
 	return ua[:n]
 }
 
+// MaxGeneration bounds the generations a store accepts: a presentation
+// of generation MaxGeneration or more is ErrTokenUnknown (rule row 1).
+// Redis's Lua numbers are exact up to 2^53, and a genuine token never
+// comes near it (the server mints generation g+1 only after the store
+// reached g).
+const MaxGeneration = 1 << 53
+
 // DefaultMaxSessions is the per-user session cap when NewSession.Max is 0
-// (MAX_SESSIONS_PER_USER).
+// (the default of MAX_SESSIONS_PER_USER).
 const DefaultMaxSessions = 100
 
 // TombstoneGrace is how long a session record outlives its absolute
@@ -331,9 +341,10 @@ type Verdict struct {
 // (nil if there is none), r the presentation; p = r.Generation, g =
 // s.Generation. The first matching row decides:
 //
-//  1. no session record                          → ErrTokenUnknown (nothing written)
+//  1. no session record, or p ≥ MaxGeneration    → ErrTokenUnknown (nothing written)
 //  2. user missing or disabled                   → ErrUserInactive; record the session
-//     revoked (user_deleted / user_disabled) if it is not yet
+//     revoked (user_deleted / user_disabled) if it is not yet, at Now (at
+//     SessionsEnded if that ended it: the time Effective shows)
 //  3. session revoked, or ended by the user's     → ErrTokenRevoked; record an unrecorded
 //     SessionsEnded (and not SessionsExempt)        end (at SessionsEnded, the user's reason)
 //  4. now ≥ expiry                               → ErrTokenExpired
@@ -352,7 +363,7 @@ type Verdict struct {
 // error. Logout applies the same rule with no scope and no request id.
 func Decide(s *Session, u *User, r Rotation) Verdict {
 	switch {
-	case s == nil: // 1
+	case s == nil || r.Generation >= MaxGeneration: // 1
 		return Verdict{Err: ErrTokenUnknown}
 	case u == nil || u.Disabled: // 2
 		v := Verdict{Err: ErrUserInactive}
@@ -360,6 +371,9 @@ func Decide(s *Session, u *User, r Rotation) Verdict {
 			v.Revoke, v.RevokeAt = ReasonUserDeleted, r.Now
 			if u != nil {
 				v.Revoke = ReasonUserDisable
+				if Ended(*s, u) { // as Effective shows it: at the disabling
+					v.RevokeAt = u.SessionsEnded
+				}
 			}
 		}
 		return v
@@ -463,7 +477,7 @@ type Store interface {
 	// enabled user (ErrUserInactive otherwise; ErrConflict if the id is
 	// taken) and indexes it under the user. If the user then has more
 	// than NewSession.Max active sessions, the least recently used ones
-	// (by UpdatedAt, then CreatedAt) are ended (reason evicted) and their
+	// (by UpdatedAt, ties by id) are ended (reason evicted) and their
 	// ids returned, for audit and revocation events. The new session is
 	// never evicted.
 	CreateSession(ctx context.Context, s NewSession) (evicted []string, err error)

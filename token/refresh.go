@@ -20,6 +20,7 @@ import (
 //
 //	rt_<user id>_<session id>_<generation>_<kid>_<mac>
 //
+// where
 //   - user id, session id: 26 lower-case base32 characters each (128
 //     random bits, NewID). The user id is the routing part: every Redis
 //     key of the user's sessions carries it as the hash tag.
@@ -27,9 +28,9 @@ import (
 //     leading zeros (0 for the token of the sign-in), at most 2⁶⁴−1.
 //   - kid: the id of the refresh key the session started with
 //     (keys.RefreshKeyIDLen = 8 lower-case base32 characters).
-//   - mac: HMAC-SHA256 under that key of
-//     "tokend-refresh-v1" 0x00 <user id> 0x00 <session id> 0x00 <generation as 8 bytes, big-endian>,
-//     256 bits in unpadded base64url (43 characters).
+//   - mac: HMAC-SHA256, under that key, of macLabel 0x00 user id 0x00
+//     session id 0x00 generation (8 bytes, big-endian): 256 bits in
+//     unpadded base64url (43 characters).
 //
 // The token is 111 to 130 characters of [a-z0-9A-Z_-] (URL-safe, nothing
 // to escape). It parses by fixed rules: the ids at fixed offsets from the

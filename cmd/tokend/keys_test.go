@@ -29,8 +29,12 @@ func TestKeysRotateAndList(t *testing.T) {
 	if _, err := run(t, nil, "", "keys", "rotate", "--dir", dir, "--alg", "HS256"); err == nil {
 		t.Fatal("HS256 accepted")
 	}
+	if _, err := run(t, env, "", "keys", "rotate", "--only", "both"); err == nil || !strings.Contains(err.Error(), "--only") {
+		t.Fatalf("--only both: %v", err)
+	}
 	out, err := run(t, env, "", "keys", "rotate")
-	if err != nil || !strings.Contains(out, "added EdDSA key") || !strings.Contains(out, "signs at once") {
+	if err != nil || !strings.Contains(out, "added EdDSA key") || !strings.Contains(out, "signs at once") ||
+		!strings.Contains(out, "added refresh key") || !strings.Contains(out, "new sessions use it at once") {
 		t.Fatalf("first rotate (JWT_KEYS_DIR, JWT_SIGNING_ALG): %v\n%s", err, out)
 	}
 	out, err = run(t, nil, "", "keys", "rotate", "--dir", dir, "--alg", "ES256")
@@ -38,11 +42,28 @@ func TestKeysRotateAndList(t *testing.T) {
 		!strings.Contains(out, "active key") {
 		t.Fatalf("second rotate: %v\n%s", err, out)
 	}
-	out, err = run(t, []string{"JWKS_MAX_AGE=1m", "JWT_KEYS_RELOAD_INTERVAL=30s", "JWT_ACCESS_EXPIRES_IN=5m"}, "", "keys", "list", "--dir", dir)
+	if !regexp.MustCompile(`new sessions use it from \S+ \(in 1[5-7]s\)`).MatchString(out) || !strings.Contains(out, "active refresh key") {
+		t.Fatalf("second rotate, refresh key: %s", out)
+	}
+	// --only rotates one kind.
+	out, err = run(t, nil, "", "keys", "rotate", "--dir", dir, "--only", "refresh")
+	if err != nil || strings.Contains(out, "added ES256") || strings.Contains(out, "added EdDSA") || !strings.Contains(out, "added refresh key") {
+		t.Fatalf("rotate --only refresh: %v\n%s", err, out)
+	}
+	out, err = run(t, []string{"JWKS_MAX_AGE=1m", "JWT_KEYS_RELOAD_INTERVAL=30s", "JWT_ACCESS_EXPIRES_IN=5m", "JWT_REFRESH_EXPIRES_IN=7d"}, "", "keys", "list", "--dir", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	signing, refresh, ok := strings.Cut(strings.TrimSpace(out), "\n\n")
+	if !ok {
+		t.Fatalf("keys list has no refresh section:\n%s", out)
+	}
+	rlines := strings.Split(refresh, "\n")
+	if len(rlines) != 5 || !strings.Contains(rlines[0], "used for new sessions 30s after they appear") || !strings.Contains(rlines[0], "usable 168h30s after replaced") ||
+		!strings.HasPrefix(rlines[1], "REFRESH KID") || !strings.Contains(rlines[2], "pending") || !strings.Contains(rlines[3], "pending") || !strings.Contains(rlines[4], "active") {
+		t.Fatalf("keys list, refresh keys:\n%s", refresh)
+	}
+	lines := strings.Split(signing, "\n")
 	if len(lines) != 4 || !strings.Contains(lines[0], "pre-publication 1m30s") || !strings.Contains(lines[0], "5m30s after retiring") ||
 		!strings.HasPrefix(lines[1], "KID") || !strings.Contains(lines[2], "ES256  pending") || !strings.Contains(lines[3], "EdDSA  active") {
 		t.Fatalf("keys list:\n%s", out)
@@ -54,8 +75,9 @@ func TestKeysRotateAndList(t *testing.T) {
 		t.Fatalf("keys list times:\n%s", out)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
-	if len(files) != 2 {
-		t.Fatalf("%d key files", len(files))
+	rfiles, _ := filepath.Glob(filepath.Join(dir, "*.refresh"))
+	if len(files) != 2 || len(rfiles) != 3 {
+		t.Fatalf("%d signing key files, %d refresh key files", len(files), len(rfiles))
 	}
 	if _, err := run(t, nil, "", "keys", "list", "--dir", filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("list of a missing dir succeeded")
@@ -163,6 +185,7 @@ func TestRotationWhileVerifying(t *testing.T) {
 		t.Fatalf("no log of the key changes:\n%s", logs.String())
 	}
 	out, err = run(t, env, "", "keys", "list")
+	out, _, _ = strings.Cut(out, "\n\n") // the signing keys
 	if err != nil || strings.Count(out, "retired") != 2 || strings.Count(out, "active") != 1 {
 		t.Fatalf("keys list: %v\n%s", err, out)
 	}

@@ -122,8 +122,9 @@ func TestConfigVersionKeys(t *testing.T) {
 		t.Fatal("HS256 accepted")
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
-	if len(files) != 3 {
-		t.Fatalf("%d key files", len(files))
+	rfiles, _ := filepath.Glob(filepath.Join(dir, "*.refresh"))
+	if len(files) != 3 || len(rfiles) != 1 { // a refresh key only when there is none
+		t.Fatalf("%d key files, %d refresh key files", len(files), len(rfiles))
 	}
 }
 

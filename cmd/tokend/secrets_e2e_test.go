@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -99,7 +101,9 @@ func TestNoSecretsInLogsEndToEnd(t *testing.T) {
 		return keep(post(t, hc, u("/oauth/token"), form, basic...))
 	}
 	a2 := want(refresh(a.str("refresh_token")), 200)
-	want(refresh(a.str("refresh_token")), 400) // reuse: the session is revoked
+	want(refresh(a.str("refresh_token")), 200) // a retry within the reuse window: the same token
+	want(refresh(a2.str("refresh_token")), 200)
+	want(refresh(a.str("refresh_token")), 400) // reuse: its child has been used; the session is revoked
 	a3 := signIn()
 	want(refresh(b.str("refresh_token"), backend...), 200)
 	if r := post(t, hc, u("/oauth/introspect"), url.Values{"token": {a3.str("access_token")}}, backend...); r.json["active"] != true {
@@ -147,9 +151,23 @@ func TestNoSecretsInLogsEndToEnd(t *testing.T) {
 			t.Errorf("a log line is not structured: %q", line)
 		}
 	}
-	for _, ev := range []string{"signin.success", "signin.failure", "signin.rate_limited", "refresh", "refresh.reuse_detected", "revoke", "logout"} {
+	for _, ev := range []string{"signin.success", "signin.failure", "signin.rate_limited", "refresh", "refresh.retry", "refresh.reuse_detected", "revoke", "logout"} {
 		if !strings.Contains(logs, `"event":"`+ev+`"`) {
 			t.Errorf("no %s audit event in the logs", ev)
+		}
+	}
+	// Nor does the refresh key: its file's PEM body, or any line of it.
+	rkeys, _ := filepath.Glob(filepath.Join(envKeys, "*.refresh"))
+	if len(rkeys) != 1 {
+		t.Fatalf("%d refresh key files", len(rkeys))
+	}
+	pemData, err := os.ReadFile(rkeys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(pemData), "\n") {
+		if line != "" && !strings.HasPrefix(line, "-----") {
+			secrets = append(secrets, line)
 		}
 	}
 	all := append([]string{logs}, cliOut...)

@@ -136,7 +136,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	srv, err := server.New(server.Options{
 		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
 		Keys: ks.signing, RefreshKeys: ks.refresh,
-		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow,
+		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 		Events: hub,

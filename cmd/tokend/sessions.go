@@ -42,6 +42,8 @@ func (c *cli) sessionsCmd() *cobra.Command {
 			}
 			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
 				if all {
+					// One O(1) store call ends them all; the count is read
+					// just before, for the operator.
 					now := time.Now()
 					active, err := st.ListSessions(cmd.Context(), u.ID, now)
 					if err != nil {

@@ -13,8 +13,8 @@ import (
 
 // Record layouts (see recordsLua).
 const (
-	userValues    = 10 // id name pw roles dis ca ua nb nbx nbr
-	oldUserValues = 7  // a user record written before nb existed
+	oldUserValues = 7  // a MessagePack user record: id name pw roles dis ca ua
+	userHeader    = 26 // version, dis, ca ua nb (8 bytes each)
 	sessionHeader = 49 // version, g ca la ea ra (8 bytes each), rq (8 bytes)
 )
 
@@ -159,44 +159,72 @@ func decodeSession(userID, sessionID, v string) (store.Session, error) {
 		RevokedAt:  fields.Time(at(4)),
 	}
 	copy(s.LastRequest[:], v[41:49])
-	rest := v[sessionHeader:]
-	var strs [5]string
-	for i := range strs {
-		if len(rest) < 2 {
-			return store.Session{}, errRecord
-		}
-		n := int(rest[0])<<8 | int(rest[1])
-		if len(rest) < 2+n {
-			return store.Session{}, errRecord
-		}
-		strs[i], rest = rest[2:2+n], rest[2+n:]
-	}
-	if len(rest) != 0 {
-		return store.Session{}, errRecord
+	strs, err := lengthPrefixed(v[sessionHeader:], 5)
+	if err != nil {
+		return store.Session{}, err
 	}
 	s.ClientID, s.Scope, s.RevokeReason, s.UserAgent, s.IP = strs[0], strs[1], strs[2], strs[3], strs[4]
 	return s, nil
 }
 
-// decodeUser decodes a user record.
+// decodeUser decodes a user record (the layouts are in scripts.go).
 func decodeUser(v string) (store.User, error) {
-	f, err := unpack(v)
-	if err == nil && len(f) == oldUserValues {
-		f = append(f, int64(0), "", "")
+	if len(v) > 0 && v[0] == 2 {
+		return decodeUserV2(v)
 	}
-	if err != nil || len(f) != userValues {
+	f, err := unpack(v)
+	if err != nil || len(f) != oldUserValues {
 		return store.User{}, errRecord
 	}
 	return store.User{
-		ID:                str(f[0]),
-		Username:          str(f[1]),
-		PasswordHash:      str(f[2]),
-		Roles:             fields.Words(str(f[3])),
-		Disabled:          num(f[4]) == 1,
-		CreatedAt:         msTime(f[5]),
-		UpdatedAt:         msTime(f[6]),
-		SessionsEnded:     msTime(f[7]),
-		SessionsExempt:    str(f[8]),
-		SessionsEndReason: str(f[9]),
+		ID:           str(f[0]),
+		Username:     str(f[1]),
+		PasswordHash: str(f[2]),
+		Roles:        fields.Words(str(f[3])),
+		Disabled:     num(f[4]) == 1,
+		CreatedAt:    msTime(f[5]),
+		UpdatedAt:    msTime(f[6]),
 	}, nil
+}
+
+func decodeUserV2(v string) (store.User, error) {
+	if len(v) < userHeader {
+		return store.User{}, errRecord
+	}
+	at := func(i int) int64 { return int64(binary.BigEndian.Uint64([]byte(v[2+8*i : 10+8*i]))) }
+	strs, err := lengthPrefixed(v[userHeader:], 6)
+	if err != nil {
+		return store.User{}, err
+	}
+	return store.User{
+		ID:                strs[3],
+		Username:          strs[4],
+		PasswordHash:      strs[5],
+		Roles:             fields.Words(strs[0]),
+		Disabled:          v[1] == 1,
+		CreatedAt:         fields.Time(at(0)),
+		UpdatedAt:         fields.Time(at(1)),
+		SessionsEnded:     fields.Time(at(2)),
+		SessionsExempt:    strs[1],
+		SessionsEndReason: strs[2],
+	}, nil
+}
+
+// lengthPrefixed reads exactly n length-prefixed strings that fill b.
+func lengthPrefixed(b string, n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		if len(b) < 2 {
+			return nil, errRecord
+		}
+		size := int(b[0])<<8 | int(b[1])
+		if len(b) < 2+size {
+			return nil, errRecord
+		}
+		out[i], b = b[2:2+size], b[2+size:]
+	}
+	if len(b) != 0 {
+		return nil, errRecord
+	}
+	return out, nil
 }

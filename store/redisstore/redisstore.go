@@ -23,9 +23,9 @@
 //
 // With prefix p (default "tokend:") and a user id uid:
 //
-//	p{uid}:user        STRING user record
-//	p{uid}:sessions    ZSET   session id → its expiry (unix ms): the user's session index
-//	p{uid}:s:<sid>     STRING session record; expires (PXAT) at expiry + TombstoneGrace
+//	p{uid}:user        STRING user record (with nb, nbx: see below)
+//	p{uid}:sessions    ZSET   session id → last use (unix ms): the user's session index
+//	p{uid}:s:<sid>     STRING session record; expires (PXAT) at expiry + store.TombstoneGrace
 //	pname:<lowercase>  STRING uid
 //	pusers             SET    uids
 //	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) ca
@@ -35,28 +35,29 @@
 // touches only one user's keys, runs in one Cluster slot. Operations that
 // span users (the name, users and clients keys) are single-key commands.
 //
-// User and session records are sequences of MessagePack values, written by
-// the scripts with Redis's built-in cmsgpack:
+// User and session records are strings of a fixed binary layout (the
+// field list is in scripts.go), written by the scripts with Redis's
+// built-in struct library and decoded in Go (codec.go). A session holds
+// its client, granted scope, device, IP, the generation of its current
+// refresh token, created / last used / expires / revoked times, the
+// revocation reason and the id of the request that made the last
+// rotation — nothing derived from a token: refresh tokens are MACs the
+// server computes from (user, session, generation). A rotation rewrites a
+// fixed-size header, so a session never grows.
 //
-//	user:    id name pw roles dis ca ua
-//	session: cid sc ua ip g ca la ea ra rr h u
+// The user's nb (not-before, unix ms), nbx (one exempt session id) and nbr
+// (reason) end, lazily, every session created at or before nb except nbx:
+// "log out everywhere", "log out others" and disabling a user are one
+// write whatever the number of sessions, and the rotate, logout, list and
+// session reads apply the rule (store.Decide, store.Effective).
 //
-// where roles are space-joined, dis is 0/1, times (ca created, ua/la
-// updated or last used, ea expires, ra revoked) are unix milliseconds with
-// 0 for none, g is the generation, rr the revocation reason, h the 32-byte
-// SHA-256 of the current refresh secret and u the 8-byte prefixes of the
-// used ones, newest last (Options.UsedTokens of them at most). No raw
-// secret is ever stored. A compact string rather than a hash keeps a
-// session under 1 KiB: a Redis hash with any value over 64 bytes (a user
-// agent, an argon2id hash, the used-token list) switches to an encoding
-// that costs about 900 bytes for a fresh session.
-//
-// A session record outlives its absolute expiry by TombstoneGrace, so an
-// expired or revoked session is reported as such rather than as unknown
-// for a while; a revoked session keeps its record (with ra, rr) and its
-// index entry until then, so that DeleteUser removes it too. The index
-// expires with its last session and is pruned of expired entries at every
-// sign-in, so memory stays bounded without a cleanup job.
+// A session record outlives its absolute expiry by store.TombstoneGrace,
+// so an expired or revoked session is reported as such rather than as
+// unknown for a while. The index holds at most the session cap
+// (store.NewSession.Max) of entries — live or ended — because
+// createSession drops the least recently used ones (ending those still
+// active) before adding one; it expires with its longest-lived session,
+// so memory stays bounded without a cleanup job.
 package redisstore
 
 import (

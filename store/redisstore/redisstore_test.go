@@ -207,13 +207,14 @@ func randomID() string {
 	return idEncoding.EncodeToString(b[:])
 }
 
-// patch sets value i (1-based; a number if v is numeric) of a record.
-func (f *fixture) patch(t testing.TB, key string, i int, v string) {
+// patchUser sets value i (1-based, in getUser's order; a number if v is
+// numeric) of a user record.
+func (f *fixture) patchUser(t testing.TB, key string, i int, v string) {
 	t.Helper()
-	err := f.rdb.Eval(f.ctx, `
-local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
-r[tonumber(ARGV[1])] = tonumber(ARGV[2]) or ARGV[2]
-redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, #r)), 'KEEPTTL')`, []string{key}, i, v).Err()
+	err := f.rdb.Eval(f.ctx, recordsLua+`
+local u = getUser(KEYS[1])
+u[tonumber(ARGV[1])] = tonumber(ARGV[2]) or ARGV[2]
+putUser(KEYS[1], u)`, []string{key}, i, v).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
@@ -352,7 +353,7 @@ func TestKeyExpiry(t *testing.T) {
 // sessions being revoked.
 func TestRotateInactiveUser(t *testing.T) {
 	f := newFixture(t, Options{})
-	f.patch(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not ended
+	f.patchUser(t, f.s.userKey(f.u.ID), 5, "1") // disabled, sessions not ended
 	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("disabled: %v", err)
 	}
@@ -405,13 +406,14 @@ func TestNameReclaim(t *testing.T) {
 	}
 }
 
-// TestOldUserRecord: a user record written before nb existed (7 values)
-// is read as one with no SessionsEnded, by Go and by the scripts.
+// TestOldUserRecord: a user record of the earlier MessagePack layout is
+// read as one with no SessionsEnded, by Go and by the scripts, and the
+// next write converts it.
 func TestOldUserRecord(t *testing.T) {
 	f := newFixture(t, Options{})
 	err := f.rdb.Eval(f.ctx, `
-local r = {cmsgpack.unpack(redis.call('GET', KEYS[1]))}
-redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, 7)))`, []string{f.s.userKey(f.u.ID)}).Err()
+redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, tonumber(ARGV[3]), tonumber(ARGV[3])))`,
+		[]string{f.s.userKey(f.u.ID)}, f.u.ID, f.u.PasswordHash, f.now.UnixMilli()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
@@ -427,6 +429,40 @@ redis.call('SET', KEYS[1], cmsgpack.pack(unpack(r, 1, 7)))`, []string{f.s.userKe
 	}
 	if _, err := f.s.Rotate(f.ctx, f.rotation(1)); !errors.Is(err, store.ErrTokenRevoked) {
 		t.Fatalf("after log out everywhere: %v", err)
+	}
+}
+
+// TestOldSessionRecord: a session record of the earlier MessagePack
+// layout (its tokens can no longer be presented) is not found, not
+// listed, and makes room under the cap.
+func TestOldSessionRecord(t *testing.T) {
+	f := newFixture(t, Options{})
+	old := randomID()
+	err := f.rdb.Eval(f.ctx, `
+redis.call('SET', KEYS[1], cmsgpack.pack('web', 'openid', 'ua', 'ip', 3, 1, 1, tonumber(ARGV[2]), 0, '', ARGV[1], ''))
+redis.call('ZADD', KEYS[2], 0, ARGV[3])`, []string{f.s.sessionKey(f.u.ID, old), f.s.indexKey(f.u.ID)},
+		strings.Repeat("h", 32), f.now.Add(time.Hour).UnixMilli(), old).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Session(f.ctx, f.u.ID, old); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Session of an old record: %v", err)
+	}
+	if ss, err := f.s.ListSessions(f.ctx, f.u.ID, f.now); err != nil || len(ss) != 1 || ss[0].ID != f.ses.ID {
+		t.Fatalf("ListSessions with an old record: %+v, %v", ss, err)
+	}
+	r := f.rotation(0)
+	r.SessionID = old
+	if _, err := f.s.Rotate(f.ctx, r); !errors.Is(err, store.ErrTokenUnknown) {
+		t.Fatalf("Rotate of an old record: %v", err)
+	}
+	s := f.ses
+	s.ID = randomID()
+	if ev, err := f.s.CreateSession(f.ctx, store.NewSession{Session: s, Max: 2}); err != nil || len(ev) != 0 {
+		t.Fatalf("CreateSession beside an old record: evicted %v, %v", ev, err)
+	}
+	if f.rdb.ZScore(f.ctx, f.s.indexKey(f.u.ID), old).Err() == nil {
+		t.Fatal("the old record's index entry was kept")
 	}
 }
 

@@ -9,23 +9,32 @@ import "github.com/redis/go-redis/v9"
 // milliseconds passed by the caller; only createSession reads the server
 // clock, to set the index's expiry, which Redis applies by its own clock.
 //
-// A user record is a sequence of MessagePack values (Redis's built-in
-// cmsgpack): {id, name, pw, roles, dis, ca, ua, nb, nbx, nbr}; a record
-// written before nb existed has the first 7 and reads as nb = 0.
+// Records have a fixed binary layout (Redis's built-in struct library), so
+// that a rotation reads and rewrites a few fixed-size fields without
+// parsing the rest. All integers are big-endian; strings are a 2-byte
+// length and their bytes.
 //
-// A session record is a fixed binary layout (Redis's built-in struct
-// library), so that a rotation reads and rewrites a few fixed-size fields
-// without parsing strings:
+// A user record (version 2):
+//
+//	B version (2)  B dis (0/1)  i8 ca (created)  i8 ua (updated)
+//	i8 nb: sessions created at or before it have ended (0: none)
+//	then six strings: roles (space-joined)  nbx (the session exempt from nb)
+//	nbr (the reason recorded for them)  id  name  pw (argon2id PHC string)
+//
+// A user record written by an earlier version is a sequence of 7
+// MessagePack values {id, name, pw, roles, dis, ca, ua}; it reads as nb = 0
+// and is rewritten in this layout by the next write.
+//
+// A session record (version 1):
 //
 //	B  version (1)
 //	i8 g   generation of the current token     i8 ca  created
 //	i8 la  last rotation ("last used")         i8 ea  expires
 //	i8 ra  revoked (0: not)                    c8 rq  request id of the last rotation
-//	then five strings, each a 2-byte length and its bytes:
-//	cid  sc (granted scope)  rr (revocation reason)  ua  ip
+//	then five strings: cid  sc (granted scope)  rr (revocation reason)  ua  ip
 //
-// All integers are big-endian; the 49-byte header comes first, so a
-// rotation is the new header followed by the old record's tail.
+// The 49-byte header comes first, so a rotation is the new header followed
+// by the old record's tail.
 //
 // Replies are status words ("ok", "unknown", ...) or arrays whose first
 // element is one; the Go side maps them to the store's sentinel errors.
@@ -36,16 +45,33 @@ const recordsLua = `
 local SESSION = '>Bi8i8i8i8i8c8Hc0Hc0Hc0Hc0Hc0'
 local HOT = '>Bi8i8i8i8i8c8Hc0Hc0'
 local NOREQ = string.rep('\0', 8)
+local USER = '>BBi8i8i8Hc0Hc0Hc0Hc0Hc0Hc0'
+-- getUser returns the user record as {id, name, pw, roles, dis, ca, ua,
+-- nb, nbx, nbr}, or nil.
 local function getUser(key)
   local v = redis.call('GET', key)
   if not v then return nil end
+  if string.byte(v, 1) == 2 then
+    local _, dis, ca, ua, nb, roles, nbx, nbr, id, name, pw = struct.unpack(USER, v)
+    return {id, name, pw, roles, dis, ca, ua, nb, nbx, nbr}
+  end
   local u = {cmsgpack.unpack(v)}
-  if #u == 7 then u[8], u[9], u[10] = 0, '', ''
-  elseif #u ~= 10 then error('malformed record ' .. key) end
+  if #u ~= 7 then error('malformed record ' .. key) end
+  u[8], u[9], u[10] = 0, '', ''
   return u
 end
+-- userState reads only what the rotation rule needs (not the name and
+-- password hash): {roles, dis, nb, nbx, nbr} at 4, 5, 8, 9, 10.
+local function userState(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  if string.byte(v, 1) ~= 2 then return getUser(key) end
+  local _, dis, ca, ua, nb, roles, nbx, nbr = struct.unpack('>BBi8i8i8Hc0Hc0Hc0', v)
+  return {nil, nil, nil, roles, dis, ca, ua, nb, nbx, nbr}
+end
 local function putUser(key, u)
-  redis.call('SET', key, cmsgpack.pack(unpack(u, 1, 10)))
+  redis.call('SET', key, struct.pack(USER, 2, u[5], u[6], u[7], u[8],
+    #u[4], u[4], #u[9], u[9], #u[10], u[10], #u[1], u[1], #u[2], u[2], #u[3], u[3]))
 end
 local function unpackSession(v)
   if not v or string.byte(v, 1) ~= 1 then return nil end
@@ -76,21 +102,14 @@ end
 local function ended(u, ca, sid)
   return u[8] > 0 and ca <= u[8] and sid ~= u[9]
 end
--- endAll sets the user's nb = max(nb, now), nbx = except, nbr = reason
--- and empties the index but for the exempt session: O(1) in the number of
--- sessions (UNLINK frees a large index in the background).
-local function endAll(ukey, u, index, except, now, reason)
+-- endAll sets the user's nb = max(nb, now), nbx = except, nbr = reason:
+-- one write, whatever the number of sessions. The index keeps the ended
+-- sessions' entries (at most the cap of them); createSession drops them
+-- when it needs room, and they expire with the index.
+local function endAll(ukey, u, except, now, reason)
   if now > u[8] then u[8] = now end
   u[9], u[10] = except, reason
   putUser(ukey, u)
-  local score = false
-  if except ~= '' then score = redis.call('ZSCORE', index, except) end
-  local ttl = redis.call('PTTL', index)
-  redis.call('UNLINK', index)
-  if score then
-    redis.call('ZADD', index, score, except)
-    if ttl > 0 then redis.call('PEXPIRE', index, ttl) end
-  end
 end
 -- classify is the rotation rule (store.Decide), rows 1-5 and 7-10 but
 -- the scope check. It returns the status, the session record (after any
@@ -100,12 +119,15 @@ local function classify(skey, ukey, ikey, sid, p, client, now, window, req)
   local v = redis.call('GET', skey)
   if not v or string.byte(v, 1) ~= 1 then return 'unknown' end
   local _, g, ca, la, ea, ra, rq, cid, sc = struct.unpack(HOT, v)
-  local u = getUser(ukey)
+  local u = userState(ukey)
   if not u or u[5] == 1 then
     if ra == 0 then
-      local why = 'user_deleted'
-      if u then why = 'user_disabled' end
-      v = endSession(skey, v, now, why, ikey, sid)
+      local why, at = 'user_deleted', now
+      if u then
+        why = 'user_disabled'
+        if ended(u, ca, sid) then at = u[8] end
+      end
+      v = endSession(skey, v, at, why, ikey, sid)
     end
     return 'inactive', v, u
   end
@@ -153,7 +175,7 @@ local u = getUser(KEYS[1])
 if not u then return 0 end
 local now = tonumber(ARGV[2])
 u[5], u[7] = tonumber(ARGV[1]), now
-if u[5] == 1 then endAll(KEYS[1], u, KEYS[2], '', now, ARGV[3]) else putUser(KEYS[1], u) end
+if u[5] == 1 then endAll(KEYS[1], u, '', now, ARGV[3]) else putUser(KEYS[1], u) end
 return 1
 `)
 
@@ -275,8 +297,8 @@ local cause = ''
 if st == 'reused' then cause = ng end
 if st == 'rotated' or st == 'recovered' or st == 'retried' then
   st = 'ok'
-  if ARGV[6] == 'global' then endAll(KEYS[2], u, KEYS[3], '', now, 'logout')
-  elseif ARGV[6] == 'others' then endAll(KEYS[2], u, KEYS[3], ARGV[1], now, 'logout')
+  if ARGV[6] == 'global' then endAll(KEYS[2], getUser(KEYS[2]), '', now, 'logout')
+  elseif ARGV[6] == 'others' then endAll(KEYS[2], getUser(KEYS[2]), ARGV[1], now, 'logout')
   else v = endSession(KEYS[1], v, now, 'logout', KEYS[3], ARGV[1]) end
 end
 return {st, cause, v or false, redis.call('GET', KEYS[2])}
@@ -307,7 +329,7 @@ return 1
 var revokeUserSessions = redis.NewScript(recordsLua + `
 local u = getUser(KEYS[1])
 if not u then return 0 end
-endAll(KEYS[1], u, KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3])
+endAll(KEYS[1], u, ARGV[1], tonumber(ARGV[2]), ARGV[3])
 return 1
 `)
 

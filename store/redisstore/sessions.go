@@ -84,15 +84,10 @@ func refusal(op, status, cause string) error {
 	return fmt.Errorf("redisstore: %s: unexpected reply %q", op, status)
 }
 
-// maxGeneration bounds generations: Lua numbers are doubles, exact up
-// to 2^53. A genuine token never comes near it (the server mints
-// generation g+1 only after the store reached g).
-const maxGeneration = 1 << 53
-
 // Rotate applies the rotation rule (store.Decide) in one script, so of
 // concurrent presentations of one generation exactly one rotates.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
-	if r.UserID == "" || r.SessionID == "" || r.Generation >= maxGeneration {
+	if r.UserID == "" || r.SessionID == "" || r.Generation >= store.MaxGeneration {
 		return store.Rotated{}, store.ErrTokenUnknown
 	}
 	scope := strings.Join(store.ScopeFields(r.Scope), " ")
@@ -144,7 +139,7 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	if !ok {
 		return store.Session{}, fmt.Errorf("redisstore: logout: unknown scope %d", l.Scope)
 	}
-	if l.UserID == "" || l.SessionID == "" || l.Generation >= maxGeneration {
+	if l.UserID == "" || l.SessionID == "" || l.Generation >= store.MaxGeneration {
 		return store.Session{}, store.ErrTokenUnknown
 	}
 	res, err := logout.Run(ctx, s.rdb,
@@ -226,6 +221,9 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 	}
 	out := make([]store.Session, 0, len(res)/2)
 	for i := 1; i < len(res); i += 2 {
+		if v := str(res[i+1]); v != "" && v[0] != 1 {
+			continue // a record of the layout before generations: it cannot be used
+		}
 		ses, err := s.effective(userID, str(res[i]), res[i+1], res[0])
 		if err != nil {
 			return nil, wrap("list sessions", err)

@@ -44,6 +44,7 @@ func logoutAll(e *env, s store.Session) error {
 
 var ruleCases = []ruleCase{
 	{name: "no session", row: 1, missing: true, want: store.ErrTokenUnknown},
+	{name: "generation beyond MaxGeneration", row: 1, g: 1, off: store.MaxGeneration, ago: time.Second, want: store.ErrTokenUnknown},
 	{name: "user disabled", row: 2, g: 1, ago: time.Second, want: store.ErrUserInactive, reason: store.ReasonUserDisable,
 		prep: func(e *env, s store.Session) error { return e.st.SetUserDisabled(e.ctx, s.UserID, true, e.now.Add(at)) }},
 	{name: "user disabled, used token", row: 2, g: 3, off: -2, ago: time.Second, want: store.ErrUserInactive, reason: store.ReasonUserDisable,

@@ -348,7 +348,12 @@ func testDisableUser(t *testing.T, e *env) {
 			t.Fatalf("session of a disabled user: %+v", g)
 		}
 	}
-	e.refuse(e.rotation(s1, 0), store.ErrUserInactive)
+	r := e.rotation(s1, 0)
+	r.Now = e.now.Add(10 * time.Second)
+	e.refuse(r, store.ErrUserInactive) // records the end as it reads: at the disabling
+	if g := e.get(s1); !g.RevokedAt.Equal(e.now) || g.RevokeReason != store.ReasonUserDisable {
+		t.Fatalf("session of a disabled user after a refused rotation: %+v", g)
+	}
 	ss, err := e.st.ListSessions(e.ctx, u.ID, e.now)
 	must(t, err)
 	if len(ss) != 0 {
@@ -366,11 +371,14 @@ func testDisableUser(t *testing.T, e *env) {
 		t.Fatalf("after enabling: %+v", got)
 	}
 	e.refuse(e.rotation(s2, 1), store.ErrTokenRevoked) // old sessions stay ended
+	r1 := e.rotation(s1, 0)
+	r1.Now = later
+	e.refuse(r1, store.ErrTokenRevoked)
 	if g := e.get(s2); !g.RevokedAt.Equal(e.now) || g.RevokeReason != store.ReasonUserDisable {
 		t.Fatalf("session ended by disabling, after re-enabling: %+v", g)
 	}
 	s3 := e.session(u.ID, "openid", later, later.Add(time.Hour))
-	r := e.rotation(s3, 0)
+	r = e.rotation(s3, 0)
 	r.Now = later
 	_, err = e.st.Rotate(e.ctx, r)
 	must(t, err)

@@ -1,0 +1,201 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+)
+
+// commandStats reads INFO commandstats: calls and usec per command.
+func commandStats(t testing.TB, rdb *redis.Client) map[string][2]float64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][2]float64{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		var calls, usec float64
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "calls":
+				calls = n
+			case "usec":
+				usec = n
+			}
+		}
+		out[name] = [2]float64{calls, usec}
+	}
+	return out
+}
+
+// inner counts the commands scripts ran (everything but the EVALSHA
+// calls themselves and INFO).
+func inner(st map[string][2]float64) int64 {
+	var n float64
+	for name, v := range st {
+		if name != "evalsha" && name != "eval" && name != "info" && name != "config|resetstat" {
+			n += v[0]
+		}
+	}
+	return int64(n)
+}
+
+// TestRedisCost measures, with INFO commandstats on a private Redis, what
+// the scripts cost Redis per call: a rotation, and logging out everywhere
+// or all others at 10 and at 10,000 sessions. It asserts what can be
+// counted — the commands a logout runs inside Redis are the same for 10
+// and 10,000 sessions (no loop over sessions) — and logs the time
+// (usec_per_call), which is for reading, never asserted:
+//
+//	go test -run TestRedisCost -v ./store/redisstore/
+func TestRedisCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 10,000 sessions")
+	}
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	s, err := New(redis.NewClient(&redis.Options{Addr: srv.Addr}), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	must(t, createSession.Load(ctx, rdb).Err())
+	now := time.Now().Truncate(time.Millisecond)
+	ua := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+	newUser := func(n int) (store.User, []store.Session) {
+		u := store.User{ID: randomID(), Username: "u" + randomID(), PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$" + strings.Repeat("s", 22) + "$" + strings.Repeat("h", 43),
+			Roles: []string{"user"}, CreatedAt: now}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		ss := make([]store.Session, n)
+		pipe := s.rdb.Pipeline()
+		for i := range ss {
+			ss[i] = store.Session{ID: randomID(), UserID: u.ID, ClientID: "web", Scope: "openid profile", UserAgent: ua,
+				IP: "203.0.113.7", CreatedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
+			ea := ss[i].ExpiresAt.UnixMilli()
+			createSession.EvalSha(ctx, pipe, []string{s.userKey(u.ID), s.indexKey(u.ID), s.sessionKey(u.ID, ss[i].ID)},
+				ss[i].ID, "web", ss[i].Scope, ua, ss[i].IP, ss[i].CreatedAt.UnixMilli(), ea, ea+store.TombstoneGrace.Milliseconds(), n+1)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return u, ss
+	}
+	rotation := func(x store.Session, gen uint64) store.Rotation {
+		var rq store.RequestID
+		_, _ = rand.Read(rq[:])
+		return store.Rotation{UserID: x.UserID, SessionID: x.ID, Generation: gen, ClientID: "web", Now: now,
+			ReuseWindow: 30 * time.Second, RequestID: rq}
+	}
+
+	// Rotation: one session, 2,000 rotations in a chain.
+	_, ss := newUser(1)
+	if _, err := s.Rotate(ctx, rotation(ss[0], 0)); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	// 20 batches of 200 rotations in a chain; the median batch is
+	// reported, as the machine may be shared.
+	const batches, per = 20, 200
+	var perCall []float64
+	var cmds int64
+	gen := uint64(1)
+	for range batches {
+		must(t, rdb.ConfigResetStat(ctx).Err())
+		for range per {
+			if _, err := s.Rotate(ctx, rotation(ss[0], gen)); err != nil {
+				t.Fatal(err)
+			}
+			gen++
+		}
+		st := commandStats(t, rdb)
+		perCall = append(perCall, st["evalsha"][1]/st["evalsha"][0])
+		cmds = inner(st) / per
+	}
+	slices.Sort(perCall)
+	t.Logf("rotate: %.2f usec_per_call (evalsha; median of %d batches of %d, range %.2f-%.2f), %d commands inside per call",
+		perCall[batches/2], batches, per, perCall[0], perCall[batches-1], cmds)
+
+	// Logout everywhere / all others, 200 times each, for a user with 10
+	// and with 10,000 sessions. Others: the same session logs out the
+	// others again and again. Everywhere: each time from a new session
+	// (started outside the measured window), which the logout ends too.
+	const repeats = 200
+	counts := map[string]int64{}
+	for _, n := range []int{10, 10000} {
+		u, ss := newUser(n)
+		if _, err := s.Rotate(ctx, rotation(ss[0], 0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // let Redis finish rehashing its key space
+		// Warm up (the first calls after a burst of writes are slower,
+		// whatever the number of sessions).
+		for range 20 {
+			l := store.Logout{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Scope: store.LogoutOthers, Now: now}
+			if _, err := s.Logout(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, scope := range []store.LogoutScope{store.LogoutOthers, store.LogoutGlobal} {
+			var usec, calls float64
+			var cmds int64
+			for k := range repeats {
+				l := store.Logout{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Scope: scope, Now: now.Add(time.Duration(k) * time.Millisecond)}
+				if scope == store.LogoutGlobal {
+					x := ss[0]
+					x.ID, x.CreatedAt = randomID(), now.Add(time.Duration(2*k)*time.Millisecond+time.Hour)
+					if _, err := s.CreateSession(ctx, store.NewSession{Session: x, Max: 1 << 20}); err != nil {
+						t.Fatal(err)
+					}
+					l.SessionID, l.Generation, l.Now = x.ID, 0, x.CreatedAt.Add(time.Millisecond)
+				}
+				must(t, rdb.ConfigResetStat(ctx).Err())
+				if _, err := s.Logout(ctx, l); err != nil {
+					t.Fatal(err)
+				}
+				st := commandStats(t, rdb)
+				usec += st["evalsha"][1]
+				calls += st["evalsha"][0]
+				cmds += inner(st)
+			}
+			if x, err := s.Session(ctx, u.ID, ss[n-1].ID); err != nil || x.Active(now) {
+				t.Fatalf("the last session after the logouts: %+v, %v", x, err)
+			}
+			name := fmt.Sprintf("%s/%d", map[store.LogoutScope]string{store.LogoutGlobal: "global", store.LogoutOthers: "others"}[scope], n)
+			counts[name] = cmds / repeats
+			t.Logf("logout %-12s %6.2f usec_per_call (evalsha, %d calls), %d commands inside per call", name, usec/calls, int(calls), cmds/repeats)
+		}
+	}
+	for _, scope := range []string{"global", "others"} {
+		if counts[scope+"/10"] != counts[scope+"/10000"] {
+			t.Errorf("logout %s runs %d commands at 10 sessions and %d at 10,000: it depends on the number of sessions",
+				scope, counts[scope+"/10"], counts[scope+"/10000"])
+		}
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
