@@ -184,6 +184,9 @@ func copyRepo(t *testing.T) string {
 		}
 		switch path {
 		case ".git", "bin", "test-artifacts":
+			if !d.IsDir() {
+				return nil // a git worktree's .git is a file; SkipDir on a file would skip the rest of the directory
+			}
 			return filepath.SkipDir
 		}
 		target := filepath.Join(dst, path)
