@@ -47,8 +47,8 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR [:8080]
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
-	Issuer             string        // JWT_ISSUER [http://localhost:8080]
-	Audience           []string      // JWT_AUDIENCE [unset]; comma- or space-separated
+	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
+	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
 	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
 	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
@@ -69,6 +69,11 @@ type Config struct {
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
+
+	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
+	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
+	// that serve can say so in its log.
+	IssuerDerived, AudienceDefaulted bool
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -187,8 +192,8 @@ var table = []variable{
 		format: func(c Config) string { return c.RedisKeyPrefix },
 	},
 	{
-		Variable: Variable{"JWT_ISSUER", "http://localhost:8080", formIssuer,
-			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend."},
+		Variable: Variable{"JWT_ISSUER", "", formIssuer,
+			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend. Unset: http://HOST:PORT of HTTP_ADDR, with localhost for an empty or wildcard host."},
 		parse: func(c *Config, raw string) string {
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -202,7 +207,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"JWT_AUDIENCE", "", formAudience,
-			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: no aud claim."},
+			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: the issuer URL (RFC 9068 §3 default resource)."},
 		parse: func(c *Config, raw string) string {
 			var aud []string
 			for _, a := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
@@ -418,6 +423,35 @@ func parseMin(field func(*Config) *time.Duration, min time.Duration, form string
 	}
 }
 
+// DefaultIssuer is the issuer when JWT_ISSUER is unset: http:// and the
+// listen address HTTP_ADDR, with localhost for an empty or wildcard host
+// (":8080" gives http://localhost:8080, "127.0.0.1:9000" gives
+// http://127.0.0.1:9000).
+func DefaultIssuer(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://localhost:8080"
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// LocalAddr is the address at which a process on this machine reaches a
+// server listening on httpAddr: the host part of HTTP_ADDR, or 127.0.0.1
+// for an empty or wildcard host.
+func LocalAddr(httpAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", err
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
 func isPort(s string) bool {
 	n, err := strconv.ParseUint(s, 10, 16)
 	return err == nil && n <= 65535
@@ -509,6 +543,16 @@ func Load(file string, environ []string) (Config, error) {
 		if problem := t.parse(&c, raw); problem != "" {
 			errs = append(errs, &Error{Variable: t.Name, Problem: problem, File: src})
 		}
+	}
+
+	// Defaults that depend on other variables.
+	if c.Issuer == "" && c.HTTPAddr != "" {
+		c.Issuer, c.IssuerDerived = DefaultIssuer(c.HTTPAddr), true
+	}
+	if len(c.Audience) == 0 && c.Issuer != "" {
+		// RFC 9068 §2.2 makes aud required, and §3 has the server use a
+		// default resource when none is requested: tokend's own URL.
+		c.Audience, c.AudienceDefaulted = []string{c.Issuer}, true
 	}
 
 	// Cross-variable rules, only when both sides parsed.

@@ -32,6 +32,9 @@ func defaults() config.Config {
 		HTTPAddr:                ":8080",
 		RedisKeyPrefix:          "tokend:",
 		Issuer:                  "http://localhost:8080",
+		Audience:                []string{"http://localhost:8080"},
+		IssuerDerived:           true,
+		AudienceDefaulted:       true,
 		AccessTTL:               15 * time.Minute,
 		RefreshTTL:              24 * time.Hour,
 		SigningAlg:              "ES256",
@@ -46,6 +49,17 @@ func defaults() config.Config {
 		LoginRateIP:             config.Rate{N: 100, Period: time.Minute},
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
+	}
+}
+
+// settle recomputes the defaults that depend on other variables (the
+// issuer from HTTP_ADDR, the audience from the issuer) after a test edit.
+func settle(c *config.Config) {
+	if c.IssuerDerived {
+		c.Issuer = config.DefaultIssuer(c.HTTPAddr)
+	}
+	if c.AudienceDefaulted {
+		c.Audience = []string{c.Issuer}
 	}
 }
 
@@ -103,6 +117,9 @@ func TestVariablesTable(t *testing.T) {
 		t.Fatalf("%d settings for %d variables", len(settings), len(vars))
 	}
 	for i, v := range vars {
+		if v.Name == "JWT_ISSUER" || v.Name == "JWT_AUDIENCE" {
+			continue // unset: derived from HTTP_ADDR (TestDerivedIssuerAndAudience)
+		}
 		if settings[i].Name != v.Name || settings[i].Value != v.Default {
 			t.Errorf("setting %d = %+v, want %s=%q", i, settings[i], v.Name, v.Default)
 		}
@@ -130,11 +147,13 @@ func TestEnvOverrides(t *testing.T) {
 		{"REDIS_URL=unix:///run/redis.sock", func(c *config.Config) { c.RedisURL = "unix:///run/redis.sock" }},
 		{"REDIS_URL=REDIS://H:1", func(c *config.Config) { c.RedisURL = "REDIS://H:1" }},
 		{"REDIS_KEY_PREFIX=app:auth:", func(c *config.Config) { c.RedisKeyPrefix = "app:auth:" }},
-		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer = "https://auth.example.com" }},
-		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer = "https://example.com/tenants/a" }},
-		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience = []string{"api"} }},
-		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience = []string{"api", "billing"} }},
-		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) { c.Audience = []string{"api", "billing", "https://x.example"} }},
+		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://auth.example.com", false }},
+		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://example.com/tenants/a", false }},
+		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api"}, false }},
+		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false }},
+		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) {
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing", "https://x.example"}, false
+		}},
 		{"JWT_ACCESS_EXPIRES_IN=5m", func(c *config.Config) { c.AccessTTL = 5 * time.Minute }},
 		{"JWT_ACCESS_EXPIRES_IN=24h", func(c *config.Config) { c.AccessTTL = 24 * time.Hour }},
 		{"JWT_REFRESH_EXPIRES_IN=7d", func(c *config.Config) { c.RefreshTTL = 7 * 24 * time.Hour }},
@@ -186,6 +205,7 @@ func TestEnvOverrides(t *testing.T) {
 		t.Run(tt.env, func(t *testing.T) {
 			want := defaults()
 			tt.edit(&want)
+			settle(&want)
 			got := mustLoad(t, "", tt.env)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %#v\nwant %#v", got, want)
@@ -272,12 +292,13 @@ func TestFile(t *testing.T) {
 		{"null and empty values fall back to defaults", "http_addr:\njwt_issuer: ''\nlog_level: ~\n", defaults()},
 		{"audience as a string", "jwt_audience: api billing\n", func() config.Config {
 			c := defaults()
-			c.Audience = []string{"api", "billing"}
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false
 			return c
 		}()},
 		{"unquoted :port", "http_addr: :9999\n", func() config.Config {
 			c := defaults()
 			c.HTTPAddr = ":9999"
+			settle(&c)
 			return c
 		}()},
 		{"yes is a YAML 1.2 string, still a boolean", "allow_signup: yes\n", func() config.Config {
@@ -759,5 +780,34 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 	}
 	if back := mustLoad(t, "", env...); !reflect.DeepEqual(back, c) {
 		t.Errorf("reloading Settings as env\n got %#v\nwant %#v", back, c)
+	}
+}
+
+// The issuer follows HTTP_ADDR when JWT_ISSUER is unset (discovery clients
+// fetch jwks_uri from it), and the audience is never empty (RFC 9068 §2.2).
+func TestDerivedIssuerAndAudience(t *testing.T) {
+	tests := []struct {
+		env      []string
+		iss, aud string
+	}{
+		{nil, "http://localhost:8080", "http://localhost:8080"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000"}, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{[]string{"HTTP_ADDR=0.0.0.0:9001"}, "http://localhost:9001", "http://localhost:9001"},
+		{[]string{"HTTP_ADDR=[::]:9002"}, "http://localhost:9002", "http://localhost:9002"},
+		{[]string{"HTTP_ADDR=[::1]:9003"}, "http://[::1]:9003", "http://[::1]:9003"},
+		{[]string{"HTTP_ADDR=auth.internal:9004"}, "http://auth.internal:9004", "http://auth.internal:9004"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_ISSUER=https://auth.example.com"}, "https://auth.example.com", "https://auth.example.com"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_AUDIENCE=orders"}, "http://127.0.0.1:9000", "orders"},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, "", tt.env...)
+		if c.Issuer != tt.iss || len(c.Audience) != 1 || c.Audience[0] != tt.aud {
+			t.Errorf("%v: issuer %q audience %q, want %q and [%q]", tt.env, c.Issuer, c.Audience, tt.iss, tt.aud)
+		}
+	}
+	for addr, want := range map[string]string{":8080": "127.0.0.1:8080", "0.0.0.0:1": "127.0.0.1:1", "[::]:2": "127.0.0.1:2", "127.0.0.2:3": "127.0.0.2:3", "[::1]:4": "[::1]:4"} {
+		if got, err := config.LocalAddr(addr); err != nil || got != want {
+			t.Errorf("LocalAddr(%q) = %q, %v; want %q", addr, got, err, want)
+		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"text/tabwriter"
 	"time"
@@ -187,12 +186,12 @@ func (c *cli) healthcheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, port, err := net.SplitHostPort(cfg.HTTPAddr)
+			addr, err := config.LocalAddr(cfg.HTTPAddr)
 			if err != nil {
 				return fmt.Errorf("HTTP_ADDR: %w", err)
 			}
 			hc := &http.Client{Timeout: 3 * time.Second}
-			resp, err := hc.Get("http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz")
+			resp, err := hc.Get("http://" + addr + "/healthz")
 			if err != nil {
 				return err
 			}

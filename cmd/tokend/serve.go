@@ -124,7 +124,15 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),
-		slog.String("issuer", cfg.Issuer))
+		slog.String("issuer", cfg.Issuer), slog.Any("audience", cfg.Audience))
+	if cfg.IssuerDerived {
+		log.Info("JWT_ISSUER is not set: the issuer is derived from HTTP_ADDR; set JWT_ISSUER to the URL clients use when it differs",
+			slog.String("issuer", cfg.Issuer))
+	}
+	if cfg.AudienceDefaulted {
+		log.Info("JWT_AUDIENCE is not set: access tokens carry the issuer URL as their audience (RFC 9068 §3 default resource)",
+			slog.String("aud", cfg.Issuer))
+	}
 	if dev {
 		printDevBanner(c.stdout, ln.Addr().String())
 	}
