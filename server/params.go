@@ -32,6 +32,11 @@ func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 		return nil, invalidRequest("parameters must be sent in the request body, not in the URL query")
 	}
 	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.ContentLength == 0 {
+		// No body at all, e.g. a logout whose token is in the
+		// Authorization header: no parameters.
+		return params{}, nil
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil {
 		return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
@@ -117,11 +122,11 @@ type clientCredentials struct {
 // base64) or from the body (client_secret_post, or a public client's
 // client_id alone). Using both methods at once is refused.
 func presentedClient(r *http.Request, p params) (clientCredentials, error) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, payload, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Basic") {
-			return clientCredentials{}, invalidClient("unsupported client authentication scheme; use HTTP Basic")
-		}
+	// Only HTTP Basic authenticates a client here. Any other scheme (a
+	// frontend's habitual "Bearer <access token>") is not client
+	// authentication and is left to the handler (see bearerToken); the body
+	// must then identify the client.
+	if scheme, payload, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Basic") {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
 		if err != nil {
 			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
@@ -145,7 +150,21 @@ func presentedClient(r *http.Request, p params) (clientCredentials, error) {
 	}
 	id := p["client_id"]
 	if id == "" {
-		return clientCredentials{}, invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+		return clientCredentials{}, errNoClient
 	}
 	return clientCredentials{id: id, secret: p["client_secret"]}, nil
+}
+
+// errNoClient: the request neither authenticates with HTTP Basic nor names
+// a client_id in the body.
+var errNoClient = invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+
+// bearerToken returns the token of an "Authorization: Bearer" header
+// (RFC 6750 §2.1), or "".
+func bearerToken(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
 }

@@ -1,0 +1,108 @@
+package server_test
+
+// Requests real third-party clients and frontends send (issue 12): a
+// Bearer header on /logout and /oauth/revoke, duplicate JSON keys, and the
+// headers every JSON answer carries.
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/store"
+)
+
+// postBearer posts a form with "Authorization: Bearer tok".
+func (e *env) postBearer(path string, form url.Values, tok string) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
+	must(e.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return e.do(req)
+}
+
+// A frontend that sends its access token out of habit still revokes and
+// logs out: a non-Basic Authorization header does not break a request
+// whose body identifies the client.
+func TestBearerHeaderWithClientInBody(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
+		e := newEnv(t, newStore(t), time.Hour)
+		a := e.signIn()
+		// POST /oauth/revoke, Authorization: Bearer <access token>, body token=<refresh token>&client_id=web
+		if r := e.postBearer("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {a.str("refresh_token")}}, a.str("access_token")); r.status != 200 {
+			t.Fatalf("revoke with a Bearer header: %d %s", r.status, r.body)
+		}
+		wantError(t, e.refresh(a.str("refresh_token")), 400, "invalid_grant", "revoked")
+
+		b := e.signIn()
+		// POST /logout, Authorization: Bearer <access token>, body refresh_token=<refresh token>&client_id=web
+		if r := e.postBearer("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {b.str("refresh_token")}}, b.str("access_token")); r.status != 204 {
+			t.Fatalf("logout with a Bearer header: %d %s", r.status, r.body)
+		}
+		wantError(t, e.refresh(b.str("refresh_token")), 400, "invalid_grant", "revoked")
+
+		// Another scheme is not client authentication either.
+		c := e.signIn()
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/oauth/revoke", strings.NewReader(url.Values{"client_id": {publicApp}, "token": {c.str("refresh_token")}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "DPoP abc")
+		if r := e.do(req); r.status != 200 {
+			t.Fatalf("revoke with a DPoP header: %d %s", r.status, r.body)
+		}
+		// Without a client in the body, revocation still needs one (RFC 7009 §2.1).
+		wantError(t, e.postBearer("/oauth/revoke", url.Values{"token": {c.str("refresh_token")}}, c.str("access_token")), 401, "invalid_client", "client_id")
+	})
+}
+
+// POST /logout with only "Authorization: Bearer <refresh token>" (user
+// story 2's shape), or a Bearer access token of the session, ends that
+// session.
+func TestLogoutWithBearerToken(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
+		e := newEnv(t, newStore(t), time.Hour)
+		other := e.signIn().str("refresh_token")
+
+		a := e.signIn()
+		if r := e.postBearer("/logout", url.Values{}, a.str("refresh_token")); r.status != 204 {
+			t.Fatalf("logout with Bearer <refresh token>: %d %s", r.status, r.body)
+		}
+		wantError(t, e.refresh(a.str("refresh_token")), 400, "invalid_grant", "revoked")
+
+		b := e.signIn()
+		if r := e.postBearer("/logout", url.Values{}, b.str("access_token")); r.status != 204 {
+			t.Fatalf("logout with Bearer <access token>: %d %s", r.status, r.body)
+		}
+		wantError(t, e.refresh(b.str("refresh_token")), 400, "invalid_grant", "revoked")
+		// With client_id in the body, too.
+		c := e.signIn()
+		if r := e.postBearer("/logout", url.Values{"client_id": {publicApp}}, c.str("access_token")); r.status != 204 {
+			t.Fatalf("logout with Bearer <access token> and client_id: %d %s", r.status, r.body)
+		}
+		wantError(t, e.refresh(c.str("refresh_token")), 400, "invalid_grant", "revoked")
+
+		// An access token ends only its own session.
+		d := e.signIn()
+		wantError(t, e.postBearer("/logout", url.Values{"scope": {"global"}}, d.str("access_token")), 400, "invalid_request", "refresh token")
+		if r := e.refresh(other); r.status != 200 {
+			t.Fatalf("an unrelated session ended: %d %s", r.status, r.body)
+		}
+		// Garbage, and no token at all.
+		wantError(t, e.postBearer("/logout", url.Values{"client_id": {publicApp}}, "not-a-token"), 400, "invalid_grant", "")
+		wantError(t, e.postBearer("/logout", url.Values{}, "not-a-token"), 401, "invalid_client", "")
+		wantError(t, e.post("/logout", url.Values{"client_id": {publicApp}}), 400, "invalid_request", "refresh_token")
+
+		// A confidential client's token still needs the client's credentials.
+		bk := e.post("/oauth/token", url.Values{"grant_type": {"password"}, "username": {testUser}, "password": {testPassword}}, backendApp, e.secret)
+		if bk.status != 200 {
+			t.Fatalf("backend sign in: %d %s", bk.status, bk.body)
+		}
+		wantError(t, e.postBearer("/logout", url.Values{}, bk.str("refresh_token")), 401, "invalid_client", "")
+		wantError(t, e.postBearer("/logout", url.Values{}, bk.str("access_token")), 401, "invalid_client", "")
+		if r := e.post("/logout", url.Values{"refresh_token": {bk.str("refresh_token")}}, backendApp, e.secret); r.status != 204 {
+			t.Fatalf("backend logout: %d %s", r.status, r.body)
+		}
+	})
+}
