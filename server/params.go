@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -77,18 +78,40 @@ func parseForm(data []byte) (params, error) {
 	return p, nil
 }
 
+// parseJSON reads a JSON object of string values. A name given twice is
+// refused, as a repeated form parameter is (RFC 6749 §3.1): encoding/json
+// alone would silently keep the last one.
 func parseJSON(data []byte) (params, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, invalidRequest("request body is not a JSON object")
+	notObject := invalidRequest("request body is not a JSON object")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
 	}
-	p := make(params, len(raw))
-	for k, v := range raw {
+	p := make(params)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notObject
+		}
+		k, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notObject
+		}
+		if _, dup := p[k]; dup {
+			return nil, invalidRequest("parameter " + quoteParam(k) + " is repeated")
+		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, invalidRequest("parameter " + quoteParam(k) + " must be a JSON string")
 		}
 		p[k] = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, notObject // trailing data after the object
 	}
 	return p, nil
 }

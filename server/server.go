@@ -136,7 +136,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)
-	return s.observe(mux)
+	return s.observe(commonHeaders(mux))
 }
 
 // storeErr maps an unexpected store error to a 503 (the store is

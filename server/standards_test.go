@@ -106,3 +106,33 @@ func TestLogoutWithBearerToken(t *testing.T) {
 		}
 	})
 }
+
+// Every answer, JSON or not, success or error, carries
+// X-Content-Type-Options: nosniff; the metadata advertises no
+// response_types_supported (tokend has no authorization endpoint, and RFC
+// 8414 §3.2 omits empty claims).
+func TestNosniffAndMetadata(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	a := e.signIn()
+	answers := map[string]answer{
+		"token":    a,
+		"error":    e.refresh("rt_garbage"),
+		"jwks":     e.get("/.well-known/jwks.json"),
+		"metadata": e.get("/.well-known/oauth-authorization-server"),
+		"healthz":  e.get("/healthz"),
+		"revoke":   e.post("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {"x"}}),
+		"404":      e.get("/nowhere"),
+	}
+	for name, ans := range answers {
+		if got := ans.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", name, got)
+		}
+	}
+	md := answers["metadata"].json
+	if _, ok := md["response_types_supported"]; ok {
+		t.Errorf("metadata has response_types_supported %v; an empty claim must be omitted (RFC 8414 §3.2)", md["response_types_supported"])
+	}
+	if md["token_endpoint"] != testIssuer+"/oauth/token" {
+		t.Errorf("metadata: %s", answers["metadata"].body)
+	}
+}
