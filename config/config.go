@@ -70,6 +70,8 @@ type Config struct {
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
 
+	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS [unset = no CORS]; exact origins
+
 	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
 	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
 	// that serve can say so in its log.
@@ -132,6 +134,7 @@ const (
 	formMemory         = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
 	formIter           = "a whole number from 1 up, e.g. 2"
 	formPar            = "a whole number from 1 to 255"
+	formOrigins        = "comma- or space-separated origins (scheme://host[:port], no path, no wildcard), e.g. https://app.example.com"
 )
 
 // variable is a Variable plus how to parse it into, and print it from, a Config.
@@ -392,6 +395,44 @@ var table = []variable{
 		},
 		format: func(c Config) string { return FormatDuration(c.ClientCacheTTL) },
 	},
+	{
+		Variable: Variable{"CORS_ALLOWED_ORIGINS", "", formOrigins,
+			"Browser origins allowed to call the token, revocation, logout, signup and session endpoints (CORS), exactly as the browser sends them. Unset: no CORS headers."},
+		parse: func(c *Config, raw string) string {
+			var origins []string
+			for _, o := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+				if problem := originProblem(o); problem != "" {
+					return fmt.Sprintf("%q %s (use %s)", o, problem, formOrigins)
+				}
+				if !slices.Contains(origins, o) {
+					origins = append(origins, o)
+				}
+			}
+			c.CORSAllowedOrigins = origins
+			return ""
+		},
+		format: func(c Config) string { return strings.Join(c.CORSAllowedOrigins, ",") },
+	},
+}
+
+// originProblem says what is wrong with a CORS origin, or "". An origin is
+// what browsers send in the Origin header (RFC 6454 §6.1): a lower-case
+// http or https scheme, a host, an optional port, nothing else. A wildcard
+// is refused: tokend allows credentials to the listed origins, and "*"
+// with credentials would let any site act as the user.
+func originProblem(o string) string {
+	if strings.Contains(o, "*") {
+		return "is a wildcard; list each origin exactly"
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") {
+		return "is not an origin"
+	}
+	if u.Scheme+"://"+strings.ToLower(u.Host) != o {
+		return "is not an origin as browsers send it (lower case, no trailing slash)"
+	}
+	return ""
 }
 
 func parseTTL(field func(*Config) *time.Duration) func(*Config, string) string {

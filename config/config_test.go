@@ -24,7 +24,7 @@ var documentedOrder = []string{
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "CORS_ALLOWED_ORIGINS",
 }
 
 func defaults() config.Config {
@@ -199,6 +199,9 @@ func TestEnvOverrides(t *testing.T) {
 		{"SHUTDOWN_TIMEOUT=  30s ", func(c *config.Config) { c.ShutdownTimeout = 30 * time.Second }},
 		{"CLIENT_CACHE_TTL=1m", func(c *config.Config) { c.ClientCacheTTL = time.Minute }},
 		{"CLIENT_CACHE_TTL=0", func(c *config.Config) { c.ClientCacheTTL = 0 }},
+		{"CORS_ALLOWED_ORIGINS=https://app.example.com, http://localhost:3000 https://app.example.com", func(c *config.Config) {
+			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+		}},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -368,6 +371,13 @@ func TestInvalid(t *testing.T) {
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
 		{env: "REDIS_KEY_PREFIX=a b", wantText: "is not a usable key prefix"},
 		{env: "REDIS_KEY_PREFIX={tokend}:", wantText: "without spaces, control characters or braces"},
+		{env: "CORS_ALLOWED_ORIGINS=*", wantText: `"*" is a wildcard; list each origin exactly`},
+		{env: "CORS_ALLOWED_ORIGINS=https://*.example.com", wantText: "is a wildcard"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/login", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=app.example.com", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://App.example.com", wantText: "lower case"},
+		{env: "CORS_ALLOWED_ORIGINS=null", wantText: "is not an origin"},
 		{env: "JWT_ISSUER=auth.example.com", wantText: "is not an issuer URL (use an absolute http or https URL"},
 		{env: "JWT_ISSUER=ftp://auth.example.com", wantText: "is not an issuer URL"},
 		{env: "JWT_ISSUER=https://auth.example.com?x=1", wantText: "is not an issuer URL"},

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 )
 
@@ -134,5 +135,59 @@ func TestNosniffAndMetadata(t *testing.T) {
 	}
 	if md["token_endpoint"] != testIssuer+"/oauth/token" {
 		t.Errorf("metadata: %s", answers["metadata"].body)
+	}
+}
+
+// CORS (CORS_ALLOWED_ORIGINS): preflights from a listed origin are answered
+// for the browser endpoints, with credentials allowed and the exact origin
+// echoed; other origins and the server-to-server endpoints get no CORS
+// headers. TestCORSFromAnotherOrigin (package api) runs a real browser.
+func TestCORSHeaders(t *testing.T) {
+	const app = "https://app.example.com"
+	e := newEnv(t, redisStore(t), time.Hour, func(o *server.Options) { o.CORSAllowedOrigins = []string{app} })
+	preflight := func(path, origin, method, headers string) answer {
+		req, _ := http.NewRequest(http.MethodOptions, e.srv.URL+path, nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", method)
+		if headers != "" {
+			req.Header.Set("Access-Control-Request-Headers", headers)
+		}
+		return e.do(req)
+	}
+	for _, p := range []string{"/oauth/token", "/oauth/revoke", "/logout", "/users", "/sessions", "/sessions/abc"} {
+		method := "POST"
+		if strings.HasPrefix(p, "/sessions/") {
+			method = "DELETE"
+		}
+		a := preflight(p, app, method, "authorization,content-type")
+		if a.status >= 300 || a.header.Get("Access-Control-Allow-Origin") != app || a.header.Get("Access-Control-Allow-Credentials") != "true" ||
+			!strings.Contains(strings.ToLower(a.header.Get("Access-Control-Allow-Headers")), "authorization") {
+			t.Errorf("preflight %s from %s: %d %v", p, app, a.status, a.header)
+		}
+		if b := preflight(p, "https://evil.example.com", method, "content-type"); b.header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("preflight %s from another origin allowed: %v", p, b.header)
+		}
+	}
+	for _, p := range []string{"/oauth/introspect", "/.well-known/jwks.json"} {
+		if a := preflight(p, app, "POST", ""); a.header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%s has CORS headers: %v", p, a.header)
+		}
+	}
+	// The actual request carries the headers too, and exposes X-Request-Id.
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/oauth/token", strings.NewReader(url.Values{
+		"grant_type": {"password"}, "client_id": {publicApp}, "username": {testUser}, "password": {testPassword}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", app)
+	a := e.do(req)
+	if a.status != 200 || a.header.Get("Access-Control-Allow-Origin") != app || !strings.Contains(a.header.Get("Access-Control-Expose-Headers"), "X-Request-Id") {
+		t.Errorf("sign in from %s: %d %v", app, a.status, a.header)
+	}
+	// Without CORS_ALLOWED_ORIGINS, nothing.
+	plain := newEnv(t, redisStore(t), time.Hour)
+	req, _ = http.NewRequest(http.MethodOptions, plain.srv.URL+"/oauth/token", nil)
+	req.Header.Set("Origin", app)
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if a := plain.do(req); a.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("CORS headers with no allowed origins: %v", a.header)
 	}
 }

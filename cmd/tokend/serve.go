@@ -95,7 +95,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	}, 0)
 	srv, err := server.New(server.Options{
 		Store: clientcache.Wrap(st, cfg.ClientCacheTTL), Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
-		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL,
+		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 	})
