@@ -191,3 +191,66 @@ func TestCORSHeaders(t *testing.T) {
 		t.Errorf("CORS headers with no allowed origins: %v", a.header)
 	}
 }
+
+// One spelling per account (PRECIS UsernameCaseMapped, shared with the
+// CLI): look-alikes of a name are that name, or refused; "İx" does not
+// squat "ix"; and sign-in accepts any spelling of the name.
+func TestUsernameLookalikes(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
+		e := signupEnv(t, newStore(t), true, nil)
+		signup := func(name string) answer {
+			return e.post("/users", url.Values{"username": {name}, "password": {"a fine long password"}})
+		}
+		if a := signup("Ａｌｉｃｅ2"); a.status != http.StatusCreated || a.str("username") != "alice2" {
+			t.Fatalf("fullwidth signup: %d %s", a.status, a.body)
+		}
+		for _, same := range []string{"alice2", "ALICE2", "ａｌｉｃｅ２"} {
+			if a := signup(same); a.status != http.StatusConflict {
+				t.Errorf("signup %q beside alice2: %d %s", same, a.status, a.body)
+			}
+		}
+		if a := signup("jos\u00e9"); a.status != http.StatusCreated { // NFC é
+			t.Fatalf("josé: %d %s", a.status, a.body)
+		}
+		if a := signup("jose\u0301"); a.status != http.StatusConflict { // NFD é
+			t.Errorf("NFD josé beside NFC josé: %d %s", a.status, a.body)
+		}
+		for _, bad := range []string{"ali\u200bce", "b\u043eb", "\u2665"} { // zero-width space, Cyrillic о, a symbol
+			wantError(t, signup(bad), http.StatusBadRequest, "invalid_request", "username")
+		}
+		if a := signup("İx"); a.status != http.StatusCreated {
+			t.Fatalf("İx: %d %s", a.status, a.body)
+		}
+		if a := signup("ix"); a.status != http.StatusCreated {
+			t.Errorf("ix after İx: %d %s", a.status, a.body)
+		}
+		for _, spelling := range []string{"alice2", "ALICE2", "Ａｌｉｃｅ2"} {
+			a := e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {spelling}, "password": {"a fine long password"}})
+			if a.status != http.StatusOK {
+				t.Errorf("sign in as %q: %d %s", spelling, a.status, a.body)
+			}
+		}
+	})
+}
+
+// signin.failure never logs what was typed verbatim: a name that is not a
+// valid username (a passphrase with spaces, 60 KB of junk, control
+// characters) is logged as username_invalid, a valid one in its bounded
+// canonical form.
+func TestSigninFailureLogsNoRawUsername(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	junk := "my secret passphrase\n" + strings.Repeat("x", 60<<10)
+	a := e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {junk}, "password": {"whatever"}})
+	wantError(t, a, http.StatusBadRequest, "invalid_grant", "invalid username or password")
+	e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {"NoSuchUser"}, "password": {"whatever"}})
+	logs := e.logs.String()
+	if strings.Contains(logs, "secret passphrase") || strings.Contains(logs, "xxxxxxxxxxxxxxxx") {
+		t.Fatalf("the typed username reached the log")
+	}
+	if !strings.Contains(logs, `"username_invalid":true`) || !strings.Contains(logs, `"username":"nosuchuser"`) {
+		t.Fatalf("signin.failure lines: %s", logs)
+	}
+	if len(logs) > 16<<10 {
+		t.Fatalf("%d bytes of log for two failed sign-ins", len(logs))
+	}
+}

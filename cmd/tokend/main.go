@@ -57,7 +57,26 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, environ []string) *cobra
 		c.serveCmd(), c.usersCmd(), c.clientsCmd(), c.sessionsCmd(), c.keysCmd(),
 		c.configCmd(), c.versionCmd(), c.healthcheckCmd(),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (users, clients, ...)
+// fail on an unknown subcommand: cobra would print the group's help and
+// exit 0, so a typo in a script (`tokend users frobnicate`) looked like
+// success. A group given no subcommand still prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return fmt.Errorf("unknown command %q for %q (run '%s --help' for the commands)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+	}
 }
 
 func (c *cli) load() (config.Config, error) {

@@ -46,11 +46,11 @@ func TestUsersAndClientsCLI(t *testing.T) {
 	if _, err := run(t, env, "another-password", "users", "create", "alice@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("duplicate user: %v", err)
 	}
-	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 8") {
+	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 10") {
 		t.Fatalf("short password: %v", err)
 	}
 	out, err = run(t, env, "", "users", "list")
-	if err != nil || !strings.Contains(out, "Alice@Example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
+	if err != nil || !strings.Contains(out, "alice@example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
 		t.Fatalf("users list: %v %s", err, out)
 	}
 	if out, err := run(t, env, "", "users", "disable", "alice@example.com"); err != nil || !strings.Contains(out, "disabled") {
