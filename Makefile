@@ -20,8 +20,10 @@ SHELL := bash
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## run a dev server: embedded store, ephemeral signing key
-	$(GO) run ./cmd/tokend serve --dev
+# LOG_FORMAT=text: logs for the person at the terminal (JSON, the
+# default, is for log collectors); LOG_FORMAT=json make run overrides it.
+run: ## run a dev server: embedded store, ephemeral signing key, text logs
+	LOG_FORMAT="$${LOG_FORMAT:-text}" $(GO) run ./cmd/tokend serve --dev
 
 build: ## build bin/tokend (version from git describe)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokend

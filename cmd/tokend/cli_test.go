@@ -9,8 +9,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +199,36 @@ func TestUsersCreatePromptsAtATerminal(t *testing.T) {
 	}
 	if _, err := run(t, env, "another-long-password", "users", "create", "erin"); err != nil {
 		t.Errorf("erin was created despite the mismatch: %v", err)
+	}
+}
+
+// Durations in the logs are for people: milliseconds with the unit in the
+// key in JSON, a rounded duration with its unit in text; never slog's raw
+// nanoseconds.
+func TestLogDurationsReadable(t *testing.T) {
+	var j, x bytes.Buffer
+	newLogger(&j, slog.LevelInfo, "json").Info("request", slog.Duration("duration", 16003931*time.Nanosecond))
+	newLogger(&x, slog.LevelInfo, "text").Info("request", slog.Duration("duration", 16003931*time.Nanosecond))
+	if !strings.Contains(j.String(), `"duration_ms":16.004`) || strings.Contains(j.String(), "16003931") {
+		t.Errorf("JSON: %s", j.String())
+	}
+	if !strings.Contains(x.String(), "duration=16.004ms") {
+		t.Errorf("text: %s", x.String())
+	}
+	// The access log of a real server goes through it.
+	base, out := serveFor(t, []string{"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1"}, "--dev")
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i := 0; !strings.Contains(out.String(), `"path":"/healthz"`); i++ {
+		if i == 1000 {
+			t.Fatalf("no access log line:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`"path":"/healthz"[^\n]*"duration_ms":[0-9.]+`).MatchString(out.String()) {
+		t.Errorf("access log:\n%s", out.String())
 	}
 }
