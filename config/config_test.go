@@ -779,6 +779,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"TRUSTED_PROXIES":              "10.0.0.0/8,fd00::/8",
 		"SHUTDOWN_TIMEOUT":             "30s",
 		"CLIENT_CACHE_TTL":             "10s",
+		"CORS_ALLOWED_ORIGINS":         "",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)
