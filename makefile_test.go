@@ -41,3 +41,43 @@ func TestMakeRunLogsText(t *testing.T) {
 		t.Errorf("LOG_FORMAT=json make run is not honoured:\n%s", out)
 	}
 }
+
+// make test's first check names what is missing: the redis-server program
+// (Redis >= 7), not only a reachable Redis.
+func TestMakeRedisCheckWantsRedisServer(t *testing.T) {
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("no make")
+	}
+	// A PATH with the shell tools the check uses and nothing else.
+	bin := t.TempDir()
+	for _, tool := range []string{"bash", "sed", "timeout", "cat"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("no %s", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func() (string, error) {
+		cmd := exec.Command(makeBin, "--no-print-directory", "redis-check")
+		cmd.Env = []string{"PATH=" + bin, "HOME=" + t.TempDir()}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check(); err == nil || !strings.Contains(out, "redis-server program is not on PATH") || !strings.Contains(out, "apt-get install -y redis-server") {
+		t.Errorf("without redis-server: %v\n%s", err, out)
+	}
+	old := "#!/bin/sh\necho 'Redis server v=6.2.14 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1'\n"
+	if err := os.WriteFile(filepath.Join(bin, "redis-server"), []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("sh"); err == nil {
+		p, _ := exec.LookPath("sh")
+		_ = os.Symlink(p, filepath.Join(bin, "sh"))
+	}
+	if out, err := check(); err == nil || !strings.Contains(out, "version 6") || !strings.Contains(out, "Redis >= 7") {
+		t.Errorf("with redis-server 6: %v\n%s", err, out)
+	}
+}
