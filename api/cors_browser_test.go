@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tokend/tokend/server"
@@ -63,10 +64,10 @@ async function step(name, f) {
 func TestCORSFromAnotherOrigin(t *testing.T) {
 	bin := findChromium(t)
 	// The app's own origin: a server of its own on another port.
-	var page string
+	var page atomic.Pointer[string] // set here, read by the app's handler
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, page)
+		fmt.Fprint(w, *page.Load())
 	}))
 	defer app.Close()
 	e := newEnv(t, sharedRedisStore(t), func(o *server.Options) {
@@ -93,7 +94,8 @@ func TestCORSFromAnotherOrigin(t *testing.T) {
 
 	// 1. From the allowed origin, everything works.
 	rt0 := signIn()
-	page = fmt.Sprintf(corsPage, e.srv.URL, rt0, testPassword)
+	html := fmt.Sprintf(corsPage, e.srv.URL, rt0, testPassword)
+	page.Store(&html)
 	dom, _ := chromium(t, bin, app.URL, "--dump-dom")
 	got := string(dom)
 	for _, want := range []string{
@@ -117,7 +119,8 @@ func TestCORSFromAnotherOrigin(t *testing.T) {
 	other := httptest.NewServer(app.Config.Handler)
 	defer other.Close()
 	rt1 := signIn()
-	page = fmt.Sprintf(corsPage, e.srv.URL, rt1, testPassword)
+	html2 := fmt.Sprintf(corsPage, e.srv.URL, rt1, testPassword) // a new string: the first may still be read
+	page.Store(&html2)
 	dom, _ = chromium(t, bin, other.URL, "--dump-dom")
 	got = string(dom)
 	for _, want := range []string{"signin failed TypeError", "revoke failed TypeError", "done"} {
