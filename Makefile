@@ -20,8 +20,10 @@ SHELL := bash
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## run a dev server: embedded store, ephemeral signing key
-	$(GO) run ./cmd/tokend serve --dev
+# LOG_FORMAT=text: logs for the person at the terminal (JSON, the
+# default, is for log collectors); LOG_FORMAT=json make run overrides it.
+run: ## run a dev server: embedded store, ephemeral signing key, text logs
+	LOG_FORMAT="$${LOG_FORMAT:-text}" $(GO) run ./cmd/tokend serve --dev
 
 build: ## build bin/tokend (version from git describe)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokend
@@ -29,10 +31,23 @@ build: ## build bin/tokend (version from git describe)
 test: redis-check ## run every test with the race detector (needs Redis)
 	$(GO) test -race -count=1 $(PKGS)
 
-# Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL. They
-# fail (not skip) without one, so say so up front. Uses redis-cli when
-# installed, else a bash /dev/tcp PING with a 3 s timeout.
+# Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL, and
+# the redis-server program (Redis >= 7) itself, since the failover, Sentinel
+# and Cluster tests start private servers. They fail (not skip) without
+# them, so say so up front. Uses redis-cli when installed, else a bash
+# /dev/tcp PING with a 3 s timeout.
 redis-check:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo >&2 "make: the redis-server program is not on PATH; the tests need it (Redis >= 7), not just a reachable Redis:"; \
+		echo >&2 "  they start private Redis servers for the failover, Sentinel and Cluster tests."; \
+		echo >&2 "  install it:  sudo apt-get install -y redis-server   (Debian/Ubuntu; .ci/run does this)"; \
+		exit 1; \
+	fi; \
+	v="$$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')"; \
+	if [ "$${v:-0}" -lt 7 ]; then \
+		echo >&2 "make: redis-server is version $${v:-unknown}; the tests need Redis >= 7 (redis-server --version)"; \
+		exit 1; \
+	fi
 	@url="$${TOKEND_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"; \
 	hp="$${url#*://}"; hp="$${hp##*@}"; hp="$${hp%%/*}"; hp="$${hp%%\?*}"; \
 	if command -v redis-cli >/dev/null 2>&1; then \

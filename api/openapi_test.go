@@ -497,7 +497,16 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do("refresh before logout", post("/oauth/token", formCT, form("grant_type", "refresh_token", "client_id", publicApp, "refresh_token", used)))
 	tokenErr("logout with a used refresh token", logout("client_id", publicApp, "refresh_token", used, "scope", "global"), 400, "invalid_grant")
 	tokenErr("logout with an unknown scope", with(logout("client_id", publicApp, "refresh_token", signIn().str("refresh_token"), "scope", "everything"), func(k *call) { k.req = invalid }), 400, "invalid_request")
-	tokenErr("logout without a refresh token", with(logout("client_id", publicApp), func(k *call) { k.req = invalid }), 400, "invalid_request")
+	// The document cannot say "refresh_token or a Bearer header": it accepts the body alone.
+	tokenErr("logout without a refresh token", logout("client_id", publicApp), 400, "invalid_request")
+	bearer := signIn()
+	c.do("logout with Authorization: Bearer <refresh token>, no body", with(logout(), func(k *call) {
+		k.ctype = ""
+		k.header = http.Header{"Authorization": {"Bearer " + bearer.str("refresh_token")}}
+	}))
+	c.do("logout with Authorization: Bearer <access token>", with(logout("client_id", publicApp), func(k *call) {
+		k.header = http.Header{"Authorization": {"Bearer " + signIn().str("access_token")}}
+	}))
 	tokenErr("logout by an unknown client", logout("client_id", "nobody", "refresh_token", signIn().str("refresh_token")), 401, "invalid_client")
 	tokenErr("logout, body over 64 KiB", with(logout("client_id", publicApp, "refresh_token", big), func(k *call) { k.req = anyBody }), 413, "invalid_request")
 	c.do("logout global", logout("client_id", publicApp, "refresh_token", signIn().str("refresh_token"), "scope", "global"))

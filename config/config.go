@@ -47,8 +47,8 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR [:8080]
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
-	Issuer             string        // JWT_ISSUER [http://localhost:8080]
-	Audience           []string      // JWT_AUDIENCE [unset]; comma- or space-separated
+	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
+	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
 	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
 	ReuseWindow        time.Duration // REFRESH_REUSE_WINDOW [30s]; 0 = strict single use, at most MaxReuseWindow
@@ -72,6 +72,13 @@ type Config struct {
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
 
 	MaxSessionsPerUser int // MAX_SESSIONS_PER_USER [100]; 1..MaxSessionsLimit
+
+	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS [unset = no CORS]; exact origins
+
+	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
+	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
+	// that serve can say so in its log.
+	IssuerDerived, AudienceDefaulted bool
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -138,6 +145,7 @@ const (
 	formMemory         = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
 	formIter           = "a whole number from 1 up, e.g. 2"
 	formPar            = "a whole number from 1 to 255"
+	formOrigins        = "comma- or space-separated origins (scheme://host[:port], no path, no wildcard), e.g. https://app.example.com"
 )
 
 // variable is a Variable plus how to parse it into, and print it from, a Config.
@@ -198,8 +206,8 @@ var table = []variable{
 		format: func(c Config) string { return c.RedisKeyPrefix },
 	},
 	{
-		Variable: Variable{"JWT_ISSUER", "http://localhost:8080", formIssuer,
-			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend."},
+		Variable: Variable{"JWT_ISSUER", "", formIssuer,
+			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend. Unset: http://HOST:PORT of HTTP_ADDR, with localhost for an empty or wildcard host."},
 		parse: func(c *Config, raw string) string {
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -213,7 +221,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"JWT_AUDIENCE", "", formAudience,
-			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: no aud claim."},
+			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: the issuer URL (RFC 9068 §3 default resource)."},
 		parse: func(c *Config, raw string) string {
 			var aud []string
 			for _, a := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
@@ -424,6 +432,44 @@ var table = []variable{
 		},
 		format: func(c Config) string { return strconv.Itoa(c.MaxSessionsPerUser) },
 	},
+	{
+		Variable: Variable{"CORS_ALLOWED_ORIGINS", "", formOrigins,
+			"Browser origins allowed to call the token, revocation, logout, signup and session endpoints (CORS), exactly as the browser sends them. Unset: no CORS headers."},
+		parse: func(c *Config, raw string) string {
+			var origins []string
+			for _, o := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+				if problem := originProblem(o); problem != "" {
+					return fmt.Sprintf("%q %s (use %s)", o, problem, formOrigins)
+				}
+				if !slices.Contains(origins, o) {
+					origins = append(origins, o)
+				}
+			}
+			c.CORSAllowedOrigins = origins
+			return ""
+		},
+		format: func(c Config) string { return strings.Join(c.CORSAllowedOrigins, ",") },
+	},
+}
+
+// originProblem says what is wrong with a CORS origin, or "". An origin is
+// what browsers send in the Origin header (RFC 6454 §6.1): a lower-case
+// http or https scheme, a host, an optional port, nothing else. A wildcard
+// is refused: tokend allows credentials to the listed origins, and "*"
+// with credentials would let any site act as the user.
+func originProblem(o string) string {
+	if strings.Contains(o, "*") {
+		return "is a wildcard; list each origin exactly"
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") {
+		return "is not an origin"
+	}
+	if u.Scheme+"://"+strings.ToLower(u.Host) != o {
+		return "is not an origin as browsers send it (lower case, no trailing slash)"
+	}
+	return ""
 }
 
 // MaxSessionsLimit bounds MAX_SESSIONS_PER_USER: a sign-in beyond the cap
@@ -457,6 +503,35 @@ func parseMin(field func(*Config) *time.Duration, min time.Duration, form string
 		*field(c) = d
 		return ""
 	}
+}
+
+// DefaultIssuer is the issuer when JWT_ISSUER is unset: http:// and the
+// listen address HTTP_ADDR, with localhost for an empty or wildcard host
+// (":8080" gives http://localhost:8080, "127.0.0.1:9000" gives
+// http://127.0.0.1:9000).
+func DefaultIssuer(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://localhost:8080"
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// LocalAddr is the address at which a process on this machine reaches a
+// server listening on httpAddr: the host part of HTTP_ADDR, or 127.0.0.1
+// for an empty or wildcard host.
+func LocalAddr(httpAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", err
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 func isPort(s string) bool {
@@ -550,6 +625,16 @@ func Load(file string, environ []string) (Config, error) {
 		if problem := t.parse(&c, raw); problem != "" {
 			errs = append(errs, &Error{Variable: t.Name, Problem: problem, File: src})
 		}
+	}
+
+	// Defaults that depend on other variables.
+	if c.Issuer == "" && c.HTTPAddr != "" {
+		c.Issuer, c.IssuerDerived = DefaultIssuer(c.HTTPAddr), true
+	}
+	if len(c.Audience) == 0 && c.Issuer != "" {
+		// RFC 9068 §2.2 makes aud required, and §3 has the server use a
+		// default resource when none is requested: tokend's own URL.
+		c.Audience, c.AudienceDefaulted = []string{c.Issuer}, true
 	}
 
 	// Cross-variable rules, only when both sides parsed.

@@ -24,7 +24,7 @@ var documentedOrder = []string{
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS",
 }
 
 func defaults() config.Config {
@@ -32,6 +32,9 @@ func defaults() config.Config {
 		HTTPAddr:                ":8080",
 		RedisKeyPrefix:          "tokend:",
 		Issuer:                  "http://localhost:8080",
+		Audience:                []string{"http://localhost:8080"},
+		IssuerDerived:           true,
+		AudienceDefaulted:       true,
 		AccessTTL:               15 * time.Minute,
 		RefreshTTL:              24 * time.Hour,
 		SigningAlg:              "ES256",
@@ -48,6 +51,17 @@ func defaults() config.Config {
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+	}
+}
+
+// settle recomputes the defaults that depend on other variables (the
+// issuer from HTTP_ADDR, the audience from the issuer) after a test edit.
+func settle(c *config.Config) {
+	if c.IssuerDerived {
+		c.Issuer = config.DefaultIssuer(c.HTTPAddr)
+	}
+	if c.AudienceDefaulted {
+		c.Audience = []string{c.Issuer}
 	}
 }
 
@@ -105,6 +119,9 @@ func TestVariablesTable(t *testing.T) {
 		t.Fatalf("%d settings for %d variables", len(settings), len(vars))
 	}
 	for i, v := range vars {
+		if v.Name == "JWT_ISSUER" || v.Name == "JWT_AUDIENCE" {
+			continue // unset: derived from HTTP_ADDR (TestDerivedIssuerAndAudience)
+		}
 		if settings[i].Name != v.Name || settings[i].Value != v.Default {
 			t.Errorf("setting %d = %+v, want %s=%q", i, settings[i], v.Name, v.Default)
 		}
@@ -132,11 +149,13 @@ func TestEnvOverrides(t *testing.T) {
 		{"REDIS_URL=unix:///run/redis.sock", func(c *config.Config) { c.RedisURL = "unix:///run/redis.sock" }},
 		{"REDIS_URL=REDIS://H:1", func(c *config.Config) { c.RedisURL = "REDIS://H:1" }},
 		{"REDIS_KEY_PREFIX=app:auth:", func(c *config.Config) { c.RedisKeyPrefix = "app:auth:" }},
-		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer = "https://auth.example.com" }},
-		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer = "https://example.com/tenants/a" }},
-		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience = []string{"api"} }},
-		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience = []string{"api", "billing"} }},
-		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) { c.Audience = []string{"api", "billing", "https://x.example"} }},
+		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://auth.example.com", false }},
+		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://example.com/tenants/a", false }},
+		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api"}, false }},
+		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false }},
+		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) {
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing", "https://x.example"}, false
+		}},
 		{"JWT_ACCESS_EXPIRES_IN=5m", func(c *config.Config) { c.AccessTTL = 5 * time.Minute }},
 		{"JWT_ACCESS_EXPIRES_IN=24h", func(c *config.Config) { c.AccessTTL = 24 * time.Hour }},
 		{"JWT_REFRESH_EXPIRES_IN=7d", func(c *config.Config) { c.RefreshTTL = 7 * 24 * time.Hour }},
@@ -187,12 +206,16 @@ func TestEnvOverrides(t *testing.T) {
 		{"REFRESH_REUSE_WINDOW=0", func(c *config.Config) { c.ReuseWindow = 0 }},
 		{"REFRESH_REUSE_WINDOW=10s", func(c *config.Config) { c.ReuseWindow = 10 * time.Second }},
 		{"REFRESH_REUSE_WINDOW=5m", func(c *config.Config) { c.ReuseWindow = 5 * time.Minute }},
+		{"CORS_ALLOWED_ORIGINS=https://app.example.com, http://localhost:3000 https://app.example.com", func(c *config.Config) {
+			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+		}},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
 			want := defaults()
 			tt.edit(&want)
+			settle(&want)
 			got := mustLoad(t, "", tt.env)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %#v\nwant %#v", got, want)
@@ -281,12 +304,13 @@ func TestFile(t *testing.T) {
 		{"null and empty values fall back to defaults", "http_addr:\njwt_issuer: ''\nlog_level: ~\n", defaults()},
 		{"audience as a string", "jwt_audience: api billing\n", func() config.Config {
 			c := defaults()
-			c.Audience = []string{"api", "billing"}
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false
 			return c
 		}()},
 		{"unquoted :port", "http_addr: :9999\n", func() config.Config {
 			c := defaults()
 			c.HTTPAddr = ":9999"
+			settle(&c)
 			return c
 		}()},
 		{"yes is a YAML 1.2 string, still a boolean", "allow_signup: yes\n", func() config.Config {
@@ -356,6 +380,13 @@ func TestInvalid(t *testing.T) {
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
 		{env: "REDIS_KEY_PREFIX=a b", wantText: "is not a usable key prefix"},
 		{env: "REDIS_KEY_PREFIX={tokend}:", wantText: "without spaces, control characters or braces"},
+		{env: "CORS_ALLOWED_ORIGINS=*", wantText: `"*" is a wildcard; list each origin exactly`},
+		{env: "CORS_ALLOWED_ORIGINS=https://*.example.com", wantText: "is a wildcard"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/login", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=app.example.com", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://App.example.com", wantText: "lower case"},
+		{env: "CORS_ALLOWED_ORIGINS=null", wantText: "is not an origin"},
 		{env: "JWT_ISSUER=auth.example.com", wantText: "is not an issuer URL (use an absolute http or https URL"},
 		{env: "JWT_ISSUER=ftp://auth.example.com", wantText: "is not an issuer URL"},
 		{env: "JWT_ISSUER=https://auth.example.com?x=1", wantText: "is not an issuer URL"},
@@ -765,6 +796,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"CLIENT_CACHE_TTL":             "10s",
 		"REFRESH_REUSE_WINDOW":         "30s",
 		"MAX_SESSIONS_PER_USER":        "100",
+		"CORS_ALLOWED_ORIGINS":         "",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)
@@ -776,5 +808,34 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 	}
 	if back := mustLoad(t, "", env...); !reflect.DeepEqual(back, c) {
 		t.Errorf("reloading Settings as env\n got %#v\nwant %#v", back, c)
+	}
+}
+
+// The issuer follows HTTP_ADDR when JWT_ISSUER is unset (discovery clients
+// fetch jwks_uri from it), and the audience is never empty (RFC 9068 §2.2).
+func TestDerivedIssuerAndAudience(t *testing.T) {
+	tests := []struct {
+		env      []string
+		iss, aud string
+	}{
+		{nil, "http://localhost:8080", "http://localhost:8080"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000"}, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{[]string{"HTTP_ADDR=0.0.0.0:9001"}, "http://localhost:9001", "http://localhost:9001"},
+		{[]string{"HTTP_ADDR=[::]:9002"}, "http://localhost:9002", "http://localhost:9002"},
+		{[]string{"HTTP_ADDR=[::1]:9003"}, "http://[::1]:9003", "http://[::1]:9003"},
+		{[]string{"HTTP_ADDR=auth.internal:9004"}, "http://auth.internal:9004", "http://auth.internal:9004"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_ISSUER=https://auth.example.com"}, "https://auth.example.com", "https://auth.example.com"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_AUDIENCE=orders"}, "http://127.0.0.1:9000", "orders"},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, "", tt.env...)
+		if c.Issuer != tt.iss || len(c.Audience) != 1 || c.Audience[0] != tt.aud {
+			t.Errorf("%v: issuer %q audience %q, want %q and [%q]", tt.env, c.Issuer, c.Audience, tt.iss, tt.aud)
+		}
+	}
+	for addr, want := range map[string]string{":8080": "127.0.0.1:8080", "0.0.0.0:1": "127.0.0.1:1", "[::]:2": "127.0.0.1:2", "127.0.0.2:3": "127.0.0.2:3", "[::1]:4": "[::1]:4"} {
+		if got, err := config.LocalAddr(addr); err != nil || got != want {
+			t.Errorf("LocalAddr(%q) = %q, %v; want %q", addr, got, err, want)
+		}
 	}
 }

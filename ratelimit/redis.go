@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -10,9 +11,10 @@ import (
 )
 
 // Redis keeps the buckets in Redis, so every replica shares them. Its keys
-// are "rate:<prefix>login:ip:<address>" and
-// "rate:<prefix>login:account:<hash>" (redis_rate adds "rate:"); each
-// expires when its bucket is full again.
+// are "<prefix>rate:login:ip:<address>" and
+// "<prefix>rate:login:account:<hash>", under the store's key prefix like
+// every other key of tokend (so a Redis ACL limited to the prefix works);
+// each expires when its bucket is full again.
 type Redis struct {
 	lim    *redis_rate.Limiter
 	prefix string
@@ -22,7 +24,44 @@ type Redis struct {
 // NewRedis returns a limiter on rdb. prefix is the store's key prefix
 // (REDIS_KEY_PREFIX).
 func NewRedis(rdb redis.UniversalClient, prefix string, limits Limits) *Redis {
-	return &Redis{lim: redis_rate.NewLimiter(rdb), prefix: prefix, limits: limits}
+	return &Redis{lim: redis_rate.NewLimiter(unprefixed{rdb}), prefix: prefix + "rate:", limits: limits}
+}
+
+// redisRatePrefix is what redis_rate puts before every key it is given;
+// it cannot be configured.
+const redisRatePrefix = "rate:"
+
+// unprefixed takes redis_rate's fixed "rate:" off the keys of the commands
+// it sends (its scripts and DEL), so that the keys start with the prefix
+// given to Attempt: tokend's REDIS_KEY_PREFIX.
+type unprefixed struct{ redis.UniversalClient }
+
+func strip(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.TrimPrefix(k, redisRatePrefix)
+	}
+	return out
+}
+
+func (u unprefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.Eval(ctx, script, strip(keys), args...)
+}
+
+func (u unprefixed) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalSha(ctx, sha1, strip(keys), args...)
+}
+
+func (u unprefixed) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalRO(ctx, script, strip(keys), args...)
+}
+
+func (u unprefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return u.UniversalClient.EvalShaRO(ctx, sha1, strip(keys), args...)
+}
+
+func (u unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return u.UniversalClient.Del(ctx, strip(keys)...)
 }
 
 func gcra(r Rate) redis_rate.Limit {

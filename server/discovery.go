@@ -17,6 +17,12 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 }
 
 // buildMetadata renders the RFC 8414 authorization server metadata once.
+//
+// response_types_supported is left out although RFC 8414 §2 calls it
+// required: it lists what the authorization endpoint supports, tokend has
+// none, and §3.2 says claims with zero elements must be omitted (the OAuth
+// working group's reading for servers without an authorization endpoint;
+// see docs/design.md, "Decisions where the spec is silent").
 func (s *Server) buildMetadata() ([]byte, error) {
 	base := strings.TrimRight(s.issuer, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
@@ -27,7 +33,6 @@ func (s *Server) buildMetadata() ([]byte, error) {
 		"introspection_endpoint":                        base + "/oauth/introspect",
 		"jwks_uri":                                      base + "/.well-known/jwks.json",
 		"grant_types_supported":                         []string{"password", "refresh_token", "client_credentials"},
-		"response_types_supported":                      []string{},
 		"token_endpoint_auth_methods_supported":         auth,
 		"revocation_endpoint_auth_methods_supported":    auth,
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -86,8 +87,20 @@ type errorBody struct {
 	Description string `json:"error_description,omitempty"`
 }
 
+// StatusClientClosed is the status recorded (in the access log and the
+// request metrics) for a request whose client went away before the answer
+// was ready: nginx's 499 "client closed request". The client never sees
+// it; what matters is that it is not counted as a 5xx, so a Redis stall
+// that makes clients give up does not look like a server failure.
+const StatusClientClosed = 499
+
 // writeError writes e as JSON and records it for the request log.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		info(r.Context()).errCode = "client_closed_request"
+		w.WriteHeader(StatusClientClosed)
+		return
+	}
 	var e *oauthError
 	if !errors.As(err, &e) {
 		e = serverError(err)

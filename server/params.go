@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,11 @@ func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 		return nil, invalidRequest("parameters must be sent in the request body, not in the URL query")
 	}
 	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.ContentLength == 0 {
+		// No body at all, e.g. a logout whose token is in the
+		// Authorization header: no parameters.
+		return params{}, nil
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil {
 		return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
@@ -72,18 +78,40 @@ func parseForm(data []byte) (params, error) {
 	return p, nil
 }
 
+// parseJSON reads a JSON object of string values. A name given twice is
+// refused, as a repeated form parameter is (RFC 6749 §3.1): encoding/json
+// alone would silently keep the last one.
 func parseJSON(data []byte) (params, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, invalidRequest("request body is not a JSON object")
+	notObject := invalidRequest("request body is not a JSON object")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
 	}
-	p := make(params, len(raw))
-	for k, v := range raw {
+	p := make(params)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notObject
+		}
+		k, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notObject
+		}
+		if _, dup := p[k]; dup {
+			return nil, invalidRequest("parameter " + quoteParam(k) + " is repeated")
+		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, invalidRequest("parameter " + quoteParam(k) + " must be a JSON string")
 		}
 		p[k] = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, notObject // trailing data after the object
 	}
 	return p, nil
 }
@@ -117,11 +145,11 @@ type clientCredentials struct {
 // base64) or from the body (client_secret_post, or a public client's
 // client_id alone). Using both methods at once is refused.
 func presentedClient(r *http.Request, p params) (clientCredentials, error) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, payload, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Basic") {
-			return clientCredentials{}, invalidClient("unsupported client authentication scheme; use HTTP Basic")
-		}
+	// Only HTTP Basic authenticates a client here. Any other scheme (a
+	// frontend's habitual "Bearer <access token>") is not client
+	// authentication and is left to the handler (see bearerToken); the body
+	// must then identify the client.
+	if scheme, payload, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Basic") {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
 		if err != nil {
 			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
@@ -145,7 +173,21 @@ func presentedClient(r *http.Request, p params) (clientCredentials, error) {
 	}
 	id := p["client_id"]
 	if id == "" {
-		return clientCredentials{}, invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+		return clientCredentials{}, errNoClient
 	}
 	return clientCredentials{id: id, secret: p["client_secret"]}, nil
+}
+
+// errNoClient: the request neither authenticates with HTTP Basic nor names
+// a client_id in the body.
+var errNoClient = invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+
+// bearerToken returns the token of an "Authorization: Bearer" header
+// (RFC 6750 §2.1), or "".
+func bearerToken(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
 }

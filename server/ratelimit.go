@@ -51,7 +51,7 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 		return nil
 	}
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	s.audit(ctx, "signin.rate_limited", slog.String("username", username), slog.String("client_id", c.ID),
+	s.audit(ctx, "signin.rate_limited", usernameAttr(username), slog.String("client_id", c.ID),
 		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))
 	return tooManyAttempts(wait, limit)
 }

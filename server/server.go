@@ -56,6 +56,11 @@ type Options struct {
 	// means store.DefaultMaxSessions.
 	MaxSessions int
 
+	// CORSAllowedOrigins are the browser origins allowed to call the
+	// token, revocation, logout, signup and session endpoints (exact
+	// origins, no wildcard); none means no CORS headers.
+	CORSAllowedOrigins []string
+
 	// AllowSignup enables self-registration (POST /users); without it
 	// /users answers 404 like any unknown path.
 	AllowSignup bool
@@ -98,6 +103,7 @@ type Server struct {
 	metadata    []byte
 	handler     http.Handler
 	mux         *router // the routes, for Routes
+	origins     []string
 }
 
 // New checks the options and builds the server and its routes.
@@ -120,6 +126,7 @@ func New(o Options) (*Server, error) {
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
 		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
+		origins: slices.Clone(o.CORSAllowedOrigins),
 	}
 	if s.refreshTTL <= 0 {
 		s.refreshTTL = 24 * time.Hour
@@ -164,7 +171,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)
-	return s.observe(mux)
+	return s.observe(commonHeaders(withCORS(s.origins, mux)))
 }
 
 // storeErr maps an unexpected store error to a 503 (the store is

@@ -137,10 +137,11 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	username, err := p.require("username")
+	raw, err := p.require("username")
 	if err != nil {
 		return tokenResponse{}, err
 	}
+	username := signinName(raw)
 	password, err := p.require("password")
 	if err != nil {
 		return tokenResponse{}, err
@@ -157,7 +158,7 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	u, err := s.checkPassword(ctx, username, password)
 	if err != nil {
 		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
-			s.audit(ctx, "signin.failure", slog.String("username", username), slog.String("client_id", c.ID),
+			s.audit(ctx, "signin.failure", usernameAttr(username), slog.String("client_id", c.ID),
 				slog.String("ip", clientIP(r)), slog.String("reason", e.desc))
 		}
 		return tokenResponse{}, err
@@ -198,6 +199,34 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
 		RefreshToken: rt, Scope: scope,
 	}, nil
+}
+
+// invalidUsername stands for every submitted name that is not a valid
+// username (credential.Username): such a name cannot exist, so it is
+// looked up (and rate-limited) as this one unknown name, never stored or
+// logged. The space keeps it apart from every canonical name.
+const invalidUsername = " invalid username"
+
+// signinName is the canonical form of a submitted username, so that
+// "ALICE" and "ａｌｉｃｅ" are alice for the lookup and the per-account rate
+// limit, or invalidUsername.
+func signinName(raw string) string {
+	name, err := credential.Username(raw)
+	if err != nil {
+		return invalidUsername
+	}
+	return name
+}
+
+// usernameAttr is a submitted username for an audit line: the canonical
+// name (at most credential.MaxUsernameBytes, no controls or invisible
+// characters), or username_invalid=true instead of whatever was typed
+// (a password in the username field, 60 KB of junk).
+func usernameAttr(name string) slog.Attr {
+	if name == invalidUsername {
+		return slog.Bool("username_invalid", true)
+	}
+	return slog.String("username", name)
 }
 
 // errBadCredentials is the one answer for an unknown user and a wrong

@@ -29,11 +29,8 @@ func (c *cli) clientsCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if err := validUsername(id); err != nil {
-				return fmt.Errorf("client id: %w", err)
-			}
-			if strings.Contains(id, ":") {
-				return errors.New("client id: must not contain ':' (it would break HTTP Basic authentication)")
+			if problem := credential.ClientIDProblem(id); problem != "" {
+				return fmt.Errorf("client id %q: %s (characters every client library sends unchanged in HTTP Basic)", id, problem)
 			}
 			for _, g := range grants {
 				if !slices.Contains(knownGrants, g) {

@@ -112,6 +112,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		Store: clientcache.Wrap(st, cfg.ClientCacheTTL), Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
 		Keys: ks.signing, RefreshKeys: ks.refresh,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 	})
@@ -140,7 +141,15 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),
-		slog.String("issuer", cfg.Issuer))
+		slog.String("issuer", cfg.Issuer), slog.Any("audience", cfg.Audience))
+	if cfg.IssuerDerived {
+		log.Info("JWT_ISSUER is not set: the issuer is derived from HTTP_ADDR; set JWT_ISSUER to the URL clients use when it differs",
+			slog.String("issuer", cfg.Issuer))
+	}
+	if cfg.AudienceDefaulted {
+		log.Info("JWT_AUDIENCE is not set: access tokens carry the issuer URL as their audience (RFC 9068 §3 default resource)",
+			slog.String("aud", cfg.Issuer))
+	}
 	if dev {
 		printDevBanner(c.stdout, ln.Addr().String())
 	}
