@@ -113,7 +113,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		Keys: ks.signing, RefreshKeys: ks.refresh,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
-		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
+		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
 		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
 	})
 	if err != nil {
