@@ -135,6 +135,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
 	mux.HandleFunc("/logout", s.handleLogout)
 	mux.HandleFunc("/users", s.handleSignup)
+	mux.HandleFunc("GET /sessions", s.handleListSessions)
+	mux.HandleFunc("DELETE /sessions/{id}", s.handleDeleteSession)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
