@@ -63,9 +63,10 @@ type Config struct {
 	PasswordHashIterations  uint32 // PASSWORD_HASH_ITERATIONS [2]
 	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
 
-	LoginRateAccount Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [10/15m]; zero = off
-	LoginRateIP      Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
-	TrustedProxies   []netip.Prefix // TRUSTED_PROXIES [unset]
+	LoginRateAccountIP Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT_IP [10/15m]; zero = off
+	LoginRateAccount   Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [100/24h]; zero = off
+	LoginRateIP        Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
+	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES [unset]
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
@@ -359,8 +360,14 @@ var table = []variable{
 		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashParallelism), 10) },
 	},
 	{
-		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "10/15m", formRate,
-			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same). A correct password clears the account's count, so in effect failed attempts are limited. 0 disables."},
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "10/15m", formRate,
+			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same) from one client address (IPv6: per /64). A correct password clears that address's count, so in effect failed attempts are limited. 0 disables."},
+		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccountIP }),
+		format: func(c Config) string { return c.LoginRateAccountIP.String() },
+	},
+	{
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "100/24h", formRate,
+			"The account's ceiling: password sign-in attempts per account from addresses it has not signed in from in the last 30 days, wherever they come from. Addresses it has signed in from skip it, so an attacker who spends it cannot lock the owner out; a correct password does not refill it. Bounds guesses per account to 2 x N in any period (N sustained) plus the per-address limit at the owner's addresses (docs/security.md). 0 disables."},
 		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccount }),
 		format: func(c Config) string { return c.LoginRateAccount.String() },
 	},

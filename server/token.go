@@ -162,7 +162,7 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		}
 		return tokenResponse{}, err
 	}
-	s.loginSucceeded(ctx, username)
+	s.loginSucceeded(ctx, username, clientIP(r))
 
 	now := s.now()
 	sid := token.NewID()
