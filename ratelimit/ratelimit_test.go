@@ -103,7 +103,7 @@ func TestNoLockoutAndBoundedGuesses(t *testing.T) {
 	both(t, limits, func(t *testing.T, l limiter) {
 		ctx := context.Background()
 		const home = "192.0.2.10"
-		allow(t, l, "alice", home) // the owner signed in before (from an unknown
+		allow(t, l, "alice", home)               // the owner signed in before (from an unknown
 		must(t, l.Succeeded(ctx, "alice", home)) // address then: one of the ceiling's 50)
 
 		guesses, refusedByCeiling := 0, 0
