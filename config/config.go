@@ -47,6 +47,7 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR [:8080]
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
+	RedisAllowEviction bool          // REDIS_ALLOW_EVICTION [false]; start even if Redis may evict keys
 	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
 	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
@@ -196,6 +197,19 @@ var table = []variable{
 		format: func(c Config) string { return c.RedisKeyPrefix },
 	},
 	{
+		Variable: Variable{"REDIS_ALLOW_EVICTION", "false", formBool,
+			"Start even when Redis's maxmemory-policy is not noeviction. By default tokend refuses to start then, because an evicting Redis deletes users, clients and session indexes when memory runs short. true logs an error at every start instead; for a Redis you cannot reconfigure, and only with maxmemory far above what tokend uses."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.RedisAllowEviction = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
+	},
+	{
 		Variable: Variable{"JWT_ISSUER", "", formIssuer,
 			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend. Unset: http://HOST:PORT of HTTP_ADDR, with localhost for an empty or wildcard host."},
 		parse: func(c *Config, raw string) string {
@@ -275,14 +289,11 @@ var table = []variable{
 		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
 			"Enable self-registration (POST /users)."},
 		parse: func(c *Config, raw string) string {
-			switch strings.ToLower(raw) {
-			case "true", "1", "yes", "on":
-				c.AllowSignup = true
-			case "false", "0", "no", "off":
-				c.AllowSignup = false
-			default:
+			b, ok := parseBool(raw)
+			if !ok {
 				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
 			}
+			c.AllowSignup = b
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
@@ -498,6 +509,17 @@ func LocalAddr(httpAddr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// parseBool accepts true/false, 1/0, yes/no and on/off, in any case.
+func parseBool(raw string) (value, ok bool) {
+	switch strings.ToLower(raw) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 func isPort(s string) bool {

@@ -18,7 +18,7 @@ import (
 
 // documentedOrder is the order of SPEC §6 followed by the tokend additions.
 var documentedOrder = []string{
-	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE",
+	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
 	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
 	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
@@ -188,6 +188,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=5/10m", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 5, Period: 10 * time.Minute} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=20/1d", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 20, Period: 24 * time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", func(c *config.Config) { c.LoginRateAccount = config.Rate{} }},
+		{"REDIS_ALLOW_EVICTION=yes", func(c *config.Config) { c.RedisAllowEviction = true }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", func(c *config.Config) { c.LoginRateAccountIP = config.Rate{N: 3, Period: time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
 		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
@@ -415,6 +416,7 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_ITERATIONS=two", wantText: "is not an iteration count"},
 		{env: "PASSWORD_HASH_PARALLELISM=0", wantText: `"0" is not a parallelism (use a whole number from 1 to 255)`},
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
+		{env: "REDIS_ALLOW_EVICTION=maybe", wantText: `"maybe" is not a boolean`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=5/", wantText: "the period must be a positive duration"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=10", wantText: `"10" is not a rate (use N/period, e.g. 10/15m`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=-1/1m", wantText: "N must be a whole number"},
@@ -779,6 +781,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"PASSWORD_HASH_ITERATIONS":        "3",
 		"PASSWORD_HASH_PARALLELISM":       "2",
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT":    "5/10m",
+		"REDIS_ALLOW_EVICTION":            "false",
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP": "10/15m",
 		"RATE_LIMIT_LOGIN_PER_IP":         "300/1m",
 		"TRUSTED_PROXIES":                 "10.0.0.0/8,fd00::/8",

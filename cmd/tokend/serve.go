@@ -78,6 +78,10 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer st.Close()
+	ready, err := checkRedis(ctx, st, cfg, log)
+	if err != nil {
+		return err
+	}
 	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err
@@ -97,7 +101,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		Store: clientcache.Wrap(st, cfg.ClientCacheTTL), Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, src), Keys: src,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
+		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
 	})
 	if err != nil {
 		return err
