@@ -54,9 +54,11 @@ type Config struct {
 	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
 	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
 	KeysDir            string        // JWT_KEYS_DIR [unset = ephemeral dev key]
+	KeysGenerate       bool          // JWT_KEYS_GENERATE [false]; generate keys into an empty JWT_KEYS_DIR at start-up
 	JWKSMaxAge         time.Duration // JWKS_MAX_AGE [5m]; Cache-Control max-age of the JWKS, ≥ 1s
 	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
 	AllowSignup        bool          // ALLOW_SIGNUP [false]
+	Bootstrap          string        // TOKEND_BOOTSTRAP [unset]; YAML file of users and clients created at start-up
 	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT [json]; json|text
 
@@ -274,6 +276,19 @@ var table = []variable{
 		format: func(c Config) string { return c.KeysDir },
 	},
 	{
+		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
+			"At start-up, when JWT_KEYS_DIR is missing or empty, generate keys into it exactly as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. A directory with any file in it is left alone."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.KeysGenerate = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.KeysGenerate) },
+	},
+	{
 		Variable: Variable{"JWKS_MAX_AGE", "5m", formMaxAge,
 			"Cache-Control max-age of /.well-known/jwks.json. A rotated key is published JWKS_MAX_AGE + JWT_KEYS_RELOAD_INTERVAL before it signs."},
 		parse:  parseMin(func(c *Config) *time.Duration { return &c.JWKSMaxAge }, time.Second, formMaxAge),
@@ -297,6 +312,15 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
+	},
+	{
+		Variable: Variable{"TOKEND_BOOTSTRAP", "", "a file path",
+			"YAML file of users and clients that `tokend serve` creates at start-up if they do not exist (existing ones are left unchanged), with passwords and client secrets read from files or environment variables, never logged. See docs/operations.md."},
+		parse: func(c *Config, raw string) string {
+			c.Bootstrap = raw
+			return ""
+		},
+		format: func(c Config) string { return c.Bootstrap },
 	},
 	{
 		Variable: Variable{"LOG_LEVEL", "info", formLevel,

@@ -19,9 +19,9 @@ import (
 // documentedOrder is the order of SPEC §6 followed by the tokend additions.
 var documentedOrder = []string{
 	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
-	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
+	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
-	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
+	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
 	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "CORS_ALLOWED_ORIGINS",
@@ -189,6 +189,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=20/1d", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 20, Period: 24 * time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", func(c *config.Config) { c.LoginRateAccount = config.Rate{} }},
 		{"REDIS_ALLOW_EVICTION=yes", func(c *config.Config) { c.RedisAllowEviction = true }},
+		{"JWT_KEYS_GENERATE=true", func(c *config.Config) { c.KeysGenerate = true }},
+		{"TOKEND_BOOTSTRAP=/etc/tokend/bootstrap.yaml", func(c *config.Config) { c.Bootstrap = "/etc/tokend/bootstrap.yaml" }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", func(c *config.Config) { c.LoginRateAccountIP = config.Rate{N: 3, Period: time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
 		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
@@ -417,6 +419,7 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_PARALLELISM=0", wantText: `"0" is not a parallelism (use a whole number from 1 to 255)`},
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
 		{env: "REDIS_ALLOW_EVICTION=maybe", wantText: `"maybe" is not a boolean`},
+		{env: "JWT_KEYS_GENERATE=sometimes", wantText: `"sometimes" is not a boolean`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=5/", wantText: "the period must be a positive duration"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=10", wantText: `"10" is not a rate (use N/period, e.g. 10/15m`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=-1/1m", wantText: "N must be a whole number"},
@@ -455,7 +458,7 @@ func TestInvalid(t *testing.T) {
 		})
 	}
 	for _, v := range config.Variables() {
-		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" {
+		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" || v.Name == "TOKEND_BOOTSTRAP" {
 			continue // free-form
 		}
 		if !covered[v.Name] {
@@ -781,6 +784,8 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"PASSWORD_HASH_ITERATIONS":        "3",
 		"PASSWORD_HASH_PARALLELISM":       "2",
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT":    "5/10m",
+		"JWT_KEYS_GENERATE":               "false",
+		"TOKEND_BOOTSTRAP":                "",
 		"REDIS_ALLOW_EVICTION":            "false",
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP": "10/15m",
 		"RATE_LIMIT_LOGIN_PER_IP":         "300/1m",

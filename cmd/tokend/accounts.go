@@ -17,8 +17,9 @@ import (
 // Account and client administration (issue 11.6): set-password, roles,
 // rotate-secret, update.
 
-// hasher is the argon2id hasher the configuration asks for.
-func hasher(cfg config.Config) *credential.Hasher {
+// adminHasher is the argon2id hasher the configuration asks for, one hash
+// at a time (the CLI and start-up work).
+func adminHasher(cfg config.Config) *credential.Hasher {
 	return credential.NewHasher(credential.Argon2Params{
 		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations,
 		Parallelism: cfg.PasswordHashParallelism, SaltLen: 16, KeyLen: 32,
@@ -54,7 +55,7 @@ refresh token, and a password change is how an owner gets them out.`,
 			if err != nil {
 				return err
 			}
-			hash, err := hasher(cfg).Hash(ctx, password)
+			hash, err := adminHasher(cfg).Hash(ctx, password)
 			if err != nil {
 				return err
 			}

@@ -82,6 +82,20 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Bootstrap != "" {
+		f, err := loadBootstrap(cfg.Bootstrap)
+		if err != nil {
+			return err
+		}
+		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, log); err != nil {
+			return err
+		}
+	}
+	if cfg.KeysGenerate && cfg.KeysDir != "" {
+		if err := generateKeysIfEmpty(cfg.KeysDir, cfg.SigningAlg, log); err != nil {
+			return err
+		}
+	}
 	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err

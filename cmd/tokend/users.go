@@ -53,7 +53,7 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 				return err
 			}
 			defer st.Close()
-			hash, err := hasher(cfg).Hash(ctx, password)
+			hash, err := adminHasher(cfg).Hash(ctx, password)
 			if err != nil {
 				return err
 			}
