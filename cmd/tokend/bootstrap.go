@@ -82,7 +82,7 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	}
 	var f bootstrapFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true) // a typo is an error, not a silently ignored key
+	dec.KnownFields(true)                                             // a typo is an error, not a silently ignored key
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) { // empty: nothing to create
 		return bootstrapFile{}, fmt.Errorf("TOKEND_BOOTSTRAP %s: %w", path, err)
 	}
