@@ -82,8 +82,10 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	}
 	var f bootstrapFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)                                             // a typo is an error, not a silently ignored key
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) { // empty: nothing to create
+	// A typo is an error, not a silently ignored key; an empty file
+	// creates nothing.
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return bootstrapFile{}, fmt.Errorf("TOKEND_BOOTSTRAP %s: %w", path, err)
 	}
 	var errs []error
