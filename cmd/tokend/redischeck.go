@@ -36,24 +36,8 @@ func checkRedis(ctx context.Context, st store.Store, cfg config.Config, log *slo
 		log.Warn("could not read the Redis settings (INFO memory, TIME): maxmemory-policy and clock are not checked",
 			slog.String("error", err.Error()))
 	}
-	for _, n := range nodes {
-		node := slog.String("node", n.Addr)
-		if n.MaxMemoryPolicy != redisstore.NoEviction {
-			msg := fmt.Sprintf("Redis maxmemory-policy is %q, not %q: under memory pressure Redis deletes tokend's users, clients and session indexes (users cannot sign in, logging out everywhere misses sessions)",
-				n.MaxMemoryPolicy, redisstore.NoEviction)
-			if !cfg.RedisAllowEviction {
-				return nil, fmt.Errorf("%s; set maxmemory-policy noeviction (redis-server --maxmemory-policy noeviction, or CONFIG SET maxmemory-policy noeviction and CONFIG REWRITE), or set REDIS_ALLOW_EVICTION=true to start anyway (not recommended)", msg)
-			}
-			log.Error(msg+"; starting anyway because REDIS_ALLOW_EVICTION=true", node, slog.String("maxmemory_policy", n.MaxMemoryPolicy))
-		}
-		if skew := n.ClockSkew.Abs(); skew > token.AccessLeeway {
-			log.Warn("the Redis server's clock differs from this host's by more than the token verification leeway; sync both with NTP",
-				node, slog.Duration("skew", n.ClockSkew), slog.Duration("leeway", token.AccessLeeway))
-		}
-		if n.OutOfMemory() {
-			log.Error("Redis is out of memory (used_memory above maxmemory): sign-ins and refreshes fail with 503 until memory is freed or maxmemory raised",
-				node, slog.Int64("used_memory", n.UsedMemory), slog.Int64("maxmemory", n.MaxMemory))
-		}
+	if err := judgeRedis(nodes, cfg, log); err != nil {
+		return nil, err
 	}
 	return func(ctx context.Context) error {
 		if err := rs.Ping(ctx); err != nil {
@@ -68,4 +52,29 @@ func checkRedis(ctx context.Context, st store.Store, cfg config.Config, log *slo
 		}
 		return nil
 	}, nil
+}
+
+// judgeRedis applies checkRedis's rules to the nodes' settings: an error
+// for an evicting policy (unless allowed), log lines for the rest.
+func judgeRedis(nodes []redisstore.NodeSettings, cfg config.Config, log *slog.Logger) error {
+	for _, n := range nodes {
+		node := slog.String("node", n.Addr)
+		if n.MaxMemoryPolicy != redisstore.NoEviction {
+			msg := fmt.Sprintf("Redis maxmemory-policy is %q, not %q: under memory pressure Redis deletes tokend's users, clients and session indexes (users cannot sign in, logging out everywhere misses sessions)",
+				n.MaxMemoryPolicy, redisstore.NoEviction)
+			if !cfg.RedisAllowEviction {
+				return fmt.Errorf("%s; set maxmemory-policy noeviction (redis-server --maxmemory-policy noeviction, or CONFIG SET maxmemory-policy noeviction and CONFIG REWRITE), or set REDIS_ALLOW_EVICTION=true to start anyway (not recommended)", msg)
+			}
+			log.Error(msg+"; starting anyway because REDIS_ALLOW_EVICTION=true", node, slog.String("maxmemory_policy", n.MaxMemoryPolicy))
+		}
+		if skew := n.ClockSkew.Abs(); skew > token.AccessLeeway {
+			log.Warn("the Redis server's clock differs from this host's by more than the token verification leeway; sync both with NTP",
+				node, slog.Duration("skew", n.ClockSkew), slog.Duration("leeway", token.AccessLeeway))
+		}
+		if n.OutOfMemory() {
+			log.Error("Redis is out of memory (used_memory above maxmemory): sign-ins and refreshes fail with 503 until memory is freed or maxmemory raised",
+				node, slog.Int64("used_memory", n.UsedMemory), slog.Int64("maxmemory", n.MaxMemory))
+		}
+	}
+	return nil
 }

@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store/redisstore"
 )
 
 func privateRedisEnv(srv *testredis.Server, extra ...string) []string {
@@ -125,4 +129,45 @@ func TestServeRedisOutOfMemory(t *testing.T) {
 	if status, m := postForm(t, base+"/oauth/token", signIn); status != 200 {
 		t.Fatalf("sign in after freeing memory: %d %v", status, m)
 	}
+}
+
+// The rules on given settings: the clock warning (which a real Redis on
+// this host cannot provoke), the policy error and its override.
+func TestJudgeRedis(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	ok := redisstore.NodeSettings{Addr: "a:1", MaxMemoryPolicy: "noeviction"}
+	for _, tc := range []struct {
+		node     redisstore.NodeSettings
+		allow    bool
+		wantErr  bool
+		wantLogs []string
+	}{
+		{ok, false, false, nil},
+		{withSkew(ok, 29*time.Second), false, false, nil},
+		{withSkew(ok, 31*time.Second), false, false, []string{"level=WARN", "clock differs", "skew=31s"}},
+		{withSkew(ok, -45*time.Second), false, false, []string{"level=WARN", "skew=-45s"}},
+		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, false, true, nil},
+		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, true, false, []string{"level=ERROR", "REDIS_ALLOW_EVICTION=true"}},
+		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", MaxMemory: 100, UsedMemory: 101}, false, false, []string{"level=ERROR", "out of memory"}},
+	} {
+		buf.Reset()
+		err := judgeRedis([]redisstore.NodeSettings{ok, tc.node}, config.Config{RedisAllowEviction: tc.allow}, log)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%+v: error %v", tc.node, err)
+		}
+		for _, w := range tc.wantLogs {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%+v: log lacks %q:\n%s", tc.node, w, buf.String())
+			}
+		}
+		if tc.wantLogs == nil && buf.Len() > 0 {
+			t.Errorf("%+v: unexpected log:\n%s", tc.node, buf.String())
+		}
+	}
+}
+
+func withSkew(n redisstore.NodeSettings, d time.Duration) redisstore.NodeSettings {
+	n.ClockSkew = d
+	return n
 }
