@@ -133,7 +133,7 @@ func TestMetrics(t *testing.T) {
 // client, the session and the client's address.
 func TestAuditEvents(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour, withProxies("127.0.0.1/32"), func(o *server.Options) {
-		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 1, Period: time.Hour}}, ratelimit.MemoryOptions{})
+		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccountIP: ratelimit.Rate{N: 1, Period: time.Hour}}, ratelimit.MemoryOptions{})
 	})
 	ip := xff("203.0.113.77")
 	signIn := func() answer { return e.postFrom("/oauth/token", passwordForm(testUser, testPassword), ip) }
