@@ -107,7 +107,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 		"PASSWORD_HASH_ITERATIONS="+strconv.FormatUint(uint64(o.argonIter), 10),
 		// The benchmark signs in the same accounts many times a second;
 		// brute-force limits would (correctly) refuse that.
-		"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", "RATE_LIMIT_LOGIN_PER_IP=0",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=0", "RATE_LIMIT_LOGIN_PER_IP=0",
 	)
 	if o.targetURL == "" {
 		if _, err := r.cli(ctx, "", "keys", "generate", "--dir", keysDir, "--alg", o.alg); err != nil {
