@@ -512,7 +512,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do("logout global", logout("client_id", publicApp, "refresh_token", signIn().str("refresh_token"), "scope", "global"))
 
 	// GET /sessions, DELETE /sessions/{id}
-	bearer := func(method, path, at string, status int) call {
+	withBearer := func(method, path, at string, status int) call {
 		k := call{method: method, path: path, status: status}
 		if at != "" {
 			k.header = http.Header{"Authorization": {"Bearer " + at}}
@@ -520,15 +520,15 @@ func TestOpenAPIConformance(t *testing.T) {
 		return k
 	}
 	mine, other := signIn(), signIn()
-	if r := c.do("list sessions", bearer(http.MethodGet, "/sessions", mine.str("access_token"), 200)); len(r.json["sessions"].([]any)) < 2 {
+	if r := c.do("list sessions", withBearer(http.MethodGet, "/sessions", mine.str("access_token"), 200)); len(r.json["sessions"].([]any)) < 2 {
 		t.Errorf("GET /sessions: %s", r.body)
 	}
-	c.do("list sessions without a token", with(bearer(http.MethodGet, "/sessions", "", 401), func(k *call) { k.req = invalid; k.oauthErr = "invalid_token" }))
-	c.do("list sessions, expired or forged token", with(bearer(http.MethodGet, "/sessions", "x.y.z", 401), func(k *call) { k.oauthErr = "invalid_token" }))
+	c.do("list sessions without a token", with(withBearer(http.MethodGet, "/sessions", "", 401), func(k *call) { k.req = invalid; k.oauthErr = "invalid_token" }))
+	c.do("list sessions, expired or forged token", with(withBearer(http.MethodGet, "/sessions", "x.y.z", 401), func(k *call) { k.oauthErr = "invalid_token" }))
 	otherSid := sessionID(t, other.str("access_token"))
-	c.do("end another of my sessions", bearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 204))
-	c.do("end it again", with(bearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 404), func(k *call) { k.oauthErr = "not_found" }))
-	c.do("end a session with its ended token", with(bearer(http.MethodDelete, "/sessions/"+otherSid, other.str("access_token"), 401), func(k *call) { k.oauthErr = "invalid_token" }))
+	c.do("end another of my sessions", withBearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 204))
+	c.do("end it again", with(withBearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 404), func(k *call) { k.oauthErr = "not_found" }))
+	c.do("end a session with its ended token", with(withBearer(http.MethodDelete, "/sessions/"+otherSid, other.str("access_token"), 401), func(k *call) { k.oauthErr = "invalid_token" }))
 
 	// POST /users
 	signup := func(ctype, body string) call {

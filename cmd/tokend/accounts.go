@@ -39,19 +39,23 @@ refresh token, and a password change is how an owner gets them out.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			password, err := c.promptPassword("New password for " + args[0])
-			if err != nil {
-				return err
-			}
 			st, cfg, err := c.adminStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			u, err := st.UserByName(ctx, args[0])
+			username := args[0]
+			if name, err := credential.Username(username); err == nil {
+				username = name // the stored, canonical spelling
+			}
+			u, err := st.UserByName(ctx, username)
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no user %q", args[0])
 			}
+			if err != nil {
+				return err
+			}
+			password, err := c.readPassword(u.Username)
 			if err != nil {
 				return err
 			}

@@ -94,8 +94,12 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	}
 	seen := map[string]bool{}
 	for i, u := range f.Users {
-		if err := validUsername(u.Username); err != nil {
+		name, err := credential.Username(u.Username)
+		if err != nil {
 			bad("users[%d]: %v", i, err)
+		} else {
+			f.Users[i].Username = name // the canonical spelling the store keeps
+			u.Username = name
 		}
 		if seen["u:"+strings.ToLower(u.Username)] {
 			bad("users[%d]: %q is listed twice", i, u.Username)
@@ -111,8 +115,8 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 		}
 	}
 	for i, c := range f.Clients {
-		if err := validUsername(c.ID); err != nil || strings.Contains(c.ID, ":") {
-			bad("clients[%d]: id %q: 1 to 254 printable characters without spaces or ':'", i, c.ID)
+		if problem := credential.ClientIDProblem(c.ID); problem != "" {
+			bad("clients[%d]: id %q: %s", i, c.ID, problem)
 		}
 		if seen["c:"+c.ID] {
 			bad("clients[%d]: %q is listed twice", i, c.ID)
@@ -149,8 +153,10 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 	var errs []error
 	for i, u := range f.Users {
 		pw, err := secretSource("password of user "+u.Username, u.PasswordFile, u.PasswordEnv, environ)
-		if err == nil && len(pw) < minPasswordLen {
-			err = fmt.Errorf("password of user %s: at least %d characters", u.Username, minPasswordLen)
+		if err == nil {
+			if problem := credential.PasswordProblem(u.Username, pw); problem != "" {
+				err = fmt.Errorf("password of user %s: %s", u.Username, problem)
+			}
 		}
 		passwords[i] = pw
 		errs = append(errs, err)
