@@ -80,6 +80,8 @@ type Config struct {
 	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
 	// that serve can say so in its log.
 	IssuerDerived, AudienceDefaulted bool
+
+	DebugAddr string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -127,6 +129,7 @@ const (
 	formMaxAge         = "a duration of at least 1s, e.g. 5m"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
+	formDebugAddr      = "host:port or :port, e.g. 127.0.0.1:6060"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
@@ -154,8 +157,7 @@ var table = []variable{
 		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
 			"Address the HTTP server listens on."},
 		parse: func(c *Config, raw string) string {
-			host, port, err := net.SplitHostPort(raw)
-			if err != nil || !isPort(port) || strings.ContainsAny(host, " \t") {
+			if !isListenAddr(raw) {
 				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
 			}
 			c.HTTPAddr = raw
@@ -455,6 +457,24 @@ var table = []variable{
 		},
 		format: func(c Config) string { return strings.Join(c.CORSAllowedOrigins, ",") },
 	},
+	{
+		Variable: Variable{"DEBUG_ADDR", "", formDebugAddr,
+			"Address of a separate listener serving Go's pprof profiles (/debug/pprof/). Unset: off. Never exposed on HTTP_ADDR; bind it to loopback or a private network."},
+		parse: func(c *Config, raw string) string {
+			if !isListenAddr(raw) {
+				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formDebugAddr)
+			}
+			c.DebugAddr = raw
+			return ""
+		},
+		format: func(c Config) string { return c.DebugAddr },
+	},
+}
+
+// isListenAddr accepts host:port and :port with a numeric port.
+func isListenAddr(raw string) bool {
+	host, port, err := net.SplitHostPort(raw)
+	return err == nil && isPort(port) && !strings.ContainsAny(host, " \t")
 }
 
 // originProblem says what is wrong with a CORS origin, or "". An origin is
@@ -650,6 +670,10 @@ func Load(file string, environ []string) (Config, error) {
 	}
 
 	// Cross-variable rules, only when both sides parsed.
+	if c.DebugAddr != "" && c.DebugAddr == c.HTTPAddr {
+		errs = append(errs, &Error{Variable: "DEBUG_ADDR", Problem: fmt.Sprintf(
+			"%q is also HTTP_ADDR (use an address of its own, e.g. 127.0.0.1:6060: profiles are never served on the API port)", c.DebugAddr)})
+	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(
 			"%s is shorter than JWT_ACCESS_EXPIRES_IN=%s (use a lifetime at least as long as the access token's, e.g. 24h or 7d)",

@@ -24,7 +24,7 @@ var documentedOrder = []string{
 	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "CORS_ALLOWED_ORIGINS",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "CORS_ALLOWED_ORIGINS", "DEBUG_ADDR",
 }
 
 func defaults() config.Config {
@@ -207,6 +207,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"CORS_ALLOWED_ORIGINS=https://app.example.com, http://localhost:3000 https://app.example.com", func(c *config.Config) {
 			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
 		}},
+		{"DEBUG_ADDR=127.0.0.1:6060", func(c *config.Config) { c.DebugAddr = "127.0.0.1:6060" }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -431,6 +432,8 @@ func TestInvalid(t *testing.T) {
 		{env: "SHUTDOWN_TIMEOUT=soon", wantText: `"soon" is not a duration (use Go syntax`},
 		{env: "SHUTDOWN_TIMEOUT=0s", wantText: "must be positive"},
 		{env: "CLIENT_CACHE_TTL=-1s", wantText: `"-1s" is not a duration (use a duration like 10s`},
+		{env: "DEBUG_ADDR=6060", wantText: `"6060" is not a listen address (use host:port or :port, e.g. 127.0.0.1:6060)`},
+		{env: "DEBUG_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -793,6 +796,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"SHUTDOWN_TIMEOUT":                "30s",
 		"CLIENT_CACHE_TTL":                "10s",
 		"CORS_ALLOWED_ORIGINS":            "",
+		"DEBUG_ADDR":                      "",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

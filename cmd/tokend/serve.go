@@ -126,6 +126,14 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		}
 	}
 
+	if cfg.DebugAddr != "" {
+		debugCtx, stopDebug := context.WithCancel(ctx)
+		defer stopDebug()
+		if _, err := startDebug(debugCtx, cfg.DebugAddr, log); err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
