@@ -331,9 +331,11 @@ func TestTrustedProxies(t *testing.T) {
 			t.Errorf("X-Forwarded-For %q: client %s, want %s", tc.header.Values("X-Forwarded-For"), got, tc.want)
 		}
 	}
+	// A sign-in's request line is its audit line (msg "audit", event
+	// signin.success), with the client address once.
 	logs := e.logs.String()
-	if !strings.Contains(logs, `"event":"signin.success"`) || !strings.Contains(logs, `"ip":"203.0.113.7"`) ||
-		!strings.Contains(logs, `"msg":"request","request_id"`) || strings.Contains(logs, `"ip":"6.6.6.6"`) {
+	if !strings.Contains(logs, `"event":"signin.success","method":"POST"`) || !strings.Contains(logs, `"ip":"203.0.113.7"`) ||
+		!strings.Contains(logs, `"msg":"audit","request_id"`) || strings.Contains(logs, `"ip":"6.6.6.6"`) {
 		t.Fatalf("the logs do not carry the client address:\n%s", logs)
 	}
 }

@@ -54,7 +54,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeToken(w, resp)
 }
 
 // authenticateClient checks the presented client credentials. It runs
@@ -103,6 +103,9 @@ func (s *Server) clientFor(r *http.Request, p params, grant oauth2.GrantType) (s
 func resolveScope(requested string, allowed []string) (string, error) {
 	if requested == "" {
 		return strings.Join(allowed, " "), nil
+	}
+	if validScopeToken(requested) && slices.Contains(allowed, requested) {
+		return requested, nil // one scope, the usual request: nothing to split or join
 	}
 	var out []string
 	for _, sc := range strings.Fields(requested) {
