@@ -123,18 +123,24 @@ func sideBySide(ctx context.Context, r *rig) ([]sideRun, error) {
 	for round := 1; round <= o.rounds; round++ {
 		for _, w := range sideWorkloads {
 			systems := []string{"tokend", "go-oauth2"}
-			if round%2 == 0 {
-				slices.Reverse(systems)
+			if o.before != "" {
+				systems = append(systems, "tokend-before")
 			}
+			// Rotate which server goes first from round to round.
+			k := (round - 1) % len(systems)
+			systems = append(systems[k:], systems[:k]...)
 			for _, sys := range systems {
 				if err := ctx.Err(); err != nil {
 					return runs, err
 				}
 				var res result
 				var err error
-				if sys == "tokend" {
-					res, err = runTokendOnce(ctx, r, o, w.name)
-				} else {
+				switch sys {
+				case "tokend":
+					res, err = runTokendOnce(ctx, r, o, o.tokend, w.name)
+				case "tokend-before":
+					res, err = runTokendOnce(ctx, r, o, o.before, w.name)
+				default:
 					res, err = runBaselineOnce(ctx, r, o, bin, tokenFlag, w.name)
 				}
 				if err != nil {
@@ -151,8 +157,8 @@ func sideBySide(ctx context.Context, r *rig) ([]sideRun, error) {
 	return runs, nil
 }
 
-func runTokendOnce(ctx context.Context, r *rig, o options, workload string) (result, error) {
-	p, err := r.startTokend(ctx, false)
+func runTokendOnce(ctx context.Context, r *rig, o options, binary, workload string) (result, error) {
+	p, err := r.startTokend(ctx, binary, false)
 	if err != nil {
 		return result{}, err
 	}
@@ -234,49 +240,60 @@ func printSideBySide(w io.Writer, runs []sideRun, o options) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "workload\ttokend µs/req\tRedis µs/req\ttokend+Redis µs/req\tgo-oauth2 µs/req\tratio (tokend+Redis)/go-oauth2\ttarget\tmet\ttokend p99 ms\tgo-oauth2 p99 ms\ttokend req/s\tgo-oauth2 req/s\t")
+	fmt.Fprintln(tw, "workload\tserver\tserver µs/req\tRedis µs/req\tserver+Redis µs/req\tgo-oauth2 µs/req\tratio (server+Redis)/go-oauth2\ttarget\tmet\tp99 ms\tgo-oauth2 p99 ms\treq/s\tgo-oauth2 req/s\t")
 	for _, wl := range sideWorkloads {
-		var tcpu, rcpu, total, bcpu, ratio, tp99, bp99, trps, brps []float64
-		for round := 1; round <= o.rounds; round++ {
-			var t, b *sideRun
-			for i := range runs {
-				x := &runs[i]
-				if x.Round == round && x.Workload == wl.name {
-					if x.System == "tokend" {
-						t = x
-					} else {
-						b = x
-					}
-				}
-			}
-			if t == nil || b == nil {
-				continue
-			}
-			tcpu, rcpu, total = append(tcpu, t.CPU), append(rcpu, t.RedisCPU), append(total, t.CPU+t.RedisCPU)
-			bcpu, tp99, bp99 = append(bcpu, b.CPU), append(tp99, t.P99), append(bp99, b.P99)
-			trps, brps = append(trps, t.RPS), append(brps, b.RPS)
-			if b.CPU > 0 {
-				ratio = append(ratio, (t.CPU+t.RedisCPU)/b.CPU)
-			}
+		for _, name := range []string{"tokend", "tokend-before"} {
+			printSummaryRow(tw, runs, o, wl.name, wl.target, name)
 		}
-		if len(ratio) == 0 {
-			continue
-		}
-		r := spreadOf(ratio)
-		met := "yes"
-		if r.med > wl.target {
-			met = "no"
-		}
-		p99 := spreadOf(tp99)
-		if wl.name == "refresh" && o.compareConns == 16 && p99.med > p99Target {
-			met += "; p99 no"
-		} else if wl.name == "refresh" && o.compareConns == 16 {
-			met += "; p99 yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t≤ %.2f\t%s\t%s\t%s\t%s\t%s\t\n", wl.name,
-			spreadOf(tcpu).format(0), spreadOf(rcpu).format(0), spreadOf(total).format(0), spreadOf(bcpu).format(0),
-			r.format(2), wl.target, met, p99.format(2), spreadOf(bp99).format(2), spreadOf(trps).format(0), spreadOf(brps).format(0))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, strings.Repeat(" ", 0)+"(median (min–max) over rounds; ratio per round, then its median; p99 target ≤ 10 ms for refresh at 16 connections)")
+}
+
+// printSummaryRow prints one tokend build's medians on one workload, each
+// round's ratio taken against the go-oauth2 run of the same round.
+func printSummaryRow(tw io.Writer, runs []sideRun, o options, workload string, target float64, system string) {
+	var tcpu, rcpu, total, bcpu, ratio, tp99, bp99, trps, brps []float64
+	for round := 1; round <= o.rounds; round++ {
+		var t, b *sideRun
+		for i := range runs {
+			x := &runs[i]
+			if x.Round == round && x.Workload == workload {
+				switch x.System {
+				case system:
+					t = x
+				case "go-oauth2":
+					b = x
+				}
+			}
+		}
+		if t == nil || b == nil {
+			continue
+		}
+		tcpu, rcpu, total = append(tcpu, t.CPU), append(rcpu, t.RedisCPU), append(total, t.CPU+t.RedisCPU)
+		bcpu, tp99, bp99 = append(bcpu, b.CPU), append(tp99, t.P99), append(bp99, b.P99)
+		trps, brps = append(trps, t.RPS), append(brps, b.RPS)
+		if b.CPU > 0 {
+			ratio = append(ratio, (t.CPU+t.RedisCPU)/b.CPU)
+		}
+	}
+	if len(ratio) == 0 {
+		return
+	}
+	r := spreadOf(ratio)
+	met := "yes"
+	if r.med > target {
+		met = "no"
+	}
+	p99 := spreadOf(tp99)
+	if workload == "refresh" && o.compareConns == 16 {
+		if p99.med > p99Target {
+			met += "; p99 no"
+		} else {
+			met += "; p99 yes"
+		}
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t≤ %.2f\t%s\t%s\t%s\t%s\t%s\t\n", workload, system,
+		spreadOf(tcpu).format(0), spreadOf(rcpu).format(0), spreadOf(total).format(0), spreadOf(bcpu).format(0),
+		r.format(2), target, met, p99.format(2), spreadOf(bp99).format(2), spreadOf(trps).format(0), spreadOf(brps).format(0))
 }

@@ -150,7 +150,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 		}
 		return r, nil
 	}
-	p, err := r.startTokend(ctx, o.debug)
+	p, err := r.startTokend(ctx, o.tokend, o.debug)
 	if err != nil {
 		return r, err
 	}
@@ -167,11 +167,11 @@ type proc struct {
 	stop  func()
 }
 
-// startTokend starts `tokend serve` on a free port against the rig's
+// startTokend starts `tokend serve` (binary) on a free port against the rig's
 // Redis, with a pprof listener on another free port when debug is set,
 // and waits until it is ready.
-func (r *rig) startTokend(ctx context.Context, debug bool) (proc, error) {
-	tokend, err := filepath.Abs(r.o.tokend)
+func (r *rig) startTokend(ctx context.Context, binary string, debug bool) (proc, error) {
+	tokend, err := filepath.Abs(binary)
 	if err != nil {
 		return proc{}, err
 	}

@@ -38,6 +38,7 @@ type options struct {
 	profileDir string // write a CPU profile of tokend per HTTP scenario here
 
 	baseline     string        // go-oauth2 baseline binary for the side-by-side; "" = none
+	before       string        // another tokend binary to run in the side-by-side too (before/after)
 	rounds       int           // side-by-side rounds
 	compareDur   time.Duration // measured time per side-by-side run
 	compareWarm  time.Duration // warm-up per side-by-side run
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.alg, "alg", "ES256", "signing algorithm of the started tokend: ES256, EdDSA or RS256")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of tokend (pprof, from DEBUG_ADDR) for each HTTP scenario into this directory and print its top entries")
 	flag.StringVar(&o.baseline, "baseline", "", "go-oauth2 baseline server binary (../shared/baseline): run the side-by-side comparison after the scenarios")
+	flag.StringVar(&o.before, "before", "", "side-by-side: also run this tokend binary (e.g. built from main) as tokend-before, for a before/after in the same sitting")
 	flag.IntVar(&o.rounds, "rounds", 3, "side-by-side: rounds (each runs both servers on both workloads, alternating which goes first)")
 	flag.DurationVar(&o.compareDur, "compare-duration", 5*time.Second, "side-by-side: measured time per run")
 	flag.DurationVar(&o.compareWarm, "compare-warmup", time.Second, "side-by-side: warm-up per run")
