@@ -87,6 +87,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loadgen: -connections, -compare-connections and -rounds must be ≥ 1, -duration and -compare-duration > 0")
 		os.Exit(2)
 	}
+	if o.targetURL != "" && (o.baseline != "" || o.profileDir != "") {
+		fmt.Fprintln(os.Stderr, "loadgen: -baseline and -profile-dir start their own tokend processes; they cannot be used with -url")
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := run(ctx, o)
