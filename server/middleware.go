@@ -102,7 +102,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
-					s.logRequest(r, ri, sw.status, time.Since(start)) // keep its audit event
+					if ri.event != "" {
+						s.logRequest(r, ri, sw.status, time.Since(start)) // keep its audit event
+					}
 					panic(p)
 				}
 				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
@@ -168,7 +170,7 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 	s.metrics.observeRequest(r.Pattern, status, d)
 }
 
-// audit records a structured audit event (SPEC §9). Inside a request the
+// audit records a structured audit event (docs/operations.md, "Logs"). Inside a request the
 // first event rides on the request's own log line (logRequest), so an
 // audited request still costs one log write; a further event in the same
 // request, or one outside any request, is written at once as a line of its

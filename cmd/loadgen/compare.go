@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// The side-by-side comparison (SPEC §11, issue 14): tokend and the bare
+// The side-by-side comparison (docs/performance.md, issue 14): tokend and the bare
 // go-oauth2 server of ../shared/baseline, on the refresh and
 // client_credentials workloads, measured alternately in one sitting. Every
 // run uses a fresh server process (the baseline's in-memory store grows
@@ -32,13 +32,13 @@ const (
 
 var sideWorkloads = []struct {
 	name   string
-	target float64 // SPEC §11: (tokend + Redis) CPU per request ≤ target × go-oauth2's
+	target float64 // (tokend + Redis) CPU per request ≤ target × go-oauth2's (docs/performance.md)
 }{
 	{"refresh", 0.55},
 	{"client_credentials", 0.5},
 }
 
-const p99Target = 10.0 // ms, refresh at 16 connections (SPEC §11)
+const p99Target = 10.0 // ms, refresh at 16 connections (docs/performance.md)
 
 // sideRun is one measured run of one server on one workload.
 type sideRun struct {
@@ -225,7 +225,7 @@ func (s spread) format(prec int) string {
 }
 
 // printSideBySide prints each run and then, per workload, the medians and
-// ranges over rounds and whether SPEC §11's targets are met.
+// ranges over rounds and whether the targets are met.
 func printSideBySide(w io.Writer, runs []sideRun, o options) {
 	if len(runs) == 0 {
 		return
