@@ -170,12 +170,12 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 	s.metrics.observeRequest(r.Pattern, status, d)
 }
 
-// audit records a structured audit event (docs/operations.md, "Logs"). Inside a request the
-// first event rides on the request's own log line (logRequest), so an
-// audited request still costs one log write; a further event in the same
-// request, or one outside any request, is written at once as a line of its
-// own (msg "audit", with event and request_id). Either way every audit
-// line has msg "audit", event and request_id.
+// audit records a structured audit event (docs/operations.md, "Logs").
+// Inside a request the first event rides on the request's own log line
+// (logRequest), so an audited request still costs one log write; a further
+// event in the same request, or one outside any request, is written at
+// once as a line of its own. Either way every audit line has msg "audit",
+// event and request_id.
 func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 	if ri, ok := ctx.Value(ctxKey{}).(*reqInfo); ok && ri.event == "" {
 		ri.event, ri.eventAttrs = event, attrs
