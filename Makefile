@@ -15,7 +15,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test redis-check cover lint fuzz bench bench-micro clean
+.PHONY: help run build test redis-check cover lint fuzz bench baseline profile bench-micro clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,12 +85,36 @@ fuzz: ## run every Fuzz* test for FUZZTIME each (default 10s; FUZZTIME=1m make f
 	done <<< "$$pairs"
 
 # Load benchmark (SPEC §11): starts a private redis-server (or uses
-# REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, prints a
-# table and writes bench-results/bench.json. BENCH_FLAGS adds loadgen flags,
-# e.g. BENCH_FLAGS="-scenario refresh -duration 30s -connections 32".
-BENCH_FLAGS ?=
-bench: build ## load benchmark: requests/s, latency, CPU and allocs per request, Redis bytes per session
-	$(GO) run ./cmd/loadgen -tokend bin/tokend $(BENCH_FLAGS)
+# REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, then
+# runs tokend and the bare go-oauth2 server of ../shared/baseline side by
+# side (refresh and client_credentials, alternating, BENCH_ROUNDS rounds),
+# prints both tables and writes bench-results/bench.json. BENCH_FLAGS adds
+# loadgen flags, e.g. BENCH_FLAGS="-scenario none -rounds 7 -compare-duration 20s"
+# (side by side alone, longer) or "-scenario refresh -duration 30s".
+BENCH_FLAGS    ?=
+BENCH_DURATION ?= 5s
+BENCH_ROUNDS   ?= 3
+# The baseline lives beside the repository (../shared/baseline); from a git
+# worktree, beside the main checkout.
+BASELINE_DIR ?= $(firstword $(wildcard $(CURDIR)/../shared/baseline $(abspath $(dir $(abspath $(shell git rev-parse --git-common-dir 2>/dev/null)))/../shared/baseline)))
+BASELINE_BIN := bin/gooauth2-baseline
+bench: build baseline ## load benchmark, then side by side with go-oauth2: CPU µs/request, ratio, p99 (about 2.5 min)
+	$(GO) run ./cmd/loadgen -tokend $(BIN) -duration $(BENCH_DURATION) -baseline $(BASELINE_BIN) -rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
+
+baseline: ## build the bare go-oauth2 server of ../shared/baseline into bin/gooauth2-baseline
+	@if [ -z "$(BASELINE_DIR)" ] || [ ! -f "$(BASELINE_DIR)/gooauth2-server/main.go" ]; then \
+		echo >&2 "make: the go-oauth2 baseline was not found: looked for ../shared/baseline/gooauth2-server beside the repository"; \
+		echo >&2 "  (and beside the main checkout of a git worktree). Put shared/ there or set BASELINE_DIR=/path/to/shared/baseline."; \
+		exit 1; \
+	fi
+	cd "$(BASELINE_DIR)/gooauth2-server" && $(GO) build -o "$(CURDIR)/$(BASELINE_BIN)" .
+
+# CPU profile of tokend under load: loadgen starts tokend with DEBUG_ADDR,
+# fetches /debug/pprof/profile over the measured phase of each scenario,
+# writes bench-results/cpu-<scenario>.pprof and prints the top entries.
+PROFILE_SCENARIOS ?= refresh,client_credentials
+profile: build ## CPU profile (pprof) of tokend under load per scenario; prints the top entries
+	$(GO) run ./cmd/loadgen -tokend $(BIN) -scenario $(PROFILE_SCENARIOS) -duration $(BENCH_DURATION) -profile-dir bench-results $(BENCH_FLAGS)
 
 bench-micro: ## go test micro-benchmarks (signer, rotation script, handlers, verify); Redis-backed ones need Redis
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -47,6 +47,7 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR [:8080]
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
+	RedisAllowEviction bool          // REDIS_ALLOW_EVICTION [false]; start even if Redis may evict keys
 	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
 	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
@@ -54,9 +55,11 @@ type Config struct {
 	ReuseWindow        time.Duration // REFRESH_REUSE_WINDOW [30s]; 0 = strict single use, at most MaxReuseWindow
 	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
 	KeysDir            string        // JWT_KEYS_DIR [unset = ephemeral dev key]
+	KeysGenerate       bool          // JWT_KEYS_GENERATE [false]; generate keys into an empty JWT_KEYS_DIR at start-up
 	JWKSMaxAge         time.Duration // JWKS_MAX_AGE [5m]; Cache-Control max-age of the JWKS, ≥ 1s
 	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
 	AllowSignup        bool          // ALLOW_SIGNUP [false]
+	Bootstrap          string        // TOKEND_BOOTSTRAP [unset]; YAML file of users and clients created at start-up
 	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT [json]; json|text
 
@@ -64,9 +67,10 @@ type Config struct {
 	PasswordHashIterations  uint32 // PASSWORD_HASH_ITERATIONS [2]
 	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
 
-	LoginRateAccount Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [10/15m]; zero = off
-	LoginRateIP      Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
-	TrustedProxies   []netip.Prefix // TRUSTED_PROXIES [unset]
+	LoginRateAccountIP Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT_IP [10/15m]; zero = off
+	LoginRateAccount   Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [100/24h]; zero = off
+	LoginRateIP        Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
+	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES [unset]
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
@@ -79,6 +83,8 @@ type Config struct {
 	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
 	// that serve can say so in its log.
 	IssuerDerived, AudienceDefaulted bool
+
+	DebugAddr string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -134,6 +140,7 @@ const (
 	formMaxSessions    = "a whole number from 1 to 10000, e.g. 100"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
+	formDebugAddr      = "host:port or :port, e.g. 127.0.0.1:6060"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
@@ -161,8 +168,7 @@ var table = []variable{
 		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
 			"Address the HTTP server listens on."},
 		parse: func(c *Config, raw string) string {
-			host, port, err := net.SplitHostPort(raw)
-			if err != nil || !isPort(port) || strings.ContainsAny(host, " \t") {
+			if !isListenAddr(raw) {
 				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
 			}
 			c.HTTPAddr = raw
@@ -204,6 +210,19 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return c.RedisKeyPrefix },
+	},
+	{
+		Variable: Variable{"REDIS_ALLOW_EVICTION", "false", formBool,
+			"Start even when Redis's maxmemory-policy is not noeviction. By default tokend refuses to start then, because an evicting Redis deletes users, clients and session indexes when memory runs short. true logs an error at every start instead; for a Redis you cannot reconfigure, and only with maxmemory far above what tokend uses."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.RedisAllowEviction = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
 	},
 	{
 		Variable: Variable{"JWT_ISSUER", "", formIssuer,
@@ -283,6 +302,19 @@ var table = []variable{
 		format: func(c Config) string { return c.KeysDir },
 	},
 	{
+		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
+			"At start-up, when JWT_KEYS_DIR is missing or empty, generate keys into it exactly as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. A directory with any file in it is left alone."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.KeysGenerate = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.KeysGenerate) },
+	},
+	{
 		Variable: Variable{"JWKS_MAX_AGE", "5m", formMaxAge,
 			"Cache-Control max-age of /.well-known/jwks.json. A rotated key is published JWKS_MAX_AGE + JWT_KEYS_RELOAD_INTERVAL before it signs."},
 		parse:  parseMin(func(c *Config) *time.Duration { return &c.JWKSMaxAge }, time.Second, formMaxAge),
@@ -298,17 +330,23 @@ var table = []variable{
 		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
 			"Enable self-registration (POST /users)."},
 		parse: func(c *Config, raw string) string {
-			switch strings.ToLower(raw) {
-			case "true", "1", "yes", "on":
-				c.AllowSignup = true
-			case "false", "0", "no", "off":
-				c.AllowSignup = false
-			default:
+			b, ok := parseBool(raw)
+			if !ok {
 				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
 			}
+			c.AllowSignup = b
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
+	},
+	{
+		Variable: Variable{"TOKEND_BOOTSTRAP", "", "a file path",
+			"YAML file of users and clients that `tokend serve` creates at start-up if they do not exist (existing ones are left unchanged), with passwords and client secrets read from files or environment variables, never logged. See docs/operations.md."},
+		parse: func(c *Config, raw string) string {
+			c.Bootstrap = raw
+			return ""
+		},
+		format: func(c Config) string { return c.Bootstrap },
 	},
 	{
 		Variable: Variable{"LOG_LEVEL", "info", formLevel,
@@ -383,8 +421,14 @@ var table = []variable{
 		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashParallelism), 10) },
 	},
 	{
-		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "10/15m", formRate,
-			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same). A correct password clears the account's count, so in effect failed attempts are limited. 0 disables."},
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "10/15m", formRate,
+			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same) from one client address (IPv6: per /64). A correct password clears that address's count, so in effect failed attempts are limited. 0 disables."},
+		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccountIP }),
+		format: func(c Config) string { return c.LoginRateAccountIP.String() },
+	},
+	{
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "100/24h", formRate,
+			"The account's ceiling: password sign-in attempts per account from addresses it has not signed in from in the last 30 days, wherever they come from. Addresses it has signed in from skip it, so an attacker who spends it cannot lock the owner out; a correct password does not refill it. Bounds guesses per account to 2 x N in any period (N sustained) plus the per-address limit at the owner's addresses (docs/security.md). 0 disables."},
 		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccount }),
 		format: func(c Config) string { return c.LoginRateAccount.String() },
 	},
@@ -450,6 +494,24 @@ var table = []variable{
 		},
 		format: func(c Config) string { return strings.Join(c.CORSAllowedOrigins, ",") },
 	},
+	{
+		Variable: Variable{"DEBUG_ADDR", "", formDebugAddr,
+			"Address of a separate listener serving Go's pprof profiles (/debug/pprof/). Unset: off. Never exposed on HTTP_ADDR; bind it to loopback or a private network."},
+		parse: func(c *Config, raw string) string {
+			if !isListenAddr(raw) {
+				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formDebugAddr)
+			}
+			c.DebugAddr = raw
+			return ""
+		},
+		format: func(c Config) string { return c.DebugAddr },
+	},
+}
+
+// isListenAddr accepts host:port and :port with a numeric port.
+func isListenAddr(raw string) bool {
+	host, port, err := net.SplitHostPort(raw)
+	return err == nil && isPort(port) && !strings.ContainsAny(host, " \t")
 }
 
 // originProblem says what is wrong with a CORS origin, or "". An origin is
@@ -532,6 +594,17 @@ func LocalAddr(httpAddr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// parseBool accepts true/false, 1/0, yes/no and on/off, in any case.
+func parseBool(raw string) (value, ok bool) {
+	switch strings.ToLower(raw) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 func isPort(s string) bool {
@@ -638,6 +711,10 @@ func Load(file string, environ []string) (Config, error) {
 	}
 
 	// Cross-variable rules, only when both sides parsed.
+	if c.DebugAddr != "" && c.DebugAddr == c.HTTPAddr {
+		errs = append(errs, &Error{Variable: "DEBUG_ADDR", Problem: fmt.Sprintf(
+			"%q is also HTTP_ADDR (use an address of its own, e.g. 127.0.0.1:6060: profiles are never served on the API port)", c.DebugAddr)})
+	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(
 			"%s is shorter than JWT_ACCESS_EXPIRES_IN=%s (use a lifetime at least as long as the access token's, e.g. 24h or 7d)",

@@ -18,13 +18,13 @@ import (
 
 // documentedOrder is the order of SPEC §6 followed by the tokend additions.
 var documentedOrder = []string{
-	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE",
-	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
+	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
+	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
-	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
+	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
-	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS",
+	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS", "DEBUG_ADDR",
 }
 
 func defaults() config.Config {
@@ -45,7 +45,8 @@ func defaults() config.Config {
 		PasswordHashMemory:      19456,
 		PasswordHashIterations:  2,
 		PasswordHashParallelism: 1,
-		LoginRateAccount:        config.Rate{N: 10, Period: 15 * time.Minute},
+		LoginRateAccountIP:      config.Rate{N: 10, Period: 15 * time.Minute},
+		LoginRateAccount:        config.Rate{N: 100, Period: 24 * time.Hour},
 		LoginRateIP:             config.Rate{N: 100, Period: time.Minute},
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
@@ -189,6 +190,10 @@ func TestEnvOverrides(t *testing.T) {
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=5/10m", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 5, Period: 10 * time.Minute} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=20/1d", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 20, Period: 24 * time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", func(c *config.Config) { c.LoginRateAccount = config.Rate{} }},
+		{"REDIS_ALLOW_EVICTION=yes", func(c *config.Config) { c.RedisAllowEviction = true }},
+		{"JWT_KEYS_GENERATE=true", func(c *config.Config) { c.KeysGenerate = true }},
+		{"TOKEND_BOOTSTRAP=/etc/tokend/bootstrap.yaml", func(c *config.Config) { c.Bootstrap = "/etc/tokend/bootstrap.yaml" }},
+		{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", func(c *config.Config) { c.LoginRateAccountIP = config.Rate{N: 3, Period: time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
 		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
 		{"TRUSTED_PROXIES=10.0.0.1, 192.168.0.0/16 2001:db8::/32", func(c *config.Config) {
@@ -209,6 +214,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"CORS_ALLOWED_ORIGINS=https://app.example.com, http://localhost:3000 https://app.example.com", func(c *config.Config) {
 			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
 		}},
+		{"DEBUG_ADDR=127.0.0.1:6060", func(c *config.Config) { c.DebugAddr = "127.0.0.1:6060" }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -282,6 +288,7 @@ func fullFileConfig() config.Config {
 		PasswordHashMemory:      65536,
 		PasswordHashIterations:  3,
 		PasswordHashParallelism: 2,
+		LoginRateAccountIP:      config.Rate{N: 10, Period: 15 * time.Minute},
 		LoginRateAccount:        config.Rate{N: 5, Period: 10 * time.Minute},
 		LoginRateIP:             config.Rate{N: 300, Period: time.Minute},
 		TrustedProxies:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
@@ -421,6 +428,9 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_ITERATIONS=two", wantText: "is not an iteration count"},
 		{env: "PASSWORD_HASH_PARALLELISM=0", wantText: `"0" is not a parallelism (use a whole number from 1 to 255)`},
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
+		{env: "REDIS_ALLOW_EVICTION=maybe", wantText: `"maybe" is not a boolean`},
+		{env: "JWT_KEYS_GENERATE=sometimes", wantText: `"sometimes" is not a boolean`},
+		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=5/", wantText: "the period must be a positive duration"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=10", wantText: `"10" is not a rate (use N/period, e.g. 10/15m`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=-1/1m", wantText: "N must be a whole number"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=ten/1m", wantText: "N must be a whole number"},
@@ -437,6 +447,8 @@ func TestInvalid(t *testing.T) {
 		{env: "REFRESH_REUSE_WINDOW=-1s", wantText: `"-1s" is not a reuse window (use a duration from 0 (strict single use) up to 5m`},
 		{env: "REFRESH_REUSE_WINDOW=6m", wantText: `"6m" is not a reuse window`},
 		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
+		{env: "DEBUG_ADDR=6060", wantText: `"6060" is not a listen address (use host:port or :port, e.g. 127.0.0.1:6060)`},
+		{env: "DEBUG_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -464,7 +476,7 @@ func TestInvalid(t *testing.T) {
 		})
 	}
 	for _, v := range config.Variables() {
-		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" {
+		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" || v.Name == "TOKEND_BOOTSTRAP" {
 			continue // free-form
 		}
 		if !covered[v.Name] {
@@ -772,31 +784,36 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		got[s.Name] = s.Value
 	}
 	want := map[string]string{
-		"HTTP_ADDR":                    "127.0.0.1:9000",
-		"REDIS_URL":                    "redis://redis:6379/1",
-		"REDIS_KEY_PREFIX":             "svc:",
-		"JWT_ISSUER":                   "https://auth.example.com",
-		"JWT_AUDIENCE":                 "api,billing",
-		"JWT_ACCESS_EXPIRES_IN":        "10m",
-		"JWT_REFRESH_EXPIRES_IN":       "36h",
-		"JWT_SIGNING_ALG":              "EdDSA",
-		"JWT_KEYS_DIR":                 "/etc/tokend/keys",
-		"JWKS_MAX_AGE":                 "10m",
-		"JWT_KEYS_RELOAD_INTERVAL":     "30s",
-		"ALLOW_SIGNUP":                 "true",
-		"LOG_LEVEL":                    "debug",
-		"LOG_FORMAT":                   "text",
-		"PASSWORD_HASH_MEMORY":         "65536",
-		"PASSWORD_HASH_ITERATIONS":     "3",
-		"PASSWORD_HASH_PARALLELISM":    "2",
-		"RATE_LIMIT_LOGIN_PER_ACCOUNT": "5/10m",
-		"RATE_LIMIT_LOGIN_PER_IP":      "300/1m",
-		"TRUSTED_PROXIES":              "10.0.0.0/8,fd00::/8",
-		"SHUTDOWN_TIMEOUT":             "30s",
-		"CLIENT_CACHE_TTL":             "10s",
-		"REFRESH_REUSE_WINDOW":         "30s",
-		"MAX_SESSIONS_PER_USER":        "100",
-		"CORS_ALLOWED_ORIGINS":         "",
+		"HTTP_ADDR":                       "127.0.0.1:9000",
+		"REDIS_URL":                       "redis://redis:6379/1",
+		"REDIS_KEY_PREFIX":                "svc:",
+		"JWT_ISSUER":                      "https://auth.example.com",
+		"JWT_AUDIENCE":                    "api,billing",
+		"JWT_ACCESS_EXPIRES_IN":           "10m",
+		"JWT_REFRESH_EXPIRES_IN":          "36h",
+		"JWT_SIGNING_ALG":                 "EdDSA",
+		"JWT_KEYS_DIR":                    "/etc/tokend/keys",
+		"JWKS_MAX_AGE":                    "10m",
+		"JWT_KEYS_RELOAD_INTERVAL":        "30s",
+		"ALLOW_SIGNUP":                    "true",
+		"LOG_LEVEL":                       "debug",
+		"LOG_FORMAT":                      "text",
+		"PASSWORD_HASH_MEMORY":            "65536",
+		"PASSWORD_HASH_ITERATIONS":        "3",
+		"PASSWORD_HASH_PARALLELISM":       "2",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT":    "5/10m",
+		"JWT_KEYS_GENERATE":               "false",
+		"TOKEND_BOOTSTRAP":                "",
+		"REDIS_ALLOW_EVICTION":            "false",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP": "10/15m",
+		"RATE_LIMIT_LOGIN_PER_IP":         "300/1m",
+		"TRUSTED_PROXIES":                 "10.0.0.0/8,fd00::/8",
+		"SHUTDOWN_TIMEOUT":                "30s",
+		"CLIENT_CACHE_TTL":                "10s",
+		"CORS_ALLOWED_ORIGINS":            "",
+		"DEBUG_ADDR":                      "",
+		"REFRESH_REUSE_WINDOW":            "30s",
+		"MAX_SESSIONS_PER_USER":           "100",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)

@@ -34,7 +34,7 @@ func withCORS(origins []string, next http.Handler) http.Handler {
 		AllowedOrigins:   origins,
 		AllowedMethods:   []string{http.MethodGet, http.MethodPost, http.MethodDelete},
 		AllowedHeaders:   []string{"Authorization", "Content-Type", "X-Request-Id"},
-		ExposedHeaders:   []string{"Retry-After", "WWW-Authenticate", "X-Request-Id"},
+		ExposedHeaders:   []string{"Retry-After", "WWW-Authenticate", "Token-Expired", "X-Request-Id"},
 		AllowCredentials: true,
 		MaxAge:           600,
 	})

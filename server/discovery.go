@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -52,16 +53,22 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// handleReadyz answers 200 when the store answers a ping within a second.
+// handleReadyz answers 200 when the store answers a ping within a second
+// (and, on Redis, has memory left for writes: Options.Ready); else 503
+// saying why: "unreachable" or "out_of_memory".
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		info(r.Context()).errLog = err.Error()
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"status":"unavailable","store":"unreachable"}` + "\n"))
+		why := "unreachable"
+		if errors.Is(err, ErrStoreFull) {
+			why = "out_of_memory"
+		}
+		_, _ = w.Write([]byte(`{"status":"unavailable","store":"` + why + `"}` + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -110,19 +110,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range e.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	setNoStoreJSON(h)
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(errorBody{Error: e.code.Error(), Description: e.desc})
 }
 
 // writeJSON writes a 200 JSON answer that must not be cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	setNoStoreJSON(w.Header())
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -76,9 +76,18 @@ type Options struct {
 	// of the server's own (never the global default registry).
 	Metrics *prometheus.Registry
 
+	// Ready is the readiness check of GET /readyz; nil means Store.Ping.
+	// An error wrapping ErrStoreFull is reported as "out_of_memory".
+	Ready func(ctx context.Context) error
+
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// ErrStoreFull is what a readiness check returns (wrapped) when the store
+// answers but refuses writes because it is out of memory (Redis at
+// maxmemory under the noeviction policy).
+var ErrStoreFull = errors.New("the store is out of memory")
 
 // Server serves tokend's HTTP API.
 type Server struct {
@@ -100,6 +109,7 @@ type Server struct {
 	proxies     []netip.Prefix
 	metrics     *metrics
 	now         func() time.Time
+	ready       func(ctx context.Context) error
 	metadata    []byte
 	handler     http.Handler
 	mux         *router // the routes, for Routes
@@ -126,7 +136,10 @@ func New(o Options) (*Server, error) {
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
 		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
-		origins: slices.Clone(o.CORSAllowedOrigins),
+		origins: slices.Clone(o.CORSAllowedOrigins), ready: o.Ready,
+	}
+	if s.ready == nil {
+		s.ready = s.store.Ping
 	}
 	if s.refreshTTL <= 0 {
 		s.refreshTTL = 24 * time.Hour
@@ -163,6 +176,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
 	mux.HandleFunc("/logout", s.handleLogout)
 	mux.HandleFunc("/users", s.handleSignup)
+	mux.HandleFunc("GET /sessions", s.handleListSessions)
+	mux.HandleFunc("DELETE /sessions/{id}", s.handleDeleteSession)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -55,7 +55,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeToken(w, resp)
 }
 
 // authenticateClient checks the presented client credentials. It runs
@@ -104,6 +104,9 @@ func (s *Server) clientFor(r *http.Request, p params, grant oauth2.GrantType) (s
 func resolveScope(requested string, allowed []string) (string, error) {
 	if requested == "" {
 		return strings.Join(allowed, " "), nil
+	}
+	if validScopeToken(requested) && slices.Contains(allowed, requested) {
+		return requested, nil // one scope, the usual request: nothing to split or join
 	}
 	var out []string
 	for _, sc := range strings.Fields(requested) {
@@ -163,7 +166,7 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		}
 		return tokenResponse{}, err
 	}
-	s.loginSucceeded(ctx, username)
+	s.loginSucceeded(ctx, username, clientIP(r))
 
 	now := s.now()
 	sid := token.NewID()

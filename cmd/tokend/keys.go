@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -34,37 +35,44 @@ func (c *cli) keysCmd() *cobra.Command {
 			if alg, err = signingAlg(alg, cfg); err != nil {
 				return err
 			}
-			k, err := keys.Generate(alg)
-			if err != nil {
-				return fmt.Errorf("--alg: %w", err)
-			}
-			// Check the refresh keys before writing anything, so a bad
-			// file does not leave a half-made directory.
-			existing, err := keys.LoadRefreshDir(dir)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			path, err := keys.WriteFile(dir, k)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "generated %s key %s\nwrote %s\n", k.Alg, k.ID, path)
-			if len(existing) > 0 {
-				return nil
-			}
-			rk := keys.GenerateRefreshKey()
-			rpath, err := keys.WriteRefreshFile(dir, rk)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "generated refresh key %s\nwrote %s\n", rk.ID, rpath)
-			return nil
+			return generateKeys(c.stdout, dir, alg)
 		},
 	}
 	gen.Flags().StringVar(&dir, "dir", "", "directory for the key files (default JWT_KEYS_DIR)")
 	gen.Flags().StringVar(&alg, "alg", "", "ES256, EdDSA or RS256, in any case (default JWT_SIGNING_ALG)")
 	cmd.AddCommand(gen, c.keysRotateCmd(), c.keysListCmd())
 	return cmd
+}
+
+// generateKeys is `tokend keys generate`: it writes a new signing key of
+// alg into dir and reports what it wrote to w. serve calls it too, for
+// JWT_KEYS_GENERATE, so a first start gets exactly what the command makes.
+func generateKeys(w io.Writer, dir, alg string) error {
+	k, err := keys.Generate(alg)
+	if err != nil {
+		return fmt.Errorf("--alg: %w", err)
+	}
+	// Check the refresh keys before writing anything, so a bad file does
+	// not leave a half-made directory.
+	existing, err := keys.LoadRefreshDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	path, err := keys.WriteFile(dir, k)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "generated %s key %s\nwrote %s\n", k.Alg, k.ID, path)
+	if len(existing) > 0 {
+		return nil // a refresh key only when there is none
+	}
+	rk := keys.GenerateRefreshKey()
+	rpath, err := keys.WriteRefreshFile(dir, rk)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "generated refresh key %s\nwrote %s\n", rk.ID, rpath)
+	return nil
 }
 
 // keyTiming is the rotation schedule every replica derives from the

@@ -93,6 +93,24 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer st.Close()
+	ready, err := checkRedis(ctx, st, cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Bootstrap != "" {
+		f, err := loadBootstrap(cfg.Bootstrap)
+		if err != nil {
+			return err
+		}
+		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, log); err != nil {
+			return err
+		}
+	}
+	if cfg.KeysGenerate && cfg.KeysDir != "" {
+		if err := generateKeysIfEmpty(cfg.KeysDir, cfg.SigningAlg, log); err != nil {
+			return err
+		}
+	}
 	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err
@@ -114,7 +132,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
+		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
 	})
 	if err != nil {
 		return err
@@ -122,6 +140,14 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if dev {
 		if err := seedDev(ctx, st, hasher); err != nil {
 			return fmt.Errorf("seed dev data: %w", err)
+		}
+	}
+
+	if cfg.DebugAddr != "" {
+		debugCtx, stopDebug := context.WithCancel(ctx)
+		defer stopDebug()
+		if _, err := startDebug(debugCtx, cfg.DebugAddr, log); err != nil {
+			return err
 		}
 	}
 

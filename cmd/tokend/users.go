@@ -19,7 +19,7 @@ import (
 )
 
 func (c *cli) usersCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, disable, enable, delete, list)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, set-password, roles, disable, enable, delete, list)"}
 	var roles []string
 	create := &cobra.Command{
 		Use:   "create USERNAME [--role ROLE]...",
@@ -54,11 +54,7 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 				return err
 			}
 			defer st.Close()
-			h := credential.NewHasher(credential.Argon2Params{
-				Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations,
-				Parallelism: cfg.PasswordHashParallelism, SaltLen: 16, KeyLen: 32,
-			}, 1)
-			hash, err := h.Hash(ctx, password)
+			hash, err := adminHasher(cfg).Hash(ctx, password)
 			if err != nil {
 				return err
 			}
@@ -111,7 +107,7 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 	cmd.AddCommand(create,
 		setDisabled("disable", "Disable a user and end all their sessions", true),
 		setDisabled("enable", "Enable a disabled user", false),
-		del, list)
+		del, list, c.usersSetPasswordCmd(), c.usersRolesCmd())
 	return cmd
 }
 
