@@ -221,7 +221,7 @@ func TestAuditEvents(t *testing.T) {
 			t.Errorf("no %s audit event", ev)
 		}
 	}
-	const sent = 10 // the requests above
+	const sent = 15 // the requests above
 	if requests != sent || len(perRequest) != sent {
 		t.Errorf("%d request lines for %d request ids, want %d each", requests, len(perRequest), sent)
 	}
