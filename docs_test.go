@@ -13,7 +13,8 @@ package tokend_test
 //   - TestEveryCurlLineRuns fails when README.md or docs/*.md has a curl
 //     command outside the blocks those two tests run;
 //   - TestIntegrationGoExampleCompiles builds the Go example of
-//     docs/integration.md against this repository's verify package.
+//     docs/integration.md against this repository's verify module, as a
+//     sibling service on an older Go would.
 //
 // Only the hosts and ports, the Redis URL and the scratch directory are
 // changed: "localhost:8080" becomes the 127.0.0.1 port tokend listens on
@@ -438,7 +439,9 @@ func TestEveryCurlLineRuns(t *testing.T) {
 
 // TestIntegrationGoExampleCompiles builds the ```go example of
 // docs/integration.md as a program of its own module that uses this
-// repository (offline: the module cache and this go.sum only).
+// repository's verify module only — what a sibling service does — on the
+// go line 1.22 (which its "GET /orders" patterns need), offline: the
+// module cache and verify's go.sum only.
 func TestIntegrationGoExampleCompiles(t *testing.T) {
 	data, err := os.ReadFile("docs/integration.md")
 	if err != nil {
@@ -457,12 +460,13 @@ func TestIntegrationGoExampleCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := os.ReadFile("go.sum")
+	sum, err := os.ReadFile("verify/go.sum")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mod := fmt.Sprintf("module docexample\n\ngo 1.26\n\nrequire github.com/tokend/tokend v0.0.0\n\nreplace github.com/tokend/tokend => %s\n", root)
+	mod := fmt.Sprintf("module docexample\n\ngo 1.22\n\nrequire github.com/tokend/tokend/verify v0.0.0\n\nreplace github.com/tokend/tokend/verify => %s\n",
+		filepath.Join(root, "verify"))
 	for name, content := range map[string][]byte{"go.mod": []byte(mod), "go.sum": sum, "main.go": []byte(code)} {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 			t.Fatal(err)
