@@ -3,6 +3,8 @@ package verify_test
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,3 +588,68 @@ func TestVerifyOtherEncodings(t *testing.T) {
 		wantInvalid(t, v, segment(good, 0)+"."+segment(other, 1)+"."+segment(good, 2), "signature is invalid")
 	}
 }
+
+// NewWithKeys checks tokens against the keys a KeySet gives, asked for
+// every token (as tokend checks its own), with the same rules as New.
+func TestNewWithKeys(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIssuer(t, verify.ES256)
+	es, ed, rs := f.set.Load().Signing(), testSet(t, verify.EdDSA, "a").Signing(), testSet(t, verify.RS256, "a").Signing()
+	set, err := newKeySet(es, ed, rs)
+	must(t, err)
+	var ks atomic.Pointer[testKeySet]
+	ks.Store(set)
+	v, err := verify.NewWithKeys(f.url, keySetFunc(func(kid string) (verify.Key, bool) { return staticKeys{ks.Load()}.LookupKey(kid) }),
+		verify.WithAudience("orders"), verify.WithClock(f.clock.Now))
+	must(t, err)
+	for _, k := range []*testKey{es, ed, rs} {
+		c, err := v.Verify(ctx, forge(t, k, f.goodHeader(k), f.goodClaims()))
+		if err != nil || c.KeyID != k.ID {
+			t.Fatalf("%s: %+v %v", k.Alg, c, err)
+		}
+	}
+	// The rules are New's: the key's own alg only, iss, aud, times.
+	wantInvalid(t, v, forge(t, rs, with(f.goodHeader(es), "alg", verify.RS256), f.goodClaims()), "does not match its key")
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), with(f.goodClaims(), "aud", "billing")), "not for this audience")
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), with(f.goodClaims(), "iss", "https://evil.test")), "another issuer")
+	// A key dropped from the set stops verifying at once.
+	ks.Store(testSet(t, verify.EdDSA, "a"))
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), f.goodClaims()), "unknown key")
+	// VerifyAt uses the instant given, not the clock.
+	tok := forge(t, ed, f.goodHeader(ed), f.goodClaims())
+	if _, err := v.VerifyAt(ctx, tok, f.clock.Now().Add(time.Hour)); !errors.Is(err, verify.ErrExpired) {
+		t.Fatalf("VerifyAt an hour later: %v", err)
+	}
+	if f.fetches.Load() != 0 {
+		t.Fatalf("NewWithKeys fetched the JWKS %d times", f.fetches.Load())
+	}
+
+	// A KeySet key of the wrong type or size for its alg, or with no alg,
+	// verifies nothing.
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	must(t, err)
+	smallKey := &testKey{ID: "small", Alg: verify.RS256, Public: small.Public(), Signer: small, Method: rs.Method}
+	for name, key := range map[string]verify.Key{
+		"EC key as EdDSA": {Algorithm: verify.EdDSA, Public: es.Public},
+		"no alg":          {Public: es.Public},
+		"1024-bit RSA":    {Algorithm: verify.RS256, Public: small.Public()},
+		"nil key":         {Algorithm: verify.ES256},
+	} {
+		v, err := verify.NewWithKeys(f.url, keySetFunc(func(string) (verify.Key, bool) { return key, true }), verify.WithAudience("orders"), verify.WithClock(f.clock.Now))
+		must(t, err)
+		signer := es
+		if key.Public == small.Public() {
+			signer = smallKey
+		}
+		if _, err := v.Verify(ctx, forge(t, signer, with(f.goodHeader(signer), "alg", key.Algorithm), f.goodClaims())); !errors.Is(err, verify.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := verify.NewWithKeys(f.url, nil, verify.WithAudience("orders")); err == nil {
+		t.Error("nil KeySet accepted")
+	}
+}
+
+type keySetFunc func(kid string) (verify.Key, bool)
+
+func (f keySetFunc) LookupKey(kid string) (verify.Key, bool) { return f(kid) }

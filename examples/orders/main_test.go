@@ -114,7 +114,7 @@ func get(t *testing.T, u, accessToken string) reply {
 	return send(t, req)
 }
 
-// SPEC §10 story 4, end to end: register, sign in, call the protected
+// A sibling service's story, end to end: register, sign in, call the protected
 // service, be refused the admin endpoint, have the access token expire
 // (401 with Token-Expired), refresh, and call again.
 func TestStory4EndToEnd(t *testing.T) {
