@@ -254,14 +254,9 @@ func freePort(t *testing.T) string {
 	return ""
 }
 
-// runSteps runs the steps in one bash, in a fresh copy of the repository,
-// and checks each step's exit status and expected answers.
-func runSteps(t *testing.T, name string, steps []step) {
-	t.Helper()
-	runStepsWith(t, name, steps, testredis.Prefix(t))
-}
-
-// runStepsWith is runSteps under a given Redis key prefix.
+// runStepsWith runs the steps in one bash, in a fresh copy of the
+// repository, under the Redis key prefix prefix, and checks each step's
+// exit status and expected answers.
 func runStepsWith(t *testing.T, name string, steps []step, prefix string) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
