@@ -10,6 +10,8 @@ WORKDIR /src
 ENV CGO_ENABLED=0
 # Dependencies first, so editing source does not refetch modules.
 COPY go.mod go.sum ./
+# verify is a module of its own that go.mod replaces with ./verify.
+COPY verify/go.mod verify/go.sum ./verify/
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .

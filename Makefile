@@ -10,6 +10,10 @@ COVERPKG  ?= ./server/...,./store/...
 COVERTEST ?= ./server/... ./store/...
 COVERFILE ?= coverage.out
 PKGS      ?= ./...
+# verify/ is a Go module of its own (a resource server imports it without
+# the server's dependencies); test, lint and fuzz run it as well.
+VERIFY    := verify
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,8 +32,9 @@ run: ## run a dev server: embedded store, ephemeral signing key, text logs
 build: ## build bin/tokend (version from git describe)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokend
 
-test: redis-check ## run every test with the race detector (needs Redis)
+test: redis-check ## run every test with the race detector (needs Redis), the verify module's too
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) -C $(VERIFY) test -race -count=1 ./...
 
 # Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL, and
 # the redis-server program (Redis >= 7) itself, since the failover, Sentinel
@@ -71,18 +76,28 @@ cover: redis-check ## test server/ and store/ with coverage; fail under 90% (COV
 		echo >&2 "make: coverage $$total% is under $(COVER_MIN)%"; exit 1; \
 	fi
 
-lint: ## gofmt -l must be empty; go vet
+# staticcheck is run at a pinned version through the module proxy, so lint
+# needs nothing installed but Go.
+lint: ## gofmt, go vet, go mod tidy -diff and staticcheck, for tokend and the verify module
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo >&2 "make: gofmt needed:"; echo >&2 "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) -C $(VERIFY) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) -C $(VERIFY) mod tidy -diff
+	$(STATICCHECK) $(PKGS)
+	cd $(VERIFY) && $(STATICCHECK) ./...
 
-fuzz: ## run every Fuzz* test for FUZZTIME each (default 10s; FUZZTIME=1m make fuzz)
-	@pairs="$$($(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ {names[n++] = $$1; next} /^ok / {for (i = 0; i < n; i++) print $$2, names[i]; n = 0}')"; \
-	if [ -z "$$pairs" ]; then echo "no fuzz tests found"; exit 0; fi; \
-	while read -r pkg fn; do \
-		echo "== $$pkg $$fn (-fuzztime $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
-	done <<< "$$pairs"
+fuzz: ## run every Fuzz* test (the verify module's too) for FUZZTIME each (default 10s; FUZZTIME=1m make fuzz)
+	@for mod in . $(VERIFY); do \
+		pkgs='$(PKGS)'; [ "$$mod" = . ] || pkgs=./...; \
+		pairs="$$($(GO) -C "$$mod" test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ {names[n++] = $$1; next} /^ok / {for (i = 0; i < n; i++) print $$2, names[i]; n = 0}')"; \
+		[ -n "$$pairs" ] || continue; \
+		while read -r pkg fn; do \
+			echo "== $$pkg $$fn (-fuzztime $(FUZZTIME))"; \
+			$(GO) -C "$$mod" test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+		done <<< "$$pairs"; \
+	done
 
 # Load benchmark (SPEC §11): starts a private redis-server (or uses
 # REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, then
@@ -118,6 +133,7 @@ profile: build ## CPU profile (pprof) of tokend under load per scenario; prints 
 
 bench-micro: ## go test micro-benchmarks (signer, rotation script, handlers, verify); Redis-backed ones need Redis
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) -C $(VERIFY) test -run '^$$' -bench . -benchmem ./...
 
 clean: ## remove build and test output
 	rm -rf bin/ $(COVERFILE) coverage.html *.test bench-results/

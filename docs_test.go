@@ -13,7 +13,8 @@ package tokend_test
 //   - TestEveryCurlLineRuns fails when README.md or docs/*.md has a curl
 //     command outside the blocks those two tests run;
 //   - TestIntegrationGoExampleCompiles builds the Go example of
-//     docs/integration.md against this repository's verify package.
+//     docs/integration.md against this repository's verify module, as a
+//     sibling service on an older Go would.
 //
 // Only the hosts and ports, the Redis URL and the scratch directory are
 // changed: "localhost:8080" becomes the 127.0.0.1 port tokend listens on
@@ -253,14 +254,9 @@ func freePort(t *testing.T) string {
 	return ""
 }
 
-// runSteps runs the steps in one bash, in a fresh copy of the repository,
-// and checks each step's exit status and expected answers.
-func runSteps(t *testing.T, name string, steps []step) {
-	t.Helper()
-	runStepsWith(t, name, steps, testredis.Prefix(t))
-}
-
-// runStepsWith is runSteps under a given Redis key prefix.
+// runStepsWith runs the steps in one bash, in a fresh copy of the
+// repository, under the Redis key prefix prefix, and checks each step's
+// exit status and expected answers.
 func runStepsWith(t *testing.T, name string, steps []step, prefix string) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
@@ -438,7 +434,9 @@ func TestEveryCurlLineRuns(t *testing.T) {
 
 // TestIntegrationGoExampleCompiles builds the ```go example of
 // docs/integration.md as a program of its own module that uses this
-// repository (offline: the module cache and this go.sum only).
+// repository's verify module only — what a sibling service does — on the
+// go line 1.22 (which its "GET /orders" patterns need), offline: the
+// module cache and verify's go.sum only.
 func TestIntegrationGoExampleCompiles(t *testing.T) {
 	data, err := os.ReadFile("docs/integration.md")
 	if err != nil {
@@ -457,12 +455,13 @@ func TestIntegrationGoExampleCompiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := os.ReadFile("go.sum")
+	sum, err := os.ReadFile("verify/go.sum")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mod := fmt.Sprintf("module docexample\n\ngo 1.26\n\nrequire github.com/tokend/tokend v0.0.0\n\nreplace github.com/tokend/tokend => %s\n", root)
+	mod := fmt.Sprintf("module docexample\n\ngo 1.22\n\nrequire github.com/tokend/tokend/verify v0.0.0\n\nreplace github.com/tokend/tokend/verify => %s\n",
+		filepath.Join(root, "verify"))
 	for name, content := range map[string][]byte{"go.mod": []byte(mod), "go.sum": sum, "main.go": []byte(code)} {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 			t.Fatal(err)

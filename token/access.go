@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -15,25 +16,26 @@ import (
 	"sync"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/verify"
 )
 
 // AccessTokenType is the JWT "typ" header of access tokens (RFC 9068 §2.1).
 const AccessTokenType = "at+jwt"
 
-// AccessLeeway is the clock skew Verify tolerates on exp, nbf and iat.
-const AccessLeeway = 30 * time.Second
+// AccessLeeway is the clock skew Verify tolerates on exp, nbf and iat:
+// the same as a resource server's verify.Verifier by default.
+const AccessLeeway = verify.DefaultLeeway
 
-// Verification errors. Verify returns an error wrapping ErrExpired when the
-// token is valid in every respect except that it has expired, and an error
-// wrapping ErrInvalid (and the underlying reason) otherwise. ErrExpired is
-// not ErrInvalid: a caller can answer "expired" (and e.g. set
-// Token-Expired: true) only when renewal would help.
+// Verification errors: those of package verify, which does the checking.
+// Verify returns an error matching ErrExpired when the token is valid in
+// every respect except that it has expired, and an error matching
+// ErrInvalid (with the reason) otherwise. ErrExpired is not ErrInvalid: a
+// caller can answer "expired" (and e.g. set Token-Expired: true) only when
+// renewal would help.
 var (
-	ErrExpired = errors.New("token: access token expired")
-	ErrInvalid = errors.New("token: invalid access token")
+	ErrExpired = verify.ErrExpired
+	ErrInvalid = verify.ErrInvalid
 )
 
 // KeySource provides the current key set. Issuer calls Keys for every
@@ -82,8 +84,8 @@ type Issuer struct {
 	// `,"aud":[…],"exp":` (or `,"exp":` with no audience).
 	prefix, audExp string
 
-	headers sync.Map // kid → *header
-	parser  *jwt.Parser
+	headers  sync.Map // kid → *header
+	verifier *verify.Verifier
 }
 
 // header is the precomputed start of every token a key signs.
@@ -94,7 +96,7 @@ type header struct {
 
 // NewIssuer returns an Issuer that signs tokens for issuer (the iss claim)
 // and audience (the aud claim), valid for ttl, with the signing key of
-// src's current set. It panics if ttl ≤ 0 or src is nil.
+// src's current set. It panics if ttl ≤ 0, src is nil or issuer is empty.
 func NewIssuer(issuer string, audience []string, ttl time.Duration, src KeySource) *Issuer {
 	if ttl <= 0 {
 		panic("token: NewIssuer: ttl must be positive")
@@ -107,15 +109,19 @@ func NewIssuer(issuer string, audience []string, ttl time.Duration, src KeySourc
 		audience: slices.Clone(audience),
 		ttl:      ttl,
 		src:      src,
-		parser: jwt.NewParser(
-			// Every key's own algorithm; the key function below then
-			// requires the header alg to be exactly the named key's.
-			jwt.WithValidMethods([]string{keys.ES256, keys.EdDSA, keys.RS256}),
-			jwt.WithStrictDecoding(),
-			// Claims are checked by Verify against its now argument.
-			jwt.WithoutClaimsValidation(),
-		),
 	}
+	// Tokend checks its tokens with the code resource servers run
+	// (docs/design.md, "Access tokens"), over its own keys. Without
+	// configured audiences its tokens carry none, so none is checked.
+	aud := verify.InsecureSkipAudienceCheck()
+	if len(audience) > 0 {
+		aud = verify.WithAudience(audience...)
+	}
+	v, err := verify.NewWithKeys(issuer, verifyKeys{src}, aud, verify.WithLeeway(AccessLeeway))
+	if err != nil {
+		panic("token: NewIssuer: " + err.Error())
+	}
+	i.verifier = v
 	i.prefix = string(appendJSONString([]byte(`{"iss":`), issuer)) + `,"sub":`
 	if len(audience) > 0 {
 		b := []byte(`,"aud":`)
@@ -268,115 +274,53 @@ type AccessClaims struct {
 	KeyID     string    // kid of the key that signed it
 }
 
-// accessJWTClaims is the payload as golang-jwt decodes it.
-type accessJWTClaims struct {
-	jwt.RegisteredClaims
-	ClientID  string   `json:"client_id"`
-	Scope     string   `json:"scope"`
-	Roles     []string `json:"roles"`
-	SessionID string   `json:"sid"`
-}
-
-// Verify checks tok as a resource server would and returns its claims. It
-// requires
+// Verify checks tok as a resource server would — with package verify's
+// Verifier, over the Issuer's current key set — and returns its claims.
+// It requires
 //   - a signature by a key in the current set named by the header kid, with
 //     that key's algorithm (so "none", HMAC and algorithm substitution are
 //     refused);
 //   - typ "at+jwt" (or "application/at+jwt", RFC 9068 §4) and no "crit";
 //   - iss equal to the Issuer's, and, if the Issuer has audiences, an aud
 //     containing one of them;
-//   - sub, client_id, jti, iat and exp present;
+//   - sub, client_id, jti, iat and exp present, each of its JSON type;
 //   - iat and nbf not after now, and now before exp, each with AccessLeeway.
 //
-// Expiry is checked last: an error wrapping ErrExpired means the token is
-// otherwise valid. Every other failure wraps ErrInvalid.
+// Expiry is checked last: an error matching ErrExpired means the token is
+// otherwise valid. Every other failure matches ErrInvalid.
 func (i *Issuer) Verify(tok string, now time.Time) (AccessClaims, error) {
-	set := i.src.Keys()
-	if set == nil {
-		return AccessClaims{}, fmt.Errorf("%w: no verification keys", ErrInvalid)
-	}
-	var cl accessJWTClaims
-	var signedBy string
-	_, err := i.parser.ParseWithClaims(tok, &cl, func(t *jwt.Token) (any, error) {
-		if typ, _ := t.Header["typ"].(string); !isAccessTokenType(typ) {
-			return nil, fmt.Errorf("typ %q is not %q", t.Header["typ"], AccessTokenType)
-		}
-		if _, ok := t.Header["crit"]; ok {
-			return nil, errors.New("unsupported crit header")
-		}
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			return nil, errors.New("no kid")
-		}
-		k, ok := set.Lookup(kid)
-		if !ok {
-			return nil, fmt.Errorf("unknown kid %q", kid)
-		}
-		if alg := t.Method.Alg(); alg != k.Alg {
-			return nil, fmt.Errorf("alg %s does not match key %s (%s)", alg, kid, k.Alg)
-		}
-		signedBy = kid
-		return k.Public, nil
-	})
+	c, err := i.verifier.VerifyAt(context.Background(), tok, now)
 	if err != nil {
-		return AccessClaims{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return AccessClaims{}, err
 	}
-
-	invalid := func(format string, args ...any) (AccessClaims, error) {
-		return AccessClaims{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
-	}
-	if cl.Issuer != i.issuer {
-		return invalid("iss %q is not %q", cl.Issuer, i.issuer)
-	}
-	if len(i.audience) > 0 && !slices.ContainsFunc(cl.Audience, func(a string) bool { return slices.Contains(i.audience, a) }) {
-		return invalid("aud %q does not include any of %q", []string(cl.Audience), i.audience)
-	}
-	switch {
-	case cl.Subject == "":
-		return invalid("no sub")
-	case cl.ClientID == "":
-		return invalid("no client_id")
-	case cl.ID == "":
-		return invalid("no jti")
-	case cl.IssuedAt == nil:
-		return invalid("no iat")
-	case cl.ExpiresAt == nil:
-		return invalid("no exp")
-	}
-	late := now.Add(AccessLeeway)
-	if late.Before(cl.IssuedAt.Time) {
-		return invalid("iat %s is in the future", cl.IssuedAt.UTC().Format(time.RFC3339))
-	}
-	if cl.NotBefore != nil && late.Before(cl.NotBefore.Time) {
-		return invalid("not valid before %s", cl.NotBefore.UTC().Format(time.RFC3339))
-	}
-	if !now.Before(cl.ExpiresAt.Add(AccessLeeway)) {
-		return AccessClaims{}, fmt.Errorf("%w at %s", ErrExpired, cl.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-
-	ac := AccessClaims{
-		Issuer:    cl.Issuer,
-		Subject:   cl.Subject,
-		ClientID:  cl.ClientID,
-		Scope:     cl.Scope,
-		SessionID: cl.SessionID,
-		ID:        cl.ID,
-		Audience:  cl.Audience,
-		Roles:     cl.Roles,
-		IssuedAt:  cl.IssuedAt.UTC(),
-		ExpiresAt: cl.ExpiresAt.UTC(),
-		KeyID:     signedBy,
-	}
-	if cl.NotBefore != nil {
-		ac.NotBefore = cl.NotBefore.UTC()
-	}
-	return ac, nil
+	return AccessClaims{
+		Issuer:    c.Issuer,
+		Subject:   c.Subject,
+		ClientID:  c.ClientID,
+		Scope:     strings.Join(c.Scopes, " "),
+		SessionID: c.SessionID,
+		ID:        c.ID,
+		Audience:  c.Audience,
+		Roles:     c.Roles,
+		IssuedAt:  c.IssuedAt.UTC(),
+		NotBefore: c.NotBefore,
+		ExpiresAt: c.ExpiresAt.UTC(),
+		KeyID:     c.KeyID,
+	}, nil
 }
 
-// isAccessTokenType reports whether typ names the at+jwt media type; the
-// "application/" prefix may be omitted (RFC 7515 §4.1.9) and media types
-// compare case-insensitively.
-func isAccessTokenType(typ string) bool {
-	typ = strings.ToLower(typ)
-	return typ == AccessTokenType || typ == "application/"+AccessTokenType
+// verifyKeys is the Issuer's KeySource as a verify.KeySet: each lookup
+// sees the current set, so a rotation applies at once.
+type verifyKeys struct{ src KeySource }
+
+func (k verifyKeys) LookupKey(kid string) (verify.Key, bool) {
+	set := k.src.Keys()
+	if set == nil {
+		return verify.Key{}, false
+	}
+	key, ok := set.Lookup(kid)
+	if !ok {
+		return verify.Key{}, false
+	}
+	return verify.Key{Algorithm: key.Alg, Public: key.Public}, true
 }

@@ -2,6 +2,10 @@ package verify_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,30 +14,41 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"github.com/tokend/tokend/keys"
-	"github.com/tokend/tokend/token"
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/tokend/tokend/verify"
 )
 
 // exampleTokend stands in for a running tokend: it serves the metadata and
-// the JWKS a Verifier reads, and mints access tokens as tokend does.
-func exampleTokend() (issuerURL string, mint func(token.Claims, time.Time) string, stop func()) {
-	set, err := keys.Ephemeral(keys.ES256)
+// the JWKS a Verifier reads, and mints access tokens for the audience
+// "orders" as tokend does.
+func exampleTokend() (issuerURL string, mint func(c tokenClaims, at time.Time) string, stop func()) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		log.Fatal(err)
 	}
+	enc := base64.RawURLEncoding.EncodeToString
+	jwks, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
+		"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "k1",
+		"x": enc(key.X.FillBytes(make([]byte, 32))), "y": enc(key.Y.FillBytes(make([]byte, 32))),
+	}}})
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
-	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": srv.URL, "jwks_uri": srv.URL + "/.well-known/jwks.json"})
 	})
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(set.JWKS())
+		_, _ = w.Write(jwks)
 	})
-	iss := token.NewIssuer(srv.URL, []string{"orders"}, 15*time.Minute, token.StaticKeys{Set: set})
-	mint = func(c token.Claims, at time.Time) string {
-		tok, err := iss.Issue(c, at)
+	mint = func(c tokenClaims, at time.Time) string {
+		t := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+			"iss": srv.URL, "sub": c.Subject, "aud": []string{"orders"}, "client_id": c.ClientID,
+			"exp": at.Add(15 * time.Minute).Unix(), "iat": at.Unix(), "nbf": at.Unix(), "jti": "id-" + at.String(),
+			"scope": c.Scope, "roles": c.Roles,
+		})
+		t.Header["kid"], t.Header["typ"] = "k1", "at+jwt"
+		tok, err := t.SignedString(key)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -47,7 +62,7 @@ func exampleTokend() (issuerURL string, mint func(token.Claims, time.Time) strin
 func ExampleNew() {
 	issuer, mint, stop := exampleTokend()
 	defer stop()
-	tok := mint(token.Claims{Subject: "user-1", ClientID: "web", Scope: "read write", Roles: []string{"admin"}}, time.Now())
+	tok := mint(tokenClaims{Subject: "user-1", ClientID: "web", Scope: "read write", Roles: []string{"admin"}}, time.Now())
 
 	ctx := context.Background()
 	// issuer is tokend's JWT_ISSUER, e.g. "https://auth.example.com".
@@ -69,11 +84,11 @@ func ExampleVerifier_Verify() {
 	issuer, mint, stop := exampleTokend()
 	defer stop()
 	ctx := context.Background()
-	v, err := verify.New(ctx, issuer)
+	v, err := verify.New(ctx, issuer, verify.WithAudience("orders"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	old := mint(token.Claims{Subject: "user-1", ClientID: "web"}, time.Now().Add(-time.Hour))
+	old := mint(tokenClaims{Subject: "user-1", ClientID: "web"}, time.Now().Add(-time.Hour))
 
 	_, err = v.Verify(ctx, old)
 	fmt.Println(errors.Is(err, verify.ErrExpired), errors.Is(err, verify.ErrInvalid))
@@ -94,11 +109,11 @@ func ExampleVerifier_Middleware() {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /orders", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/orders", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := verify.ClaimsFrom(r.Context())
 		fmt.Fprintf(w, "orders of %s", c.Subject)
 	})))
-	mux.Handle("GET /admin/orders", v.Middleware(verify.RequireRole("admin")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/admin/orders", v.Middleware(verify.RequireRole("admin")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "all orders")
 	}))))
 	api := httptest.NewServer(mux)
@@ -123,8 +138,8 @@ func ExampleVerifier_Middleware() {
 		}
 		fmt.Println(line)
 	}
-	user := mint(token.Claims{Subject: "user-1", ClientID: "web", Roles: []string{"user"}}, time.Now())
-	expired := mint(token.Claims{Subject: "user-1", ClientID: "web"}, time.Now().Add(-time.Hour))
+	user := mint(tokenClaims{Subject: "user-1", ClientID: "web", Roles: []string{"user"}}, time.Now())
+	expired := mint(tokenClaims{Subject: "user-1", ClientID: "web"}, time.Now().Add(-time.Hour))
 
 	get("/orders", "")
 	get("/orders", user)

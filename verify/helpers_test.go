@@ -1,30 +1,174 @@
 package verify_test
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/internal/testclock"
-	"github.com/tokend/tokend/keys"
-	"github.com/tokend/tokend/token"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/verify"
 )
 
+// The tests of this module build what they need of tokend here — keys, a
+// JWKS, tokens laid out as tokend's token.Issuer writes them — so that the
+// module depends on nothing of the server. That tokend's real tokens
+// verify is tested on the server's side (token/ and server/ tests, and
+// examples/orders).
+
+// testKey is a signing key and what a JWKS publishes of it.
+type testKey struct {
+	ID     string
+	Alg    string
+	Public crypto.PublicKey
+	Signer crypto.Signer
+	Method jwt.SigningMethod
+}
+
+// jwk is the key's JWK (RFC 7517), with use and alg as tokend writes them.
+func (k *testKey) jwk() map[string]string {
+	enc := base64.RawURLEncoding.EncodeToString
+	m := map[string]string{"use": "sig", "alg": k.Alg, "kid": k.ID}
+	switch p := k.Public.(type) {
+	case *ecdsa.PublicKey:
+		m["kty"], m["crv"] = "EC", "P-256"
+		m["x"], m["y"] = enc(p.X.FillBytes(make([]byte, 32))), enc(p.Y.FillBytes(make([]byte, 32)))
+	case ed25519.PublicKey:
+		m["kty"], m["crv"], m["x"] = "OKP", "Ed25519", enc(p)
+	case *rsa.PublicKey:
+		m["kty"], m["n"], m["e"] = "RSA", enc(p.N.Bytes()), enc(big.NewInt(int64(p.E)).Bytes())
+	}
+	return m
+}
+
+func generateKey(t testing.TB, alg string) *testKey {
+	t.Helper()
+	var (
+		signer crypto.Signer
+		err    error
+		method jwt.SigningMethod
+	)
+	switch alg {
+	case verify.ES256:
+		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		method = jwt.SigningMethodES256
+	case verify.EdDSA:
+		_, signer, err = ed25519.GenerateKey(rand.Reader)
+		method = jwt.SigningMethodEdDSA
+	case verify.RS256:
+		signer, err = rsa.GenerateKey(rand.Reader, 2048)
+		method = jwt.SigningMethodRS256
+	default:
+		t.Fatalf("no test keys for %q", alg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &testKey{Alg: alg, Public: signer.Public(), Signer: signer, Method: method}
+	sum := sha256.Sum256([]byte(alg + k.jwk()["x"] + k.jwk()["n"]))
+	k.ID = base64.RawURLEncoding.EncodeToString(sum[:])
+	return k
+}
+
+// testKeySet is a signing key and the keys published with it.
+type testKeySet struct {
+	signing *testKey
+	keys    []*testKey
+}
+
+func newKeySet(signing *testKey, published ...*testKey) (*testKeySet, error) {
+	s := &testKeySet{signing: signing, keys: []*testKey{signing}}
+	for _, k := range published {
+		if k.ID != signing.ID {
+			s.keys = append(s.keys, k)
+		}
+	}
+	return s, nil
+}
+
+func (s *testKeySet) Signing() *testKey { return s.signing }
+func (s *testKeySet) Keys() []*testKey  { return append([]*testKey(nil), s.keys...) }
+func (s *testKeySet) JWKS() []byte      { return jwksOf(s.keys...) }
+func (s *testKeySet) lookup(kid string) *testKey {
+	for _, k := range s.keys {
+		if k.ID == kid {
+			return k
+		}
+	}
+	return nil
+}
+
+func jwksOf(ks ...*testKey) []byte {
+	doc := struct {
+		Keys []map[string]string `json:"keys"`
+	}{}
+	for _, k := range ks {
+		doc.Keys = append(doc.Keys, k.jwk())
+	}
+	b, _ := json.Marshal(doc)
+	return b
+}
+
+var (
+	keyMu    sync.Mutex
+	keyCache = map[string]*testKeySet{}
+)
+
+// testSet returns one cached single-key set per alg and name.
+func testSet(t testing.TB, alg, name string) *testKeySet {
+	t.Helper()
+	keyMu.Lock()
+	defer keyMu.Unlock()
+	if s, ok := keyCache[alg+name]; ok {
+		return s
+	}
+	s, _ := newKeySet(generateKey(t, alg))
+	keyCache[alg+name] = s
+	return s
+}
+
+// testClock is a settable clock.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // fakeIssuer serves what a verifier reads from tokend — the RFC 8414
-// metadata and the JWKS — and signs tokens with tokend's token.Issuer.
+// metadata and the JWKS — and signs tokens as tokend does.
 type fakeIssuer struct {
 	srv   *httptest.Server
 	url   string
-	clock *testclock.Clock
-	iss   *token.Issuer
+	clock *testClock
+	aud   []string
 
-	set          atomic.Pointer[keys.Set]
+	set          atomic.Pointer[testKeySet]
 	cacheControl atomic.Pointer[string] // of the JWKS; "" = none
 	age          atomic.Pointer[string] // Age header of the JWKS; nil or "" = none
 	jwksOverride atomic.Pointer[[]byte] // served instead of the set's JWKS
@@ -33,42 +177,23 @@ type fakeIssuer struct {
 	gate         atomic.Pointer[chan struct{}]
 }
 
-// Keys makes fakeIssuer a token.KeySource.
-func (f *fakeIssuer) Keys() *keys.Set { return f.set.Load() }
-
-var (
-	keyMu    sync.Mutex
-	keyCache = map[string]*keys.Set{}
-)
-
-// testSet returns one cached single-key set per alg and name.
-func testSet(t testing.TB, alg, name string) *keys.Set {
-	t.Helper()
-	keyMu.Lock()
-	defer keyMu.Unlock()
-	if s, ok := keyCache[alg+name]; ok {
-		return s
-	}
-	s, err := keys.Ephemeral(alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyCache[alg+name] = s
-	return s
-}
-
+// newFakeIssuer serves a fake tokend whose tokens are for aud ("orders"
+// if none is given).
 func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 	t.Helper()
-	f := &fakeIssuer{clock: testclock.New(time.Now().Truncate(time.Second))}
+	if len(aud) == 0 {
+		aud = []string{"orders"}
+	}
+	f := &fakeIssuer{clock: &testClock{now: time.Now().Truncate(time.Second)}, aud: aud}
 	f.set.Store(testSet(t, alg, "a"))
 	cc := "public, max-age=300"
 	f.cacheControl.Store(&cc)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": f.url, "jwks_uri": f.url + "/.well-known/jwks.json"})
 	})
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		f.fetches.Add(1)
 		if g := f.gate.Load(); g != nil {
 			<-*g
@@ -93,16 +218,58 @@ func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	f.url = f.srv.URL
-	f.iss = token.NewIssuer(f.url, aud, 15*time.Minute, f)
 	return f
 }
 
-var defaultClaims = token.Claims{Subject: "user-1", ClientID: "web", Scope: "read write", SessionID: "sess-1", Roles: []string{"user"}}
+// tokenClaims are the per-token inputs of tokend's token.Issuer.Issue.
+type tokenClaims struct {
+	Subject, ClientID, Scope, SessionID string
+	Roles                               []string
+}
+
+var defaultClaims = tokenClaims{Subject: "user-1", ClientID: "web", Scope: "read write", SessionID: "sess-1", Roles: []string{"user"}}
+
+// issue signs an access token for c issued at now, laid out byte for byte
+// as tokend's token.Issuer writes one (docs/design.md, "Access tokens"),
+// valid for 15 minutes, with the set's signing key.
+func (f *fakeIssuer) issue(c tokenClaims, now time.Time) (string, error) {
+	k := f.set.Load().Signing()
+	str := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	strs := func(ss []string) string {
+		if ss == nil {
+			ss = []string{}
+		}
+		b, _ := json.Marshal(ss)
+		return string(b)
+	}
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	iat := strconv.FormatInt(now.Unix(), 10)
+	p := `{"iss":` + str(f.url) + `,"sub":` + str(c.Subject) + `,"aud":` + strs(f.aud) +
+		`,"exp":` + strconv.FormatInt(now.Add(15*time.Minute).Unix(), 10) + `,"iat":` + iat + `,"nbf":` + iat +
+		`,"jti":"` + base64.RawURLEncoding.EncodeToString(jti[:]) + `","client_id":` + str(c.ClientID)
+	if c.Scope != "" {
+		p += `,"scope":` + str(c.Scope)
+	}
+	p += `,"roles":` + strs(c.Roles)
+	if c.SessionID != "" {
+		p += `,"sid":` + str(c.SessionID)
+	}
+	p += "}"
+	h := `{"alg":` + str(k.Alg) + `,"kid":` + str(k.ID) + `,"typ":"at+jwt"}`
+	enc := base64.RawURLEncoding.EncodeToString
+	signing := enc([]byte(h)) + "." + enc([]byte(p))
+	sig, err := k.Method.Sign(signing, k.Signer)
+	if err != nil {
+		return "", err
+	}
+	return signing + "." + enc(sig), nil
+}
 
 // mint issues an access token at the fake clock's now.
-func (f *fakeIssuer) mint(t testing.TB, c token.Claims) string {
+func (f *fakeIssuer) mint(t testing.TB, c tokenClaims) string {
 	t.Helper()
-	tok, err := f.iss.Issue(c, f.clock.Now())
+	tok, err := f.issue(c, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +277,17 @@ func (f *fakeIssuer) mint(t testing.TB, c token.Claims) string {
 }
 
 // forge signs header and claims as given with k (no checks at all).
-func forge(t testing.TB, k *keys.Key, header, claims map[string]any) string {
+func forge(t testing.TB, k *testKey, header, claims map[string]any) string {
 	t.Helper()
 	h, _ := json.Marshal(header)
 	c, _ := json.Marshal(claims)
-	signing := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	return sign(t, k, h, c)
+}
+
+// sign signs the header and payload bytes as given with k.
+func sign(t testing.TB, k *testKey, header, payload []byte) string {
+	t.Helper()
+	signing := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
 	sig, err := k.Method.Sign(signing, k.Signer)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +296,7 @@ func forge(t testing.TB, k *keys.Key, header, claims map[string]any) string {
 }
 
 // goodHeader and goodClaims are what tokend would sign, for forge.
-func (f *fakeIssuer) goodHeader(k *keys.Key) map[string]any {
+func (f *fakeIssuer) goodHeader(k *testKey) map[string]any {
 	return map[string]any{"alg": k.Alg, "kid": k.ID, "typ": "at+jwt"}
 }
 
@@ -151,3 +324,15 @@ func with(m map[string]any, kv ...any) map[string]any {
 }
 
 func segment(tok string, i int) string { return strings.Split(tok, ".")[i] }
+
+// staticKeys is a verify.KeySet over a test key set, as tokend's own
+// verification uses one over its keys.
+type staticKeys struct{ set *testKeySet }
+
+func (s staticKeys) LookupKey(kid string) (verify.Key, bool) {
+	k := s.set.lookup(kid)
+	if k == nil {
+		return verify.Key{}, false
+	}
+	return verify.Key{Algorithm: k.Alg, Public: k.Public}, true
+}

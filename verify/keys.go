@@ -2,6 +2,8 @@ package verify
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,11 +27,12 @@ import (
 // signs with. Never "none", never HMAC.
 var supportedAlgs = [...]string{ES256, EdDSA, RS256}
 
-// methods maps each supported alg to its signature check.
-var methods = map[string]jwt.SigningMethod{
-	ES256: jwt.SigningMethodES256,
-	EdDSA: jwt.SigningMethodEdDSA,
-	RS256: jwt.SigningMethodRS256,
+// methods holds the signature check of each supported alg, indexed like
+// supportedAlgs.
+var methods = [len(supportedAlgs)]jwt.SigningMethod{
+	jwt.SigningMethodES256,
+	jwt.SigningMethodEdDSA,
+	jwt.SigningMethodRS256,
 }
 
 func algIndex(alg string) int {
@@ -46,10 +50,27 @@ func algIndex(alg string) int {
 // minRSABits is the smallest RSA modulus accepted (as tokend's own keys).
 const minRSABits = 2048
 
-// publicKey is one parsed JWK, parsed once per fetch.
+// Key is a public key that verifies access tokens, as a KeySet gives it.
+type Key struct {
+	// Algorithm is the one alg the key verifies: ES256, EdDSA or RS256.
+	Algorithm string
+	// Public is an *ecdsa.PublicKey on P-256 (ES256), an
+	// ed25519.PublicKey (EdDSA) or an *rsa.PublicKey of at least 2048
+	// bits (RS256).
+	Public crypto.PublicKey
+}
+
+// KeySet is the set of keys a Verifier made by NewWithKeys trusts. The
+// Verifier calls LookupKey for every token, so a key set that rotates is
+// seen at once; it must be safe for concurrent use, and fast.
+type KeySet interface {
+	// LookupKey returns the key named kid, and false if there is none.
+	LookupKey(kid string) (Key, bool)
+}
+
+// publicKey is one key a token may be checked with.
 type publicKey struct {
-	alg string // the JWK's alg; "" if it has none
-	kty string // EC, OKP or RSA
+	alg string // the key's alg; "" if its JWK has none
 	pub any    // *ecdsa.PublicKey (P-256), ed25519.PublicKey or *rsa.PublicKey
 }
 
@@ -59,15 +80,31 @@ func (k *publicKey) accepts(alg string) bool {
 	if k.alg != "" && k.alg != alg {
 		return false
 	}
-	switch alg {
-	case ES256:
-		return k.kty == "EC" // parseJWK accepts only P-256 EC keys
-	case EdDSA:
-		return k.kty == "OKP"
-	case RS256:
-		return k.kty == "RSA"
+	switch p := k.pub.(type) {
+	case *ecdsa.PublicKey:
+		return alg == ES256 && p != nil && p.Curve == elliptic.P256()
+	case ed25519.PublicKey:
+		return alg == EdDSA && len(p) == ed25519.PublicKeySize
+	case *rsa.PublicKey:
+		return alg == RS256 && p != nil && p.N != nil && p.N.BitLen() >= minRSABits
 	}
 	return false
+}
+
+// lookup returns the key named kid: from the KeySet, or from the JWKS.
+func (v *Verifier) lookup(ctx context.Context, kid string) (publicKey, error) {
+	if v.static != nil {
+		k, ok := v.static.LookupKey(kid)
+		if !ok || k.Algorithm == "" {
+			return publicKey{}, invalidf("the access token is signed by an unknown key", "kid %q", kid)
+		}
+		return publicKey{alg: k.Algorithm, pub: k.Public}, nil
+	}
+	k, err := v.key(ctx, kid)
+	if err != nil {
+		return publicKey{}, err
+	}
+	return *k, nil
 }
 
 // keyCache is one fetched JWKS, immutable.
@@ -116,11 +153,11 @@ func (v *Verifier) key(ctx context.Context, kid string) (*publicKey, error) {
 func (v *Verifier) refresh(ctx context.Context, unknownKid bool) (*keyCache, error) {
 	// Separate flights: a rate-limited refetch for an unknown kid must not
 	// stand in for the fetch of an expired set.
-	flight := "expired"
+	flight := 0
 	if unknownKid {
-		flight = "unknown-kid"
+		flight = 1
 	}
-	ch := v.group.DoChan(flight, func() (any, error) {
+	f := v.flights.do(flight, func() (*keyCache, error) {
 		now := v.now()
 		v.mu.Lock()
 		cur := v.keys.Load()
@@ -156,11 +193,8 @@ func (v *Verifier) refresh(ctx context.Context, unknownKid bool) (*keyCache, err
 		return c, nil
 	})
 	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.(*keyCache), nil
+	case <-f.done:
+		return f.c, f.err
 	case <-ctx.Done():
 		return nil, &tokenError{kind: ErrUnavailable, desc: "the signing keys are unavailable", cause: ctx.Err()}
 	}
@@ -188,7 +222,7 @@ func (v *Verifier) fetch(ctx context.Context) (*keyCache, error) {
 func cacheTTL(h http.Header) time.Duration {
 	ttl := DefaultCacheTTL
 	for _, cc := range h.Values("Cache-Control") {
-		for d := range strings.SplitSeq(cc, ",") {
+		for _, d := range strings.Split(cc, ",") {
 			name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
 			switch strings.ToLower(name) {
 			case "no-store", "no-cache":
@@ -263,7 +297,7 @@ func parseJWK(j jwkJSON) (*publicKey, error) {
 	if j.Alg != "" && algIndex(j.Alg) < 0 {
 		return nil, fmt.Errorf("unsupported alg %q", j.Alg)
 	}
-	k := &publicKey{alg: j.Alg, kty: j.Kty}
+	k := &publicKey{alg: j.Alg}
 	switch j.Kty {
 	case "EC":
 		if j.Crv != "P-256" {
@@ -274,11 +308,11 @@ func parseJWK(j jwkJSON) (*publicKey, error) {
 		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
 			return nil, errors.New("bad P-256 coordinates")
 		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-		if err != nil {
+		// crypto/ecdh checks that the point is on the curve.
+		if _, err := ecdh.P256().NewPublicKey(append(append([]byte{4}, x...), y...)); err != nil {
 			return nil, err
 		}
-		k.pub = pub
+		k.pub = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 	case "OKP":
 		if j.Crv != "Ed25519" {
 			return nil, fmt.Errorf("unsupported curve %q", j.Crv)
@@ -321,4 +355,37 @@ func readAll(resp *http.Response, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("response larger than %d bytes", limit)
 	}
 	return b, nil
+}
+
+// flights runs at most one JWKS fetch of each kind at a time, shared by
+// every caller that asks while it runs.
+type flights struct {
+	mu  sync.Mutex
+	cur [2]*flight // 0: the set expired; 1: an unknown kid
+}
+
+// flight is one fetch; c and err are set before done is closed.
+type flight struct {
+	done chan struct{}
+	c    *keyCache
+	err  error
+}
+
+// do returns the running flight of kind i, or starts fn as one.
+func (fs *flights) do(i int, fn func() (*keyCache, error)) *flight {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.cur[i]; f != nil {
+		return f
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.cur[i] = f
+	go func() {
+		defer close(f.done)
+		f.c, f.err = fn()
+		fs.mu.Lock()
+		fs.cur[i] = nil
+		fs.mu.Unlock()
+	}()
+	return f
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/keys"
-	"github.com/tokend/tokend/token"
 	"github.com/tokend/tokend/verify"
 )
 
@@ -39,8 +37,8 @@ func call(t *testing.T, h http.Handler, auth ...string) result {
 }
 
 func TestMiddleware(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256, "orders")
-	v := newVerifier(t, f, verify.WithAudience("orders"))
+	f := newFakeIssuer(t, verify.ES256, "orders")
+	v := newVerifier(t, f)
 	var got *verify.Claims
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, found := verify.ClaimsFrom(r.Context())
@@ -110,7 +108,7 @@ func TestMiddleware(t *testing.T) {
 }
 
 func TestMiddlewareUnavailable(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	f.jwksStatus.Store(502)
 	v := newVerifier(t, f)
 	r := call(t, v.Middleware(http.NotFoundHandler()), "Bearer "+f.mint(t, defaultClaims))
@@ -120,11 +118,11 @@ func TestMiddlewareUnavailable(t *testing.T) {
 }
 
 func TestRequireScopeAndRole(t *testing.T) {
-	f := newFakeIssuer(t, keys.EdDSA)
+	f := newFakeIssuer(t, verify.EdDSA)
 	v := newVerifier(t, f)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	user := f.mint(t, defaultClaims) // scope "read write", role user
-	admin := f.mint(t, token.Claims{Subject: "root", ClientID: "web", Scope: "read admin", Roles: []string{"admin", "user"}})
+	admin := f.mint(t, tokenClaims{Subject: "root", ClientID: "web", Scope: "read admin", Roles: []string{"admin", "user"}})
 
 	write := v.Middleware(verify.RequireScope("write")(ok))
 	if r := call(t, write, "Bearer "+user); r.status != http.StatusNoContent {

@@ -1,24 +1,31 @@
-// Package verify checks tokend access tokens in a resource server, locally,
-// without calling tokend per request (SPEC §8).
+// Package verify checks tokend access tokens — in a resource server,
+// locally, without calling tokend per request, and in tokend itself, whose
+// introspection endpoint runs the same checks (docs/design.md, "Access
+// tokens").
 //
-// A Verifier learns tokend's jwks_uri from its RFC 8414 metadata, fetches
-// the JSON Web Key Set and caches it for as long as its Cache-Control
-// max-age says. A token signed by a key it does not know (tokend rotated
-// keys, or restarted with a new development key) makes it fetch the set
-// again at once, shared by every concurrent caller and at most once per
-// WithRefetchInterval, so forged kids cannot make it hammer tokend. If
-// tokend cannot be reached, the keys it has keep working.
+// A Verifier made by New learns tokend's jwks_uri from its RFC 8414
+// metadata, fetches the JSON Web Key Set and caches it for as long as its
+// Cache-Control max-age says. A token signed by a key it does not know
+// (tokend rotated keys, or restarted with a new development key) makes it
+// fetch the set again at once, shared by every concurrent caller and at
+// most once per WithRefetchInterval, so forged kids cannot make it hammer
+// tokend. If tokend cannot be reached, the keys it has keep working. A
+// Verifier made by NewWithKeys checks tokens against keys it is given.
 //
 // Verify accepts an access token (RFC 9068) only if
 //   - it is a compact JWS with header typ "at+jwt" and no "crit";
 //   - its alg is on the allow-list (ES256, EdDSA and RS256 by default;
 //     "none" and HMAC algorithms can never be allowed) and matches the
-//     published key named by its kid (the key's alg, or its kty and crv);
+//     key named by its kid (the key's alg, or its kty and crv);
 //   - the signature verifies with that key;
-//   - iss is the issuer; aud contains one of WithAudience's values, when
-//     given; sub, client_id, jti, iat and exp are present;
+//   - iss is the issuer; aud contains one of WithAudience's values (New
+//     refuses to make a Verifier that checks no audience unless told so
+//     with InsecureSkipAudienceCheck); sub, client_id, jti, iat and exp
+//     are present;
 //   - iat and nbf are not in the future and exp is not past, each with a
-//     leeway (WithLeeway, 30 s by default).
+//     leeway (WithLeeway, 30 s by default);
+//   - every claim it reads has its one JSON type (a NumericDate is a JSON
+//     number, RFC 7519 §2) and member names match exactly.
 //
 // An expired token that is otherwise valid gives an error matching
 // ErrExpired — the one case where getting a new access token helps — and
@@ -29,7 +36,8 @@
 // (ClaimsFrom) and answers the others as RFC 6750 §3 says; RequireScope
 // and RequireRole answer 403 insufficient_scope.
 //
-// The package depends on golang-jwt for the signature algorithms and on
+// The package is a Go module of its own (github.com/tokend/tokend/verify)
+// that depends only on golang-jwt, for the signature algorithms, and on
 // nothing of tokend's server.
 package verify
 
@@ -42,13 +50,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Errors that Verify's errors match with errors.Is.
@@ -92,22 +97,43 @@ const (
 type Option func(*options)
 
 type options struct {
-	audience []string
-	algs     []string
-	leeway   time.Duration
-	refetch  time.Duration
-	client   *http.Client
-	jwksURL  string
-	now      func() time.Time
-	log      *slog.Logger
-	err      error
+	audience     []string
+	skipAudience bool
+	algs         []string
+	leeway       time.Duration
+	refetch      time.Duration
+	client       *http.Client
+	jwksURL      string
+	now          func() time.Time
+	log          *slog.Logger
+	// checks run, in order, on the claims of a token that passed every
+	// other check; an option defined elsewhere in this package (a
+	// revocation list, say) adds one. An error it returns is Verify's.
+	checks []func(context.Context, *Claims) error
+	err    error
 }
 
-// WithAudience requires the token's aud to contain at least one of aud.
-// Resource servers should set it (RFC 9068 §4); without it aud is not
-// checked.
+// WithAudience requires the token's aud to contain at least one of aud:
+// the identifiers this resource server answers to, as configured in
+// tokend's JWT_AUDIENCE (RFC 9068 §4). A Verifier needs it, or
+// InsecureSkipAudienceCheck.
 func WithAudience(aud ...string) Option {
-	return func(o *options) { o.audience = append(o.audience, aud...) }
+	return func(o *options) {
+		if len(aud) == 0 || slices.Contains(aud, "") {
+			o.err = errors.New("verify: WithAudience needs non-empty audiences")
+			return
+		}
+		o.audience = append(o.audience, aud...)
+	}
+}
+
+// InsecureSkipAudienceCheck makes a Verifier accept tokens whatever their
+// aud says: a token tokend issued for any other service is accepted too.
+// Use it only where every service trusting the issuer may also be called
+// with every other's tokens — never in a resource server that others'
+// tokens must not reach.
+func InsecureSkipAudienceCheck() Option {
+	return func(o *options) { o.skipAudience = true }
 }
 
 // WithAlgorithms sets the alg allow-list (default ES256, EdDSA and RS256).
@@ -117,7 +143,7 @@ func WithAudience(aud ...string) Option {
 func WithAlgorithms(algs ...string) Option {
 	return func(o *options) {
 		for _, a := range algs {
-			if _, ok := methods[a]; !ok {
+			if algIndex(a) < 0 {
 				o.err = fmt.Errorf("verify: algorithm %q is not supported (use %s, %s or %s)", a, ES256, EdDSA, RS256)
 				return
 			}
@@ -174,17 +200,21 @@ func WithLogger(l *slog.Logger) Option {
 // use; make one per issuer and share it.
 type Verifier struct {
 	issuer   string
-	jwksURL  string
-	audience []string
+	audience []string                 // empty only with InsecureSkipAudienceCheck
 	algs     [len(supportedAlgs)]bool // indexed like supportedAlgs
 	leeway   time.Duration
-	refetch  time.Duration
-	client   *http.Client
 	now      func() time.Time
-	log      *slog.Logger
+	checks   []func(context.Context, *Claims) error
 
-	keys  atomic.Pointer[keyCache]
-	group singleflight.Group
+	// static, when set, holds the keys (NewWithKeys); otherwise they come
+	// from the JWKS at jwksURL, cached in keys.
+	static  KeySet
+	jwksURL string
+	refetch time.Duration
+	client  *http.Client
+	log     *slog.Logger
+	keys    atomic.Pointer[keyCache]
+	flights flights
 
 	// headers caches parsed, accepted JOSE headers by their encoded form:
 	// every token a key signs has the same header, so a warm verifier
@@ -201,36 +231,19 @@ type Verifier struct {
 // New returns a Verifier for tokens issued by issuerURL (tokend's
 // JWT_ISSUER, exactly). Unless WithJWKSURL is given it reads jwks_uri from
 // issuerURL + "/.well-known/oauth-authorization-server" (RFC 8414), whose
-// issuer must be issuerURL. Keys are fetched on first use.
+// issuer must be issuerURL. Keys are fetched on first use. New fails
+// without WithAudience or InsecureSkipAudienceCheck.
 func New(ctx context.Context, issuerURL string, opts ...Option) (*Verifier, error) {
-	o := options{leeway: DefaultLeeway, refetch: DefaultRefetchInterval}
-	for _, opt := range opts {
-		opt(&o)
+	v, o, err := newVerifier(issuerURL, opts)
+	if err != nil {
+		return nil, err
 	}
-	if o.err != nil {
-		return nil, o.err
+	v.jwksURL, v.refetch, v.client, v.log = o.jwksURL, o.refetch, o.client, o.log
+	if v.client == nil {
+		v.client = &http.Client{Timeout: fetchTimeout}
 	}
-	if issuerURL == "" {
-		return nil, errors.New("verify: empty issuer URL")
-	}
-	if o.client == nil {
-		o.client = &http.Client{Timeout: fetchTimeout}
-	}
-	if o.now == nil {
-		o.now = time.Now
-	}
-	if o.log == nil {
-		o.log = slog.New(slog.DiscardHandler)
-	}
-	if o.algs == nil {
-		o.algs = supportedAlgs[:]
-	}
-	v := &Verifier{
-		issuer: issuerURL, jwksURL: o.jwksURL, audience: slices.Clone(o.audience),
-		leeway: o.leeway, refetch: o.refetch, client: o.client, now: o.now, log: o.log,
-	}
-	for _, a := range o.algs {
-		v.algs[algIndex(a)] = true
+	if v.log == nil {
+		v.log = slog.New(discardHandler{})
 	}
 	if v.jwksURL == "" {
 		u, err := v.discover(ctx)
@@ -243,6 +256,56 @@ func New(ctx context.Context, issuerURL string, opts ...Option) (*Verifier, erro
 		return nil, fmt.Errorf("verify: jwks_uri: %w", err)
 	}
 	return v, nil
+}
+
+// NewWithKeys returns a Verifier for tokens issued by issuerURL and signed
+// by keys of ks, which it asks for every token and never fetches: tokend
+// verifies its own tokens with it. Of the options, those about fetching
+// keys (WithJWKSURL, WithHTTPClient, WithRefetchInterval, WithLogger) have
+// no effect. It fails without WithAudience or InsecureSkipAudienceCheck.
+func NewWithKeys(issuerURL string, ks KeySet, opts ...Option) (*Verifier, error) {
+	if ks == nil {
+		return nil, errors.New("verify: nil KeySet")
+	}
+	v, _, err := newVerifier(issuerURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	v.static = ks
+	return v, nil
+}
+
+// newVerifier applies opts and fills in what both constructors share.
+func newVerifier(issuerURL string, opts []Option) (*Verifier, *options, error) {
+	o := &options{leeway: DefaultLeeway, refetch: DefaultRefetchInterval}
+	for _, opt := range opts {
+		opt(o)
+	}
+	switch {
+	case o.err != nil:
+		return nil, nil, o.err
+	case issuerURL == "":
+		return nil, nil, errors.New("verify: empty issuer URL")
+	case len(o.audience) == 0 && !o.skipAudience:
+		return nil, nil, errors.New("verify: no audience: pass WithAudience(<this service's identifier in tokend's JWT_AUDIENCE>), " +
+			"or InsecureSkipAudienceCheck() to accept tokens issued for any service")
+	case len(o.audience) > 0 && o.skipAudience:
+		return nil, nil, errors.New("verify: WithAudience and InsecureSkipAudienceCheck contradict each other")
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.algs == nil {
+		o.algs = supportedAlgs[:]
+	}
+	v := &Verifier{
+		issuer: issuerURL, audience: slices.Clone(o.audience), leeway: o.leeway, now: o.now,
+		checks: slices.Clone(o.checks),
+	}
+	for _, a := range o.algs {
+		v.algs[algIndex(a)] = true
+	}
+	return v, o, nil
 }
 
 // discover reads jwks_uri from the issuer's metadata.
@@ -314,6 +377,7 @@ type Claims struct {
 	IssuedAt  time.Time // iat
 	NotBefore time.Time // nbf; zero if absent
 	ExpiresAt time.Time // exp
+	KeyID     string    // kid of the key whose signature verified
 
 	payload []byte // the decoded JWT payload, for Decode
 }
@@ -357,29 +421,6 @@ func invalidf(desc, format string, args ...any) error {
 	return &tokenError{kind: ErrInvalid, desc: desc, detail: fmt.Sprintf(format, args...)}
 }
 
-// header is the JOSE header of a token.
-type header struct {
-	Alg  string          `json:"alg"`
-	Kid  string          `json:"kid"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
-}
-
-// payload is the JWT claims set as it is decoded.
-type payload struct {
-	Iss      string      `json:"iss"`
-	Sub      string      `json:"sub"`
-	Aud      audience    `json:"aud"`
-	Exp      numericDate `json:"exp"`
-	Iat      numericDate `json:"iat"`
-	Nbf      numericDate `json:"nbf"`
-	Jti      string      `json:"jti"`
-	ClientID string      `json:"client_id"`
-	Scope    string      `json:"scope"`
-	Roles    []string    `json:"roles"`
-	Sid      string      `json:"sid"`
-}
-
 // verified holds a token's Claims and what they were decoded from in one
 // allocation.
 type verified struct {
@@ -388,8 +429,15 @@ type verified struct {
 }
 
 // Verify checks tok (the compact JWS of an access token, without "Bearer")
-// and returns its claims. ctx bounds a key fetch if one is needed.
+// at the Verifier's clock and returns its claims. ctx bounds a key fetch if
+// one is needed.
 func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
+	return v.VerifyAt(ctx, tok, v.now())
+}
+
+// VerifyAt is Verify at the instant now instead of the Verifier's clock:
+// for a caller that keeps its own clock, as tokend does.
+func (v *Verifier) VerifyAt(ctx context.Context, tok string, now time.Time) (*Claims, error) {
 	if len(tok) > maxTokenBytes {
 		return nil, invalid("the access token is too large")
 	}
@@ -409,7 +457,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 	}
 
 	// Signature.
-	k, err := v.key(ctx, h.Kid)
+	k, err := v.lookup(ctx, h.Kid)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +469,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 	if err != nil {
 		return nil, invalidf("the access token's signature is invalid", "%v", err)
 	}
-	if err := methods[h.Alg].Verify(tok[:dot2], sig, k.pub); err != nil {
+	if err := methods[algIndex(h.Alg)].Verify(tok[:dot2], sig, k.pub); err != nil {
 		return nil, invalid("the access token's signature is invalid")
 	}
 	if !cached && v.numHeaders.Load() < maxHeaders {
@@ -437,7 +485,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 		return nil, invalidf("the access token's claims are malformed", "%v", err)
 	}
 	vd := &verified{}
-	if err := json.Unmarshal(raw, &vd.p); err != nil {
+	if err := decodePayload(raw, &vd.p); err != nil {
 		return nil, invalidf("the access token's claims are malformed", "%v", err)
 	}
 	p := &vd.p
@@ -445,7 +493,7 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 		return nil, invalidf("the access token is from another issuer", "iss %q", p.Iss)
 	}
 	if len(v.audience) > 0 && !slices.ContainsFunc(p.Aud, func(a string) bool { return slices.Contains(v.audience, a) }) {
-		return nil, invalidf("the access token is not for this audience", "aud %q", []string(p.Aud))
+		return nil, invalidf("the access token is not for this audience", "aud %q", p.Aud)
 	}
 	switch {
 	case p.Sub == "":
@@ -459,7 +507,6 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 	case !p.Exp.set:
 		return nil, invalid("the access token has no expiry (exp)")
 	}
-	now := v.now()
 	late := now.Add(v.leeway)
 	if late.Before(p.Iat.t) {
 		return nil, invalid("the access token is issued in the future (iat)")
@@ -474,10 +521,15 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Claims, error) {
 	vd.Claims = Claims{
 		Issuer: p.Iss, Subject: p.Sub, Audience: p.Aud, ClientID: p.ClientID, Roles: p.Roles,
 		SessionID: p.Sid, ID: p.Jti, IssuedAt: p.Iat.t, NotBefore: p.Nbf.t, ExpiresAt: p.Exp.t,
-		payload: raw,
+		KeyID: h.Kid, payload: raw,
 	}
 	if p.Scope != "" {
 		vd.Scopes = strings.Fields(p.Scope)
+	}
+	for _, check := range v.checks {
+		if err := check(ctx, &vd.Claims); err != nil {
+			return nil, err
+		}
 	}
 	return &vd.Claims, nil
 }
@@ -495,8 +547,8 @@ func (v *Verifier) parseHeader(enc string) (*header, error) {
 	if err != nil {
 		return nil, invalidf("the access token is not a signed JWT", "header: %v", err)
 	}
-	h := &header{}
-	if err := json.Unmarshal(raw, h); err != nil {
+	h, err := decodeHeader(raw)
+	if err != nil {
 		return nil, invalidf("the access token is not a signed JWT", "header: %v", err)
 	}
 	i := algIndex(h.Alg)
@@ -506,7 +558,7 @@ func (v *Verifier) parseHeader(enc string) (*header, error) {
 	if !isAccessTokenType(h.Typ) {
 		return nil, invalidf("the token is not an access token (typ must be at+jwt)", "typ %q", h.Typ)
 	}
-	if h.Crit != nil {
+	if h.Crit {
 		return nil, invalid("the access token has a critical header parameter this verifier does not support")
 	}
 	if h.Kid == "" {
@@ -515,149 +567,11 @@ func (v *Verifier) parseHeader(enc string) (*header, error) {
 	return h, nil
 }
 
-// decodeSegment appends the decoding of s, unpadded base64url, to dst
-// (growing it only if s does not fit). It refuses padding, characters
-// outside the alphabet and non-zero trailing bits, so a token has exactly
-// one encoding. It works on the string directly: no copy of s is made.
-func decodeSegment(dst []byte, s string) ([]byte, error) {
-	if len(s)%4 == 1 {
-		return nil, errors.New("bad base64url length")
-	}
-	if n := len(dst) + len(s)*3/4; n > cap(dst) {
-		dst = append(make([]byte, 0, n), dst...)
-	}
-	var acc uint32
-	bits := 0
-	for i := 0; i < len(s); i++ {
-		c := b64Decode[s[i]]
-		if c == 0xff {
-			return nil, errors.New("not base64url")
-		}
-		acc = acc<<6 | uint32(c)
-		bits += 6
-		if bits >= 8 {
-			bits -= 8
-			dst = append(dst, byte(acc>>bits))
-		}
-	}
-	if acc&(1<<bits-1) != 0 {
-		return nil, errors.New("non-canonical base64url")
-	}
-	return dst, nil
-}
+// discardHandler is a slog.Handler that drops everything (slog's own
+// DiscardHandler needs Go 1.24).
+type discardHandler struct{}
 
-// b64Decode maps a base64url character to its value, 0xff for others.
-var b64Decode = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
-		t[c] = byte(i)
-	}
-	return t
-}()
-
-// isAccessTokenType: typ names the at+jwt media type, "application/" may
-// be omitted (RFC 7515 §4.1.9), and media types compare case-insensitively.
-func isAccessTokenType(typ string) bool {
-	typ, _ = cutPrefixFold(typ, "application/")
-	return strings.EqualFold(typ, "at+jwt")
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
-		return s[len(prefix):], true
-	}
-	return s, false
-}
-
-// audience is aud: a string or an array of strings (RFC 7519 §4.1.3).
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	if ss, ok := plainStrings(b); ok {
-		*a = ss
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*a = audience{s}
-		return nil
-	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = ss
-	return nil
-}
-
-// plainStrings decodes a JSON string or array of strings as tokend writes
-// them — no whitespace, no escapes, no control or non-ASCII bytes —
-// without going through encoding/json. ok is false for anything else.
-func plainStrings(b []byte) (ss []string, ok bool) {
-	str := func(b []byte) (string, []byte, bool) {
-		if len(b) < 2 || b[0] != '"' {
-			return "", nil, false
-		}
-		for i := 1; i < len(b); i++ {
-			switch c := b[i]; {
-			case c == '"':
-				return string(b[1:i]), b[i+1:], true
-			case c == '\\' || c < 0x20 || c >= 0x7f:
-				return "", nil, false
-			}
-		}
-		return "", nil, false
-	}
-	if len(b) > 0 && b[0] == '"' {
-		s, rest, ok := str(b)
-		return []string{s}, ok && len(rest) == 0
-	}
-	if len(b) < 2 || b[0] != '[' {
-		return nil, false
-	}
-	b = b[1:]
-	if len(b) == 1 && b[0] == ']' {
-		return []string{}, true
-	}
-	for {
-		s, rest, ok := str(b)
-		if !ok || len(rest) == 0 {
-			return nil, false
-		}
-		ss = append(ss, s)
-		switch rest[0] {
-		case ']':
-			return ss, len(rest) == 1
-		case ',':
-			b = rest[1:]
-		default:
-			return nil, false
-		}
-	}
-}
-
-// numericDate is a NumericDate claim (RFC 7519 §2): seconds since the
-// epoch, possibly fractional.
-type numericDate struct {
-	t   time.Time
-	set bool
-}
-
-func (d *numericDate) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	f, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || f != f || f > 1e15 || f < -1e15 {
-		return fmt.Errorf("a time claim is not a number: %.20s", b)
-	}
-	sec := int64(f)
-	d.t = time.Unix(sec, int64((f-float64(sec))*1e9)).UTC()
-	d.set = true
-	return nil
-}
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }

@@ -3,6 +3,8 @@ package verify_test
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,17 +14,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/keys"
-	"github.com/tokend/tokend/token"
 	"github.com/tokend/tokend/verify"
 )
 
 func newVerifier(t testing.TB, f *fakeIssuer, opts ...verify.Option) *verify.Verifier {
 	t.Helper()
-	v, err := verify.New(context.Background(), f.url, append([]verify.Option{verify.WithClock(f.clock.Now)}, opts...)...)
+	v, err := verify.New(context.Background(), f.url, append([]verify.Option{verify.WithClock(f.clock.Now), verify.WithAudience("orders")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,10 +31,10 @@ func newVerifier(t testing.TB, f *fakeIssuer, opts ...verify.Option) *verify.Ver
 }
 
 func TestVerifyAlgorithms(t *testing.T) {
-	for _, alg := range []string{keys.ES256, keys.EdDSA, keys.RS256} {
+	for _, alg := range []string{verify.ES256, verify.EdDSA, verify.RS256} {
 		t.Run(alg, func(t *testing.T) {
 			f := newFakeIssuer(t, alg, "orders", "billing")
-			v := newVerifier(t, f, verify.WithAudience("orders"))
+			v := newVerifier(t, f)
 			tok := f.mint(t, defaultClaims)
 			c, err := v.Verify(context.Background(), tok)
 			if err != nil {
@@ -61,13 +62,13 @@ func TestVerifyAlgorithms(t *testing.T) {
 
 // A client_credentials token: no sid, no roles, no scope.
 func TestVerifyMinimalToken(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	v := newVerifier(t, f)
-	c, err := v.Verify(context.Background(), f.mint(t, token.Claims{Subject: "svc", ClientID: "svc"}))
+	c, err := v.Verify(context.Background(), f.mint(t, tokenClaims{Subject: "svc", ClientID: "svc"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.SessionID != "" || len(c.Roles) != 0 || c.Scopes != nil || c.Audience != nil {
+	if c.SessionID != "" || len(c.Roles) != 0 || c.Scopes != nil || !slices.Equal(c.Audience, []string{"orders"}) {
 		t.Fatalf("%+v", c)
 	}
 }
@@ -84,16 +85,16 @@ func wantInvalid(t *testing.T, v *verify.Verifier, tok, descPart string) {
 }
 
 func TestVerifyRefuses(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
-	v := newVerifier(t, f, verify.WithAudience("orders"))
+	f := newFakeIssuer(t, verify.ES256)
+	v := newVerifier(t, f)
 	k := f.set.Load().Signing()
 	h, c := f.goodHeader(k), f.goodClaims()
 	if _, err := v.Verify(context.Background(), forge(t, k, h, c)); err != nil {
 		t.Fatalf("the good forged token fails: %v", err)
 	}
 	good := forge(t, k, h, c)
-	other := testSet(t, keys.ES256, "other").Signing()
-	rsa := testSet(t, keys.RS256, "a").Signing()
+	other := testSet(t, verify.ES256, "other").Signing()
+	rsa := testSet(t, verify.RS256, "a").Signing()
 	now := f.clock.Now().Unix()
 
 	// alg "none" and HMAC with the public key as secret (algorithm confusion).
@@ -161,7 +162,7 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 }
 
-func forgeRaw(t testing.TB, k *keys.Key, header map[string]any, claims string) string {
+func forgeRaw(t testing.TB, k *testKey, header map[string]any, claims string) string {
 	t.Helper()
 	h, _ := json.Marshal(header)
 	signing := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
@@ -173,7 +174,7 @@ func forgeRaw(t testing.TB, k *keys.Key, header map[string]any, claims string) s
 }
 
 func TestVerifyExpired(t *testing.T) {
-	f := newFakeIssuer(t, keys.EdDSA)
+	f := newFakeIssuer(t, verify.EdDSA)
 	v := newVerifier(t, f, verify.WithLeeway(5*time.Second))
 	tok := f.mint(t, defaultClaims)
 	f.clock.Advance(15*time.Minute + 4*time.Second)
@@ -188,8 +189,8 @@ func TestVerifyExpired(t *testing.T) {
 }
 
 func TestAlgorithmAllowList(t *testing.T) {
-	f := newFakeIssuer(t, keys.RS256)
-	v := newVerifier(t, f, verify.WithAlgorithms(keys.ES256, keys.EdDSA))
+	f := newFakeIssuer(t, verify.RS256)
+	v := newVerifier(t, f, verify.WithAlgorithms(verify.ES256, verify.EdDSA))
 	wantInvalid(t, v, f.mint(t, defaultClaims), "algorithm is not accepted")
 	for _, bad := range []string{"none", "HS256", "HS512", "PS256", ""} {
 		if _, err := verify.New(context.Background(), f.url, verify.WithAlgorithms(bad)); err == nil {
@@ -201,11 +202,11 @@ func TestAlgorithmAllowList(t *testing.T) {
 // A published key without alg is still bound to its type: an EdDSA token
 // cannot name an EC key.
 func TestJWKWithoutAlg(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	var doc map[string][]map[string]any
 	must(t, json.Unmarshal(f.set.Load().JWKS(), &doc))
 	delete(doc["keys"][0], "alg")
-	ed := testSet(t, keys.EdDSA, "a").Signing()
+	ed := testSet(t, verify.EdDSA, "a").Signing()
 	ed2 := *ed
 	ed2.ID = f.set.Load().Signing().ID // EdDSA signature under the EC key's kid
 	b, _ := json.Marshal(doc)
@@ -218,7 +219,7 @@ func TestJWKWithoutAlg(t *testing.T) {
 }
 
 func TestJWKSParsing(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	k := f.set.Load().Signing()
 	var doc map[string][]map[string]any
 	must(t, json.Unmarshal(f.set.Load().JWKS(), &doc))
@@ -265,33 +266,34 @@ func TestJWKSParsing(t *testing.T) {
 
 func TestDiscovery(t *testing.T) {
 	ctx := context.Background()
-	f := newFakeIssuer(t, keys.ES256)
-	if _, err := verify.New(ctx, f.url+"/"); err == nil || !strings.Contains(err.Error(), "names issuer") {
+	f := newFakeIssuer(t, verify.ES256)
+	aud := verify.WithAudience("orders")
+	if _, err := verify.New(ctx, f.url+"/", aud); err == nil || !strings.Contains(err.Error(), "names issuer") {
 		t.Fatalf("issuer mismatch: %v", err)
 	}
-	if _, err := verify.New(ctx, ""); err == nil {
+	if _, err := verify.New(ctx, "", aud); err == nil {
 		t.Fatal("empty issuer accepted")
 	}
-	if _, err := verify.New(ctx, "http://127.0.0.1:1"); err == nil {
+	if _, err := verify.New(ctx, "http://127.0.0.1:1", aud); err == nil {
 		t.Fatal("unreachable issuer accepted")
 	}
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"issuer":"` + "http://" + r.Host + `"}`))
 	}))
 	defer bad.Close()
-	if _, err := verify.New(ctx, bad.URL); err == nil || !strings.Contains(err.Error(), "no jwks_uri") {
+	if _, err := verify.New(ctx, bad.URL, aud); err == nil || !strings.Contains(err.Error(), "no jwks_uri") {
 		t.Fatalf("no jwks_uri: %v", err)
 	}
 	notJSON := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hi")) }))
 	defer notJSON.Close()
-	if _, err := verify.New(ctx, notJSON.URL); err == nil {
+	if _, err := verify.New(ctx, notJSON.URL, aud); err == nil {
 		t.Fatal("non-JSON metadata accepted")
 	}
-	if _, err := verify.New(ctx, f.url, verify.WithJWKSURL("ftp://x")); err == nil {
+	if _, err := verify.New(ctx, f.url, aud, verify.WithJWKSURL("ftp://x")); err == nil {
 		t.Fatal("ftp jwks_uri accepted")
 	}
 	// WithJWKSURL skips discovery: the issuer need not serve metadata.
-	v, err := verify.New(ctx, "https://auth.example.com", verify.WithJWKSURL(f.url+"/.well-known/jwks.json"))
+	v, err := verify.New(ctx, "https://auth.example.com", aud, verify.WithJWKSURL(f.url+"/.well-known/jwks.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,11 +305,11 @@ func TestDiscovery(t *testing.T) {
 
 // The JWKS is fetched once and kept for its max-age.
 func TestCacheHonoursMaxAge(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	cc := "public, max-age=60"
 	f.cacheControl.Store(&cc)
 	v := newVerifier(t, f)
-	for range 20 {
+	for n := 0; n < 20; n++ {
 		if _, err := v.Verify(context.Background(), f.mint(t, defaultClaims)); err != nil {
 			t.Fatal(err)
 		}
@@ -328,7 +330,7 @@ func TestCacheHonoursMaxAge(t *testing.T) {
 }
 
 func verifyOnce(v *verify.Verifier, f *fakeIssuer) error {
-	tok, err := f.iss.Issue(defaultClaims, f.clock.Now())
+	tok, err := f.issue(defaultClaims, f.clock.Now())
 	if err != nil {
 		return err
 	}
@@ -352,7 +354,7 @@ func TestCacheTTL(t *testing.T) {
 		{"max-age=999999999", "", verify.MaxCacheTTL},
 	} {
 		t.Run(tc.cc+"/"+tc.age, func(t *testing.T) {
-			f := newFakeIssuer(t, keys.ES256)
+			f := newFakeIssuer(t, verify.ES256)
 			cc := tc.cc
 			f.cacheControl.Store(&cc)
 			age := tc.age
@@ -377,7 +379,7 @@ func TestCacheTTL(t *testing.T) {
 // verifier fetch again, once for all concurrent callers, and at most once
 // per refetch interval.
 func TestUnknownKidRefetch(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	v := newVerifier(t, f, verify.WithRefetchInterval(time.Minute))
 	must(t, verifyOnce(v, f)) // warm cache
 	if f.fetches.Load() != 1 {
@@ -385,8 +387,8 @@ func TestUnknownKidRefetch(t *testing.T) {
 	}
 
 	// Rotate: the new key signs (as if it had not been pre-published).
-	oldSet, newKey := f.set.Load(), testSet(t, keys.ES256, "new").Signing()
-	set, err := keys.NewSet(newKey, oldSet.Keys()...)
+	oldSet, newKey := f.set.Load(), testSet(t, verify.ES256, "new").Signing()
+	set, err := newKeySet(newKey, oldSet.Keys()...)
 	must(t, err)
 	f.set.Store(set)
 	tok := f.mint(t, defaultClaims)
@@ -395,11 +397,13 @@ func TestUnknownKidRefetch(t *testing.T) {
 	f.gate.Store(&gate)
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
-	for range 50 {
-		wg.Go(func() {
+	for n := 0; n < 50; n++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			_, err := v.Verify(context.Background(), tok)
 			errs <- err
-		})
+		}()
 	}
 	time.Sleep(50 * time.Millisecond) // let them all pile up on the one fetch
 	f.gate.Store(nil)
@@ -416,9 +420,9 @@ func TestUnknownKidRefetch(t *testing.T) {
 	}
 
 	// Forged kids cause no more fetches within the interval...
-	other := testSet(t, keys.ES256, "other").Signing()
+	other := testSet(t, verify.ES256, "other").Signing()
 	forged := forge(t, other, f.goodHeader(other), f.goodClaims())
-	for range 10 {
+	for n := 0; n < 10; n++ {
 		wantInvalid(t, v, forged, "unknown key")
 	}
 	if n := f.fetches.Load(); n != 2 {
@@ -427,7 +431,7 @@ func TestUnknownKidRefetch(t *testing.T) {
 	// ...and one per interval after it.
 	f.clock.Advance(time.Minute)
 	forged = forge(t, other, f.goodHeader(other), f.goodClaims())
-	for range 10 {
+	for n := 0; n < 10; n++ {
 		wantInvalid(t, v, forged, "unknown key")
 	}
 	if n := f.fetches.Load(); n != 3 {
@@ -438,7 +442,7 @@ func TestUnknownKidRefetch(t *testing.T) {
 // When the JWKS cannot be fetched, the cached keys keep working; with no
 // keys at all, verification is unavailable (not invalid).
 func TestFetchFailure(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	cc := "max-age=60"
 	f.cacheControl.Store(&cc)
 	f.jwksStatus.Store(500)
@@ -461,7 +465,7 @@ func TestFetchFailure(t *testing.T) {
 	f.jwksStatus.Store(503)
 	f.clock.Advance(61 * time.Second)
 	before := f.fetches.Load()
-	for range 5 {
+	for n := 0; n < 5; n++ {
 		must(t, verifyOnce(v, f))
 	}
 	if n := f.fetches.Load() - before; n != 1 {
@@ -476,7 +480,7 @@ func TestFetchFailure(t *testing.T) {
 
 // A caller whose context ends stops waiting for a slow fetch.
 func TestFetchContext(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
+	f := newFakeIssuer(t, verify.ES256)
 	gate := make(chan struct{})
 	f.gate.Store(&gate)
 	defer close(gate)
@@ -490,17 +494,57 @@ func TestFetchContext(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	f := newFakeIssuer(t, keys.ES256)
-	if _, err := verify.New(context.Background(), f.url, verify.WithLeeway(-time.Second)); err == nil {
+	f := newFakeIssuer(t, verify.ES256)
+	if _, err := verify.New(context.Background(), f.url, verify.WithAudience("orders"), verify.WithLeeway(-time.Second)); err == nil {
 		t.Fatal("negative leeway accepted")
 	}
 	hc := &http.Client{Timeout: time.Second}
-	v, err := verify.New(context.Background(), f.url, verify.WithHTTPClient(hc), verify.WithLogger(nil))
+	v, err := verify.New(context.Background(), f.url, verify.WithAudience("orders"), verify.WithHTTPClient(hc), verify.WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(context.Background(), f.mint(t, defaultClaims)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The audience is checked unless the Verifier is told, by name, not to:
+// New without WithAudience fails, and a token for another service is
+// refused (issue #12: a token for one service must not open another).
+func TestAudienceRequired(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIssuer(t, verify.ES256, "billing")
+	if _, err := verify.New(ctx, f.url); err == nil || !strings.Contains(err.Error(), "InsecureSkipAudienceCheck") {
+		t.Fatalf("New without an audience: %v", err)
+	}
+	if _, err := verify.New(ctx, f.url, verify.WithAudience()); err == nil {
+		t.Fatal("WithAudience() with no audience accepted")
+	}
+	if _, err := verify.New(ctx, f.url, verify.WithAudience("")); err == nil {
+		t.Fatal(`WithAudience("") accepted`)
+	}
+	if _, err := verify.New(ctx, f.url, verify.WithAudience("orders"), verify.InsecureSkipAudienceCheck()); err == nil {
+		t.Fatal("WithAudience and InsecureSkipAudienceCheck together accepted")
+	}
+	if _, err := verify.NewWithKeys(f.url, staticKeys{f.set.Load()}); err == nil {
+		t.Fatal("NewWithKeys without an audience accepted")
+	}
+	billing := f.mint(t, defaultClaims)
+
+	orders, err := verify.New(ctx, f.url, verify.WithAudience("orders"), verify.WithClock(f.clock.Now))
+	must(t, err)
+	wantInvalid(t, orders, billing, "not for this audience")
+
+	anyAud, err := verify.New(ctx, f.url, verify.InsecureSkipAudienceCheck(), verify.WithClock(f.clock.Now))
+	must(t, err)
+	c, err := anyAud.Verify(ctx, billing)
+	must(t, err)
+	if !slices.Equal(c.Audience, []string{"billing"}) {
+		t.Fatalf("aud %v", c.Audience)
+	}
+	k := f.set.Load().Signing()
+	if _, err := anyAud.Verify(ctx, forge(t, k, f.goodHeader(k), with(f.goodClaims(), "aud", nil))); err != nil {
+		t.Fatalf("no aud with InsecureSkipAudienceCheck: %v", err)
 	}
 }
 
@@ -514,8 +558,8 @@ func must(t testing.TB, err error) {
 // aud and headers in forms tokend does not write (escapes, whitespace,
 // extra members) are still read correctly.
 func TestVerifyOtherEncodings(t *testing.T) {
-	f := newFakeIssuer(t, keys.EdDSA)
-	v := newVerifier(t, f, verify.WithAudience("orders"))
+	f := newFakeIssuer(t, verify.EdDSA)
+	v := newVerifier(t, f)
 	k := f.set.Load().Signing()
 	c := f.goodClaims()
 	claims, _ := json.Marshal(with(c, "aud", nil))
@@ -534,7 +578,7 @@ func TestVerifyOtherEncodings(t *testing.T) {
 
 	// More distinct headers than the header cache holds all verify, and a
 	// cached header does not vouch for a bad signature.
-	for i := range 80 {
+	for i := 0; i < 80; i++ {
 		h := with(f.goodHeader(k), "x-n", i)
 		good := forge(t, k, h, c)
 		if _, err := v.Verify(context.Background(), good); err != nil {
@@ -544,3 +588,68 @@ func TestVerifyOtherEncodings(t *testing.T) {
 		wantInvalid(t, v, segment(good, 0)+"."+segment(other, 1)+"."+segment(good, 2), "signature is invalid")
 	}
 }
+
+// NewWithKeys checks tokens against the keys a KeySet gives, asked for
+// every token (as tokend checks its own), with the same rules as New.
+func TestNewWithKeys(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeIssuer(t, verify.ES256)
+	es, ed, rs := f.set.Load().Signing(), testSet(t, verify.EdDSA, "a").Signing(), testSet(t, verify.RS256, "a").Signing()
+	set, err := newKeySet(es, ed, rs)
+	must(t, err)
+	var ks atomic.Pointer[testKeySet]
+	ks.Store(set)
+	v, err := verify.NewWithKeys(f.url, keySetFunc(func(kid string) (verify.Key, bool) { return staticKeys{ks.Load()}.LookupKey(kid) }),
+		verify.WithAudience("orders"), verify.WithClock(f.clock.Now))
+	must(t, err)
+	for _, k := range []*testKey{es, ed, rs} {
+		c, err := v.Verify(ctx, forge(t, k, f.goodHeader(k), f.goodClaims()))
+		if err != nil || c.KeyID != k.ID {
+			t.Fatalf("%s: %+v %v", k.Alg, c, err)
+		}
+	}
+	// The rules are New's: the key's own alg only, iss, aud, times.
+	wantInvalid(t, v, forge(t, rs, with(f.goodHeader(es), "alg", verify.RS256), f.goodClaims()), "does not match its key")
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), with(f.goodClaims(), "aud", "billing")), "not for this audience")
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), with(f.goodClaims(), "iss", "https://evil.test")), "another issuer")
+	// A key dropped from the set stops verifying at once.
+	ks.Store(testSet(t, verify.EdDSA, "a"))
+	wantInvalid(t, v, forge(t, es, f.goodHeader(es), f.goodClaims()), "unknown key")
+	// VerifyAt uses the instant given, not the clock.
+	tok := forge(t, ed, f.goodHeader(ed), f.goodClaims())
+	if _, err := v.VerifyAt(ctx, tok, f.clock.Now().Add(time.Hour)); !errors.Is(err, verify.ErrExpired) {
+		t.Fatalf("VerifyAt an hour later: %v", err)
+	}
+	if f.fetches.Load() != 0 {
+		t.Fatalf("NewWithKeys fetched the JWKS %d times", f.fetches.Load())
+	}
+
+	// A KeySet key of the wrong type or size for its alg, or with no alg,
+	// verifies nothing.
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	must(t, err)
+	smallKey := &testKey{ID: "small", Alg: verify.RS256, Public: small.Public(), Signer: small, Method: rs.Method}
+	for name, key := range map[string]verify.Key{
+		"EC key as EdDSA": {Algorithm: verify.EdDSA, Public: es.Public},
+		"no alg":          {Public: es.Public},
+		"1024-bit RSA":    {Algorithm: verify.RS256, Public: small.Public()},
+		"nil key":         {Algorithm: verify.ES256},
+	} {
+		v, err := verify.NewWithKeys(f.url, keySetFunc(func(string) (verify.Key, bool) { return key, true }), verify.WithAudience("orders"), verify.WithClock(f.clock.Now))
+		must(t, err)
+		signer := es
+		if key.Public == small.Public() {
+			signer = smallKey
+		}
+		if _, err := v.Verify(ctx, forge(t, signer, with(f.goodHeader(signer), "alg", key.Algorithm), f.goodClaims())); !errors.Is(err, verify.ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := verify.NewWithKeys(f.url, nil, verify.WithAudience("orders")); err == nil {
+		t.Error("nil KeySet accepted")
+	}
+}
+
+type keySetFunc func(kid string) (verify.Key, bool)
+
+func (f keySetFunc) LookupKey(kid string) (verify.Key, bool) { return f(kid) }

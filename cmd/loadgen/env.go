@@ -102,6 +102,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 		"REDIS_KEY_PREFIX="+benchPrefix,
 		"JWT_KEYS_DIR="+keysDir,
 		"JWT_SIGNING_ALG="+o.alg,
+		"JWT_AUDIENCE="+benchAudience,
 		"PASSWORD_HASH_MEMORY="+strconv.FormatUint(uint64(o.argonMemory), 10),
 		"PASSWORD_HASH_ITERATIONS="+strconv.FormatUint(uint64(o.argonIter), 10),
 		// The benchmark signs in the same accounts many times a second;

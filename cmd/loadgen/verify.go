@@ -34,7 +34,7 @@ func (r *rig) sharedVerifier(ctx context.Context) (*verify.Verifier, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.verifier == nil {
-		v, err := verify.New(ctx, r.base)
+		v, err := verify.New(ctx, r.base, verify.WithAudience(benchAudience))
 		if err != nil {
 			return nil, err
 		}
@@ -42,3 +42,7 @@ func (r *rig) sharedVerifier(ctx context.Context) (*verify.Verifier, error) {
 	}
 	return r.verifier, nil
 }
+
+// benchAudience is the audience of the tokend under test (JWT_AUDIENCE)
+// and the one the shared Verifier requires, as a resource server would.
+const benchAudience = "loadgen"

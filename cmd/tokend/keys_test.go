@@ -222,7 +222,7 @@ func foreignToken(t *testing.T, k *keys.Key) string {
 // Roles given with `tokend users create --role` reach the roles claim of
 // the access token and pass verify.RequireRole.
 func TestRolesEndToEnd(t *testing.T) {
-	env := redisEnv(t, "JWT_ISSUER=http://tokend.test")
+	env := redisEnv(t, "JWT_ISSUER=http://tokend.test", "JWT_AUDIENCE=orders")
 	if _, err := run(t, env, "s3cret-password", "users", "create", "alice", "--role", "admin", "--role", "ops"); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestRolesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	base, _ := serveFor(t, env)
-	v, err := verify.New(context.Background(), "http://tokend.test", verify.WithJWKSURL(base+"/.well-known/jwks.json"))
+	v, err := verify.New(context.Background(), "http://tokend.test", verify.WithJWKSURL(base+"/.well-known/jwks.json"), verify.WithAudience("orders"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,10 @@
 // Run it against a tokend (see README.md, "Protecting a service with
 // verify"):
 //
-//	go run ./examples/orders -issuer http://localhost:8080 -addr :9090
+//	go run ./examples/orders -issuer http://localhost:8080 -audience orders -addr :9090
+//
+// It accepts only tokens whose aud names it ("orders" unless -audience
+// says otherwise): start tokend with JWT_AUDIENCE=orders.
 package main
 
 import (
@@ -31,17 +34,13 @@ import (
 func main() {
 	issuer := flag.String("issuer", "http://localhost:8080", "tokend's issuer URL (its JWT_ISSUER)")
 	addr := flag.String("addr", ":9090", "address to listen on")
-	audience := flag.String("audience", "", "require this aud claim (one of tokend's JWT_AUDIENCE); empty: aud is not checked")
+	audience := flag.String("audience", "orders", "this service's audience: the aud claim tokens must carry (one of tokend's JWT_AUDIENCE)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var opts []verify.Option
-	if *audience != "" {
-		opts = append(opts, verify.WithAudience(*audience))
-	}
-	if err := run(ctx, *addr, *issuer, log, opts...); err != nil {
+	if err := run(ctx, *addr, *issuer, log, verify.WithAudience(*audience)); err != nil {
 		log.Error("orders", slog.String("error", err.Error()))
 		os.Exit(1)
 	}

@@ -51,7 +51,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	src := token.StaticKeys{Set: set}
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
 	srv, err := server.New(server.Options{
-		Store: st, Tokens: token.NewIssuer(base, nil, 15*time.Minute, src), Keys: src, Passwords: h,
+		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, Passwords: h,
 		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
 	})
 	if err != nil {
@@ -114,14 +114,14 @@ func get(t *testing.T, u, accessToken string) reply {
 	return send(t, req)
 }
 
-// SPEC §10 story 4, end to end: register, sign in, call the protected
+// A sibling service's story, end to end: register, sign in, call the protected
 // service, be refused the admin endpoint, have the access token expire
 // (401 with Token-Expired), refresh, and call again.
 func TestStory4EndToEnd(t *testing.T) {
 	clk := testclock.New(time.Now())
 	tokend, _ := startTokend(t, clk)
 	ctx := context.Background()
-	v, err := verify.New(ctx, tokend, verify.WithClock(clk.Now))
+	v, err := verify.New(ctx, tokend, verify.WithAudience("orders"), verify.WithClock(clk.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestRun(t *testing.T) {
 	addr := testredis.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, addr, tokend, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- run(ctx, addr, tokend, slog.New(slog.DiscardHandler), verify.WithAudience("orders")) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/orders")
@@ -216,7 +216,7 @@ func TestRun(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler)); err == nil {
+	if err := run(context.Background(), addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler), verify.WithAudience("orders")); err == nil {
 		t.Fatal("run without a reachable tokend succeeded")
 	}
 }

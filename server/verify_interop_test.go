@@ -1,4 +1,4 @@
-package verify_test
+package server_test
 
 import (
 	"context"
@@ -31,14 +31,14 @@ import (
 	"github.com/tokend/tokend/verify"
 )
 
-// tokend is a real tokend server (server.New over the Redis store) on an
+// liveTokend is a real tokend server (server.New over the Redis store) on an
 // httptest listener whose URL is its issuer.
-type tokend struct {
+type liveTokend struct {
 	url   string
 	store store.Store
 }
 
-func startTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration) *tokend {
+func startLiveTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration) *liveTokend {
 	t.Helper()
 	opt, err := redis.ParseURL(testredis.URL(t))
 	must(t, err)
@@ -66,11 +66,11 @@ func startTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration) *t
 	must(t, st.CreateUser(ctx, store.User{ID: token.NewID(), Username: "alice", PasswordHash: hash, Roles: []string{"admin"}, CreatedAt: now, UpdatedAt: now}))
 	must(t, st.CreateClient(ctx, store.Client{ID: "web", Public: true, Grants: []string{"password", "refresh_token"}, Scopes: []string{"read"}, CreatedAt: now}))
 	must(t, st.CreateClient(ctx, store.Client{ID: "svc", SecretHash: credential.HashClientSecret("svc-secret"), Grants: []string{"client_credentials"}, Scopes: []string{"read"}, CreatedAt: now}))
-	return &tokend{url: base, store: st}
+	return &liveTokend{url: base, store: st}
 }
 
 // token posts a token request and returns the access token.
-func (td *tokend) token(t testing.TB, form url.Values) string {
+func (td *liveTokend) token(t testing.TB, form url.Values) string {
 	t.Helper()
 	resp, err := http.PostForm(td.url+"/oauth/token", form)
 	if err != nil {
@@ -87,11 +87,11 @@ func (td *tokend) token(t testing.TB, form url.Values) string {
 	return at
 }
 
-func (td *tokend) signIn(t testing.TB) string {
+func (td *liveTokend) signIn(t testing.TB) string {
 	return td.token(t, url.Values{"grant_type": {"password"}, "client_id": {"web"}, "username": {"alice"}, "password": {"correct horse battery"}})
 }
 
-func (td *tokend) clientToken(t testing.TB) string {
+func (td *liveTokend) clientToken(t testing.TB) string {
 	return td.token(t, url.Values{"grant_type": {"client_credentials"}, "client_id": {"svc"}, "client_secret": {"svc-secret"}})
 }
 
@@ -103,7 +103,7 @@ func TestInteropJWX(t *testing.T) {
 		t.Run(alg, func(t *testing.T) {
 			set, err := keys.Ephemeral(alg)
 			must(t, err)
-			td := startTokend(t, token.StaticKeys{Set: set}, 0)
+			td := startLiveTokend(t, token.StaticKeys{Set: set}, 0)
 			ctx := context.Background()
 
 			jwks, err := jwk.Fetch(ctx, td.url+"/.well-known/jwks.json")
