@@ -1,0 +1,381 @@
+package server_test
+
+// Fault injection (issue 9): 16 frontends, each with its own session,
+// refresh exactly as docs/integration.md tells them to (the same token
+// again after a 503, a 429 or a network error; only invalid_grant sends
+// the person to sign in) while an answer is lost, a Redis reply is lost,
+// or Redis stalls. No session may end: a retry either gets the child the
+// first attempt made or rotates once (docs/design.md, rotation). Every test
+// counts the sessions that ended and reports the count when it fails, the
+// figure of the issue's table.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/internal/faultproxy"
+	"github.com/tokend/tokend/internal/testclient"
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/clientcache"
+	"github.com/tokend/tokend/store/redisstore"
+)
+
+// frontends is how many sessions each fault test keeps alive.
+const frontends = 16
+
+// storeAt is a store on the Redis at redisURL as `tokend serve` builds
+// it: the production client (redisstore.NewClient: its timeouts and
+// retries, which the URL may override, e.g. ?read_timeout=300ms) and the
+// client cache, so that a refresh's only Redis command is the rotation.
+func storeAt(t *testing.T, redisURL string) store.Store {
+	t.Helper()
+	rdb, err := redisstore.NewClient(redisURL)
+	must(t, err)
+	st, err := redisstore.New(rdb, redisstore.Options{})
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	return clientcache.Wrap(st, time.Hour)
+}
+
+// frontend is a documented client of e over hc. Retry-After is honoured
+// as sent (1 s).
+func (e *env) frontend(hc *http.Client, observe func(testclient.Attempt)) *testclient.Client {
+	return &testclient.Client{
+		HTTP: hc, ClientID: publicApp, Observe: observe,
+		TokenURL: func(int) string { return e.srv.URL + "/oauth/token" },
+	}
+}
+
+// sessions signs in n times and returns the refresh tokens.
+func (e *env) sessions(n int) []string {
+	e.t.Helper()
+	rts := make([]string, n)
+	for i := range rts {
+		rts[i] = e.signIn().str("refresh_token")
+	}
+	return rts
+}
+
+// warm brings tokend and Redis to where a running tokend under load is:
+// Redis has the rotation script cached (otherwise the first rotation under
+// the fault is EVALSHA's NOSCRIPT error, which does nothing) and tokend's
+// Redis client has a pooled connection for each of 16 concurrent requests
+// (otherwise requests under a stall wait on new connections' handshakes
+// and never send their rotation). It refreshes 16 sessions of its own at
+// once.
+func (e *env) warm() {
+	e.t.Helper()
+	rts := e.sessions(frontends)
+	var wg sync.WaitGroup
+	statuses := make([]int, len(rts))
+	for i, rt := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}}).status
+		}()
+	}
+	wg.Wait()
+	for _, s := range statuses {
+		if s != http.StatusOK {
+			e.t.Fatalf("warm-up refresh: %d", s)
+		}
+	}
+}
+
+// tally counts what happened to the sessions of a fault test.
+type tally struct {
+	mu      sync.Mutex
+	ended   map[int]string // session → why it ended
+	refresh int            // successful refreshes
+}
+
+func newTally() *tally { return &tally{ended: map[int]string{}} }
+
+// record notes one Refresh of session i; an unexpected answer fails the
+// test. It returns the token to use next ("" once the session ended).
+func (ty *tally) record(t *testing.T, i int, res testclient.Result, err error) string {
+	t.Helper()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	switch {
+	case err != nil:
+		t.Errorf("session %d: %v (%+v)", i, err, res)
+		ty.ended[i] = err.Error()
+		return ""
+	case res.Ended:
+		ty.ended[i] = res.Reason
+		return ""
+	}
+	ty.refresh++
+	return res.Token
+}
+
+// check fails the test unless every session is alive, saying how many of
+// how many ended, and why.
+func (ty *tally) check(t *testing.T, fault string, n int) {
+	t.Helper()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	why := map[string]int{}
+	for _, r := range ty.ended {
+		why[r]++
+	}
+	t.Logf("%s: %d of %d sessions ended %v; %d successful refreshes", fault, len(ty.ended), n, why, ty.refresh)
+	if len(ty.ended) > 0 {
+		t.Errorf("%s: %d of %d sessions ended (%v), want 0", fault, len(ty.ended), n, why)
+	}
+}
+
+// alive refreshes every held token twice more: the chain goes on.
+func (ty *tally) alive(t *testing.T, c *testclient.Client, rts []string) {
+	t.Helper()
+	for i, rt := range rts {
+		for k := 0; k < 2 && rt != ""; k++ {
+			res, err := c.Refresh(context.Background(), rt)
+			rt = ty.record(t, i, res, err)
+		}
+	}
+}
+
+// An answer lost on its way back to the frontend (after tokend rotated):
+// the frontend retries with the same token and gets the very refresh
+// token the lost answer carried, and its session goes on. Every fourth
+// successful answer is lost; 16 sessions refresh 12 times each.
+func TestRefreshAnswerLost(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	rts := e.sessions(frontends)
+	const rounds = 12
+	ty := newTally()
+	var lostTotal, sameToken atomic.Int64
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			lossy := &testclient.LossyTransport{Lose: func(_ *http.Request, status int, _ []byte) bool {
+				if status != http.StatusOK {
+					return false
+				}
+				n++
+				return (n+i)%4 == 0
+			}}
+			hc := &http.Client{Transport: lossy, Timeout: 10 * time.Second}
+			defer hc.CloseIdleConnections()
+			c := e.frontend(hc, nil)
+			rt := rts[i]
+			for r := 0; r < rounds && rt != ""; r++ {
+				before := len(lossy.Lost())
+				res, err := c.Refresh(context.Background(), rt)
+				lost := lossy.Lost()[before:]
+				lostTotal.Add(int64(len(lost)))
+				next := ty.record(t, i, res, err)
+				for _, body := range lost {
+					var m struct {
+						RT string `json:"refresh_token"`
+					}
+					_ = json.Unmarshal(body, &m)
+					if next != "" && m.RT != next {
+						t.Errorf("session %d: the retry after a lost answer got another refresh token than the lost answer", i)
+					} else if next != "" {
+						sameToken.Add(1)
+					}
+				}
+				rt = next
+			}
+			rts[i] = rt
+		}()
+	}
+	wg.Wait()
+	if lostTotal.Load() == 0 {
+		t.Fatal("no answer was lost")
+	}
+	ty.alive(t, e.frontend(http.DefaultClient, nil), rts)
+	t.Logf("%d answers lost; %d retries brought the lost answer's refresh token", lostTotal.Load(), sameToken.Load())
+	ty.check(t, fmt.Sprintf("%d lost answers", lostTotal.Load()), frontends)
+}
+
+// The reply of Redis to the rotation script is lost (the proxy breaks
+// the connection, or holds the reply until tokend's client times out):
+// Redis ran the script, tokend answers 503, the frontend retries with the
+// same token, and the session goes on.
+func TestRedisReplyLost(t *testing.T) {
+	for _, action := range []faultproxy.Action{faultproxy.Cut, faultproxy.Hold} {
+		t.Run(action.String(), func(t *testing.T) {
+			srv := testredis.StartServer(t)
+			proxy := faultproxy.Start(t, srv.Addr)
+			e := newEnv(t, storeAt(t, proxy.URL()+"?read_timeout=300ms"), time.Hour)
+			rts := e.sessions(frontends)
+			e.warm()
+			// Every session's first refresh loses its script replies: 503.
+			proxy.SetRule(faultproxy.Scripts(action))
+			var wg sync.WaitGroup
+			statuses := make([]int, len(rts))
+			for i, rt := range rts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {rt}})
+					statuses[i] = a.status
+				}()
+			}
+			wg.Wait()
+			proxy.PassAll()
+			byCmd, lost := proxy.Lost()
+			for i, s := range statuses {
+				if s != http.StatusServiceUnavailable {
+					t.Fatalf("session %d: %d while Redis replies were lost, want 503 (lost %v)", i, s, byCmd)
+				}
+			}
+			if lost < frontends {
+				t.Fatalf("only %d Redis replies lost (%v)", lost, byCmd)
+			}
+			ty := newTally()
+			c := e.frontend(http.DefaultClient, nil)
+			for i, rt := range rts {
+				res, err := c.Refresh(context.Background(), rt)
+				rts[i] = ty.record(t, i, res, err)
+			}
+			ty.alive(t, c, rts)
+			ty.check(t, fmt.Sprintf("%d Redis replies lost (%v)", lost, action), frontends)
+		})
+	}
+}
+
+// Redis stops (SIGSTOP) while 16 frontends refresh: the scripts tokend
+// sent queue in Redis's sockets and run when it continues (SIGCONT). In
+// "503" tokend's Redis timeout (300 ms here) is shorter than the stall:
+// it answers 503 and the frontends retry after Retry-After. In
+// "client-timeout" the frontends' own timeout (300 ms) is shorter: they
+// give up on the request and retry while the first is still queued. Redis
+// resumes once every frontend has seen the fault; every session goes on.
+func TestRedisStalled(t *testing.T) {
+	cases := []struct {
+		name        string
+		redisQuery  string
+		httpTimeout time.Duration
+		fault       func(testclient.Attempt) bool
+	}{
+		{"503", "?read_timeout=300ms", 10 * time.Second,
+			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }},
+		{"client-timeout", "", 300 * time.Millisecond,
+			func(a testclient.Attempt) bool { return a.Err != nil }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testredis.StartServer(t)
+			e := newEnv(t, storeAt(t, srv.URL()+tc.redisQuery), time.Hour)
+			rts := e.sessions(frontends)
+			tr := &http.Transport{MaxIdleConnsPerHost: frontends}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr, Timeout: tc.httpTimeout}
+			var (
+				mu     sync.Mutex
+				faulty = map[string]bool{} // tokens whose refresh met the fault
+				seen   = make(chan struct{})
+			)
+			c := e.frontend(hc, func(a testclient.Attempt) {
+				if !tc.fault(a) {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !faulty[a.Token] {
+					faulty[a.Token] = true
+					if len(faulty) == frontends {
+						close(seen)
+					}
+				}
+			})
+			ty := newTally()
+			e.warm()
+			srv.Pause()
+			paused := true
+			defer func() {
+				if paused {
+					srv.Resume()
+				}
+			}()
+			var wg sync.WaitGroup
+			for i, rt := range rts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res, err := c.Refresh(context.Background(), rt)
+					rts[i] = ty.record(t, i, res, err)
+				}()
+			}
+			select {
+			case <-seen:
+			case <-time.After(60 * time.Second):
+				mu.Lock()
+				n := len(faulty)
+				mu.Unlock()
+				t.Fatalf("after 60 s, %d of %d frontends had seen the fault", n, frontends)
+			}
+			srv.Resume()
+			paused = false
+			wg.Wait()
+			ty.alive(t, e.frontend(http.DefaultClient, nil), rts)
+			ty.check(t, "Redis stalled ("+tc.name+")", frontends)
+		})
+	}
+}
+
+// Two tabs share one refresh token and refresh at the same moment: both
+// get the same new refresh token, and the session goes on. 16 sessions,
+// 5 rounds each.
+func TestTwoTabsOneToken(t *testing.T) {
+	e := newEnv(t, redisStore(t), time.Hour)
+	rts := e.sessions(frontends)
+	c := e.frontend(http.DefaultClient, nil)
+	ty := newTally()
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := rts[i]
+			for round := 0; round < 5 && rt != ""; round++ {
+				var tabs [2]testclient.Result
+				var errs [2]error
+				var tw sync.WaitGroup
+				gate := make(chan struct{})
+				for k := range tabs {
+					tw.Add(1)
+					go func() {
+						defer tw.Done()
+						<-gate
+						tabs[k], errs[k] = c.Refresh(context.Background(), rt)
+					}()
+				}
+				close(gate)
+				tw.Wait()
+				a, b := ty.record(t, i, tabs[0], errs[0]), ty.record(t, i, tabs[1], errs[1])
+				if a != b && a != "" && b != "" {
+					t.Errorf("session %d: two tabs got different refresh tokens", i)
+				}
+				rt = a
+				if a == "" || b == "" {
+					rt = ""
+				}
+			}
+			rts[i] = rt
+		}()
+	}
+	wg.Wait()
+	ty.check(t, "two tabs, one token", frontends)
+	if strings.Contains(e.logs.String(), "panic") {
+		t.Fatal("a panic was logged")
+	}
+}
