@@ -92,61 +92,6 @@ func (e *env) warm() {
 	}
 }
 
-// tally counts what happened to the sessions of a fault test.
-type tally struct {
-	mu      sync.Mutex
-	ended   map[int]string // session → why it ended
-	refresh int            // successful refreshes
-}
-
-func newTally() *tally { return &tally{ended: map[int]string{}} }
-
-// record notes one Refresh of session i; an unexpected answer fails the
-// test. It returns the token to use next ("" once the session ended).
-func (ty *tally) record(t *testing.T, i int, res testclient.Result, err error) string {
-	t.Helper()
-	ty.mu.Lock()
-	defer ty.mu.Unlock()
-	switch {
-	case err != nil:
-		t.Errorf("session %d: %v (%+v)", i, err, res)
-		ty.ended[i] = err.Error()
-		return ""
-	case res.Ended:
-		ty.ended[i] = res.Reason
-		return ""
-	}
-	ty.refresh++
-	return res.Token
-}
-
-// check fails the test unless every session is alive, saying how many of
-// how many ended, and why.
-func (ty *tally) check(t *testing.T, fault string, n int) {
-	t.Helper()
-	ty.mu.Lock()
-	defer ty.mu.Unlock()
-	why := map[string]int{}
-	for _, r := range ty.ended {
-		why[r]++
-	}
-	t.Logf("%s: %d of %d sessions ended %v; %d successful refreshes", fault, len(ty.ended), n, why, ty.refresh)
-	if len(ty.ended) > 0 {
-		t.Errorf("%s: %d of %d sessions ended (%v), want 0", fault, len(ty.ended), n, why)
-	}
-}
-
-// alive refreshes every held token twice more: the chain goes on.
-func (ty *tally) alive(t *testing.T, c *testclient.Client, rts []string) {
-	t.Helper()
-	for i, rt := range rts {
-		for k := 0; k < 2 && rt != ""; k++ {
-			res, err := c.Refresh(context.Background(), rt)
-			rt = ty.record(t, i, res, err)
-		}
-	}
-}
-
 // An answer lost on its way back to the frontend (after tokend rotated):
 // the frontend retries with the same token and gets the very refresh
 // token the lost answer carried, and its session goes on. Every fourth
@@ -155,7 +100,7 @@ func TestRefreshAnswerLost(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
 	rts := e.sessions(frontends)
 	const rounds = 12
-	ty := newTally()
+	var ty testclient.Tally
 	var lostTotal, sameToken atomic.Int64
 	var wg sync.WaitGroup
 	for i := range rts {
@@ -179,7 +124,7 @@ func TestRefreshAnswerLost(t *testing.T) {
 				res, err := c.Refresh(context.Background(), rt)
 				lost := lossy.Lost()[before:]
 				lostTotal.Add(int64(len(lost)))
-				next := ty.record(t, i, res, err)
+				next := ty.Record(t, i, res, err)
 				for _, body := range lost {
 					var m struct {
 						RT string `json:"refresh_token"`
@@ -200,9 +145,9 @@ func TestRefreshAnswerLost(t *testing.T) {
 	if lostTotal.Load() == 0 {
 		t.Fatal("no answer was lost")
 	}
-	ty.alive(t, e.frontend(http.DefaultClient, nil), rts)
+	ty.Alive(t, e.frontend(http.DefaultClient, nil), rts)
 	t.Logf("%d answers lost; %d retries brought the lost answer's refresh token", lostTotal.Load(), sameToken.Load())
-	ty.check(t, fmt.Sprintf("%d lost answers", lostTotal.Load()), frontends)
+	ty.Check(t, fmt.Sprintf("%d lost answers", lostTotal.Load()), frontends)
 }
 
 // The reply of Redis to the rotation script is lost (the proxy breaks
@@ -240,14 +185,14 @@ func TestRedisReplyLost(t *testing.T) {
 			if lost < frontends {
 				t.Fatalf("only %d Redis replies lost (%v)", lost, byCmd)
 			}
-			ty := newTally()
+			var ty testclient.Tally
 			c := e.frontend(http.DefaultClient, nil)
 			for i, rt := range rts {
 				res, err := c.Refresh(context.Background(), rt)
-				rts[i] = ty.record(t, i, res, err)
+				rts[i] = ty.Record(t, i, res, err)
 			}
-			ty.alive(t, c, rts)
-			ty.check(t, fmt.Sprintf("%d Redis replies lost (%v)", lost, action), frontends)
+			ty.Alive(t, c, rts)
+			ty.Check(t, fmt.Sprintf("%d Redis replies lost (%v)", lost, action), frontends)
 		})
 	}
 }
@@ -297,7 +242,7 @@ func TestRedisStalled(t *testing.T) {
 					}
 				}
 			})
-			ty := newTally()
+			var ty testclient.Tally
 			e.warm()
 			srv.Pause()
 			paused := true
@@ -312,7 +257,7 @@ func TestRedisStalled(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					res, err := c.Refresh(context.Background(), rt)
-					rts[i] = ty.record(t, i, res, err)
+					rts[i] = ty.Record(t, i, res, err)
 				}()
 			}
 			select {
@@ -326,8 +271,8 @@ func TestRedisStalled(t *testing.T) {
 			srv.Resume()
 			paused = false
 			wg.Wait()
-			ty.alive(t, e.frontend(http.DefaultClient, nil), rts)
-			ty.check(t, "Redis stalled ("+tc.name+")", frontends)
+			ty.Alive(t, e.frontend(http.DefaultClient, nil), rts)
+			ty.Check(t, "Redis stalled ("+tc.name+")", frontends)
 		})
 	}
 }
@@ -339,7 +284,7 @@ func TestTwoTabsOneToken(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
 	rts := e.sessions(frontends)
 	c := e.frontend(http.DefaultClient, nil)
-	ty := newTally()
+	var ty testclient.Tally
 	var wg sync.WaitGroup
 	for i := range rts {
 		wg.Add(1)
@@ -361,7 +306,7 @@ func TestTwoTabsOneToken(t *testing.T) {
 				}
 				close(gate)
 				tw.Wait()
-				a, b := ty.record(t, i, tabs[0], errs[0]), ty.record(t, i, tabs[1], errs[1])
+				a, b := ty.Record(t, i, tabs[0], errs[0]), ty.Record(t, i, tabs[1], errs[1])
 				if a != b && a != "" && b != "" {
 					t.Errorf("session %d: two tabs got different refresh tokens", i)
 				}
@@ -374,7 +319,7 @@ func TestTwoTabsOneToken(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	ty.check(t, "two tabs, one token", frontends)
+	ty.Check(t, "two tabs, one token", frontends)
 	if strings.Contains(e.logs.String(), "panic") {
 		t.Fatal("a panic was logged")
 	}

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -254,5 +255,82 @@ func LoseFraction(p float64, seed uint64) func(*http.Request, int, []byte) bool 
 	rng := rand.New(rand.NewPCG(seed, seed+1))
 	return func(_ *http.Request, status int, _ []byte) bool {
 		return status == http.StatusOK && rng.Float64() < p
+	}
+}
+
+// Tally counts, for a fault test, the sessions that ended and the
+// successful refreshes. It is safe for concurrent use.
+type Tally struct {
+	mu      sync.Mutex
+	ended   map[int]string // session → why it ended
+	refresh int
+}
+
+// Record notes the outcome of one Refresh of session i; an error fails the
+// test (and ends the session). It returns the token to use next, "" once
+// the session ended.
+func (ty *Tally) Record(t testing.TB, i int, res Result, err error) string {
+	t.Helper()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	if ty.ended == nil {
+		ty.ended = map[int]string{}
+	}
+	switch {
+	case err != nil:
+		t.Errorf("session %d: %v (%+v)", i, err, res)
+		ty.ended[i] = err.Error()
+		return ""
+	case res.Ended:
+		ty.ended[i] = res.Reason
+		return ""
+	}
+	ty.refresh++
+	return res.Token
+}
+
+// Ended returns how many sessions ended.
+func (ty *Tally) Ended() int {
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	return len(ty.ended)
+}
+
+// HasEnded reports whether session i ended.
+func (ty *Tally) HasEnded(i int) bool {
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	_, ok := ty.ended[i]
+	return ok
+}
+
+// Alive refreshes each token of rts twice more (the chain goes on),
+// recording the outcomes, and returns the tokens now held.
+func (ty *Tally) Alive(t testing.TB, c *Client, rts []string) []string {
+	t.Helper()
+	out := make([]string, len(rts))
+	for i, rt := range rts {
+		for k := 0; k < 2 && rt != ""; k++ {
+			res, err := c.Refresh(context.Background(), rt)
+			rt = ty.Record(t, i, res, err)
+		}
+		out[i] = rt
+	}
+	return out
+}
+
+// Check logs, and fails the test unless it is 0, how many of n sessions
+// ended under fault, and why: the figure of issue 9's table.
+func (ty *Tally) Check(t testing.TB, fault string, n int) {
+	t.Helper()
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	why := map[string]int{}
+	for _, r := range ty.ended {
+		why[r]++
+	}
+	t.Logf("%s: %d of %d sessions ended %v; %d successful refreshes", fault, len(ty.ended), n, why, ty.refresh)
+	if len(ty.ended) > 0 {
+		t.Errorf("%s: %d of %d sessions ended (%v), want 0", fault, len(ty.ended), n, why)
 	}
 }
