@@ -47,6 +47,8 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 			unavail.Add(1)
 		}
 	}
+	// However the test ends, the frontends stop before tokend does.
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 	for i := range rts {
 		wg.Add(1)
 		go func() {
@@ -79,7 +81,6 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				stop.Store(true)
 				t.Fatalf("phase %d: %d of %d sessions refreshed %d times in 2 min", p, ready, frontends, n)
 			}
 			time.Sleep(10 * time.Millisecond)
