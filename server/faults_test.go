@@ -202,19 +202,27 @@ func TestRedisReplyLost(t *testing.T) {
 // "503" tokend's Redis timeout (300 ms here) is shorter than the stall:
 // it answers 503 and the frontends retry after Retry-After. In
 // "client-timeout" the frontends' own timeout (300 ms) is shorter: they
-// give up on the request and retry while the first is still queued. Redis
-// resumes once every frontend has seen the fault; every session goes on.
+// give up on the request and retry while the first is still queued. In
+// "longer-than-window" the stall lasts 2 minutes on tokend's clock, more
+// than REFRESH_REUSE_WINDOW (30 s): the queued rotations run when Redis
+// resumes, and the frontends' retries right after that are retries of a
+// rotation that has just happened, not theft ("a 503 is always safe to
+// retry", issue 9). Redis resumes once every frontend has seen the fault;
+// every session goes on.
 func TestRedisStalled(t *testing.T) {
 	cases := []struct {
 		name        string
 		redisQuery  string
 		httpTimeout time.Duration
 		fault       func(testclient.Attempt) bool
+		stall       time.Duration // tokend's clock moves on by this much while Redis is stopped
 	}{
 		{"503", "?read_timeout=300ms", 10 * time.Second,
-			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }},
+			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }, 0},
 		{"client-timeout", "", 300 * time.Millisecond,
-			func(a testclient.Attempt) bool { return a.Err != nil }},
+			func(a testclient.Attempt) bool { return a.Err != nil }, 0},
+		{"longer-than-window", "?read_timeout=300ms", 10 * time.Second,
+			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }, 2 * time.Minute},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,6 +276,7 @@ func TestRedisStalled(t *testing.T) {
 				mu.Unlock()
 				t.Fatalf("after 60 s, %d of %d frontends had seen the fault", n, frontends)
 			}
+			e.clock.Advance(tc.stall)
 			srv.Resume()
 			paused = false
 			wg.Wait()
