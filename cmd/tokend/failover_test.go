@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,4 +102,27 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	c := &testclient.Client{HTTP: d.hc, ClientID: "web", TokenURL: func(n int) string { return d.url(n, "/oauth/token") }}
 	ty.Alive(t, c, rts)
 	ty.Check(t, "planned Sentinel failover", frontends)
+	d.logRotations()
+}
+
+// logRotations logs each replica's rotation counters by outcome (how many
+// rotations were retries or recovered a lost write), where tokend exports
+// them.
+func (d *deployment) logRotations() {
+	for i := range d.replicas {
+		resp, err := d.hc.Get(d.url(i, "/metrics"))
+		if err != nil {
+			d.t.Logf("replica %d: /metrics: %v", i, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var lines []string
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "tokend_refresh_rotations_total{") || strings.HasPrefix(l, "tokend_refresh_reuse_detected_total") {
+				lines = append(lines, l)
+			}
+		}
+		d.t.Logf("replica %d: %s", i, strings.Join(lines, "; "))
+	}
 }
