@@ -184,6 +184,9 @@ func copyRepo(t *testing.T) string {
 		}
 		switch path {
 		case ".git", "bin", "test-artifacts":
+			if !d.IsDir() { // .git is a file in a git worktree; SkipDir would skip the rest of the directory
+				return nil
+			}
 			return filepath.SkipDir
 		}
 		target := filepath.Join(dst, path)
