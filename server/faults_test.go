@@ -197,6 +197,49 @@ func TestRedisReplyLost(t *testing.T) {
 	}
 }
 
+// A third of Redis's replies to scripts are lost (the proxy breaks the
+// connection) while 16 frontends refresh 30 times each: tokend's client
+// resends the script (the same request, answered as the original), and
+// when every resend is lost too tokend answers 503 and the frontend
+// retries. No session ends.
+func TestRedisRepliesLostUnderLoad(t *testing.T) {
+	srv := testredis.StartServer(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	e := newEnv(t, storeAt(t, proxy.URL()), time.Hour)
+	rts := e.sessions(frontends)
+	e.warm()
+	var unavailable atomic.Int64
+	c := e.frontend(http.DefaultClient, func(a testclient.Attempt) {
+		if a.Status == http.StatusServiceUnavailable {
+			unavailable.Add(1)
+		}
+	})
+	c.Sleep = func(context.Context, time.Duration) error { return nil } // Redis is up: no need to wait
+	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
+	var ty testclient.Tally
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := rts[i]
+			for r := 0; r < 30 && rt != ""; r++ {
+				res, err := c.Refresh(context.Background(), rt)
+				rt = ty.Record(t, i, res, err)
+			}
+			rts[i] = rt
+		}()
+	}
+	wg.Wait()
+	proxy.PassAll()
+	byCmd, lost := proxy.Lost()
+	if unavailable.Load() == 0 {
+		t.Fatalf("no refresh was answered 503 (%d Redis replies lost: %v)", lost, byCmd)
+	}
+	ty.Alive(t, c, rts)
+	ty.Check(t, fmt.Sprintf("%d Redis replies lost, %d answers 503", lost, unavailable.Load()), frontends)
+}
+
 // Redis stops (SIGSTOP) while 16 frontends refresh: the scripts tokend
 // sent queue in Redis's sockets and run when it continues (SIGCONT). In
 // "503" tokend's Redis timeout (300 ms here) is shorter than the stall:
