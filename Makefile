@@ -19,13 +19,15 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test redis-check cover lint fuzz bench bench-micro clean
+.PHONY: help run build test redis-check cover lint fuzz bench baseline profile bench-micro clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## run a dev server: embedded store, ephemeral signing key
-	$(GO) run ./cmd/tokend serve --dev
+# LOG_FORMAT=text: logs for the person at the terminal (JSON, the
+# default, is for log collectors); LOG_FORMAT=json make run overrides it.
+run: ## run a dev server: embedded store, ephemeral signing key, text logs
+	LOG_FORMAT="$${LOG_FORMAT:-text}" $(GO) run ./cmd/tokend serve --dev
 
 build: ## build bin/tokend (version from git describe)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tokend
@@ -34,10 +36,23 @@ test: redis-check ## run every test with the race detector (needs Redis), the ve
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) -C $(VERIFY) test -race -count=1 ./...
 
-# Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL. They
-# fail (not skip) without one, so say so up front. Uses redis-cli when
-# installed, else a bash /dev/tcp PING with a 3 s timeout.
+# Tests need a real Redis: 127.0.0.1:6379, or TOKEND_TEST_REDIS_URL, and
+# the redis-server program (Redis >= 7) itself, since the failover, Sentinel
+# and Cluster tests start private servers. They fail (not skip) without
+# them, so say so up front. Uses redis-cli when installed, else a bash
+# /dev/tcp PING with a 3 s timeout.
 redis-check:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo >&2 "make: the redis-server program is not on PATH; the tests need it (Redis >= 7), not just a reachable Redis:"; \
+		echo >&2 "  they start private Redis servers for the failover, Sentinel and Cluster tests."; \
+		echo >&2 "  install it:  sudo apt-get install -y redis-server   (Debian/Ubuntu; .ci/run does this)"; \
+		exit 1; \
+	fi; \
+	v="$$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')"; \
+	if [ "$${v:-0}" -lt 7 ]; then \
+		echo >&2 "make: redis-server is version $${v:-unknown}; the tests need Redis >= 7 (redis-server --version)"; \
+		exit 1; \
+	fi
 	@url="$${TOKEND_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"; \
 	hp="$${url#*://}"; hp="$${hp##*@}"; hp="$${hp%%/*}"; hp="$${hp%%\?*}"; \
 	if command -v redis-cli >/dev/null 2>&1; then \
@@ -85,12 +100,36 @@ fuzz: ## run every Fuzz* test (the verify module's too) for FUZZTIME each (defau
 	done
 
 # Load benchmark (SPEC §11): starts a private redis-server (or uses
-# REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, prints a
-# table and writes bench-results/bench.json. BENCH_FLAGS adds loadgen flags,
-# e.g. BENCH_FLAGS="-scenario refresh -duration 30s -connections 32".
-BENCH_FLAGS ?=
-bench: build ## load benchmark: requests/s, latency, CPU and allocs per request, Redis bytes per session
-	$(GO) run ./cmd/loadgen -tokend bin/tokend $(BENCH_FLAGS)
+# REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, then
+# runs tokend and the bare go-oauth2 server of ../shared/baseline side by
+# side (refresh and client_credentials, alternating, BENCH_ROUNDS rounds),
+# prints both tables and writes bench-results/bench.json. BENCH_FLAGS adds
+# loadgen flags, e.g. BENCH_FLAGS="-scenario none -rounds 7 -compare-duration 20s"
+# (side by side alone, longer) or "-scenario refresh -duration 30s".
+BENCH_FLAGS    ?=
+BENCH_DURATION ?= 5s
+BENCH_ROUNDS   ?= 3
+# The baseline lives beside the repository (../shared/baseline); from a git
+# worktree, beside the main checkout.
+BASELINE_DIR ?= $(firstword $(wildcard $(CURDIR)/../shared/baseline $(abspath $(dir $(abspath $(shell git rev-parse --git-common-dir 2>/dev/null)))/../shared/baseline)))
+BASELINE_BIN := bin/gooauth2-baseline
+bench: build baseline ## load benchmark, then side by side with go-oauth2: CPU µs/request, ratio, p99 (about 2.5 min)
+	$(GO) run ./cmd/loadgen -tokend $(BIN) -duration $(BENCH_DURATION) -baseline $(BASELINE_BIN) -rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
+
+baseline: ## build the bare go-oauth2 server of ../shared/baseline into bin/gooauth2-baseline
+	@if [ -z "$(BASELINE_DIR)" ] || [ ! -f "$(BASELINE_DIR)/gooauth2-server/main.go" ]; then \
+		echo >&2 "make: the go-oauth2 baseline was not found: looked for ../shared/baseline/gooauth2-server beside the repository"; \
+		echo >&2 "  (and beside the main checkout of a git worktree). Put shared/ there or set BASELINE_DIR=/path/to/shared/baseline."; \
+		exit 1; \
+	fi
+	cd "$(BASELINE_DIR)/gooauth2-server" && $(GO) build -o "$(CURDIR)/$(BASELINE_BIN)" .
+
+# CPU profile of tokend under load: loadgen starts tokend with DEBUG_ADDR,
+# fetches /debug/pprof/profile over the measured phase of each scenario,
+# writes bench-results/cpu-<scenario>.pprof and prints the top entries.
+PROFILE_SCENARIOS ?= refresh,client_credentials
+profile: build ## CPU profile (pprof) of tokend under load per scenario; prints the top entries
+	$(GO) run ./cmd/loadgen -tokend $(BIN) -scenario $(PROFILE_SCENARIOS) -duration $(BENCH_DURATION) -profile-dir bench-results $(BENCH_FLAGS)
 
 bench-micro: ## go test micro-benchmarks (signer, rotation script, handlers, verify); Redis-backed ones need Redis
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -6,26 +6,38 @@ package tokend_test
 // deployment cannot drift from the configuration code.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
+	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/testredis"
 )
 
 // composeDefaults are the values docker-compose.yml gives where they differ
 // from tokend's own defaults (config.Variables()).
 var composeDefaults = map[string]string{
-	"REDIS_URL": "redis://redis:6379/0",
+	"REDIS_URL":         "redis://redis:6379/0",
+	"JWT_KEYS_DIR":      "/keys",                      // the "keys" volume
+	"JWT_KEYS_GENERATE": "true",                       // a first start fills it
+	"TOKEND_BOOTSTRAP":  "/etc/tokend/bootstrap.yaml", // the tokend_bootstrap config
 }
 
 func loadCompose(t *testing.T, env map[string]string) *types.Project {
@@ -78,7 +90,7 @@ func TestComposeRedis(t *testing.T) {
 		t.Errorf("redis image = %q, want redis:7-alpine", redis.Image)
 	}
 	cmd := strings.Join(redis.Command, " ")
-	for _, want := range []string{"--appendonly yes", "--appendfsync everysec"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"} {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("redis command %q lacks %q (AOF persistence, SPEC §9)", cmd, want)
 		}
@@ -258,5 +270,167 @@ func TestDockerfile(t *testing.T) {
 		case "go.mod", "go.sum", "cmd", "*", "**", "*.go":
 			t.Errorf(".dockerignore excludes %q, which the build needs", line)
 		}
+	}
+}
+
+// TestComposeFirstStart runs what `docker compose up` runs on a fresh
+// checkout, without Docker: the tokend binary with the service's resolved
+// environment, its config and secret files (the bootstrap file's container
+// paths rewritten to their host files), an empty directory for the fresh
+// "keys" volume, and the test Redis. It must come up with the bootstrap
+// user and client and a signing key, with no exec step, and come up again
+// with the same key.
+func TestComposeFirstStart(t *testing.T) {
+	p := loadCompose(t, nil)
+	tokend := service(t, p, "tokend")
+	dir := t.TempDir()
+
+	// The bootstrap file, as mounted.
+	bootstrap := envValue(t, tokend, "TOKEND_BOOTSTRAP")
+	var bootstrapSrc string
+	for _, c := range tokend.Configs {
+		if c.Target == bootstrap {
+			bootstrapSrc = p.Configs[c.Source].File
+		}
+	}
+	if bootstrapSrc == "" {
+		t.Fatalf("TOKEND_BOOTSTRAP=%s is not a config mounted into tokend: %+v", bootstrap, tokend.Configs)
+	}
+	data, err := os.ReadFile(bootstrapSrc)
+	must(t, err)
+	secretFiles := map[string]string{}
+	for _, sc := range tokend.Secrets {
+		target := sc.Target
+		if target == "" {
+			target = "/run/secrets/" + sc.Source
+		}
+		secretFiles[target] = p.Secrets[sc.Source].File
+		data = bytes.ReplaceAll(data, []byte(target), []byte(p.Secrets[sc.Source].File))
+	}
+	hostBootstrap := filepath.Join(dir, "bootstrap.yaml")
+	must(t, os.WriteFile(hostBootstrap, data, 0o600))
+	var boot struct {
+		Users []struct {
+			Username     string `yaml:"username"`
+			PasswordFile string `yaml:"password_file"`
+		} `yaml:"users"`
+		Clients []struct {
+			ID     string   `yaml:"id"`
+			Public bool     `yaml:"public"`
+			Grants []string `yaml:"grants"`
+		} `yaml:"clients"`
+	}
+	must(t, yaml.Unmarshal(data, &boot))
+	if len(boot.Users) == 0 || len(boot.Clients) == 0 || !boot.Clients[0].Public || !slices.Contains(boot.Clients[0].Grants, "password") {
+		t.Fatalf("the compose bootstrap file does not create a user and a public password client: %+v", boot)
+	}
+	pw, err := os.ReadFile(boot.Users[0].PasswordFile)
+	must(t, err)
+	password := strings.TrimRight(string(pw), "\r\n")
+
+	// The keys volume, fresh.
+	if !hasNamedVolume(p, tokend, envValue(t, tokend, "JWT_KEYS_DIR")) {
+		t.Fatalf("JWT_KEYS_DIR=%s is not a named volume", envValue(t, tokend, "JWT_KEYS_DIR"))
+	}
+	keysDir := filepath.Join(dir, "keys")
+
+	bin := filepath.Join(dir, "tokend")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/tokend").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	var env []string
+	for name := range tokend.Environment {
+		env = append(env, name+"="+envValue(t, tokend, name))
+	}
+	// The host's stand-ins for the container's addresses and paths (exec
+	// keeps the last value of a repeated variable).
+	env = append(env, "HTTP_ADDR="+addr, "REDIS_URL="+testredis.URL(t), "REDIS_KEY_PREFIX="+testredis.Prefix(t),
+		"JWT_KEYS_DIR="+keysDir, "TOKEND_BOOTSTRAP="+hostBootstrap)
+
+	start := func() (stop func() string) {
+		var logs bytes.Buffer
+		cmd := exec.Command(bin, "serve")
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, &logs, &logs
+		must(t, cmd.Start())
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		stop = func() string {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			return logs.String()
+		}
+		for i := 0; ; i++ {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return stop
+				}
+			}
+			select {
+			case <-done:
+				t.Fatalf("tokend exited:\n%s", logs.String())
+			default:
+			}
+			if i > 300 {
+				t.Fatalf("tokend did not become ready:\n%s", stop())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	signIn := func() {
+		t.Helper()
+		resp, err := http.PostForm("http://"+addr+"/oauth/token", url.Values{"grant_type": {"password"},
+			"client_id": {boot.Clients[0].ID}, "username": {boot.Users[0].Username}, "password": {password}})
+		must(t, err)
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("signing in as the bootstrap user: %s", resp.Status)
+		}
+	}
+	kid := func() string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/.well-known/jwks.json")
+		must(t, err)
+		defer resp.Body.Close()
+		var doc struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+			} `json:"keys"`
+		}
+		must(t, json.NewDecoder(resp.Body).Decode(&doc))
+		if len(doc.Keys) != 1 {
+			t.Fatalf("JWKS has %d keys", len(doc.Keys))
+		}
+		return doc.Keys[0].Kid
+	}
+
+	stop := start()
+	signIn()
+	first := kid()
+	logs := stop()
+	if !strings.Contains(logs, "bootstrap: created user") || strings.Contains(logs, password) {
+		t.Fatalf("first start's log:\n%s", logs)
+	}
+	stop = start()
+	signIn()
+	if got := kid(); got != first {
+		t.Errorf("the signing key changed across restarts: %s, then %s", first, got)
+	}
+	if logs := stop(); !strings.Contains(logs, "bootstrap: user exists, left unchanged") {
+		t.Errorf("second start's log:\n%s", logs)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

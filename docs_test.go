@@ -16,9 +16,15 @@ package tokend_test
 //     docs/integration.md against this repository's verify module, as a
 //     sibling service on an older Go would.
 //
-// Only the host and port are changed: "localhost:8080" becomes the
-// 127.0.0.1 port tokend listens on here, and the walkthrough's Redis URL
-// the test Redis. In an expected answer, "…" stands for anything.
+// Only the hosts and ports, the Redis URL and the scratch directory are
+// changed: "localhost:8080" becomes the 127.0.0.1 port tokend listens on
+// here (and "localhost:9090", the example service, another free port), the walkthrough's Redis URL the test Redis, and "/tmp/" a
+// temporary directory of the test's own (so a test run never clobbers the
+// files of a reader's own walkthrough in /tmp). In an expected answer, "…"
+// stands for anything.
+//
+// The README walkthrough runs twice against the same Redis keys: a reader
+// who runs it again must not trip over what the first run left behind.
 
 import (
 	"bytes"
@@ -215,20 +221,6 @@ func copyRepo(t *testing.T) string {
 	return dst
 }
 
-// lockDocsRuns serialises the documentation runs of concurrent test
-// processes on this machine: the walkthrough writes fixed files in /tmp.
-func lockDocsRuns(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "tokend-docs-test.lock"), os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() })
-}
-
 // freePort returns a free 127.0.0.1 port below the kernel's ephemeral
 // range. The documents start and stop servers on it, and a port from the
 // ephemeral range could meanwhile be handed to any outgoing connection on
@@ -262,9 +254,10 @@ func freePort(t *testing.T) string {
 	return ""
 }
 
-// runSteps runs the steps in one bash, in a fresh copy of the repository,
-// and checks each step's exit status and expected answers.
-func runSteps(t *testing.T, name string, steps []step) {
+// runStepsWith runs the steps in one bash, in a fresh copy of the
+// repository, under the Redis key prefix prefix, and checks each step's
+// exit status and expected answers.
+func runStepsWith(t *testing.T, name string, steps []step, prefix string) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Fatalf("bash is needed to run the documentation: %v", err)
@@ -274,12 +267,12 @@ func runSteps(t *testing.T, name string, steps []step) {
 			t.Fatalf("%s is needed to run the documentation (apt-get install -y %s): %v", tool, tool, err)
 		}
 	}
-	lockDocsRuns(t)
 	redisURL := testredis.URL(t)
-	prefix := testredis.Prefix(t)
 	dir := copyRepo(t)
+	scratch := t.TempDir() // the documents' /tmp
 	port := freePort(t)
 	addr := "127.0.0.1:" + port
+	exampleAddr := "127.0.0.1:" + freePort(t) // the README's example service, :9090 in the text
 
 	// A clean environment for tokend: none of the developer's settings.
 	var env []string
@@ -300,6 +293,9 @@ func runSteps(t *testing.T, name string, steps []step) {
 	for i, s := range steps {
 		code := strings.ReplaceAll(s.code, "localhost:8080", addr)
 		code = strings.ReplaceAll(code, "redis://127.0.0.1:6379/0", redisURL)
+		code = strings.ReplaceAll(code, "/tmp/", scratch+"/")
+		code = strings.ReplaceAll(code, "localhost:9090", exampleAddr)
+		code = strings.ReplaceAll(code, "go run ./examples/orders ", "go run ./examples/orders -addr "+exampleAddr+" ")
 		fmt.Fprintf(&script, "echo '@@begin %d'\n%s\necho \"@@end %d $?\"\n", i, code, i)
 	}
 	// Whatever happens, stop the servers the blocks started.
@@ -338,6 +334,7 @@ func runSteps(t *testing.T, name string, steps []step) {
 			t.Errorf("%s:%d: the block exited with status %s:\n%s\noutput:\n%s", name, s.start, status, s.code, got)
 		}
 		for _, want := range s.expect {
+			want = strings.ReplaceAll(want, "localhost:8080", addr) // the issuer follows HTTP_ADDR
 			checked++
 			if !globMatch(got, want) {
 				t.Errorf("%s:%d: the block's output does not show what the document says.\nblock:\n%s\nwant (… = anything):\n%s\ngot:\n%s",
@@ -347,8 +344,8 @@ func runSteps(t *testing.T, name string, steps []step) {
 	}
 	t.Logf("%s: ran %d blocks, checked %d stated answers", name, len(steps), checked)
 	if t.Failed() {
-		if log, err := os.ReadFile("/tmp/tokend.log"); err == nil {
-			t.Logf("tail of /tmp/tokend.log:\n%s", tailStr(string(log)))
+		if log, err := os.ReadFile(filepath.Join(scratch, "tokend.log")); err == nil {
+			t.Logf("tail of the document's /tmp/tokend.log:\n%s", tailStr(string(log)))
 		}
 	}
 }
@@ -371,7 +368,12 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if len(steps) < 7 || n < 6 {
 		t.Fatalf("README walkthrough: %d sh blocks with %d stated answers; the parser lost track", len(steps), n)
 	}
-	runSteps(t, "README.md", steps)
+	prefix := testredis.Prefix(t)
+	runStepsWith(t, "README.md", steps, prefix)
+	if !t.Failed() {
+		// Again, over what the first run left in Redis.
+		runStepsWith(t, "README.md (second run)", steps, prefix)
+	}
 }
 
 func TestIntegrationCurlReference(t *testing.T) {
@@ -383,7 +385,11 @@ func TestIntegrationCurlReference(t *testing.T) {
 	if len(steps) < 15 || n < 15 {
 		t.Fatalf("docs/integration.md: %d sh blocks with %d expected answers; the parser lost track", len(steps), n)
 	}
-	runSteps(t, "docs/integration.md", steps)
+	prefix := testredis.Prefix(t)
+	runStepsWith(t, "docs/integration.md", steps, prefix)
+	if !t.Failed() {
+		runStepsWith(t, "docs/integration.md (second run)", steps, prefix)
+	}
 }
 
 // A curl command: "curl" followed by an option or a URL.

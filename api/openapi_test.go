@@ -538,10 +538,38 @@ func TestOpenAPIConformance(t *testing.T) {
 	c.do("refresh before logout", post("/oauth/token", formCT, form("grant_type", "refresh_token", "client_id", publicApp, "refresh_token", used)))
 	tokenErr("logout with a used refresh token", logout("client_id", publicApp, "refresh_token", used, "scope", "global"), 400, "invalid_grant")
 	tokenErr("logout with an unknown scope", with(logout("client_id", publicApp, "refresh_token", signIn().str("refresh_token"), "scope", "everything"), func(k *call) { k.req = invalid }), 400, "invalid_request")
-	tokenErr("logout without a refresh token", with(logout("client_id", publicApp), func(k *call) { k.req = invalid }), 400, "invalid_request")
+	// The document cannot say "refresh_token or a Bearer header": it accepts the body alone.
+	tokenErr("logout without a refresh token", logout("client_id", publicApp), 400, "invalid_request")
+	bearer := signIn()
+	c.do("logout with Authorization: Bearer <refresh token>, no body", with(logout(), func(k *call) {
+		k.ctype = ""
+		k.header = http.Header{"Authorization": {"Bearer " + bearer.str("refresh_token")}}
+	}))
+	c.do("logout with Authorization: Bearer <access token>", with(logout("client_id", publicApp), func(k *call) {
+		k.header = http.Header{"Authorization": {"Bearer " + signIn().str("access_token")}}
+	}))
 	tokenErr("logout by an unknown client", logout("client_id", "nobody", "refresh_token", signIn().str("refresh_token")), 401, "invalid_client")
 	tokenErr("logout, body over 64 KiB", with(logout("client_id", publicApp, "refresh_token", big), func(k *call) { k.req = anyBody }), 413, "invalid_request")
 	c.do("logout global", logout("client_id", publicApp, "refresh_token", signIn().str("refresh_token"), "scope", "global"))
+
+	// GET /sessions, DELETE /sessions/{id}
+	withBearer := func(method, path, at string, status int) call {
+		k := call{method: method, path: path, status: status}
+		if at != "" {
+			k.header = http.Header{"Authorization": {"Bearer " + at}}
+		}
+		return k
+	}
+	mine, other := signIn(), signIn()
+	if r := c.do("list sessions", withBearer(http.MethodGet, "/sessions", mine.str("access_token"), 200)); len(r.json["sessions"].([]any)) < 2 {
+		t.Errorf("GET /sessions: %s", r.body)
+	}
+	c.do("list sessions without a token", with(withBearer(http.MethodGet, "/sessions", "", 401), func(k *call) { k.req = invalid; k.oauthErr = "invalid_token" }))
+	c.do("list sessions, expired or forged token", with(withBearer(http.MethodGet, "/sessions", "x.y.z", 401), func(k *call) { k.oauthErr = "invalid_token" }))
+	otherSid := sessionID(t, other.str("access_token"))
+	c.do("end another of my sessions", withBearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 204))
+	c.do("end it again", with(withBearer(http.MethodDelete, "/sessions/"+otherSid, mine.str("access_token"), 404), func(k *call) { k.oauthErr = "not_found" }))
+	c.do("end a session with its ended token", with(withBearer(http.MethodDelete, "/sessions/"+otherSid, other.str("access_token"), 401), func(k *call) { k.oauthErr = "invalid_token" }))
 
 	// POST /users
 	signup := func(ctype, body string) call {
@@ -668,9 +696,27 @@ func outage(t *testing.T, seen map[string]bool) {
 	down("revoke, store down", "/oauth/revoke", form("client_id", publicApp, "token", rt))
 	down("introspect, store down", "/oauth/introspect", form("client_id", backendApp, "client_secret", e.secret, "token", rt))
 	down("logout, store down", "/logout", form("client_id", publicApp, "refresh_token", rt))
+	c.do("list sessions, store down", call{method: http.MethodGet, path: "/sessions", header: http.Header{"Authorization": {"Bearer " + a.str("access_token")}}, status: 503, oauthErr: "temporarily_unavailable"})
+	c.do("end a session, store down", call{method: http.MethodDelete, path: "/sessions/" + sessionID(t, a.str("access_token")), header: http.Header{"Authorization": {"Bearer " + a.str("access_token")}}, status: 503, oauthErr: "temporarily_unavailable"})
 	c.do("sign up, store down", call{method: http.MethodPost, path: "/users", ctype: formCT, body: form("username", "hank", "password", "a long passphrase"), status: 503, oauthErr: "temporarily_unavailable"})
 	if r := c.do("readyz, store down", call{method: http.MethodGet, path: "/readyz", status: 503}); r.header.Get("Retry-After") == "" {
 		t.Error("readyz 503 without Retry-After")
 	}
 	c.do("healthz, store down", call{method: http.MethodGet, path: "/healthz", status: 200})
+}
+
+// sessionID returns the sid claim of an access token (read, not verified).
+func sessionID(t *testing.T, at string) string {
+	t.Helper()
+	parts := strings.Split(at, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", at)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	must(t, err)
+	var cl struct {
+		Sid string `json:"sid"`
+	}
+	must(t, json.Unmarshal(b, &cl))
+	return cl.Sid
 }

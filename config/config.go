@@ -47,16 +47,19 @@ type Config struct {
 	HTTPAddr           string        // HTTP_ADDR [:8080]
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
-	Issuer             string        // JWT_ISSUER [http://localhost:8080]
-	Audience           []string      // JWT_AUDIENCE [unset]; comma- or space-separated
+	RedisAllowEviction bool          // REDIS_ALLOW_EVICTION [false]; start even if Redis may evict keys
+	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
+	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
 	RefreshTTL         time.Duration // JWT_REFRESH_EXPIRES_IN [24h]
 	ReuseWindow        time.Duration // REFRESH_REUSE_WINDOW [30s]; 0 = strict single use, at most MaxReuseWindow
 	SigningAlg         string        // JWT_SIGNING_ALG [ES256]; ES256|EdDSA|RS256
 	KeysDir            string        // JWT_KEYS_DIR [unset = ephemeral dev key]
+	KeysGenerate       bool          // JWT_KEYS_GENERATE [false]; generate keys into an empty JWT_KEYS_DIR at start-up
 	JWKSMaxAge         time.Duration // JWKS_MAX_AGE [5m]; Cache-Control max-age of the JWKS, ≥ 1s
 	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
 	AllowSignup        bool          // ALLOW_SIGNUP [false]
+	Bootstrap          string        // TOKEND_BOOTSTRAP [unset]; YAML file of users and clients created at start-up
 	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT [json]; json|text
 
@@ -64,14 +67,24 @@ type Config struct {
 	PasswordHashIterations  uint32 // PASSWORD_HASH_ITERATIONS [2]
 	PasswordHashParallelism uint8  // PASSWORD_HASH_PARALLELISM [1]
 
-	LoginRateAccount Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [10/15m]; zero = off
-	LoginRateIP      Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
-	TrustedProxies   []netip.Prefix // TRUSTED_PROXIES [unset]
+	LoginRateAccountIP Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT_IP [10/15m]; zero = off
+	LoginRateAccount   Rate           // RATE_LIMIT_LOGIN_PER_ACCOUNT [100/24h]; zero = off
+	LoginRateIP        Rate           // RATE_LIMIT_LOGIN_PER_IP [100/1m]; zero = off
+	TrustedProxies     []netip.Prefix // TRUSTED_PROXIES [unset]
 
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT [15s]
 	ClientCacheTTL  time.Duration // CLIENT_CACHE_TTL [10s]; 0 disables the client cache
 
 	MaxSessionsPerUser int // MAX_SESSIONS_PER_USER [100]; 1..MaxSessionsLimit
+
+	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS [unset = no CORS]; exact origins
+
+	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
+	// JWT_AUDIENCE were unset and Issuer and Audience are the defaults, so
+	// that serve can say so in its log.
+	IssuerDerived, AudienceDefaulted bool
+
+	DebugAddr string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -127,6 +140,7 @@ const (
 	formMaxSessions    = "a whole number from 1 to 10000, e.g. 100"
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
+	formDebugAddr      = "host:port or :port, e.g. 127.0.0.1:6060"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
@@ -138,6 +152,7 @@ const (
 	formMemory         = "a whole number of KiB from 8 x PASSWORD_HASH_PARALLELISM up to 4194304, e.g. 19456 for 19 MiB"
 	formIter           = "a whole number from 1 up, e.g. 2"
 	formPar            = "a whole number from 1 to 255"
+	formOrigins        = "comma- or space-separated origins (scheme://host[:port], no path, no wildcard), e.g. https://app.example.com"
 )
 
 // variable is a Variable plus how to parse it into, and print it from, a Config.
@@ -153,8 +168,7 @@ var table = []variable{
 		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
 			"Address the HTTP server listens on."},
 		parse: func(c *Config, raw string) string {
-			host, port, err := net.SplitHostPort(raw)
-			if err != nil || !isPort(port) || strings.ContainsAny(host, " \t") {
+			if !isListenAddr(raw) {
 				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
 			}
 			c.HTTPAddr = raw
@@ -198,8 +212,21 @@ var table = []variable{
 		format: func(c Config) string { return c.RedisKeyPrefix },
 	},
 	{
-		Variable: Variable{"JWT_ISSUER", "http://localhost:8080", formIssuer,
-			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend."},
+		Variable: Variable{"REDIS_ALLOW_EVICTION", "false", formBool,
+			"Start even when Redis's maxmemory-policy is not noeviction. By default tokend refuses to start then, because an evicting Redis deletes users, clients and session indexes when memory runs short. true logs an error at every start instead; for a Redis you cannot reconfigure, and only with maxmemory far above what tokend uses."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.RedisAllowEviction = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
+	},
+	{
+		Variable: Variable{"JWT_ISSUER", "", formIssuer,
+			"Issuer (iss claim and RFC 8414 metadata): the public base URL of tokend. Unset: http://HOST:PORT of HTTP_ADDR, with localhost for an empty or wildcard host."},
 		parse: func(c *Config, raw string) string {
 			u, err := url.Parse(raw)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
@@ -213,7 +240,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"JWT_AUDIENCE", "", formAudience,
-			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: no aud claim."},
+			"Audiences (aud claim): the resource servers that accept the access tokens. Unset: the issuer URL (RFC 9068 §3 default resource)."},
 		parse: func(c *Config, raw string) string {
 			var aud []string
 			for _, a := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
@@ -275,6 +302,19 @@ var table = []variable{
 		format: func(c Config) string { return c.KeysDir },
 	},
 	{
+		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
+			"At start-up, when JWT_KEYS_DIR is missing or empty, generate keys into it exactly as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. A directory with any file in it is left alone."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.KeysGenerate = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.KeysGenerate) },
+	},
+	{
 		Variable: Variable{"JWKS_MAX_AGE", "5m", formMaxAge,
 			"Cache-Control max-age of /.well-known/jwks.json. A rotated key is published JWKS_MAX_AGE + JWT_KEYS_RELOAD_INTERVAL before it signs."},
 		parse:  parseMin(func(c *Config) *time.Duration { return &c.JWKSMaxAge }, time.Second, formMaxAge),
@@ -290,17 +330,23 @@ var table = []variable{
 		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
 			"Enable self-registration (POST /users)."},
 		parse: func(c *Config, raw string) string {
-			switch strings.ToLower(raw) {
-			case "true", "1", "yes", "on":
-				c.AllowSignup = true
-			case "false", "0", "no", "off":
-				c.AllowSignup = false
-			default:
+			b, ok := parseBool(raw)
+			if !ok {
 				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
 			}
+			c.AllowSignup = b
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
+	},
+	{
+		Variable: Variable{"TOKEND_BOOTSTRAP", "", "a file path",
+			"YAML file of users and clients that `tokend serve` creates at start-up if they do not exist (existing ones are left unchanged), with passwords and client secrets read from files or environment variables, never logged. See docs/operations.md."},
+		parse: func(c *Config, raw string) string {
+			c.Bootstrap = raw
+			return ""
+		},
+		format: func(c Config) string { return c.Bootstrap },
 	},
 	{
 		Variable: Variable{"LOG_LEVEL", "info", formLevel,
@@ -375,8 +421,14 @@ var table = []variable{
 		format: func(c Config) string { return strconv.FormatUint(uint64(c.PasswordHashParallelism), 10) },
 	},
 	{
-		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "10/15m", formRate,
-			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same). A correct password clears the account's count, so in effect failed attempts are limited. 0 disables."},
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "10/15m", formRate,
+			"Password sign-in attempts per account (username, case-insensitive; unknown usernames count the same) from one client address (IPv6: per /64). A correct password clears that address's count, so in effect failed attempts are limited. 0 disables."},
+		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccountIP }),
+		format: func(c Config) string { return c.LoginRateAccountIP.String() },
+	},
+	{
+		Variable: Variable{"RATE_LIMIT_LOGIN_PER_ACCOUNT", "100/24h", formRate,
+			"The account's ceiling: password sign-in attempts per account from addresses it has not signed in from in the last 30 days, wherever they come from. Addresses it has signed in from skip it, so an attacker who spends it cannot lock the owner out; a correct password does not refill it. Bounds guesses per account to 2 x N in any period (N sustained) plus the per-address limit at the owner's addresses (docs/security.md). 0 disables."},
 		parse:  parseRate(func(c *Config) *Rate { return &c.LoginRateAccount }),
 		format: func(c Config) string { return c.LoginRateAccount.String() },
 	},
@@ -424,6 +476,62 @@ var table = []variable{
 		},
 		format: func(c Config) string { return strconv.Itoa(c.MaxSessionsPerUser) },
 	},
+	{
+		Variable: Variable{"CORS_ALLOWED_ORIGINS", "", formOrigins,
+			"Browser origins allowed to call the token, revocation, logout, signup and session endpoints (CORS), exactly as the browser sends them. Unset: no CORS headers."},
+		parse: func(c *Config, raw string) string {
+			var origins []string
+			for _, o := range strings.FieldsFunc(raw, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+				if problem := originProblem(o); problem != "" {
+					return fmt.Sprintf("%q %s (use %s)", o, problem, formOrigins)
+				}
+				if !slices.Contains(origins, o) {
+					origins = append(origins, o)
+				}
+			}
+			c.CORSAllowedOrigins = origins
+			return ""
+		},
+		format: func(c Config) string { return strings.Join(c.CORSAllowedOrigins, ",") },
+	},
+	{
+		Variable: Variable{"DEBUG_ADDR", "", formDebugAddr,
+			"Address of a separate listener serving Go's pprof profiles (/debug/pprof/). Unset: off. Never exposed on HTTP_ADDR; bind it to loopback or a private network."},
+		parse: func(c *Config, raw string) string {
+			if !isListenAddr(raw) {
+				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formDebugAddr)
+			}
+			c.DebugAddr = raw
+			return ""
+		},
+		format: func(c Config) string { return c.DebugAddr },
+	},
+}
+
+// isListenAddr accepts host:port and :port with a numeric port.
+func isListenAddr(raw string) bool {
+	host, port, err := net.SplitHostPort(raw)
+	return err == nil && isPort(port) && !strings.ContainsAny(host, " \t")
+}
+
+// originProblem says what is wrong with a CORS origin, or "". An origin is
+// what browsers send in the Origin header (RFC 6454 §6.1): a lower-case
+// http or https scheme, a host, an optional port, nothing else. A wildcard
+// is refused: tokend allows credentials to the listed origins, and "*"
+// with credentials would let any site act as the user.
+func originProblem(o string) string {
+	if strings.Contains(o, "*") {
+		return "is a wildcard; list each origin exactly"
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(o, "#") {
+		return "is not an origin"
+	}
+	if u.Scheme+"://"+strings.ToLower(u.Host) != o {
+		return "is not an origin as browsers send it (lower case, no trailing slash)"
+	}
+	return ""
 }
 
 // MaxSessionsLimit bounds MAX_SESSIONS_PER_USER: a sign-in beyond the cap
@@ -457,6 +565,46 @@ func parseMin(field func(*Config) *time.Duration, min time.Duration, form string
 		*field(c) = d
 		return ""
 	}
+}
+
+// DefaultIssuer is the issuer when JWT_ISSUER is unset: http:// and the
+// listen address HTTP_ADDR, with localhost for an empty or wildcard host
+// (":8080" gives http://localhost:8080, "127.0.0.1:9000" gives
+// http://127.0.0.1:9000).
+func DefaultIssuer(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "http://localhost:8080"
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// LocalAddr is the address at which a process on this machine reaches a
+// server listening on httpAddr: the host part of HTTP_ADDR, or 127.0.0.1
+// for an empty or wildcard host.
+func LocalAddr(httpAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", err
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// parseBool accepts true/false, 1/0, yes/no and on/off, in any case.
+func parseBool(raw string) (value, ok bool) {
+	switch strings.ToLower(raw) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 func isPort(s string) bool {
@@ -552,7 +700,21 @@ func Load(file string, environ []string) (Config, error) {
 		}
 	}
 
+	// Defaults that depend on other variables.
+	if c.Issuer == "" && c.HTTPAddr != "" {
+		c.Issuer, c.IssuerDerived = DefaultIssuer(c.HTTPAddr), true
+	}
+	if len(c.Audience) == 0 && c.Issuer != "" {
+		// RFC 9068 §2.2 makes aud required, and §3 has the server use a
+		// default resource when none is requested: tokend's own URL.
+		c.Audience, c.AudienceDefaulted = []string{c.Issuer}, true
+	}
+
 	// Cross-variable rules, only when both sides parsed.
+	if c.DebugAddr != "" && c.DebugAddr == c.HTTPAddr {
+		errs = append(errs, &Error{Variable: "DEBUG_ADDR", Problem: fmt.Sprintf(
+			"%q is also HTTP_ADDR (use an address of its own, e.g. 127.0.0.1:6060: profiles are never served on the API port)", c.DebugAddr)})
+	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(
 			"%s is shorter than JWT_ACCESS_EXPIRES_IN=%s (use a lifetime at least as long as the access token's, e.g. 24h or 7d)",

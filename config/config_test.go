@@ -20,13 +20,13 @@ import (
 
 // documentedOrder is the order of SPEC §6 followed by the tokend additions.
 var documentedOrder = []string{
-	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "JWT_ISSUER", "JWT_AUDIENCE",
-	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR",
+	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
+	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
-	"ALLOW_SIGNUP", "LOG_LEVEL", "LOG_FORMAT",
+	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
-	"RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER",
+	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS", "DEBUG_ADDR",
 }
 
 func defaults() config.Config {
@@ -34,6 +34,9 @@ func defaults() config.Config {
 		HTTPAddr:                ":8080",
 		RedisKeyPrefix:          "tokend:",
 		Issuer:                  "http://localhost:8080",
+		Audience:                []string{"http://localhost:8080"},
+		IssuerDerived:           true,
+		AudienceDefaulted:       true,
 		AccessTTL:               15 * time.Minute,
 		RefreshTTL:              24 * time.Hour,
 		SigningAlg:              "ES256",
@@ -44,12 +47,24 @@ func defaults() config.Config {
 		PasswordHashMemory:      19456,
 		PasswordHashIterations:  2,
 		PasswordHashParallelism: 1,
-		LoginRateAccount:        config.Rate{N: 10, Period: 15 * time.Minute},
+		LoginRateAccountIP:      config.Rate{N: 10, Period: 15 * time.Minute},
+		LoginRateAccount:        config.Rate{N: 100, Period: 24 * time.Hour},
 		LoginRateIP:             config.Rate{N: 100, Period: time.Minute},
 		ShutdownTimeout:         15 * time.Second,
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+	}
+}
+
+// settle recomputes the defaults that depend on other variables (the
+// issuer from HTTP_ADDR, the audience from the issuer) after a test edit.
+func settle(c *config.Config) {
+	if c.IssuerDerived {
+		c.Issuer = config.DefaultIssuer(c.HTTPAddr)
+	}
+	if c.AudienceDefaulted {
+		c.Audience = []string{c.Issuer}
 	}
 }
 
@@ -107,6 +122,9 @@ func TestVariablesTable(t *testing.T) {
 		t.Fatalf("%d settings for %d variables", len(settings), len(vars))
 	}
 	for i, v := range vars {
+		if v.Name == "JWT_ISSUER" || v.Name == "JWT_AUDIENCE" {
+			continue // unset: derived from HTTP_ADDR (TestDerivedIssuerAndAudience)
+		}
 		if settings[i].Name != v.Name || settings[i].Value != v.Default {
 			t.Errorf("setting %d = %+v, want %s=%q", i, settings[i], v.Name, v.Default)
 		}
@@ -134,11 +152,13 @@ func TestEnvOverrides(t *testing.T) {
 		{"REDIS_URL=unix:///run/redis.sock", func(c *config.Config) { c.RedisURL = "unix:///run/redis.sock" }},
 		{"REDIS_URL=REDIS://H:1", func(c *config.Config) { c.RedisURL = "REDIS://H:1" }},
 		{"REDIS_KEY_PREFIX=app:auth:", func(c *config.Config) { c.RedisKeyPrefix = "app:auth:" }},
-		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer = "https://auth.example.com" }},
-		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer = "https://example.com/tenants/a" }},
-		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience = []string{"api"} }},
-		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience = []string{"api", "billing"} }},
-		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) { c.Audience = []string{"api", "billing", "https://x.example"} }},
+		{"JWT_ISSUER=https://auth.example.com", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://auth.example.com", false }},
+		{"JWT_ISSUER=https://example.com/tenants/a", func(c *config.Config) { c.Issuer, c.IssuerDerived = "https://example.com/tenants/a", false }},
+		{"JWT_AUDIENCE=api", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api"}, false }},
+		{"JWT_AUDIENCE=api,billing", func(c *config.Config) { c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false }},
+		{"JWT_AUDIENCE= api  billing,, https://x.example ,api ", func(c *config.Config) {
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing", "https://x.example"}, false
+		}},
 		{"JWT_ACCESS_EXPIRES_IN=5m", func(c *config.Config) { c.AccessTTL = 5 * time.Minute }},
 		{"JWT_ACCESS_EXPIRES_IN=24h", func(c *config.Config) { c.AccessTTL = 24 * time.Hour }},
 		{"JWT_REFRESH_EXPIRES_IN=7d", func(c *config.Config) { c.RefreshTTL = 7 * 24 * time.Hour }},
@@ -172,6 +192,10 @@ func TestEnvOverrides(t *testing.T) {
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=5/10m", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 5, Period: 10 * time.Minute} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=20/1d", func(c *config.Config) { c.LoginRateAccount = config.Rate{N: 20, Period: 24 * time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", func(c *config.Config) { c.LoginRateAccount = config.Rate{} }},
+		{"REDIS_ALLOW_EVICTION=yes", func(c *config.Config) { c.RedisAllowEviction = true }},
+		{"JWT_KEYS_GENERATE=true", func(c *config.Config) { c.KeysGenerate = true }},
+		{"TOKEND_BOOTSTRAP=/etc/tokend/bootstrap.yaml", func(c *config.Config) { c.Bootstrap = "/etc/tokend/bootstrap.yaml" }},
+		{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", func(c *config.Config) { c.LoginRateAccountIP = config.Rate{N: 3, Period: time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
 		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
 		{"TRUSTED_PROXIES=10.0.0.1, 192.168.0.0/16 2001:db8::/32", func(c *config.Config) {
@@ -189,12 +213,17 @@ func TestEnvOverrides(t *testing.T) {
 		{"REFRESH_REUSE_WINDOW=0", func(c *config.Config) { c.ReuseWindow = 0 }},
 		{"REFRESH_REUSE_WINDOW=10s", func(c *config.Config) { c.ReuseWindow = 10 * time.Second }},
 		{"REFRESH_REUSE_WINDOW=5m", func(c *config.Config) { c.ReuseWindow = 5 * time.Minute }},
+		{"CORS_ALLOWED_ORIGINS=https://app.example.com, http://localhost:3000 https://app.example.com", func(c *config.Config) {
+			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+		}},
+		{"DEBUG_ADDR=127.0.0.1:6060", func(c *config.Config) { c.DebugAddr = "127.0.0.1:6060" }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
 			want := defaults()
 			tt.edit(&want)
+			settle(&want)
 			got := mustLoad(t, "", tt.env)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got  %#v\nwant %#v", got, want)
@@ -261,6 +290,7 @@ func fullFileConfig() config.Config {
 		PasswordHashMemory:      65536,
 		PasswordHashIterations:  3,
 		PasswordHashParallelism: 2,
+		LoginRateAccountIP:      config.Rate{N: 10, Period: 15 * time.Minute},
 		LoginRateAccount:        config.Rate{N: 5, Period: 10 * time.Minute},
 		LoginRateIP:             config.Rate{N: 300, Period: time.Minute},
 		TrustedProxies:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
@@ -283,12 +313,13 @@ func TestFile(t *testing.T) {
 		{"null and empty values fall back to defaults", "http_addr:\njwt_issuer: ''\nlog_level: ~\n", defaults()},
 		{"audience as a string", "jwt_audience: api billing\n", func() config.Config {
 			c := defaults()
-			c.Audience = []string{"api", "billing"}
+			c.Audience, c.AudienceDefaulted = []string{"api", "billing"}, false
 			return c
 		}()},
 		{"unquoted :port", "http_addr: :9999\n", func() config.Config {
 			c := defaults()
 			c.HTTPAddr = ":9999"
+			settle(&c)
 			return c
 		}()},
 		{"yes is a YAML 1.2 string, still a boolean", "allow_signup: yes\n", func() config.Config {
@@ -358,6 +389,13 @@ func TestInvalid(t *testing.T) {
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
 		{env: "REDIS_KEY_PREFIX=a b", wantText: "is not a usable key prefix"},
 		{env: "REDIS_KEY_PREFIX={tokend}:", wantText: "without spaces, control characters or braces"},
+		{env: "CORS_ALLOWED_ORIGINS=*", wantText: `"*" is a wildcard; list each origin exactly`},
+		{env: "CORS_ALLOWED_ORIGINS=https://*.example.com", wantText: "is a wildcard"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://app.example.com/login", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=app.example.com", wantText: "is not an origin"},
+		{env: "CORS_ALLOWED_ORIGINS=https://App.example.com", wantText: "lower case"},
+		{env: "CORS_ALLOWED_ORIGINS=null", wantText: "is not an origin"},
 		{env: "JWT_ISSUER=auth.example.com", wantText: "is not an issuer URL (use an absolute http or https URL"},
 		{env: "JWT_ISSUER=ftp://auth.example.com", wantText: "is not an issuer URL"},
 		{env: "JWT_ISSUER=https://auth.example.com?x=1", wantText: "is not an issuer URL"},
@@ -392,6 +430,9 @@ func TestInvalid(t *testing.T) {
 		{env: "PASSWORD_HASH_ITERATIONS=two", wantText: "is not an iteration count"},
 		{env: "PASSWORD_HASH_PARALLELISM=0", wantText: `"0" is not a parallelism (use a whole number from 1 to 255)`},
 		{env: "PASSWORD_HASH_PARALLELISM=256", wantText: "is not a parallelism"},
+		{env: "REDIS_ALLOW_EVICTION=maybe", wantText: `"maybe" is not a boolean`},
+		{env: "JWT_KEYS_GENERATE=sometimes", wantText: `"sometimes" is not a boolean`},
+		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=5/", wantText: "the period must be a positive duration"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=10", wantText: `"10" is not a rate (use N/period, e.g. 10/15m`},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=-1/1m", wantText: "N must be a whole number"},
 		{env: "RATE_LIMIT_LOGIN_PER_ACCOUNT=ten/1m", wantText: "N must be a whole number"},
@@ -408,6 +449,8 @@ func TestInvalid(t *testing.T) {
 		{env: "REFRESH_REUSE_WINDOW=-1s", wantText: `"-1s" is not a reuse window (use a duration from 0 (strict single use) up to 5m`},
 		{env: "REFRESH_REUSE_WINDOW=6m", wantText: `"6m" is not a reuse window`},
 		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
+		{env: "DEBUG_ADDR=6060", wantText: `"6060" is not a listen address (use host:port or :port, e.g. 127.0.0.1:6060)`},
+		{env: "DEBUG_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -435,7 +478,7 @@ func TestInvalid(t *testing.T) {
 		})
 	}
 	for _, v := range config.Variables() {
-		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" {
+		if v.Name == "JWT_AUDIENCE" || v.Name == "JWT_KEYS_DIR" || v.Name == "TOKEND_BOOTSTRAP" {
 			continue // free-form
 		}
 		if !covered[v.Name] {
@@ -743,30 +786,36 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		got[s.Name] = s.Value
 	}
 	want := map[string]string{
-		"HTTP_ADDR":                    "127.0.0.1:9000",
-		"REDIS_URL":                    "redis://redis:6379/1",
-		"REDIS_KEY_PREFIX":             "svc:",
-		"JWT_ISSUER":                   "https://auth.example.com",
-		"JWT_AUDIENCE":                 "api,billing",
-		"JWT_ACCESS_EXPIRES_IN":        "10m",
-		"JWT_REFRESH_EXPIRES_IN":       "36h",
-		"JWT_SIGNING_ALG":              "EdDSA",
-		"JWT_KEYS_DIR":                 "/etc/tokend/keys",
-		"JWKS_MAX_AGE":                 "10m",
-		"JWT_KEYS_RELOAD_INTERVAL":     "30s",
-		"ALLOW_SIGNUP":                 "true",
-		"LOG_LEVEL":                    "debug",
-		"LOG_FORMAT":                   "text",
-		"PASSWORD_HASH_MEMORY":         "65536",
-		"PASSWORD_HASH_ITERATIONS":     "3",
-		"PASSWORD_HASH_PARALLELISM":    "2",
-		"RATE_LIMIT_LOGIN_PER_ACCOUNT": "5/10m",
-		"RATE_LIMIT_LOGIN_PER_IP":      "300/1m",
-		"TRUSTED_PROXIES":              "10.0.0.0/8,fd00::/8",
-		"SHUTDOWN_TIMEOUT":             "30s",
-		"CLIENT_CACHE_TTL":             "10s",
-		"REFRESH_REUSE_WINDOW":         "30s",
-		"MAX_SESSIONS_PER_USER":        "100",
+		"HTTP_ADDR":                       "127.0.0.1:9000",
+		"REDIS_URL":                       "redis://redis:6379/1",
+		"REDIS_KEY_PREFIX":                "svc:",
+		"JWT_ISSUER":                      "https://auth.example.com",
+		"JWT_AUDIENCE":                    "api,billing",
+		"JWT_ACCESS_EXPIRES_IN":           "10m",
+		"JWT_REFRESH_EXPIRES_IN":          "36h",
+		"JWT_SIGNING_ALG":                 "EdDSA",
+		"JWT_KEYS_DIR":                    "/etc/tokend/keys",
+		"JWKS_MAX_AGE":                    "10m",
+		"JWT_KEYS_RELOAD_INTERVAL":        "30s",
+		"ALLOW_SIGNUP":                    "true",
+		"LOG_LEVEL":                       "debug",
+		"LOG_FORMAT":                      "text",
+		"PASSWORD_HASH_MEMORY":            "65536",
+		"PASSWORD_HASH_ITERATIONS":        "3",
+		"PASSWORD_HASH_PARALLELISM":       "2",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT":    "5/10m",
+		"JWT_KEYS_GENERATE":               "false",
+		"TOKEND_BOOTSTRAP":                "",
+		"REDIS_ALLOW_EVICTION":            "false",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP": "10/15m",
+		"RATE_LIMIT_LOGIN_PER_IP":         "300/1m",
+		"TRUSTED_PROXIES":                 "10.0.0.0/8,fd00::/8",
+		"SHUTDOWN_TIMEOUT":                "30s",
+		"CLIENT_CACHE_TTL":                "10s",
+		"CORS_ALLOWED_ORIGINS":            "",
+		"DEBUG_ADDR":                      "",
+		"REFRESH_REUSE_WINDOW":            "30s",
+		"MAX_SESSIONS_PER_USER":           "100",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("settings\n got %v\nwant %v", got, want)
@@ -778,5 +827,34 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 	}
 	if back := mustLoad(t, "", env...); !reflect.DeepEqual(back, c) {
 		t.Errorf("reloading Settings as env\n got %#v\nwant %#v", back, c)
+	}
+}
+
+// The issuer follows HTTP_ADDR when JWT_ISSUER is unset (discovery clients
+// fetch jwks_uri from it), and the audience is never empty (RFC 9068 §2.2).
+func TestDerivedIssuerAndAudience(t *testing.T) {
+	tests := []struct {
+		env      []string
+		iss, aud string
+	}{
+		{nil, "http://localhost:8080", "http://localhost:8080"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000"}, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{[]string{"HTTP_ADDR=0.0.0.0:9001"}, "http://localhost:9001", "http://localhost:9001"},
+		{[]string{"HTTP_ADDR=[::]:9002"}, "http://localhost:9002", "http://localhost:9002"},
+		{[]string{"HTTP_ADDR=[::1]:9003"}, "http://[::1]:9003", "http://[::1]:9003"},
+		{[]string{"HTTP_ADDR=auth.internal:9004"}, "http://auth.internal:9004", "http://auth.internal:9004"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_ISSUER=https://auth.example.com"}, "https://auth.example.com", "https://auth.example.com"},
+		{[]string{"HTTP_ADDR=127.0.0.1:9000", "JWT_AUDIENCE=orders"}, "http://127.0.0.1:9000", "orders"},
+	}
+	for _, tt := range tests {
+		c := mustLoad(t, "", tt.env...)
+		if c.Issuer != tt.iss || len(c.Audience) != 1 || c.Audience[0] != tt.aud {
+			t.Errorf("%v: issuer %q audience %q, want %q and [%q]", tt.env, c.Issuer, c.Audience, tt.iss, tt.aud)
+		}
+	}
+	for addr, want := range map[string]string{":8080": "127.0.0.1:8080", "0.0.0.0:1": "127.0.0.1:1", "[::]:2": "127.0.0.1:2", "127.0.0.2:3": "127.0.0.2:3", "[::1]:4": "[::1]:4"} {
+		if got, err := config.LocalAddr(addr); err != nil || got != want {
+			t.Errorf("LocalAddr(%q) = %q, %v; want %q", addr, got, err, want)
+		}
 	}
 }

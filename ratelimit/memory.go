@@ -8,16 +8,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// DefaultMaxKeys bounds the buckets a Memory limiter keeps per limit.
+// DefaultMaxKeys bounds the buckets a Memory limiter keeps per limit, and
+// the known addresses it remembers.
 const DefaultMaxKeys = 65536
 
 // Memory keeps the buckets in this process (for the embedded store). At
 // most MaxKeys buckets per limit are kept: when full, buckets that have
 // refilled (and so equal a new one) are dropped first, then arbitrary ones.
+// Known addresses are bounded the same way (expired ones first).
 type Memory struct {
-	limits      Limits
-	now         func() time.Time
-	ip, account *buckets
+	rules
+	m *memoryBackend
 }
 
 // MemoryOptions tune a Memory limiter.
@@ -34,39 +35,82 @@ func NewMemory(limits Limits, o MemoryOptions) *Memory {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Memory{
-		limits: limits, now: o.Now,
-		ip:      newBuckets(limits.PerIP, o.MaxKeys),
-		account: newBuckets(limits.PerAccount, o.MaxKeys),
+	m := &memoryBackend{
+		now: o.Now, max: o.MaxKeys,
+		buckets: map[string]*buckets{
+			"ip":         newBuckets(limits.PerIP, o.MaxKeys),
+			"account_ip": newBuckets(limits.PerAccountIP, o.MaxKeys),
+			"account":    newBuckets(limits.PerAccount, o.MaxKeys),
+		},
+		knownUntil: map[string]time.Time{},
 	}
+	return &Memory{rules: rules{limits: limits, b: m}, m: m}
 }
 
 // Attempt counts one sign-in attempt from ip for account; see Redis.Attempt.
-func (l *Memory) Attempt(_ context.Context, account, ip string) (time.Duration, string, error) {
-	now := l.now()
-	if l.limits.PerIP.enabled() {
-		if d := l.ip.take(ipKey(ip), now); d > 0 {
-			return roundUp(d), LimitIP, nil
-		}
-	}
-	if l.limits.PerAccount.enabled() {
-		if d := l.account.take(accountKey(account), now); d > 0 {
-			return roundUp(d), LimitAccount, nil
-		}
-	}
-	return 0, "", nil
+func (l *Memory) Attempt(ctx context.Context, account, ip string) (time.Duration, string, error) {
+	return l.attempt(ctx, account, ip)
 }
 
-// Succeeded clears the account's bucket after a correct password.
-func (l *Memory) Succeeded(_ context.Context, account string) error {
-	if l.limits.PerAccount.enabled() {
-		l.account.reset(accountKey(account))
-	}
-	return nil
+// Succeeded records a correct password; see Redis.Succeeded.
+func (l *Memory) Succeeded(ctx context.Context, account, ip string) error {
+	return l.succeeded(ctx, account, ip)
 }
 
 // Len returns how many buckets the limiter holds (for tests).
-func (l *Memory) Len() int { return l.ip.len() + l.account.len() }
+func (l *Memory) Len() int {
+	n := 0
+	for _, b := range l.m.buckets {
+		n += b.len()
+	}
+	return n
+}
+
+type memoryBackend struct {
+	now     func() time.Time
+	max     int
+	buckets map[string]*buckets // by kind
+
+	mu         sync.Mutex
+	knownUntil map[string]time.Time
+}
+
+func (m *memoryBackend) take(_ context.Context, kind, key string, _ Rate) (time.Duration, error) {
+	return m.buckets[kind].take(key, m.now()), nil
+}
+
+func (m *memoryBackend) reset(_ context.Context, kind, key string) error {
+	m.buckets[kind].reset(key)
+	return nil
+}
+
+func (m *memoryBackend) known(_ context.Context, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	until, ok := m.knownUntil[key]
+	return ok && m.now().Before(until), nil
+}
+
+func (m *memoryBackend) remember(_ context.Context, key string, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if _, ok := m.knownUntil[key]; !ok && len(m.knownUntil) >= m.max {
+		for k, until := range m.knownUntil {
+			if !now.Before(until) {
+				delete(m.knownUntil, k)
+			}
+		}
+		for k := range m.knownUntil {
+			if len(m.knownUntil) < m.max-m.max/10 {
+				break
+			}
+			delete(m.knownUntil, k)
+		}
+	}
+	m.knownUntil[key] = now.Add(ttl)
+	return nil
+}
 
 type buckets struct {
 	limit rate.Limit

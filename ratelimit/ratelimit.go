@@ -1,7 +1,25 @@
 // Package ratelimit is tokend's brute-force protection for password
-// sign-ins: a limit per account and a limit per client IP address, each a
-// GCRA / token bucket of N attempts per period (a burst of N, then one
-// attempt every period/N). It implements server.LoginLimiter twice:
+// sign-ins, designed so that guessing is bounded without letting anyone
+// lock an account's owner out (docs/security.md, "Password guessing").
+// Each limit is a GCRA / token bucket of N attempts per period (a burst of
+// N, then one attempt every period/N). An attempt for account from
+// address ip passes, in this order (rules.attempt, the one place the order
+// is written):
+//
+//  1. PerIP: every attempt from the address, whatever the account;
+//  2. PerAccountIP: attempts for the account from this address;
+//  3. PerAccount, the account's ceiling: attempts for the account from
+//     addresses it has not signed in from in the last KnownFor. An address
+//     the account has signed in from (a "known" address) skips the
+//     ceiling, so an attacker who spends the ceiling from many addresses
+//     does not stop the owner signing in from home.
+//
+// A refused attempt counts against no later limit. A correct password
+// clears the account's bucket for that address and marks the address
+// known; it does not refill the ceiling, so the ceiling bounds guesses per
+// day whatever the owner does.
+//
+// It implements server.LoginLimiter twice, over the same rules:
 //
 //   - Redis keeps the buckets in Redis with github.com/go-redis/redis_rate
 //     (one Lua script per check, single-key, so valid in Cluster), shared by
@@ -9,14 +27,10 @@
 //   - Memory keeps them in the process with golang.org/x/time/rate, for the
 //     embedded store, with a bound on the number of buckets.
 //
-// What is counted (docs/design.md, "Hardening"): every attempt counts
-// against its IP address; every attempt counts against its account when it
-// starts, and a correct password clears the account's bucket, so in effect
-// the account limit counts failed attempts. Accounts are keyed by the
-// lower-cased username whether or not it exists, so unknown and existing
-// usernames are limited identically; the key is a hash, so no username is
-// stored. IPv6 addresses are limited per /64, the block one host usually
-// controls.
+// Accounts are keyed by the lower-cased username whether or not it
+// exists, so unknown and existing usernames are limited identically; the
+// key is a hash, so no username is stored. IPv6 addresses are limited per
+// /64, the block one host usually controls.
 package ratelimit
 
 import (
@@ -35,19 +49,36 @@ type Rate struct {
 
 func (r Rate) enabled() bool { return r.N > 0 && r.Period > 0 }
 
-// Limits are the two limits of password sign-ins.
+// Limits are the limits of password sign-ins (see the package doc).
 type Limits struct {
-	PerAccount Rate
-	PerIP      Rate
+	PerIP        Rate // every attempt from one address
+	PerAccountIP Rate // attempts for one account from one address
+	PerAccount   Rate // the account's ceiling: attempts from addresses it has not signed in from
+	// KnownFor is how long an address stays known to an account after a
+	// successful sign-in from it [DefaultKnownFor].
+	KnownFor time.Duration
 }
 
-// Enabled reports whether either limit is on.
-func (l Limits) Enabled() bool { return l.PerAccount.enabled() || l.PerIP.enabled() }
+// DefaultKnownFor is Limits.KnownFor's default.
+const DefaultKnownFor = 30 * 24 * time.Hour
+
+func (l Limits) knownFor() time.Duration {
+	if l.KnownFor > 0 {
+		return l.KnownFor
+	}
+	return DefaultKnownFor
+}
+
+// Enabled reports whether any limit is on.
+func (l Limits) Enabled() bool {
+	return l.PerAccount.enabled() || l.PerAccountIP.enabled() || l.PerIP.enabled()
+}
 
 // Which limit refused an attempt.
 const (
-	LimitIP      = "ip"
-	LimitAccount = "account"
+	LimitIP        = "ip"
+	LimitAccountIP = "account_ip"
+	LimitAccount   = "account"
 )
 
 // accountKey is the bucket name of an account: a hash, so that usernames
@@ -83,10 +114,78 @@ func roundUp(d time.Duration) time.Duration {
 	return d
 }
 
+// pairKey names one account's bucket for one address.
+func pairKey(account, ip string) string { return accountKey(account) + ":" + ipKey(ip) }
+
+// backend keeps buckets and known addresses (in Redis or in memory).
+type backend interface {
+	// take spends one attempt of the bucket kind/key under r: 0 when
+	// allowed (and counted), else how long until one is (nothing spent).
+	take(ctx context.Context, kind, key string, r Rate) (time.Duration, error)
+	// reset empties the bucket kind/key.
+	reset(ctx context.Context, kind, key string) error
+	// known reports whether key was remembered and has not expired.
+	known(ctx context.Context, key string) (bool, error)
+	// remember marks key known for ttl.
+	remember(ctx context.Context, key string, ttl time.Duration) error
+}
+
+// rules are the limits applied in their one order (the package doc).
+type rules struct {
+	limits Limits
+	b      backend
+}
+
+func (r rules) attempt(ctx context.Context, account, ip string) (time.Duration, string, error) {
+	type check struct {
+		limit, kind, key string
+		rate             Rate
+	}
+	checks := []check{
+		{LimitIP, "ip", ipKey(ip), r.limits.PerIP},
+		{LimitAccountIP, "account_ip", pairKey(account, ip), r.limits.PerAccountIP},
+		{LimitAccount, "account", accountKey(account), r.limits.PerAccount},
+	}
+	for _, c := range checks {
+		if !c.rate.enabled() {
+			continue
+		}
+		if c.limit == LimitAccount {
+			known, err := r.b.known(ctx, pairKey(account, ip))
+			if err != nil {
+				return 0, "", err
+			}
+			if known {
+				continue // the owner's address: the ceiling does not apply
+			}
+		}
+		d, err := r.b.take(ctx, c.kind, c.key, c.rate)
+		if err != nil {
+			return 0, "", err
+		}
+		if d > 0 {
+			return roundUp(d), c.limit, nil
+		}
+	}
+	return 0, "", nil
+}
+
+func (r rules) succeeded(ctx context.Context, account, ip string) error {
+	if r.limits.PerAccountIP.enabled() {
+		if err := r.b.reset(ctx, "account_ip", pairKey(account, ip)); err != nil {
+			return err
+		}
+	}
+	if r.limits.PerAccount.enabled() {
+		return r.b.remember(ctx, pairKey(account, ip), r.limits.knownFor())
+	}
+	return nil
+}
+
 // limiter is the method set server.LoginLimiter asks for.
 type limiter interface {
 	Attempt(ctx context.Context, account, ip string) (time.Duration, string, error)
-	Succeeded(ctx context.Context, account string) error
+	Succeeded(ctx context.Context, account, ip string) error
 }
 
 var (

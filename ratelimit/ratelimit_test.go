@@ -13,7 +13,7 @@ import (
 
 type limiter interface {
 	Attempt(ctx context.Context, account, ip string) (time.Duration, string, error)
-	Succeeded(ctx context.Context, account string) error
+	Succeeded(ctx context.Context, account, ip string) error
 }
 
 // both runs f against the Redis and the in-memory limiter with the same
@@ -46,23 +46,134 @@ func refuse(t *testing.T, l limiter, account, ip, want string, minWait, maxWait 
 	}
 }
 
-// Three attempts per hour per account: the fourth waits 20 minutes (one
-// attempt every period/N); a correct password clears the count.
-func TestAccountLimit(t *testing.T) {
+// The account's ceiling: three attempts per hour from addresses it has
+// not signed in from, wherever they come from; the fourth waits 20 minutes
+// (one attempt every period/N). A correct password does not refill it.
+func TestAccountCeiling(t *testing.T) {
 	both(t, ratelimit.Limits{PerAccount: ratelimit.Rate{N: 3, Period: time.Hour}}, func(t *testing.T, l limiter) {
 		for i := 0; i < 3; i++ {
 			allow(t, l, "alice", fmt.Sprintf("192.0.2.%d", i)) // from anywhere
 		}
 		refuse(t, l, "alice", "198.51.100.7", ratelimit.LimitAccount, 19*time.Minute, 20*time.Minute+time.Second)
 		allow(t, l, "bob", "192.0.2.1") // other accounts are not affected
-		if err := l.Succeeded(context.Background(), "alice"); err != nil {
+		if err := l.Succeeded(context.Background(), "alice", "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		refuse(t, l, "alice", "198.51.100.8", ratelimit.LimitAccount, time.Minute, 21*time.Minute)
+		// ... except from the address alice signed in from: known now.
+		for i := 0; i < 10; i++ {
+			allow(t, l, "alice", "192.0.2.1")
+		}
+	})
+}
+
+// Per account and address: three failures from one address stop that
+// address only; a correct password from it clears its count.
+func TestAccountIPLimit(t *testing.T) {
+	both(t, ratelimit.Limits{PerAccountIP: ratelimit.Rate{N: 3, Period: time.Hour}}, func(t *testing.T, l limiter) {
+		for i := 0; i < 3; i++ {
+			allow(t, l, "alice", "203.0.113.9")
+		}
+		refuse(t, l, "alice", "203.0.113.9", ratelimit.LimitAccountIP, 19*time.Minute, 20*time.Minute+time.Second)
+		allow(t, l, "alice", "192.0.2.1") // the owner, elsewhere
+		allow(t, l, "bob", "203.0.113.9") // another account from the attacker's address
+		if err := l.Succeeded(context.Background(), "alice", "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		refuse(t, l, "alice", "203.0.113.9", ratelimit.LimitAccountIP, time.Minute, 21*time.Minute)
+		if err := l.Succeeded(context.Background(), "alice", "203.0.113.9"); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 3; i++ {
-			allow(t, l, "alice", "192.0.2.1")
+			allow(t, l, "alice", "203.0.113.9")
 		}
-		refuse(t, l, "alice", "192.0.2.1", ratelimit.LimitAccount, time.Minute, 21*time.Minute)
 	})
+}
+
+// The lockout-proof property, counted on both sides (no timing): an
+// attacker with 2,000 addresses gets exactly the ceiling's guesses for the
+// account, and meanwhile its owner still signs in from the address they
+// used before, as often as the per-address limit allows.
+func TestNoLockoutAndBoundedGuesses(t *testing.T) {
+	limits := ratelimit.Limits{
+		PerIP:        ratelimit.Rate{N: 100, Period: time.Minute},
+		PerAccountIP: ratelimit.Rate{N: 10, Period: 15 * time.Minute},
+		PerAccount:   ratelimit.Rate{N: 50, Period: 24 * time.Hour},
+	}
+	both(t, limits, func(t *testing.T, l limiter) {
+		ctx := context.Background()
+		const home = "192.0.2.10"
+		allow(t, l, "alice", home)               // the owner signed in before (from an unknown
+		must(t, l.Succeeded(ctx, "alice", home)) // address then: one of the ceiling's 50)
+
+		guesses, refusedByCeiling := 0, 0
+		for i := 0; i < 2000; i++ {
+			ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+			wait, which, err := l.Attempt(ctx, "alice", ip)
+			must(t, err)
+			switch {
+			case wait == 0:
+				guesses++
+			case which == ratelimit.LimitAccount:
+				refusedByCeiling++
+			default:
+				t.Fatalf("attempt %d refused by %q", i, which)
+			}
+			if i%200 == 0 {
+				// The owner, from home, in the middle of the attack.
+				allow(t, l, "alice", home)
+				must(t, l.Succeeded(ctx, "alice", home))
+			}
+		}
+		if guesses != 49 || refusedByCeiling != 1951 {
+			t.Fatalf("attacker: %d guesses, %d refused; want exactly what is left of the ceiling, 49, and 1951", guesses, refusedByCeiling)
+		}
+		// Mistyping at home is still limited per address, not locked out.
+		for i := 0; i < 10; i++ {
+			allow(t, l, "alice", home)
+		}
+		refuse(t, l, "alice", home, ratelimit.LimitAccountIP, time.Second, 2*time.Minute)
+		// A new address of the owner's is an unknown one while the ceiling
+		// is spent: the documented price.
+		refuse(t, l, "alice", "198.51.100.1", ratelimit.LimitAccount, time.Second, 30*time.Minute)
+		allow(t, l, "bob", "10.0.0.1") // other accounts are untouched
+	})
+}
+
+// Over simulated days the ceiling admits at most its burst plus its
+// refill: guesses in any 24 hours ≤ 2 × N per day, N per day sustained.
+func TestCeilingBoundOverDays(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := ratelimit.NewMemory(ratelimit.Limits{
+		PerAccountIP: ratelimit.Rate{N: 10, Period: 15 * time.Minute},
+		PerAccount:   ratelimit.Rate{N: 100, Period: 24 * time.Hour},
+	}, ratelimit.MemoryOptions{Now: func() time.Time { return now }})
+	perDay := make([]int, 10)
+	ip := 0
+	for step := 0; step < 10*24*60; step++ { // one minute at a time, ten days
+		for k := 0; k < 2; k++ { // 2 fresh addresses a minute
+			ip++
+			if wait, _, _ := l.Attempt(context.Background(), "alice", fmt.Sprintf("10.0.%d.%d", ip>>8&255, ip&255)); wait == 0 {
+				perDay[step/(24*60)]++
+			}
+		}
+		now = now.Add(time.Minute)
+	}
+	for day, n := range perDay {
+		if n > 200 || (day > 0 && n > 101) {
+			t.Fatalf("day %d: %d guesses (all days %v); want ≤ 200 on the first, ≤ 101 after", day, n, perDay)
+		}
+	}
+	if perDay[0] < 190 || perDay[5] < 99 {
+		t.Fatalf("the ceiling admits less than it says: %v", perDay)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Every attempt counts against its address; IPv6 addresses by /64; an
@@ -90,7 +201,7 @@ func TestDisabled(t *testing.T) {
 		for i := 0; i < 50; i++ {
 			allow(t, l, "alice", "192.0.2.1")
 		}
-		if err := l.Succeeded(context.Background(), "alice"); err != nil {
+		if err := l.Succeeded(context.Background(), "alice", "192.0.2.1"); err != nil {
 			t.Fatal(err)
 		}
 	})

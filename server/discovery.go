@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +18,12 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 }
 
 // buildMetadata renders the RFC 8414 authorization server metadata once.
+//
+// response_types_supported is left out although RFC 8414 §2 calls it
+// required: it lists what the authorization endpoint supports, tokend has
+// none, and §3.2 says claims with zero elements must be omitted (the OAuth
+// working group's reading for servers without an authorization endpoint;
+// see docs/design.md, "Decisions where the spec is silent").
 func (s *Server) buildMetadata() ([]byte, error) {
 	base := strings.TrimRight(s.issuer, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
@@ -27,7 +34,6 @@ func (s *Server) buildMetadata() ([]byte, error) {
 		"introspection_endpoint":                        base + "/oauth/introspect",
 		"jwks_uri":                                      base + "/.well-known/jwks.json",
 		"grant_types_supported":                         []string{"password", "refresh_token", "client_credentials"},
-		"response_types_supported":                      []string{},
 		"token_endpoint_auth_methods_supported":         auth,
 		"revocation_endpoint_auth_methods_supported":    auth,
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
@@ -50,16 +56,22 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// handleReadyz answers 200 when the store answers a ping within a second.
+// handleReadyz answers 200 when the store answers a ping within a second
+// (and, on Redis, has memory left for writes: Options.Ready); else 503
+// saying why: "unreachable" or "out_of_memory".
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		info(r.Context()).errLog = err.Error()
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"status":"unavailable","store":"unreachable"}` + "\n"))
+		why := "unreachable"
+		if errors.Is(err, ErrStoreFull) {
+			why = "out_of_memory"
+		}
+		_, _ = w.Write([]byte(`{"status":"unavailable","store":"` + why + `"}` + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -86,8 +87,20 @@ type errorBody struct {
 	Description string `json:"error_description,omitempty"`
 }
 
+// StatusClientClosed is the status recorded (in the access log and the
+// request metrics) for a request whose client went away before the answer
+// was ready: nginx's 499 "client closed request". The client never sees
+// it; what matters is that it is not counted as a 5xx, so a Redis stall
+// that makes clients give up does not look like a server failure.
+const StatusClientClosed = 499
+
 // writeError writes e as JSON and records it for the request log.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		info(r.Context()).errCode = "client_closed_request"
+		w.WriteHeader(StatusClientClosed)
+		return
+	}
 	var e *oauthError
 	if !errors.As(err, &e) {
 		e = serverError(err)
@@ -97,19 +110,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range e.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	setNoStoreJSON(h)
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(errorBody{Error: e.code.Error(), Description: e.desc})
 }
 
 // writeJSON writes a 200 JSON answer that must not be cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	setNoStoreJSON(w.Header())
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
 
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
 )
 
 // introspection is the RFC 7662 §2.2 answer.
@@ -57,28 +60,49 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, error) {
-	now := s.now()
-	cl, err := s.verified.Verify(raw, now)
+	cl, why, err := s.activeAccess(r.Context(), raw, s.now())
 	if err != nil {
-		return inactive, nil
+		return inactive, err
 	}
-	if cl.SessionID != "" {
-		sess, err := s.store.Session(r.Context(), cl.Subject, cl.SessionID)
-		if errors.Is(err, store.ErrNotFound) {
-			return inactive, nil
-		}
-		if err != nil {
-			return inactive, storeErr(r.Context(), err)
-		}
-		if !sess.Active(now) {
-			return inactive, nil
-		}
+	if why != nil {
+		return inactive, nil
 	}
 	return introspection{
 		Active: true, Scope: cl.Scope, ClientID: cl.ClientID, TokenType: "Bearer",
 		Exp: cl.ExpiresAt.Unix(), Iat: cl.IssuedAt.Unix(), Nbf: cl.NotBefore.Unix(),
 		Sub: cl.Subject, Aud: cl.Audience, Iss: cl.Issuer, Jti: cl.ID, Sid: cl.SessionID, Roles: cl.Roles,
 	}, nil
+}
+
+// errSessionEnded says why an otherwise valid access token is not active.
+var errSessionEnded = errors.New("the session of this access token has ended")
+
+// activeAccess is the one check of an access token that tokend itself
+// relies on (introspection and its own bearer-authenticated endpoints): the
+// signature and claims as a resource server verifies them (package token,
+// through the verification cache), then, for a user's token, that its
+// session is still active — the online check that notices a revoked
+// session before the JWT expires. why is nil for an active token, else the
+// reason it is not (wrapping token.ErrExpired, token.ErrInvalid or
+// errSessionEnded); err is a store failure (a 503).
+func (s *Server) activeAccess(ctx context.Context, raw string, now time.Time) (cl token.AccessClaims, why, err error) {
+	cl, why = s.verified.Verify(raw, now)
+	if why != nil {
+		return token.AccessClaims{}, why, nil
+	}
+	if cl.SessionID != "" {
+		sess, err := s.store.Session(ctx, cl.Subject, cl.SessionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return token.AccessClaims{}, errSessionEnded, nil
+		}
+		if err != nil {
+			return token.AccessClaims{}, nil, storeErr(ctx, err)
+		}
+		if !sess.Active(now) {
+			return token.AccessClaims{}, errSessionEnded, nil
+		}
+	}
+	return cl, nil, nil
 }
 
 // introspectRefresh describes a refresh token to the client it was issued

@@ -63,7 +63,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"outcome"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokend_login_rate_limited_total",
-			Help: "Password sign-in attempts refused by the rate limiter, by limit (ip or account).",
+			Help: "Password sign-in attempts refused by the rate limiter, by limit: ip, account_ip (one account from one address) or account (the account ceiling).",
 		}, []string{"limit"}),
 		eventStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tokend_events_streams",

@@ -2,7 +2,10 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -140,10 +143,11 @@ func TestMetrics(t *testing.T) {
 }
 
 // Every audit event (SPEC §9) is one structured line with the user, the
-// client, the session and the client's address.
+// client, the session and the client's address. It is the request's own
+// log line: one line per request, msg "audit", with the request fields.
 func TestAuditEvents(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour, withProxies("127.0.0.1/32"), func(o *server.Options) {
-		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccount: ratelimit.Rate{N: 1, Period: time.Hour}}, ratelimit.MemoryOptions{})
+		o.LoginLimiter = ratelimit.NewMemory(ratelimit.Limits{PerAccountIP: ratelimit.Rate{N: 1, Period: time.Hour}}, ratelimit.MemoryOptions{})
 	})
 	ip := xff("203.0.113.77")
 	signIn := func() answer { return e.postFrom("/oauth/token", passwordForm(testUser, testPassword), ip) }
@@ -179,13 +183,27 @@ func TestAuditEvents(t *testing.T) {
 		"signin.rate_limited":    {"username", "client_id", "ip", "limit"},
 	}
 	seen := map[string]bool{}
+	perRequest := map[string]int{}
+	requests := 0
 	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line is not JSON: %s", line)
 		}
+		if id, _ := m["request_id"].(string); id != "" {
+			perRequest[id]++
+		}
+		if m["msg"] == "request" || m["msg"] == "audit" {
+			requests++
+		}
+		if strings.Count(line, `"ip":`) > 1 || strings.Count(line, `"request_id":`) > 1 {
+			t.Errorf("a key appears twice: %s", line)
+		}
 		if m["msg"] != "audit" {
 			continue
+		}
+		if m["method"] != "POST" || m["path"] == nil || m["status"] == nil || m["duration"] == nil {
+			t.Errorf("audit line without the request fields: %s", line)
 		}
 		ev, _ := m["event"].(string)
 		seen[ev] = true
@@ -202,6 +220,26 @@ func TestAuditEvents(t *testing.T) {
 		if !seen[ev] {
 			t.Errorf("no %s audit event", ev)
 		}
+	}
+	const sent = 15 // the requests above
+	if requests != sent || len(perRequest) != sent {
+		t.Errorf("%d request lines for %d request ids, want %d each", requests, len(perRequest), sent)
+	}
+	for id, n := range perRequest {
+		if n != 1 {
+			t.Errorf("request %s wrote %d log lines, want 1", id, n)
+		}
+	}
+}
+
+// An audit event with no request around it (or a second one in the same
+// request) is still written, as a line of its own.
+func TestAuditOutsideRequest(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	server.AuditForTest(log, context.Background(), "test.event", slog.String("user_id", "u1"))
+	if got := buf.String(); !strings.Contains(got, `"msg":"audit"`) || !strings.Contains(got, `"event":"test.event"`) || !strings.Contains(got, `"user_id":"u1"`) {
+		t.Fatalf("audit line %q", got)
 	}
 }
 

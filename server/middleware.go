@@ -12,13 +12,17 @@ import (
 
 type ctxKey struct{}
 
-// reqInfo travels in the request context: the request id for log lines
-// and the OAuth error code, if any, for the access log.
+// reqInfo travels in the request context: the request id for log lines,
+// the OAuth error code, if any, and the request's audit event, all for the
+// request's one log line.
 type reqInfo struct {
 	id      string
 	ip      string // the client's address (clientAddr)
 	errCode string
 	errLog  string
+
+	event      string      // the audit event this request produced, if any (see audit)
+	eventAttrs []slog.Attr // its fields
 }
 
 func info(ctx context.Context) *reqInfo {
@@ -98,6 +102,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
+					if ri.event != "" {
+						s.logRequest(r, ri, sw.status, time.Since(start)) // keep its audit event
+					}
 					panic(p)
 				}
 				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
@@ -106,26 +113,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeError(sw, r, serverError(nil))
 				}
 			}
-			level := slog.LevelInfo
-			if sw.status >= 500 {
-				level = slog.LevelError
-			}
-			attrs := []slog.Attr{
-				slog.String("request_id", id),
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", sw.status),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("ip", clientIP(r)),
-			}
-			if ri.errCode != "" {
-				attrs = append(attrs, slog.String("error", ri.errCode))
-			}
-			if ri.errLog != "" {
-				attrs = append(attrs, slog.String("cause", ri.errLog))
-			}
-			s.log.LogAttrs(r.Context(), level, "request", attrs...)
-			s.metrics.observeRequest(r.Pattern, sw.status, time.Since(start))
+			s.logRequest(r, ri, sw.status, time.Since(start))
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -144,8 +132,55 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// audit writes a structured audit event (SPEC §9).
+// logRequest writes the request's one log line and counts it in the
+// metrics. A request that produced an audit event logs it on this same
+// line: msg "audit", the event and its fields, next to the request fields.
+// Other requests log msg "request". One line, one write per request.
+func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Duration) {
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	msg := "request"
+	var buf [16]slog.Attr // on the stack for the usual line
+	attrs := append(buf[:0], slog.String("request_id", ri.id))
+	if ri.event != "" {
+		msg = "audit"
+		attrs = append(attrs, slog.String("event", ri.event))
+	}
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.String("ip", clientIP(r)),
+	)
+	if ri.errCode != "" {
+		attrs = append(attrs, slog.String("error", ri.errCode))
+	}
+	if ri.errLog != "" {
+		attrs = append(attrs, slog.String("cause", ri.errLog))
+	}
+	for _, a := range ri.eventAttrs {
+		if a.Key != "request_id" && a.Key != "ip" { // already on the line, same values
+			attrs = append(attrs, a)
+		}
+	}
+	s.log.LogAttrs(r.Context(), level, msg, attrs...)
+	s.metrics.observeRequest(r.Pattern, status, d)
+}
+
+// audit records a structured audit event (docs/operations.md, "Logs").
+// Inside a request the first event rides on the request's own log line
+// (logRequest), so an audited request still costs one log write; a further
+// event in the same request, or one outside any request, is written at
+// once as a line of its own. Either way every audit line has msg "audit",
+// event and request_id.
 func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
+	if ri, ok := ctx.Value(ctxKey{}).(*reqInfo); ok && ri.event == "" {
+		ri.event, ri.eventAttrs = event, attrs
+		return
+	}
 	attrs = append([]slog.Attr{slog.String("event", event), slog.String("request_id", RequestID(ctx))}, attrs...)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

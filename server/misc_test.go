@@ -85,3 +85,66 @@ func TestDocsRoutes(t *testing.T) {
 		}
 	}
 }
+
+// stalling is a store whose user lookup waits for the request to be
+// cancelled, like a Redis stall that makes the client give up.
+type stalling struct {
+	store.Store
+	entered chan struct{}
+}
+
+func (s stalling) UserByName(ctx context.Context, _ string) (store.User, error) {
+	s.entered <- struct{}{}
+	<-ctx.Done()
+	return store.User{}, ctx.Err()
+}
+
+// A client that disconnects is a client close (499 in the log and the
+// metrics), not a 500 server_error that trips 5xx alerts.
+func TestClientCloseIsNotA5xx(t *testing.T) {
+	st := stalling{Store: redisStore(t), entered: make(chan struct{}, 1)}
+	e := newEnv(t, st, time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/oauth/token", strings.NewReader(url.Values{
+		"grant_type": {"password"}, "client_id": {publicApp}, "username": {testUser}, "password": {testPassword}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-st.entered
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the cancelled request got an answer")
+	}
+	// The server logs the request once its handler has returned.
+	for i := 0; !strings.Contains(e.logs.String(), `"path":"/oauth/token"`); i++ {
+		if i == 1000 {
+			t.Fatalf("no request log line: %s", e.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"status":499`) || !strings.Contains(logs, `"error":"client_closed_request"`) ||
+		strings.Contains(logs, `"level":"ERROR"`) || strings.Contains(logs, "server_error") {
+		t.Errorf("log of a client close: %s", logs)
+	}
+	m := string(e.get("/metrics").body)
+	if strings.Contains(m, `code="500"`) || !strings.Contains(m, `code="499"`) {
+		t.Errorf("metrics of a client close:\n%s", grepLines(m, "tokend_http_requests_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,9 +33,18 @@ func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 		return nil, invalidRequest("parameters must be sent in the request body, not in the URL query")
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if ct == "" || err != nil {
-		return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+	if ct == "" && r.ContentLength == 0 {
+		// No body at all, e.g. a logout whose token is in the
+		// Authorization header: no parameters.
+		return params{}, nil
+	}
+	mt := ct
+	if ct != formType { // the usual header needs no parsing
+		var err error
+		mt, _, err = mime.ParseMediaType(ct)
+		if ct == "" || err != nil {
+			return nil, invalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+		}
 	}
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	data, err := io.ReadAll(body)
@@ -48,7 +58,7 @@ func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 		return nil, invalidRequest("request body could not be read")
 	}
 	switch mt {
-	case "application/x-www-form-urlencoded":
+	case formType:
 		return parseForm(data)
 	case "application/json":
 		return parseJSON(data)
@@ -57,33 +67,83 @@ func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 	}
 }
 
+const formType = "application/x-www-form-urlencoded"
+
+// maxFormParams is url.ParseQuery's default limit on parameters.
+const maxFormParams = 10000
+
+// parseForm decodes a form body straight into params: the same splitting,
+// unescaping and errors as url.ParseQuery (an invalid body is refused as a
+// whole; a repeated parameter is refused), without the url.Values map and a
+// slice per value. TestParseFormMatchesParseQuery holds it to ParseQuery.
 func parseForm(data []byte) (params, error) {
-	vals, err := url.ParseQuery(string(data))
-	if err != nil {
+	q := string(data)
+	if strings.Count(q, "&") >= maxFormParams { // ParseQuery's own limit
 		return nil, invalidRequest("request body is not valid form encoding")
 	}
-	p := make(params, len(vals))
-	for k, v := range vals {
-		if len(v) > 1 {
-			return nil, invalidRequest("parameter " + quoteParam(k) + " is repeated")
+	p := make(params, 8)
+	var repeated string
+	isRepeated := false
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		if strings.Contains(kv, ";") {
+			return nil, invalidRequest("request body is not valid form encoding")
 		}
-		p[k] = v[0]
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err1 := url.QueryUnescape(k)
+		v, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			return nil, invalidRequest("request body is not valid form encoding")
+		}
+		if _, dup := p[k]; dup && !isRepeated {
+			repeated, isRepeated = k, true
+		}
+		p[k] = v
+	}
+	if isRepeated {
+		return nil, invalidRequest("parameter " + quoteParam(repeated) + " is repeated")
 	}
 	return p, nil
 }
 
+// parseJSON reads a JSON object of string values. A name given twice is
+// refused, as a repeated form parameter is (RFC 6749 §3.1): encoding/json
+// alone would silently keep the last one.
 func parseJSON(data []byte) (params, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return nil, invalidRequest("request body is not a JSON object")
+	notObject := invalidRequest("request body is not a JSON object")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, notObject
 	}
-	p := make(params, len(raw))
-	for k, v := range raw {
+	p := make(params)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, notObject
+		}
+		k, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, notObject
+		}
+		if _, dup := p[k]; dup {
+			return nil, invalidRequest("parameter " + quoteParam(k) + " is repeated")
+		}
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {
 			return nil, invalidRequest("parameter " + quoteParam(k) + " must be a JSON string")
 		}
 		p[k] = s
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, notObject
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, notObject // trailing data after the object
 	}
 	return p, nil
 }
@@ -117,11 +177,11 @@ type clientCredentials struct {
 // base64) or from the body (client_secret_post, or a public client's
 // client_id alone). Using both methods at once is refused.
 func presentedClient(r *http.Request, p params) (clientCredentials, error) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, payload, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Basic") {
-			return clientCredentials{}, invalidClient("unsupported client authentication scheme; use HTTP Basic")
-		}
+	// Only HTTP Basic authenticates a client here. Any other scheme (a
+	// frontend's habitual "Bearer <access token>") is not client
+	// authentication and is left to the handler (see bearerToken); the body
+	// must then identify the client.
+	if scheme, payload, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Basic") {
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(payload))
 		if err != nil {
 			return clientCredentials{}, invalidClient("malformed HTTP Basic credentials")
@@ -145,7 +205,21 @@ func presentedClient(r *http.Request, p params) (clientCredentials, error) {
 	}
 	id := p["client_id"]
 	if id == "" {
-		return clientCredentials{}, invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+		return clientCredentials{}, errNoClient
 	}
 	return clientCredentials{id: id, secret: p["client_secret"]}, nil
+}
+
+// errNoClient: the request neither authenticates with HTTP Basic nor names
+// a client_id in the body.
+var errNoClient = invalidClient("client authentication required: send client_id (and client_secret for a confidential client)")
+
+// bearerToken returns the token of an "Authorization: Bearer" header
+// (RFC 6750 §2.1), or "".
+func bearerToken(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(tok)
 }

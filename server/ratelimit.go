@@ -23,9 +23,10 @@ type LoginLimiter interface {
 	// returns 0 when the attempt may go ahead; otherwise how long the
 	// caller must wait and which limit ("ip" or "account") refused it.
 	Attempt(ctx context.Context, account, ip string) (wait time.Duration, limit string, err error)
-	// Succeeded tells the limiter the account's password was right, so an
-	// attacker's earlier failures stop counting against its owner.
-	Succeeded(ctx context.Context, account string) error
+	// Succeeded tells the limiter the account's password was right from
+	// ip, so earlier failures from there stop counting and the address is
+	// known to the account (it then skips the account-wide ceiling).
+	Succeeded(ctx context.Context, account, ip string) error
 }
 
 // errSlowDown is the error code of a rate-limited sign-in: "slow_down" is
@@ -51,7 +52,7 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 		return nil
 	}
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	s.audit(ctx, "signin.rate_limited", slog.String("username", username), slog.String("client_id", c.ID),
+	s.audit(ctx, "signin.rate_limited", usernameAttr(username), slog.String("client_id", c.ID),
 		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))
 	return tooManyAttempts(wait, limit)
 }
@@ -80,13 +81,13 @@ func (s *Server) limitSignup(r *http.Request, username string) error {
 	return e
 }
 
-// loginSucceeded clears the account's failures after a correct password.
-// A failure to do so is logged, not fatal: the sign-in stands.
-func (s *Server) loginSucceeded(ctx context.Context, username string) {
+// loginSucceeded tells the limiter about a correct password from ip. A
+// failure to do so is logged, not fatal: the sign-in stands.
+func (s *Server) loginSucceeded(ctx context.Context, username, ip string) {
 	if s.limiter == nil {
 		return
 	}
-	if err := s.limiter.Succeeded(ctx, accountKey(username)); err != nil {
+	if err := s.limiter.Succeeded(ctx, accountKey(username), ip); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
 			slog.String("request_id", RequestID(ctx)), slog.String("error", err.Error()))
 	}
@@ -96,8 +97,11 @@ func (s *Server) loginSucceeded(ctx context.Context, username string) {
 // (rounded up, at least 1).
 func tooManyAttempts(wait time.Duration, limit string) *oauthError {
 	desc := "too many sign-in attempts for this account; retry later"
-	if limit == "ip" {
+	switch limit {
+	case "ip":
 		desc = "too many sign-in attempts from this address; retry later"
+	case "account_ip":
+		desc = "too many sign-in attempts for this account from this address; retry later"
 	}
 	e := newError(errSlowDown, desc)
 	e.status = http.StatusTooManyRequests

@@ -75,7 +75,7 @@ func retryAfter(t *testing.T, a answer) int {
 // Brute-force protection on the password grant (SPEC §2: 429 +
 // Retry-After), on both stores: per account (existing and unknown
 // usernames alike, case-insensitively), per client address, after client
-// authentication, and a correct password clears an account's failures.
+// authentication, and a known address skips the account's ceiling.
 func TestLoginRateLimit(t *testing.T) {
 	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
 		st := newStore(t)
@@ -122,18 +122,21 @@ func TestLoginRateLimit(t *testing.T) {
 		unknown.Set("client_id", "no-such-client")
 		wantError(t, e.postFrom("/oauth/token", unknown, fresh()), 401, "invalid_client", "")
 
-		// A correct password clears the account's failures: an attacker's
-		// earlier failures do not lock its owner out for long.
-		for k := 0; k < 2; k++ {
-			wantError(t, e.postFrom("/oauth/token", passwordForm("bob", "wrong"), fresh()), 400, "invalid_grant", "")
-		}
-		if a := e.postFrom("/oauth/token", passwordForm("bob", "bob-password-1234"), fresh()); a.status != 200 {
+		// A correct password makes its address known to the account: when
+		// an attacker has spent bob's ceiling from elsewhere, bob still
+		// signs in from there, and only from there.
+		home := xff("192.0.2.77")
+		if a := e.postFrom("/oauth/token", passwordForm("bob", "bob-password-1234"), home); a.status != 200 {
 			t.Fatalf("bob's sign-in: %d %s", a.status, a.body)
 		}
-		for k := 0; k < 3; k++ {
+		for k := 0; k < 2; k++ { // the rest of the ceiling (3)
 			wantError(t, e.postFrom("/oauth/token", passwordForm("bob", "wrong"), fresh()), 400, "invalid_grant", "")
 		}
 		wantError(t, e.postFrom("/oauth/token", passwordForm("bob", "wrong"), fresh()), 429, "slow_down", "account")
+		wantError(t, e.postFrom("/oauth/token", passwordForm("bob", "bob-password-1234"), fresh()), 429, "slow_down", "account")
+		if a := e.postFrom("/oauth/token", passwordForm("bob", "bob-password-1234"), home); a.status != 200 {
+			t.Fatalf("bob's sign-in from home during the attack: %d %s", a.status, a.body)
+		}
 
 		// Per address: every attempt counts, whatever the account.
 		for k := 0; k < 6; k++ {
@@ -158,6 +161,67 @@ func TestLoginRateLimit(t *testing.T) {
 		logs := e.logs.String()
 		if !strings.Contains(logs, `"event":"signin.rate_limited"`) || !strings.Contains(logs, `"limit":"account"`) || !strings.Contains(logs, `"limit":"ip"`) {
 			t.Fatalf("no rate-limit audit events:\n%s", logs)
+		}
+	})
+}
+
+// Issue 11.4 through HTTP, counted: an attacker spreading guesses over
+// 300 addresses gets exactly the account ceiling's guesses (each a real
+// password check), while the owner keeps signing in from their own address,
+// and the per-address limit still stops guessing from that address.
+func TestLoginNoLockout(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		st := newStore(t)
+		h := &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}
+		limits := ratelimit.Limits{
+			PerIP:        ratelimit.Rate{N: 100, Period: time.Minute},
+			PerAccountIP: ratelimit.Rate{N: 5, Period: 15 * time.Minute},
+			PerAccount:   ratelimit.Rate{N: 20, Period: 24 * time.Hour},
+		}
+		e := newEnv(t, st, time.Hour, withProxies("127.0.0.1/32"), func(o *server.Options) {
+			o.Passwords = h
+			o.LoginLimiter = limiterFor(t, st, limits)
+		})
+		home := xff("192.0.2.10")
+		signIn := func() {
+			t.Helper()
+			if a := e.postFrom("/oauth/token", passwordForm(testUser, testPassword), home); a.status != 200 {
+				t.Fatalf("the owner's sign-in from home: %d %s", a.status, a.body)
+			}
+		}
+		signIn() // an address the account has signed in from (one of the ceiling's 20)
+
+		checks := func() int64 { return h.verifies.Load() + h.dummies.Load() }
+		before := checks()
+		guessed, limited, owner := 0, 0, 0
+		for i := 0; i < 300; i++ {
+			a := e.postFrom("/oauth/token", passwordForm(testUser, fmt.Sprintf("guess-%d", i)), xff(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)))
+			switch a.status {
+			case 400:
+				guessed++
+			case 429:
+				limited++
+			default:
+				t.Fatalf("guess %d: %d %s", i, a.status, a.body)
+			}
+			if i%30 == 0 {
+				signIn()
+				owner++
+			}
+		}
+		if guessed != 19 || limited != 281 {
+			t.Fatalf("%d guesses went through and %d were refused; want the rest of the ceiling, 19, and 281", guessed, limited)
+		}
+		if got := checks() - before; got != int64(guessed+owner) {
+			t.Fatalf("%d password checks, want %d guesses + %d sign-ins", got, guessed, owner)
+		}
+		// At home, mistakes are limited per address (5), not locked out.
+		for k := 0; k < 5; k++ {
+			wantError(t, e.postFrom("/oauth/token", passwordForm(testUser, "typo"), home), 400, "invalid_grant", "")
+		}
+		wantError(t, e.postFrom("/oauth/token", passwordForm(testUser, testPassword), home), 429, "slow_down", "for this account from this address")
+		if !strings.Contains(e.logs.String(), `"limit":"account_ip"`) {
+			t.Fatal("no audit line for the per-address limit")
 		}
 	})
 }
@@ -267,9 +331,11 @@ func TestTrustedProxies(t *testing.T) {
 			t.Errorf("X-Forwarded-For %q: client %s, want %s", tc.header.Values("X-Forwarded-For"), got, tc.want)
 		}
 	}
+	// A sign-in's request line is its audit line (msg "audit", event
+	// signin.success), with the client address once.
 	logs := e.logs.String()
-	if !strings.Contains(logs, `"event":"signin.success"`) || !strings.Contains(logs, `"ip":"203.0.113.7"`) ||
-		!strings.Contains(logs, `"msg":"request","request_id"`) || strings.Contains(logs, `"ip":"6.6.6.6"`) {
+	if !strings.Contains(logs, `"event":"signin.success","method":"POST"`) || !strings.Contains(logs, `"ip":"203.0.113.7"`) ||
+		!strings.Contains(logs, `"msg":"audit","request_id"`) || strings.Contains(logs, `"ip":"6.6.6.6"`) {
 		t.Fatalf("the logs do not carry the client address:\n%s", logs)
 	}
 }

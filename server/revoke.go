@@ -98,8 +98,12 @@ var logoutScopes = map[string]store.LogoutScope{
 // and ends only its own session — a stolen old token never logs a user
 // out everywhere. 204 on success, also when the session had already
 // ended.
+//
+// The refresh token may also come as "Authorization: Bearer <refresh
+// token>", and "Authorization: Bearer <access token>" ends the access
+// token's session (scope local only); see logoutRequest.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	p, c, raw, err := s.clientRequest(w, r, "refresh_token")
+	p, c, raw, err := s.logoutRequest(w, r)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -107,6 +111,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	scope, ok := logoutScopes[p["scope"]]
 	if !ok {
 		writeError(w, r, invalidRequest(`scope must be "local" (the default), "global" or "others"`))
+		return
+	}
+	if p["refresh_token"] == "" && !strings.HasPrefix(raw, "rt_") {
+		// An access token, accepted from the Bearer header only.
+		s.logoutAccessToken(w, r, c, raw, p["scope"])
 		return
 	}
 	rt, err := s.refresh.Verify(raw)
@@ -146,6 +155,86 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, storeErr(ctx, err))
 		return
 	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// logoutRequest reads a /logout request: the token is the refresh_token
+// parameter or, failing that, the "Authorization: Bearer" token (a refresh
+// token or an access token). A request that authenticates no client is
+// accepted for a token of a public client (whose client_id proves nothing
+// anyway); a confidential client's token still needs the client's
+// credentials.
+func (s *Server) logoutRequest(w http.ResponseWriter, r *http.Request) (params, store.Client, string, error) {
+	p, err := readParams(w, r)
+	if err != nil {
+		return nil, store.Client{}, "", err
+	}
+	raw := p["refresh_token"]
+	if raw == "" {
+		raw = bearerToken(r)
+	}
+	c, err := s.authenticateClient(r, p)
+	if errors.Is(err, errNoClient) && raw != "" {
+		c, err = s.tokenClient(r, raw)
+	}
+	if err != nil {
+		return nil, store.Client{}, "", err
+	}
+	if raw == "" {
+		return nil, store.Client{}, "", invalidRequest(`missing parameter "refresh_token" (or an Authorization: Bearer token)`)
+	}
+	return p, c, raw, nil
+}
+
+// tokenClient is the public client a presented token was issued to, for a
+// logout that names no client. An invalid token, or one of a confidential
+// client, gets the invalid_client answer of a request without client
+// authentication.
+func (s *Server) tokenClient(r *http.Request, raw string) (store.Client, error) {
+	_, _, clientID, ok, err := s.sessionOf(r, raw)
+	if err != nil {
+		return store.Client{}, err
+	}
+	if !ok {
+		return store.Client{}, errNoClient
+	}
+	c, err := s.store.Client(r.Context(), clientID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !c.Public) {
+		return store.Client{}, errNoClient
+	}
+	if err != nil {
+		return store.Client{}, storeErr(r.Context(), err)
+	}
+	return c, nil
+}
+
+// logoutAccessToken ends the session of a valid access token of client c.
+// Only scope local: ending every session of the user takes the refresh
+// token, which, unlike an access token, is never shown to resource servers.
+func (s *Server) logoutAccessToken(w http.ResponseWriter, r *http.Request, c store.Client, raw, scope string) {
+	ctx := r.Context()
+	if scope != "" && scope != "local" {
+		writeError(w, r, invalidRequest("scope="+scope+" needs the refresh token; an access token ends only its own session"))
+		return
+	}
+	claims, err := s.verified.Verify(raw, s.now())
+	if err != nil || claims.SessionID == "" {
+		writeError(w, r, invalidGrant("token is neither a valid refresh token nor a valid access token of a session"))
+		return
+	}
+	if claims.ClientID != c.ID {
+		writeError(w, r, invalidGrant("access token was issued to another client"))
+		return
+	}
+	err = s.store.RevokeSession(ctx, claims.Subject, claims.SessionID, store.ReasonLogout, s.now())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		writeError(w, r, storeErr(ctx, err))
+		return
+	}
+	s.audit(ctx, "logout", slog.String("user_id", claims.Subject), slog.String("client_id", c.ID),
+		slog.String("session_id", claims.SessionID), slog.String("scope", "local"), slog.Int("sessions", 1),
+		slog.String("ip", clientIP(r)), slog.String("via", "access_token"))
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -58,6 +58,11 @@ type Options struct {
 	// means store.DefaultMaxSessions.
 	MaxSessions int
 
+	// CORSAllowedOrigins are the browser origins allowed to call the
+	// token, revocation, logout, signup and session endpoints (exact
+	// origins, no wildcard); none means no CORS headers.
+	CORSAllowedOrigins []string
+
 	// AllowSignup enables self-registration (POST /users); without it
 	// /users answers 404 like any unknown path.
 	AllowSignup bool
@@ -73,6 +78,10 @@ type Options struct {
 	// of the server's own (never the global default registry).
 	Metrics *prometheus.Registry
 
+	// Ready is the readiness check of GET /readyz; nil means Store.Ping.
+	// An error wrapping ErrStoreFull is reported as "out_of_memory".
+	Ready func(ctx context.Context) error
+
 	// Events, if set, serves the revocation feed GET /events from this
 	// replica's hub (package events); nil answers 404 there.
 	Events *events.Hub
@@ -83,6 +92,11 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// ErrStoreFull is what a readiness check returns (wrapped) when the store
+// answers but refuses writes because it is out of memory (Redis at
+// maxmemory under the noeviction policy).
+var ErrStoreFull = errors.New("the store is out of memory")
 
 // Server serves tokend's HTTP API.
 type Server struct {
@@ -104,14 +118,16 @@ type Server struct {
 	proxies     []netip.Prefix
 	metrics     *metrics
 	now         func() time.Time
+	ready       func(ctx context.Context) error
 	metadata    []byte
 	handler     http.Handler
+	mux         *router // the routes, for Routes
+	origins     []string
 
 	events          *events.Hub
 	eventsHeartbeat time.Duration
 	closing         chan struct{} // closed by CloseStreams
 	closeOnce       sync.Once
-	mux             *router // the routes, for Routes
 }
 
 // New checks the options and builds the server and its routes.
@@ -134,7 +150,11 @@ func New(o Options) (*Server, error) {
 		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
 		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
+		origins: slices.Clone(o.CORSAllowedOrigins), ready: o.Ready,
 		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, closing: make(chan struct{}),
+	}
+	if s.ready == nil {
+		s.ready = s.store.Ping
 	}
 	if s.eventsHeartbeat <= 0 {
 		s.eventsHeartbeat = DefaultEventsHeartbeat
@@ -179,6 +199,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/oauth/introspect", s.handleIntrospect)
 	mux.HandleFunc("/logout", s.handleLogout)
 	mux.HandleFunc("/users", s.handleSignup)
+	mux.HandleFunc("GET /sessions", s.handleListSessions)
+	mux.HandleFunc("DELETE /sessions/{id}", s.handleDeleteSession)
 	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
@@ -188,7 +210,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)
-	return s.observe(mux)
+	return s.observe(commonHeaders(withCORS(s.origins, mux)))
 }
 
 // storeErr maps an unexpected store error to a 503 (the store is

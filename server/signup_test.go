@@ -61,7 +61,7 @@ func TestSignup(t *testing.T) {
 		e := signupEnv(t, newStore(t), true, nil)
 
 		a := e.post("/users", url.Values{"username": {"Bob"}, "password": {"a fine long password"}})
-		if a.status != http.StatusCreated || a.str("username") != "Bob" || len(a.str("id")) != 26 {
+		if a.status != http.StatusCreated || a.str("username") != "bob" || len(a.str("id")) != 26 {
 			t.Fatalf("signup: %d %s", a.status, a.body)
 		}
 		if a.header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") {
@@ -124,8 +124,8 @@ func TestSignupValidation(t *testing.T) {
 		{url.Values{"email": {"dave"}, "password": {"a fine long password"}}, "must be an email address"},
 		{url.Values{"email": {"dave@"}, "password": {"a fine long password"}}, "must be an email address"},
 		{url.Values{"email": {"@example.com"}, "password": {"a fine long password"}}, "must be an email address"},
-		{url.Values{"username": {"da ve"}, "password": {"a fine long password"}}, "must not contain spaces or control characters"},
-		{url.Values{"username": {"dave\x01"}, "password": {"a fine long password"}}, "must not contain spaces or control characters"},
+		{url.Values{"username": {"da ve"}, "password": {"a fine long password"}}, "must not contain spaces, control characters"},
+		{url.Values{"username": {"dave\x01"}, "password": {"a fine long password"}}, "must not contain spaces, control characters"},
 		{url.Values{"username": {"dave\xff"}, "password": {"a fine long password"}}, "valid UTF-8"},
 		{url.Values{"username": {strings.Repeat("d", 255)}, "password": {"a fine long password"}}, "at most 254 bytes"},
 		{url.Values{"username": {"dave"}, "password": {"too-short"}}, "password must be at least 10 characters"},

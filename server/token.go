@@ -55,7 +55,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeToken(w, resp)
 }
 
 // authenticateClient checks the presented client credentials. It runs
@@ -105,6 +105,9 @@ func resolveScope(requested string, allowed []string) (string, error) {
 	if requested == "" {
 		return strings.Join(allowed, " "), nil
 	}
+	if validScopeToken(requested) && slices.Contains(allowed, requested) {
+		return requested, nil // one scope, the usual request: nothing to split or join
+	}
 	var out []string
 	for _, sc := range strings.Fields(requested) {
 		if !validScopeToken(sc) {
@@ -137,10 +140,11 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	username, err := p.require("username")
+	raw, err := p.require("username")
 	if err != nil {
 		return tokenResponse{}, err
 	}
+	username := signinName(raw)
 	password, err := p.require("password")
 	if err != nil {
 		return tokenResponse{}, err
@@ -157,12 +161,12 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	u, err := s.checkPassword(ctx, username, password)
 	if err != nil {
 		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
-			s.audit(ctx, "signin.failure", slog.String("username", username), slog.String("client_id", c.ID),
+			s.audit(ctx, "signin.failure", usernameAttr(username), slog.String("client_id", c.ID),
 				slog.String("ip", clientIP(r)), slog.String("reason", e.desc))
 		}
 		return tokenResponse{}, err
 	}
-	s.loginSucceeded(ctx, username)
+	s.loginSucceeded(ctx, username, clientIP(r))
 
 	now := s.now()
 	sid := token.NewID()
@@ -198,6 +202,34 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
 		RefreshToken: rt, Scope: scope,
 	}, nil
+}
+
+// invalidUsername stands for every submitted name that is not a valid
+// username (credential.Username): such a name cannot exist, so it is
+// looked up (and rate-limited) as this one unknown name, never stored or
+// logged. The space keeps it apart from every canonical name.
+const invalidUsername = " invalid username"
+
+// signinName is the canonical form of a submitted username, so that
+// "ALICE" and "ａｌｉｃｅ" are alice for the lookup and the per-account rate
+// limit, or invalidUsername.
+func signinName(raw string) string {
+	name, err := credential.Username(raw)
+	if err != nil {
+		return invalidUsername
+	}
+	return name
+}
+
+// usernameAttr is a submitted username for an audit line: the canonical
+// name (at most credential.MaxUsernameBytes, no controls or invisible
+// characters), or username_invalid=true instead of whatever was typed
+// (a password in the username field, 60 KB of junk).
+func usernameAttr(name string) slog.Attr {
+	if name == invalidUsername {
+		return slog.Bool("username_invalid", true)
+	}
+	return slog.String("username", name)
 }
 
 // errBadCredentials is the one answer for an unknown user and a wrong

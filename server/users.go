@@ -4,22 +4,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
-)
-
-// Self-registration password policy (NIST SP 800-63B §5.1.1.2: a length
-// floor, a generous ceiling, no composition rules). Lengths count Unicode
-// characters; the byte bound caps the argon2id input.
-const (
-	MinPasswordChars = 10
-	MaxPasswordChars = 256
-	MaxPasswordBytes = 1024
-	maxUsernameBytes = 254 // an email address fits (RFC 5321 §4.5.3.1.3)
 )
 
 // errUsernameTaken is the error code of a 409 from POST /users.
@@ -60,7 +49,7 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if problem := passwordProblem(username, password); problem != "" {
+	if problem := credential.PasswordProblem(username, password); problem != "" {
 		writeError(w, r, invalidRequest(problem))
 		return
 	}
@@ -89,9 +78,9 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, signupResponse{ID: u.ID, Username: u.Username})
 }
 
-// signupUsername returns the `username` or `email` parameter. A username
-// is printable, without spaces, at most 254 bytes (the rules of `tokend
-// users create`); an email must also look like one (local@domain).
+// signupUsername returns the canonical `username` or `email` parameter
+// (credential.Username: the rule `tokend users create` applies too); an
+// email must also look like one (local@domain).
 func signupUsername(p params) (string, error) {
 	name, email := p["username"], p["email"]
 	switch {
@@ -106,42 +95,9 @@ func signupUsername(p params) (string, error) {
 		}
 		name = email
 	}
-	if len(name) > maxUsernameBytes {
-		return "", invalidRequest("username must be at most " + strconv.Itoa(maxUsernameBytes) + " bytes")
+	canonical, err := credential.Username(name)
+	if err != nil {
+		return "", invalidRequest(err.Error())
 	}
-	if !utf8.ValidString(name) {
-		return "", invalidRequest("username must be valid UTF-8")
-	}
-	for _, c := range name {
-		if c <= ' ' || c == 0x7f || (c >= 0x80 && c <= 0x9f) {
-			return "", invalidRequest("username must not contain spaces or control characters")
-		}
-	}
-	return name, nil
-}
-
-// passwordProblem returns what is wrong with password under the signup
-// policy, or "".
-func passwordProblem(username, password string) string {
-	if len(password) > MaxPasswordBytes {
-		return "password must be at most " + strconv.Itoa(MaxPasswordBytes) + " bytes"
-	}
-	if !utf8.ValidString(password) {
-		return "password must be valid UTF-8"
-	}
-	n := utf8.RuneCountInString(password)
-	if n < MinPasswordChars {
-		return "password must be at least " + strconv.Itoa(MinPasswordChars) + " characters"
-	}
-	if n > MaxPasswordChars {
-		return "password must be at most " + strconv.Itoa(MaxPasswordChars) + " characters"
-	}
-	if strings.EqualFold(password, username) {
-		return "password must not be the same as the username"
-	}
-	first, _ := utf8.DecodeRuneInString(password)
-	if strings.Trim(password, string(first)) == "" {
-		return "password must not be one character repeated"
-	}
-	return ""
+	return canonical, nil
 }

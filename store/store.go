@@ -55,7 +55,8 @@ const (
 	ReasonReuse       = "reuse"   // a used refresh token was presented
 	ReasonUserDisable = "user_disabled"
 	ReasonUserDeleted = "user_deleted"
-	ReasonEvicted     = "evicted" // ended by the per-user session cap
+	ReasonEvicted     = "evicted"          // ended by the per-user session cap
+	ReasonPassword    = "password_changed" // the admin CLI set a new password
 )
 
 // User is a person who signs in with the password grant.
@@ -469,6 +470,9 @@ type Store interface {
 	CreateClient(ctx context.Context, c Client) error // ErrConflict
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
+	// UpdateClient replaces the client's secret hash, grants and scopes
+	// (ID selects it; Public and CreatedAt are ignored); ErrNotFound.
+	UpdateClient(ctx context.Context, c Client) error
 	DeleteClient(ctx context.Context, id string) error
 
 	// Sessions.

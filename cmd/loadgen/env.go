@@ -24,13 +24,15 @@ import (
 
 // rig is what the benchmark runs against.
 type rig struct {
-	base     string        // tokend base URL
-	redis    *redis.Client // the store's Redis, for INFO
-	tokend   *exec.Cmd     // nil when -url was given
-	cleanups []func()
-	env      []string // environment for tokend CLI calls
-	o        options
-	secret   string // confidential client secret
+	base      string        // tokend base URL
+	debugBase string        // tokend's DEBUG_ADDR base URL, or ""
+	dir       string        // scratch directory (keys, logs)
+	redis     *redis.Client // the store's Redis, for INFO
+	tokend    *exec.Cmd     // nil when -url was given
+	cleanups  []func()
+	env       []string // environment for tokend CLI calls
+	o         options
+	secret    string // confidential client secret
 
 	mu       sync.Mutex
 	verifier *verify.Verifier // for the verify scenario, made on first use
@@ -66,6 +68,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.dir = dir
 	r.cleanups = append(r.cleanups, func() { os.RemoveAll(dir) })
 
 	redisURL := o.redisURL
@@ -93,10 +96,6 @@ func setup(ctx context.Context, o options) (*rig, error) {
 		return r, fmt.Errorf("redis: %w", err)
 	}
 
-	tokend, err := filepath.Abs(o.tokend)
-	if err != nil {
-		return r, err
-	}
 	keysDir := filepath.Join(dir, "keys")
 	r.env = append(os.Environ(),
 		"REDIS_URL="+redisURL,
@@ -108,7 +107,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 		"PASSWORD_HASH_ITERATIONS="+strconv.FormatUint(uint64(o.argonIter), 10),
 		// The benchmark signs in the same accounts many times a second;
 		// brute-force limits would (correctly) refuse that.
-		"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", "RATE_LIMIT_LOGIN_PER_IP=0",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT=0", "RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=0", "RATE_LIMIT_LOGIN_PER_IP=0",
 	)
 	if o.targetURL == "" {
 		if _, err := r.cli(ctx, "", "keys", "generate", "--dir", keysDir, "--alg", o.alg); err != nil {
@@ -134,47 +133,100 @@ func setup(ctx context.Context, o options) (*rig, error) {
 	if r.secret == "" {
 		return r, errors.New("could not read the client secret from `tokend clients create`")
 	}
-	for i := 0; i < o.connections; i++ {
+	users := o.connections
+	if o.baseline != "" {
+		users = max(users, o.compareConns)
+	}
+	for i := 0; i < users; i++ {
 		if _, err := r.cli(ctx, benchPassword, "users", "create", benchUser(i)); err != nil {
 			return r, err
 		}
 	}
-	progress("created %d users and 2 clients", o.connections)
+	progress("created %d users and 2 clients", users)
 
 	if o.targetURL != "" {
 		r.base = strings.TrimRight(o.targetURL, "/")
-	} else {
-		addr, err := freePort()
-		if err != nil {
+		if err := waitReady(ctx, r.base+"/readyz"); err != nil {
 			return r, err
 		}
-		logf, err := os.Create(filepath.Join(dir, "tokend.log"))
-		if err != nil {
-			return r, err
-		}
-		cmd := exec.Command(tokend, "serve")
-		cmd.Env = append(r.env, "HTTP_ADDR="+addr, "JWT_ISSUER=http://"+addr)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			return r, fmt.Errorf("start tokend: %w", err)
-		}
-		r.tokend = cmd
-		r.cleanups = append(r.cleanups, func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-			}
-			logf.Close()
-		})
-		r.base = "http://" + addr
-		progress("started tokend (pid %d) on %s, logs in %s", cmd.Process.Pid, addr, logf.Name())
+		return r, nil
 	}
-	if err := waitFor(ctx, func() error {
-		resp, err := http.Get(r.base + "/readyz")
+	p, err := r.startTokend(ctx, o.tokend, o.debug)
+	if err != nil {
+		return r, err
+	}
+	r.tokend, r.base, r.debugBase = p.cmd, p.base, p.debug
+	r.cleanups = append(r.cleanups, p.stop)
+	return r, nil
+}
+
+// proc is a server process loadgen started.
+type proc struct {
+	cmd   *exec.Cmd
+	base  string // http://host:port
+	debug string // http://host:port of DEBUG_ADDR, or ""
+	stop  func()
+}
+
+// startTokend starts `tokend serve` (binary) on a free port against the rig's
+// Redis, with a pprof listener on another free port when debug is set,
+// and waits until it is ready.
+func (r *rig) startTokend(ctx context.Context, binary string, debug bool) (proc, error) {
+	tokend, err := filepath.Abs(binary)
+	if err != nil {
+		return proc{}, err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return proc{}, err
+	}
+	logf, err := os.CreateTemp(r.dir, "tokend-*.log")
+	if err != nil {
+		return proc{}, err
+	}
+	cmd := exec.Command(tokend, "serve")
+	cmd.Env = append(r.env, "HTTP_ADDR="+addr, "JWT_ISSUER=http://"+addr)
+	var p proc
+	if debug {
+		daddr, err := freePort()
+		if err != nil {
+			return proc{}, err
+		}
+		cmd.Env = append(cmd.Env, "DEBUG_ADDR="+daddr)
+		p.debug = "http://" + daddr
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return proc{}, fmt.Errorf("start tokend: %w", err)
+	}
+	p.cmd, p.base = cmd, "http://"+addr
+	p.stop = func() { stopProc(cmd); logf.Close() }
+	progress("started tokend (pid %d) on %s, logs in %s", cmd.Process.Pid, addr, logf.Name())
+	if err := waitReady(ctx, p.base+"/readyz"); err != nil {
+		p.stop()
+		return proc{}, fmt.Errorf("tokend did not become ready (see %s): %w", logf.Name(), err)
+	}
+	return p, nil
+}
+
+// stopProc interrupts a server and waits up to 10 s before killing it.
+func stopProc(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// waitReady polls url until it answers 200.
+func waitReady(ctx context.Context, url string) error {
+	return waitFor(ctx, func() error {
+		resp, err := http.Get(url)
 		if err != nil {
 			return err
 		}
@@ -183,10 +235,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 			return fmt.Errorf("readyz %d", resp.StatusCode)
 		}
 		return nil
-	}); err != nil {
-		return r, fmt.Errorf("tokend did not become ready: %w", err)
-	}
-	return r, nil
+	})
 }
 
 func benchUser(i int) string { return fmt.Sprintf("bench-user-%03d", i) }

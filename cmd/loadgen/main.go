@@ -33,6 +33,16 @@ type options struct {
 	argonMemory uint
 	argonIter   uint
 	alg         string
+	debug       bool // start tokend with DEBUG_ADDR (for -profile-dir)
+
+	profileDir string // write a CPU profile of tokend per HTTP scenario here
+
+	baseline     string        // go-oauth2 baseline binary for the side-by-side; "" = none
+	before       string        // another tokend binary to run in the side-by-side too (before/after)
+	rounds       int           // side-by-side rounds
+	compareDur   time.Duration // measured time per side-by-side run
+	compareWarm  time.Duration // warm-up per side-by-side run
+	compareConns int           // connections in the side-by-side
 }
 
 var allScenarios = []string{"refresh", "client_credentials", "introspect", "verify", "password"}
@@ -46,13 +56,23 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per scenario")
 	flag.IntVar(&o.connections, "connections", 16, "concurrent connections (virtual clients)")
-	flag.StringVar(&scen, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ",")+" or all")
+	flag.StringVar(&scen, "scenario", "all", "comma-separated: "+strings.Join(allScenarios, ",")+", all, or none (with -baseline: the side-by-side alone)")
 	flag.StringVar(&o.out, "out", "bench-results/bench.json", "JSON results file")
 	flag.UintVar(&o.argonMemory, "argon-memory", 19456, "PASSWORD_HASH_MEMORY for the started tokend (KiB)")
 	flag.UintVar(&o.argonIter, "argon-iterations", 2, "PASSWORD_HASH_ITERATIONS for the started tokend")
 	flag.StringVar(&o.alg, "alg", "ES256", "signing algorithm of the started tokend: ES256, EdDSA or RS256")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of tokend (pprof, from DEBUG_ADDR) for each HTTP scenario into this directory and print its top entries")
+	flag.StringVar(&o.baseline, "baseline", "", "go-oauth2 baseline server binary (../shared/baseline): run the side-by-side comparison after the scenarios")
+	flag.StringVar(&o.before, "before", "", "side-by-side: also run this tokend binary (e.g. built from main) as tokend-before, for a before/after in the same sitting")
+	flag.IntVar(&o.rounds, "rounds", 3, "side-by-side: rounds (each runs both servers on both workloads, alternating which goes first)")
+	flag.DurationVar(&o.compareDur, "compare-duration", 5*time.Second, "side-by-side: measured time per run")
+	flag.DurationVar(&o.compareWarm, "compare-warmup", time.Second, "side-by-side: warm-up per run")
+	flag.IntVar(&o.compareConns, "compare-connections", 16, "side-by-side: connections")
 	flag.Parse()
-	if scen == "all" {
+	o.debug = o.profileDir != ""
+	if scen == "none" {
+		o.scenarios = nil
+	} else if scen == "all" {
 		o.scenarios = allScenarios
 	} else {
 		for _, s := range strings.Split(scen, ",") {
@@ -63,8 +83,12 @@ func main() {
 			o.scenarios = append(o.scenarios, s)
 		}
 	}
-	if o.connections < 1 || o.duration <= 0 {
-		fmt.Fprintln(os.Stderr, "loadgen: -connections must be ≥ 1 and -duration > 0")
+	if o.connections < 1 || o.duration <= 0 || o.compareConns < 1 || o.compareDur <= 0 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "loadgen: -connections, -compare-connections and -rounds must be ≥ 1, -duration and -compare-duration > 0")
+		os.Exit(2)
+	}
+	if o.targetURL != "" && (o.baseline != "" || o.profileDir != "") {
+		fmt.Fprintln(os.Stderr, "loadgen: -baseline and -profile-dir start their own tokend processes; they cannot be used with -url")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -76,6 +100,9 @@ func main() {
 	}
 	rep.print(os.Stdout)
 	if o.out != "" {
+		if len(rep.Results) == 0 && len(rep.SideBySide) == 0 {
+			return
+		}
 		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)
 			os.Exit(1)

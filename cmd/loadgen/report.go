@@ -27,6 +27,7 @@ type result struct {
 	LoadgenCPUPerReqUS float64 `json:"loadgen_cpu_us_per_req"`
 	AllocsPerReq       float64 `json:"server_allocs_per_req"` // -1: not measured
 	LastError          string  `json:"last_error,omitempty"`
+	Profile            string  `json:"cpu_profile,omitempty"`
 }
 
 type settings struct {
@@ -46,6 +47,8 @@ type report struct {
 	RedisBytesPerSession float64   `json:"redis_bytes_per_session,omitempty"`
 	SessionsMeasured     int64     `json:"sessions_measured,omitempty"`
 	PasswordVsArgon      float64   `json:"password_rps_over_argon2_rps,omitempty"`
+	SideBySide           []sideRun `json:"side_by_side,omitempty"`
+	opts                 options
 }
 
 func machine() string {
@@ -63,6 +66,10 @@ func machine() string {
 
 func (r *report) print(w io.Writer) {
 	r.Time = time.Now().UTC()
+	if len(r.Results) == 0 {
+		printSideBySide(w, r.SideBySide, r.opts)
+		return
+	}
 	fmt.Fprintf(w, "\ntokend load benchmark — %s\nmachine: %s; %s; %d connections, %s per scenario after %s warm-up\n\n",
 		r.Time.Format(time.RFC3339), r.Machine, r.Settings.Alg, r.Settings.Connections, r.Settings.Duration, r.Settings.Warmup)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -92,4 +99,5 @@ func (r *report) print(w io.Writer) {
 	if r.PasswordVsArgon > 0 {
 		fmt.Fprintf(w, "password grant rate / argon2id-alone rate: %.3f (token work overhead %.1f%%)\n", r.PasswordVsArgon, (1-r.PasswordVsArgon)*100)
 	}
+	printSideBySide(w, r.SideBySide, r.opts)
 }

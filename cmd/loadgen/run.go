@@ -39,7 +39,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	conns := newPool(r.base)
 	defer conns.close()
 
-	rep := &report{Machine: machine(), Settings: settings{Connections: o.connections, Duration: o.duration.String(), Warmup: o.warmup.String(),
+	rep := &report{opts: o, Machine: machine(), Settings: settings{Connections: o.connections, Duration: o.duration.String(), Warmup: o.warmup.String(),
 		ArgonMemoryKiB: o.argonMemory, ArgonIterations: o.argonIter, Alg: o.alg}}
 	for _, name := range o.scenarios {
 		sc := scenarios[name]
@@ -66,6 +66,13 @@ func run(ctx context.Context, o options) (*report, error) {
 			if alone.RPS > 0 {
 				rep.PasswordVsArgon = res.RPS / alone.RPS
 			}
+		}
+	}
+	if o.baseline != "" {
+		runs, err := sideBySide(ctx, r)
+		rep.SideBySide = runs
+		if err != nil {
+			return rep, err
 		}
 	}
 	return rep, nil
@@ -131,6 +138,7 @@ func drive(ctx context.Context, r *rig, conns *pool, sc scenario) (result, int64
 	}
 
 	var cpu0, rcpu0, m0, self0 float64
+	var prof <-chan profileResult
 	var haveCPU, haveMallocs bool
 	var start time.Time
 	tick := time.NewTicker(time.Second)
@@ -145,8 +153,11 @@ func drive(ctx context.Context, r *rig, conns *pool, sc scenario) (result, int64
 				cpu0, haveCPU = cpuSeconds(r.tokend.Process.Pid)
 				m0, haveMallocs = mallocs(r.base)
 			}
-			if !sc.inproc {
+			if !sc.inproc && r.redis != nil {
 				rcpu0 = redisCPU(ctx, r.redis)
+			}
+			if !sc.inproc && r.debugBase != "" && r.o.profileDir != "" {
+				prof = startProfile(cctx, r, sc.name)
 			}
 			self0 = selfCPU()
 			start = time.Now()
@@ -178,7 +189,7 @@ func drive(ctx context.Context, r *rig, conns *pool, sc scenario) (result, int64
 				res.AllocsPerReq = (m1 - m0) / float64(res.Requests)
 			}
 		}
-		if !sc.inproc {
+		if !sc.inproc && r.redis != nil {
 			res.RedisCPUPerReqUS = (redisCPU(ctx, r.redis) - rcpu0) / float64(res.Requests) * 1e6
 		}
 		res.LoadgenCPUPerReqUS = (selfCPU() - self0) / float64(res.Requests) * 1e6
@@ -191,6 +202,14 @@ func drive(ctx context.Context, r *rig, conns *pool, sc scenario) (result, int64
 	if len(all) > 0 {
 		pct := func(p float64) float64 { return ms(all[int(p*float64(len(all)-1))]) }
 		res.P50, res.P90, res.P99, res.Max = pct(0.50), pct(0.90), pct(0.99), ms(all[len(all)-1])
+	}
+	if prof != nil {
+		p := <-prof
+		if p.err != nil {
+			return res, created.Load(), fmt.Errorf("cpu profile: %w", p.err)
+		}
+		res.Profile = p.file
+		printProfileTop(r.o.tokend, p.file)
 	}
 	return res, created.Load(), nil
 }

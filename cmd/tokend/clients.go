@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +16,7 @@ import (
 var knownGrants = []string{"password", "refresh_token", "client_credentials"}
 
 func (c *cli) clientsCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth2 clients (create, delete, list)"}
+	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth2 clients (create, update, rotate-secret, delete, list)"}
 	var (
 		public bool
 		grants []string
@@ -29,19 +28,11 @@ func (c *cli) clientsCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if err := validUsername(id); err != nil {
-				return fmt.Errorf("client id: %w", err)
+			if problem := credential.ClientIDProblem(id); problem != "" {
+				return fmt.Errorf("client id %q: %s (characters every client library sends unchanged in HTTP Basic)", id, problem)
 			}
-			if strings.Contains(id, ":") {
-				return errors.New("client id: must not contain ':' (it would break HTTP Basic authentication)")
-			}
-			for _, g := range grants {
-				if !slices.Contains(knownGrants, g) {
-					return fmt.Errorf("--grants: unknown grant %q (use %s)", g, strings.Join(knownGrants, ","))
-				}
-			}
-			if public && slices.Contains(grants, "client_credentials") {
-				return errors.New("--grants: a public client cannot use client_credentials")
+			if err := checkGrants(grants, public); err != nil {
+				return err
 			}
 			cl := store.Client{ID: id, Public: public, Grants: grants, Scopes: strings.Fields(scopes), CreatedAt: time.Now()}
 			var secret string
@@ -110,6 +101,6 @@ func (c *cli) clientsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(create, del, list)
+	cmd.AddCommand(create, del, list, c.clientsUpdateCmd(), c.clientsRotateSecretCmd())
 	return cmd
 }

@@ -3,9 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"net"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,44 +21,58 @@ func (c *cli) keysCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "keys", Short: "Manage the JWT signing keys and the refresh keys"}
 	var dir, alg string
 	gen := &cobra.Command{
-		Use:   "generate --dir DIR [--alg ES256|EdDSA|RS256]",
-		Short: "Generate a signing key into DIR, and a refresh key if DIR has none",
+		Use:   "generate [--dir DIR] [--alg ES256|EdDSA|RS256]",
+		Short: "Generate a signing key into DIR (default JWT_KEYS_DIR), and a refresh key if DIR has none",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" {
-				return fmt.Errorf("--dir is required")
-			}
-			k, err := keys.Generate(alg)
-			if err != nil {
-				return fmt.Errorf("--alg: %w", err)
-			}
-			// Check the refresh keys before writing anything, so a bad
-			// file does not leave a half-made directory.
-			existing, err := keys.LoadRefreshDir(dir)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			path, err := keys.WriteFile(dir, k)
+			cfg, err := c.load()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "generated %s key %s\nwrote %s\n", k.Alg, k.ID, path)
-			if len(existing) > 0 {
-				return nil
-			}
-			rk := keys.GenerateRefreshKey()
-			rpath, err := keys.WriteRefreshFile(dir, rk)
-			if err != nil {
+			if dir, err = keysDir(dir, cfg); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "generated refresh key %s\nwrote %s\n", rk.ID, rpath)
-			return nil
+			if alg, err = signingAlg(alg, cfg); err != nil {
+				return err
+			}
+			return generateKeys(c.stdout, dir, alg)
 		},
 	}
-	gen.Flags().StringVar(&dir, "dir", "", "directory for the key files (JWT_KEYS_DIR)")
-	gen.Flags().StringVar(&alg, "alg", keys.ES256, "ES256, EdDSA or RS256")
+	gen.Flags().StringVar(&dir, "dir", "", "directory for the key files (default JWT_KEYS_DIR)")
+	gen.Flags().StringVar(&alg, "alg", "", "ES256, EdDSA or RS256, in any case (default JWT_SIGNING_ALG)")
 	cmd.AddCommand(gen, c.keysRotateCmd(), c.keysListCmd())
 	return cmd
+}
+
+// generateKeys is `tokend keys generate`: it writes a new signing key of
+// alg into dir and reports what it wrote to w. serve calls it too, for
+// JWT_KEYS_GENERATE, so a first start gets exactly what the command makes.
+func generateKeys(w io.Writer, dir, alg string) error {
+	k, err := keys.Generate(alg)
+	if err != nil {
+		return fmt.Errorf("--alg: %w", err)
+	}
+	// Check the refresh keys before writing anything, so a bad file does
+	// not leave a half-made directory.
+	existing, err := keys.LoadRefreshDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	path, err := keys.WriteFile(dir, k)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "generated %s key %s\nwrote %s\n", k.Alg, k.ID, path)
+	if len(existing) > 0 {
+		return nil // a refresh key only when there is none
+	}
+	rk := keys.GenerateRefreshKey()
+	rpath, err := keys.WriteRefreshFile(dir, rk)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "generated refresh key %s\nwrote %s\n", rk.ID, rpath)
+	return nil
 }
 
 // keyTiming is the rotation schedule every replica derives from the
@@ -97,6 +112,20 @@ func keysDir(flag string, cfg config.Config) (string, error) {
 	return "", errors.New("--dir is required (or set JWT_KEYS_DIR)")
 }
 
+// signingAlg is --alg in its canonical spelling (es256 is ES256, as in
+// JWT_SIGNING_ALG), or JWT_SIGNING_ALG when --alg is not given.
+func signingAlg(flag string, cfg config.Config) (string, error) {
+	if flag == "" {
+		return cfg.SigningAlg, nil
+	}
+	for _, a := range []string{keys.ES256, keys.EdDSA, keys.RS256} {
+		if strings.EqualFold(flag, a) {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("--alg: %q is not a supported algorithm (use ES256, EdDSA or RS256)", flag)
+}
+
 func (c *cli) keysRotateCmd() *cobra.Command {
 	var dir, alg, only string
 	var prune bool
@@ -133,8 +162,8 @@ Run it with the configuration the servers use (e.g. docker compose run
 			if dir, err = keysDir(dir, cfg); err != nil {
 				return err
 			}
-			if alg == "" {
-				alg = cfg.SigningAlg
+			if alg, err = signingAlg(alg, cfg); err != nil {
+				return err
 			}
 			if only != "refresh" {
 				if err := c.rotateSigning(cfg, dir, alg, prune); err != nil {
@@ -148,7 +177,7 @@ Run it with the configuration the servers use (e.g. docker compose run
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "key directory (default JWT_KEYS_DIR)")
-	cmd.Flags().StringVar(&alg, "alg", "", "ES256, EdDSA or RS256 (default JWT_SIGNING_ALG)")
+	cmd.Flags().StringVar(&alg, "alg", "", "ES256, EdDSA or RS256, in any case (default JWT_SIGNING_ALG)")
 	cmd.Flags().StringVar(&only, "only", "", "rotate only the signing keys (signing) or only the refresh keys (refresh)")
 	cmd.Flags().BoolVar(&prune, "prune", true, "delete the files of expired keys")
 	return cmd
@@ -290,12 +319,12 @@ func (c *cli) healthcheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, port, err := net.SplitHostPort(cfg.HTTPAddr)
+			addr, err := config.LocalAddr(cfg.HTTPAddr)
 			if err != nil {
 				return fmt.Errorf("HTTP_ADDR: %w", err)
 			}
 			hc := &http.Client{Timeout: 3 * time.Second}
-			resp, err := hc.Get("http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz")
+			resp, err := hc.Get("http://" + addr + "/healthz")
 			if err != nil {
 				return err
 			}

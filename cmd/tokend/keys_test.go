@@ -264,3 +264,34 @@ func TestRolesEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// serve needs a refresh key in JWT_KEYS_DIR: a directory of signing keys
+// alone (as made before refresh keys existed) stops start-up with the
+// command that fixes it, which then makes the directory complete.
+func TestServeNeedsRefreshKey(t *testing.T) {
+	dir := t.TempDir()
+	k, err := keys.Generate(keys.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.WriteFile(dir, k); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"JWT_KEYS_DIR=" + dir, "HTTP_ADDR=127.0.0.1:0"}
+	_, err = run(t, env, "", "serve", "--dev")
+	if err == nil || !strings.Contains(err.Error(), "JWT_KEYS_DIR") || !strings.Contains(err.Error(), "keys rotate --only refresh") {
+		t.Fatalf("serve without a refresh key: %v", err)
+	}
+	out, err := run(t, env, "", "keys", "rotate", "--only", "refresh")
+	if err != nil || !strings.Contains(out, "new sessions use it at once") {
+		t.Fatalf("rotate --only refresh: %v\n%s", err, out)
+	}
+	base, logs := serveFor(t, []string{"JWT_KEYS_DIR=" + dir, "PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1"}, "--dev")
+	status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"demo-app"}, "username": {"demo"}, "password": {"demo-password"}})
+	if status != 200 || !strings.HasPrefix(m["refresh_token"].(string), "rt_") {
+		t.Fatalf("sign in: %d %v", status, m)
+	}
+	if !strings.Contains(logs.String(), `"msg":"refresh keys loaded"`) {
+		t.Fatalf("no refresh key log:\n%s", logs.String())
+	}
+}

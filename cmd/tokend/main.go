@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,7 +60,26 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, environ []string) *cobra
 		c.serveCmd(), c.usersCmd(), c.clientsCmd(), c.sessionsCmd(), c.keysCmd(),
 		c.configCmd(), c.versionCmd(), c.healthcheckCmd(),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command group (users, clients, ...)
+// fail on an unknown subcommand: cobra would print the group's help and
+// exit 0, so a typo in a script (`tokend users frobnicate`) looked like
+// success. A group given no subcommand still prints its help.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if cmd.HasParent() && cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return fmt.Errorf("unknown command %q for %q (run '%s --help' for the commands)", args[0], cmd.CommandPath(), cmd.CommandPath())
+		}
+	}
 }
 
 func (c *cli) load() (config.Config, error) {
@@ -66,11 +87,43 @@ func (c *cli) load() (config.Config, error) {
 }
 
 func (c *cli) logger(cfg config.Config) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(c.stderr, opts))
+	return newLogger(c.stderr, cfg.LogLevel, cfg.LogFormat)
+}
+
+// newLogger is tokend's log/slog logger. Durations are written for people:
+// slog's JSON handler would write nanoseconds ("duration":16003931), so a
+// duration becomes milliseconds with the unit in the key
+// ("duration_ms":16.004); the text format writes it rounded with its unit
+// (duration=16.004ms).
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	text := format == config.LogFormatText
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() != slog.KindDuration {
+			return a
+		}
+		d := a.Value.Duration()
+		if text {
+			return slog.String(a.Key, roundDuration(d).String())
+		}
+		return slog.Float64(a.Key+"_ms", math.Round(float64(d)/1e3)/1e3)
+	}}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(c.stderr, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// roundDuration keeps about four significant digits: 16.003931ms is
+// 16.004ms, 1m3.123456789s is 1m3.123s.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Microsecond)
+	default:
+		return d
+	}
 }
 
 // errNoRedis explains why admin commands need REDIS_URL.

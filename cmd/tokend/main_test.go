@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -45,11 +46,11 @@ func TestUsersAndClientsCLI(t *testing.T) {
 	if _, err := run(t, env, "another-password", "users", "create", "alice@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("duplicate user: %v", err)
 	}
-	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 8") {
+	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 10") {
 		t.Fatalf("short password: %v", err)
 	}
 	out, err = run(t, env, "", "users", "list")
-	if err != nil || !strings.Contains(out, "Alice@Example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
+	if err != nil || !strings.Contains(out, "alice@example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
 		t.Fatalf("users list: %v %s", err, out)
 	}
 	if out, err := run(t, env, "", "users", "disable", "alice@example.com"); err != nil || !strings.Contains(out, "disabled") {
@@ -131,7 +132,13 @@ func TestConfigVersionKeys(t *testing.T) {
 // serveFor starts `tokend serve` in-process and returns its base URL.
 func serveFor(t *testing.T, environ []string, args ...string) (string, *syncWriter) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveOn(t, "127.0.0.1", environ, args...)
+}
+
+// serveOn is serveFor listening on host (any address of 127.0.0.0/8).
+func serveOn(t *testing.T, host string, environ []string, args ...string) (string, *syncWriter) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,4 +237,48 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	removeBinary() // built by tokendBinary for the multi-process tests
 	os.Exit(code)
+}
+
+// With no JWT_ISSUER the issuer, the metadata URLs and the audience follow
+// HTTP_ADDR, and `tokend healthcheck` probes HTTP_ADDR's host, not always
+// 127.0.0.1.
+func TestIssuerFromHTTPAddr(t *testing.T) {
+	base, out := serveOn(t, "127.0.0.2", []string{"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1"}, "--dev")
+	resp, err := http.Get(base + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if err != nil || md["issuer"] != base || md["jwks_uri"] != base+"/.well-known/jwks.json" {
+		t.Fatalf("metadata for a server on %s: %v %v", base, err, md)
+	}
+	if !strings.Contains(out.String(), "JWT_ISSUER is not set") {
+		t.Errorf("serve does not say the issuer is derived:\n%s", out.String())
+	}
+	status, m := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {devClient}, "username": {devUser}, "password": {devPassword}})
+	if status != 200 {
+		t.Fatalf("sign in: %d %v", status, m)
+	}
+	at, _ := m["access_token"].(string)
+	parts := strings.Split(at, ".")
+	if len(parts) != 3 {
+		t.Fatalf("access token %q", at)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct {
+		Aud []string `json:"aud"`
+		Iss string   `json:"iss"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss != base || len(claims.Aud) != 1 || claims.Aud[0] != base {
+		t.Fatalf("claims %s: want iss and aud %q (RFC 9068 §2.2: aud is required)", payload, base)
+	}
+	addr := strings.TrimPrefix(base, "http://")
+	if out, err := run(t, []string{"HTTP_ADDR=" + addr}, "", "healthcheck"); err != nil {
+		t.Fatalf("healthcheck with HTTP_ADDR=%s: %v %s", addr, err, out)
+	}
 }

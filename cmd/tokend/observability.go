@@ -31,11 +31,13 @@ func instrument(cfg config.Config, st store.Store, log *slog.Logger) (store.Stor
 		return nil, nil, nil, fmt.Errorf("metrics: %w", err)
 	}
 	limits := ratelimit.Limits{
-		PerAccount: ratelimit.Rate{N: cfg.LoginRateAccount.N, Period: cfg.LoginRateAccount.Period},
-		PerIP:      ratelimit.Rate{N: cfg.LoginRateIP.N, Period: cfg.LoginRateIP.Period},
+		PerAccount:   ratelimit.Rate{N: cfg.LoginRateAccount.N, Period: cfg.LoginRateAccount.Period},
+		PerAccountIP: ratelimit.Rate{N: cfg.LoginRateAccountIP.N, Period: cfg.LoginRateAccountIP.Period},
+		PerIP:        ratelimit.Rate{N: cfg.LoginRateIP.N, Period: cfg.LoginRateIP.Period},
 	}
 	log.Info("sign-in rate limits",
-		slog.String("per_account", cfg.LoginRateAccount.String()), slog.String("per_ip", cfg.LoginRateIP.String()),
+		slog.String("per_account", cfg.LoginRateAccount.String()), slog.String("per_account_ip", cfg.LoginRateAccountIP.String()),
+		slog.String("per_ip", cfg.LoginRateIP.String()),
 		slog.Int("trusted_proxies", len(cfg.TrustedProxies)))
 	if !limits.Enabled() {
 		return measured, nil, reg, nil

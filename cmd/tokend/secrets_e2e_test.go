@@ -39,7 +39,7 @@ func TestNoSecretsInLogsEndToEnd(t *testing.T) {
 	env := []string{
 		"REDIS_URL=redis://:" + redisPassword + "@" + srv.Addr + "/0", "JWT_KEYS_DIR=" + t.TempDir(),
 		"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1", "LOG_LEVEL=debug",
-		"RATE_LIMIT_LOGIN_PER_ACCOUNT=3/1h", "JWT_ISSUER=http://tokend.test",
+		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", "JWT_ISSUER=http://tokend.test",
 	}
 	var cliOut []string // every CLI output that must be free of secrets
 	run := func(stdin string, args ...string) cliResult {

@@ -95,7 +95,25 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer st.Close()
-	evlog := eventLog(cfg, st)
+	ready, err := checkRedis(ctx, st, cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Bootstrap != "" {
+		f, err := loadBootstrap(cfg.Bootstrap)
+		if err != nil {
+			return err
+		}
+		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, log); err != nil {
+			return err
+		}
+	}
+	if cfg.KeysGenerate && cfg.KeysDir != "" {
+		if err := generateKeysIfEmpty(cfg.KeysDir, cfg.SigningAlg, log); err != nil {
+			return err
+		}
+	}
+	evlog := eventLog(cfg, st) // before instrument: it needs the Redis store itself
 	st, limiter, reg, err := instrument(cfg, st, log)
 	if err != nil {
 		return err
@@ -137,8 +155,9 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
 		Keys: ks.signing, RefreshKeys: ks.refresh,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
-		JWKSMaxAge: cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg,
+		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
+		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
+		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
 		Events: hub,
 	})
 	if err != nil {
@@ -147,6 +166,14 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if dev {
 		if err := seedDev(ctx, st, hasher); err != nil {
 			return fmt.Errorf("seed dev data: %w", err)
+		}
+	}
+
+	if cfg.DebugAddr != "" {
+		debugCtx, stopDebug := context.WithCancel(ctx)
+		defer stopDebug()
+		if _, err := startDebug(debugCtx, cfg.DebugAddr, log); err != nil {
+			return err
 		}
 	}
 
@@ -167,7 +194,15 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),
-		slog.String("issuer", cfg.Issuer))
+		slog.String("issuer", cfg.Issuer), slog.Any("audience", cfg.Audience))
+	if cfg.IssuerDerived {
+		log.Info("JWT_ISSUER is not set: the issuer is derived from HTTP_ADDR; set JWT_ISSUER to the URL clients use when it differs",
+			slog.String("issuer", cfg.Issuer))
+	}
+	if cfg.AudienceDefaulted {
+		log.Info("JWT_AUDIENCE is not set: access tokens carry the issuer URL as their audience (RFC 9068 §3 default resource)",
+			slog.String("aud", cfg.Issuer))
+	}
 	if dev {
 		printDevBanner(c.stdout, ln.Addr().String())
 	}

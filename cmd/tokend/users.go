@@ -5,31 +5,39 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
 
-// minPasswordLen is the shortest password the CLI accepts.
-const minPasswordLen = 8
-
 func (c *cli) usersCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, disable, enable, delete, list)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, set-password, roles, disable, enable, delete, list)"}
 	var roles []string
 	create := &cobra.Command{
 		Use:   "create USERNAME [--role ROLE]...",
 		Short: "Create a user; the password is read from standard input, never from the command line",
-		Args:  cobra.ExactArgs(1),
+		Long: `Create a user. The password is read from standard input, never from the
+command line (where other users and the shell history would see it): at a
+terminal tokend asks for it twice without echoing it; otherwise it reads
+the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("users create takes one USERNAME, got %d arguments; the password is read from standard input, never from the command line (echo -n PASSWORD | tokend users create NAME)", len(args))
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			username := strings.TrimSpace(args[0])
-			if err := validUsername(username); err != nil {
+			username, err := credential.Username(strings.TrimSpace(args[0]))
+			if err != nil {
 				return err
 			}
 			for _, r := range roles {
@@ -37,7 +45,7 @@ func (c *cli) usersCmd() *cobra.Command {
 					return fmt.Errorf("--role %q: a role is one word without spaces", r)
 				}
 			}
-			password, err := readPassword(c.stdin)
+			password, err := c.readPassword(username)
 			if err != nil {
 				return err
 			}
@@ -46,11 +54,7 @@ func (c *cli) usersCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			h := credential.NewHasher(credential.Argon2Params{
-				Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations,
-				Parallelism: cfg.PasswordHashParallelism, SaltLen: 16, KeyLen: 32,
-			}, 1)
-			hash, err := h.Hash(ctx, password)
+			hash, err := adminHasher(cfg).Hash(ctx, password)
 			if err != nil {
 				return err
 			}
@@ -103,7 +107,7 @@ func (c *cli) usersCmd() *cobra.Command {
 	cmd.AddCommand(create,
 		setDisabled("disable", "Disable a user and end all their sessions", true),
 		setDisabled("enable", "Enable a disabled user", false),
-		del, list)
+		del, list, c.usersSetPasswordCmd(), c.usersRolesCmd())
 	return cmd
 }
 
@@ -136,6 +140,9 @@ func (c *cli) withStore(cmd *cobra.Command, f func(st store.Store) error) error 
 
 // withUser runs f with the admin store open and the named user found.
 func (c *cli) withUser(cmd *cobra.Command, username string, f func(st store.Store, u store.User) error) error {
+	if name, err := credential.Username(username); err == nil {
+		username = name // the stored, canonical spelling
+	}
 	return c.withStore(cmd, func(st store.Store) error {
 		u, err := st.UserByName(cmd.Context(), username)
 		if errors.Is(err, store.ErrNotFound) {
@@ -148,30 +155,47 @@ func (c *cli) withUser(cmd *cobra.Command, username string, f func(st store.Stor
 	})
 }
 
-// validUsername accepts a name or an email address: printable, no spaces,
-// at most 254 bytes.
-func validUsername(s string) error {
-	if s == "" || len(s) > 254 {
-		return errors.New("a username is 1 to 254 characters")
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return errors.New("a username must not contain spaces or control characters")
+// readPassword reads the new password of user from standard input: at a
+// terminal, prompted on standard error without echo and asked twice; else
+// the first line, without its line ending (so `echo -n` and `echo` both
+// work). It must satisfy the password policy signup applies
+// (credential.PasswordProblem).
+func (c *cli) readPassword(user string) (string, error) {
+	var pw string
+	if f, ok := c.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		read := func(prompt string) (string, error) {
+			fmt.Fprint(c.stderr, prompt)
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(c.stderr)
+			if err != nil {
+				return "", fmt.Errorf("read password from the terminal: %w", err)
+			}
+			return string(b), nil
 		}
+		first, err := read("Password for " + user + ": ")
+		if err != nil {
+			return "", err
+		}
+		if problem := credential.PasswordProblem(user, first); problem != "" {
+			return "", errors.New(problem)
+		}
+		again, err := read("Repeat the password: ")
+		if err != nil {
+			return "", err
+		}
+		if again != first {
+			return "", errors.New("the passwords do not match")
+		}
+		pw = first
+	} else {
+		line, err := bufio.NewReader(io.LimitReader(c.stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from stdin: %w", err)
+		}
+		pw = strings.TrimRight(line, "\r\n")
 	}
-	return nil
-}
-
-// readPassword reads the password from stdin: the first line, without its
-// line ending (so `echo -n` and `echo` both work).
-func readPassword(r io.Reader) (string, error) {
-	line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read password from stdin: %w", err)
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if len(pw) < minPasswordLen {
-		return "", fmt.Errorf("the password (read from standard input) must be at least %d characters", minPasswordLen)
+	if problem := credential.PasswordProblem(user, pw); problem != "" {
+		return "", fmt.Errorf("%s (the password is read from standard input)", problem)
 	}
 	return pw, nil
 }

@@ -62,7 +62,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
 	srv, err := server.New(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, Passwords: h,
-		RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}, Events: hub,
+		Events: hub,
 		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
 	})
 	if err != nil {

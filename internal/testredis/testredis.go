@@ -1,6 +1,7 @@
 // Package testredis gives tests a Redis to talk to: the shared test server
 // (URL, Client, Prefix) or a private redis-server process that a test may
-// stop, kill and restart (StartServer, StartSentinel).
+// stop, kill, pause and restart (StartServer, StartReplica, StartSentinel,
+// StartCluster), and fail over (Server.Failover).
 //
 // Tests never skip silently: when Redis is unreachable they fail, unless the
 // environment says TOKEND_SKIP_REDIS_TESTS=1, in which case they skip.
@@ -190,6 +191,94 @@ func StartSentinel(t testing.TB, masterName string, master *Server) *Server {
 	}
 }
 
+// StartReplica starts a redis-server replicating master (REPLICAOF) and
+// waits until its initial synchronisation is done (master_link_status:up).
+func StartReplica(t testing.TB, master *Server, args ...string) *Server {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(master.Addr)
+	r := StartServer(t, append([]string{"--replicaof", host, port}, args...)...)
+	rdb := r.client()
+	defer rdb.Close()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: replica %s of %s not in sync: %v\n%s%s", r.Addr, master.Addr, err, info, r.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SentinelURL returns the redis+sentinel:// URL of tokend for the
+// sentinels monitoring masterName.
+func SentinelURL(masterName string, sentinels ...*Server) string {
+	addrs := make([]string, len(sentinels))
+	for i, s := range sentinels {
+		addrs[i] = s.Addr
+	}
+	return "redis+sentinel://" + strings.Join(addrs, ",") + "/0?master_name=" + masterName
+}
+
+// Failover makes the sentinel s fail masterName over to a replica, as an
+// operator does for a planned upgrade (SENTINEL FAILOVER), and waits until
+// the sentinel names the new master, the new master says it is one, and
+// the old master has become its replica in sync. It returns the old and
+// new master addresses. A failover refused because the sentinel has not
+// yet seen a suitable replica (NOGOODSLAVE) is asked again. Settling takes
+// about 10 s (the sentinel reconfigures the old master at its next INFO
+// round) and longer on a loaded machine, where the sentinel may enter TILT
+// mode and pause for 30 s; Failover gives it 2 minutes.
+func (s *Server) Failover(masterName string) (from, to string) {
+	s.t.Helper()
+	ctx := context.Background()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Addr})
+	defer sc.Close()
+	addr := func() string {
+		a, err := sc.GetMasterAddrByName(ctx, masterName).Result()
+		if err != nil || len(a) != 2 {
+			s.t.Fatalf("testredis: sentinel %s: master %q: %v", s.Addr, masterName, err)
+		}
+		return net.JoinHostPort(a[0], a[1])
+	}
+	from = addr()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := sc.Failover(ctx, masterName).Err()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "NOGOODSLAVE") || time.Now().After(deadline) {
+			s.t.Fatalf("testredis: SENTINEL FAILOVER %s: %v%s", masterName, err, s.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		if to = addr(); to != from {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testredis: sentinel %s still names %s as master%s", s.Addr, from, s.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	role := func(addr, want string) bool {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		defer rdb.Close()
+		info, err := rdb.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, want)
+	}
+	for !role(to, "role:master") || !role(from, "master_link_status:up") {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testredis: failover %s → %s did not settle%s", from, to, s.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return from, to
+}
+
 // StartCluster starts a Redis Cluster of n masters (no replicas) on
 // 127.0.0.1, the slots split evenly, and waits until every node reports
 // cluster_state:ok and knows all the others. Even one node (n = 1) refuses
@@ -351,13 +440,38 @@ func (s *Server) Stop() {
 	}
 }
 
+// Pause stops the process (SIGSTOP): it keeps its connections and
+// accepts more, but reads and answers nothing until Resume, like a Redis
+// stalled by a long command, a fork or a frozen VM. Commands sent meanwhile
+// queue in its sockets and run when it resumes.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if !s.Running() {
+		s.t.Fatalf("testredis: pausing %s, which is not running", s.Addr)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("testredis: SIGSTOP %s: %v", s.Addr, err)
+	}
+}
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() {
+	s.t.Helper()
+	if !s.Running() {
+		return
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("testredis: SIGCONT %s: %v", s.Addr, err)
+	}
+}
+
 // Kill kills the server abruptly (SIGKILL, like a crash) and waits for it
 // to exit.
 func (s *Server) Kill() {
 	if !s.Running() {
 		return
 	}
-	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Process.Kill() // SIGKILL ends a stopped process too
 	<-s.done
 }
 

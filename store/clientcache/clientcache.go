@@ -71,6 +71,13 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 	return v.(store.Client), err
 }
 
+// UpdateClient updates the client and drops it from this replica's cache
+// (other replicas see the change within TTL).
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	s.forget(c.ID)
+	return s.Store.UpdateClient(ctx, c)
+}
+
 // DeleteClient deletes the client and drops it from this replica's cache.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	s.forget(id)

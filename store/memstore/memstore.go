@@ -312,6 +312,24 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return out, nil
 }
 
+// UpdateClient replaces the client's secret hash, grants and scopes, or
+// returns ErrNotFound.
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	old, ok := s.clients[c.ID]
+	if !ok {
+		return store.ErrNotFound
+	}
+	old.SecretHash = bytesOrNil(c.SecretHash)
+	old.Grants = fields.Words(strings.Join(c.Grants, " "))
+	old.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	s.clients[c.ID] = old
+	return nil
+}
+
 // DeleteClient deletes the client, or returns ErrNotFound.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	if err := s.lock(); err != nil {

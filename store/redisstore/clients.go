@@ -73,6 +73,23 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return clients, nil
 }
 
+// UpdateClient replaces the client's secret hash, grants and scopes, or
+// returns ErrNotFound.
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	if c.ID == "" {
+		return store.ErrNotFound
+	}
+	done, err := hsetExisting.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
+		"sh", c.SecretHash, "gr", strings.Join(c.Grants, " "), "sc", strings.Join(c.Scopes, " ")).Int()
+	if err != nil {
+		return wrap("update client", err)
+	}
+	if done == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // DeleteClient deletes the client, or returns ErrNotFound.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	if id == "" {

@@ -200,6 +200,14 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 `)
 
+// hsetExisting sets fields of a hash that must exist already.
+// KEYS: hash. ARGV: field, value, ... Reply: 1 done, 0 no such hash.
+var hsetExisting = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
 // compareAndSet sets a string key to ARGV[2] (deletes it if ARGV[2] is
 // empty) only if it holds ARGV[1]. Reply: 1 done, 0 not.
 var compareAndSet = redis.NewScript(`

@@ -146,6 +146,12 @@ func (s *Store) ListClients(ctx context.Context) (_ []store.Client, err error) {
 	return s.Store.ListClients(ctx)
 }
 
+// UpdateClient calls the wrapped store"s UpdateClient, measured as "update_client".
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) (err error) {
+	defer s.measure("update_client", time.Now(), &err)
+	return s.Store.UpdateClient(ctx, c)
+}
+
 // DeleteClient calls the wrapped store"s DeleteClient, measured as "delete_client".
 func (s *Store) DeleteClient(ctx context.Context, id string) (err error) {
 	defer s.measure("delete_client", time.Now(), &err)

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DisableUser", testDisableUser},
 		{"DeleteUser", testDeleteUser},
 		{"Clients", testClients},
+		{"UpdateClient", testUpdateClient},
 		{"CreateSession", testCreateSession},
 		{"CreateSessionInactiveUser", testCreateSessionInactiveUser},
 		{"Rotate", testRotate},

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/redisstore"
+	"github.com/tokend/tokend/token"
+)
+
+// adminEnv is redisEnv with the store the CLI uses, opened here too.
+func adminEnv(t *testing.T) ([]string, store.Store) {
+	t.Helper()
+	prefix := testredis.Prefix(t)
+	env := append([]string{"REDIS_KEY_PREFIX=" + prefix}, redisEnv(t)...) // the first occurrence wins
+	st, err := redisstore.Open(context.Background(), testredis.URL(t), redisstore.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return env, st
+}
+
+func TestUsersSetPasswordAndRoles(t *testing.T) {
+	env, st := adminEnv(t)
+	ctx := context.Background()
+	if out, err := run(t, env, "old-password-1\n", "users", "create", "alice", "--role", "reader"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	u, err := st.UserByName(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if _, err := st.CreateSession(ctx, store.NewSession{Session: store.Session{ID: token.NewID(), UserID: u.ID, ClientID: "web",
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out, err := run(t, env, "new-password-2\n", "users", "set-password", "ALICE")
+	if err != nil || !strings.Contains(out, "set the password of user alice; ended 3 sessions") {
+		t.Fatalf("set-password: %v %s", err, out)
+	}
+	if strings.Contains(out, "new-password-2") {
+		t.Fatal("the password was echoed")
+	}
+	u2, err := st.UserByName(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 1)
+	if ok, err := h.Verify(ctx, "new-password-2", u2.PasswordHash); !ok || err != nil {
+		t.Fatalf("the new password does not verify: %v", err)
+	}
+	if ok, _ := h.Verify(ctx, "old-password-1", u2.PasswordHash); ok {
+		t.Fatal("the old password still verifies")
+	}
+	if live, err := st.ListSessions(ctx, u.ID, time.Now()); err != nil || len(live) != 0 {
+		t.Fatalf("sessions after the password change: %d, %v", len(live), err)
+	}
+	if _, err := run(t, env, "short\n", "users", "set-password", "alice"); err == nil || !strings.Contains(err.Error(), "at least") {
+		t.Fatalf("short password: %v", err)
+	}
+	if _, err := run(t, env, "long-enough-pw\n", "users", "set-password", "nobody"); err == nil || !strings.Contains(err.Error(), `no user "nobody"`) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	if _, err := run(t, env, "", "users", "set-password", "alice", "pw-on-the-command-line"); err == nil {
+		t.Fatal("a password on the command line was accepted")
+	}
+
+	out, err = run(t, env, "", "users", "roles", "alice", "--add", "admin", "--add", "ops", "--remove", "reader", "--add", "admin")
+	if err != nil || !strings.Contains(out, "user alice roles: admin,ops\n") {
+		t.Fatalf("roles: %v %s", err, out)
+	}
+	if out, _ := run(t, env, "", "users", "roles", "alice"); !strings.Contains(out, "roles: admin,ops") {
+		t.Fatalf("roles (show): %s", out)
+	}
+	if u3, _ := st.UserByName(ctx, "alice"); strings.Join(u3.Roles, ",") != "admin,ops" || u3.PasswordHash != u2.PasswordHash {
+		t.Fatalf("stored user after roles: %+v", u3)
+	}
+	if _, err := run(t, env, "", "users", "roles", "alice", "--add", "two words"); err == nil {
+		t.Fatal("a role with a space was accepted")
+	}
+}
+
+func TestClientsRotateSecretAndUpdate(t *testing.T) {
+	env, st := adminEnv(t)
+	ctx := context.Background()
+	secretRe := regexp.MustCompile(`client_secret: (cs_[A-Za-z0-9_-]{43})\n`)
+	out, err := run(t, env, "", "clients", "create", "svc", "--grants", "client_credentials", "--scopes", "read")
+	m := secretRe.FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	old := m[1]
+	out, err = run(t, env, "", "clients", "rotate-secret", "svc")
+	m = secretRe.FindStringSubmatch(out)
+	if err != nil || m == nil || m[1] == old {
+		t.Fatalf("rotate-secret: %v %s", err, out)
+	}
+	cl, err := st.Client(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subtle.ConstantTimeCompare(cl.SecretHash, credential.HashClientSecret(m[1])) != 1 || credential.VerifyClientSecret(old, cl.SecretHash) {
+		t.Fatal("the stored hash is not the new secret's")
+	}
+	if _, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, env, "", "clients", "rotate-secret", "web"); err == nil || !strings.Contains(err.Error(), "public") {
+		t.Fatalf("rotate-secret of a public client: %v", err)
+	}
+	if _, err := run(t, env, "", "clients", "rotate-secret", "nobody"); err == nil || !strings.Contains(err.Error(), `no client "nobody"`) {
+		t.Fatalf("rotate-secret of an unknown client: %v", err)
+	}
+
+	out, err = run(t, env, "", "clients", "update", "svc", "--grants", "client_credentials,password", "--scopes", "read admin")
+	if err != nil || !strings.Contains(out, `updated client svc: grants client_credentials,password; scopes "read admin"`) {
+		t.Fatalf("update: %v %s", err, out)
+	}
+	if out, err := run(t, env, "", "clients", "update", "svc", "--scopes", ""); err != nil || !strings.Contains(out, `scopes ""`) {
+		t.Fatalf("update scopes only: %v %s", err, out)
+	}
+	cl2, _ := st.Client(ctx, "svc")
+	if strings.Join(cl2.Grants, ",") != "client_credentials,password" || cl2.Scopes != nil || string(cl2.SecretHash) != string(cl.SecretHash) {
+		t.Fatalf("stored client after update: %+v", cl2)
+	}
+	for _, bad := range [][]string{
+		{"update", "web", "--grants", "client_credentials"}, // public
+		{"update", "svc", "--grants", "implicit"},
+		{"update", "svc"},
+		{"update", "nobody", "--scopes", "read"},
+	} {
+		if _, err := run(t, env, "", append([]string{"clients"}, bad...)...); err == nil {
+			t.Errorf("clients %v succeeded", bad)
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/token"
+)
+
+// bootstrapFile is TOKEND_BOOTSTRAP: users and clients that serve creates
+// at start-up when they do not exist (issue 11.7). Secrets are never in
+// the file itself: each comes from a file (docker/compose secrets) or an
+// environment variable.
+type bootstrapFile struct {
+	Users   []bootstrapUser   `yaml:"users"`
+	Clients []bootstrapClient `yaml:"clients"`
+}
+
+type bootstrapUser struct {
+	Username     string   `yaml:"username"`
+	Roles        []string `yaml:"roles"`
+	PasswordFile string   `yaml:"password_file"`
+	PasswordEnv  string   `yaml:"password_env"`
+}
+
+type bootstrapClient struct {
+	ID         string   `yaml:"id"`
+	Public     bool     `yaml:"public"`
+	Grants     []string `yaml:"grants"`
+	Scopes     []string `yaml:"scopes"`
+	SecretFile string   `yaml:"secret_file"`
+	SecretEnv  string   `yaml:"secret_env"`
+}
+
+// minBootstrapSecret is the shortest client secret a bootstrap file may
+// give: 32 characters of `openssl rand -base64 32` (44) carry 256 bits,
+// which is what lets tokend keep only a SHA-256 of a client secret
+// (docs/security.md); a shorter one is refused rather than weakened.
+const minBootstrapSecret = 43
+
+// secretSource reads one secret from file or the environment variable env
+// (exactly one of them), without its trailing line ending. Errors name the
+// source, never the value.
+func secretSource(what, file, env string, environ []string) (string, error) {
+	switch {
+	case file != "" && env != "":
+		return "", fmt.Errorf("%s: give a file or an environment variable, not both", what)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case env != "":
+		for _, kv := range environ {
+			if k, v, ok := strings.Cut(kv, "="); ok && k == env {
+				return strings.TrimRight(v, "\r\n"), nil
+			}
+		}
+		return "", fmt.Errorf("%s: environment variable %s is not set", what, env)
+	}
+	return "", fmt.Errorf("%s: no source (give a file or an environment variable)", what)
+}
+
+// loadBootstrap reads and checks the file; every problem is reported,
+// none with a secret in it.
+func loadBootstrap(path string) (bootstrapFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return bootstrapFile{}, fmt.Errorf("TOKEND_BOOTSTRAP: %w", err)
+	}
+	var f bootstrapFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	// A typo is an error, not a silently ignored key; an empty file
+	// creates nothing.
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return bootstrapFile{}, fmt.Errorf("TOKEND_BOOTSTRAP %s: %w", path, err)
+	}
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("TOKEND_BOOTSTRAP %s: "+format, append([]any{path}, args...)...))
+	}
+	seen := map[string]bool{}
+	for i, u := range f.Users {
+		name, err := credential.Username(u.Username)
+		if err != nil {
+			bad("users[%d]: %v", i, err)
+		} else {
+			f.Users[i].Username = name // the canonical spelling the store keeps
+			u.Username = name
+		}
+		if seen["u:"+strings.ToLower(u.Username)] {
+			bad("users[%d]: %q is listed twice", i, u.Username)
+		}
+		seen["u:"+strings.ToLower(u.Username)] = true
+		for _, r := range u.Roles {
+			if r == "" || strings.ContainsAny(r, " \t\n") {
+				bad("users[%d]: role %q: a role is one word without spaces", i, r)
+			}
+		}
+		if (u.PasswordFile == "") == (u.PasswordEnv == "") {
+			bad("users[%d] (%s): give exactly one of password_file and password_env", i, u.Username)
+		}
+	}
+	for i, c := range f.Clients {
+		if problem := credential.ClientIDProblem(c.ID); problem != "" {
+			bad("clients[%d]: id %q: %s", i, c.ID, problem)
+		}
+		if seen["c:"+c.ID] {
+			bad("clients[%d]: %q is listed twice", i, c.ID)
+		}
+		seen["c:"+c.ID] = true
+		if len(c.Grants) == 0 {
+			bad("clients[%d] (%s): grants is required (password, refresh_token, client_credentials)", i, c.ID)
+		}
+		if err := checkGrants(c.Grants, c.Public); err != nil {
+			bad("clients[%d] (%s): %v", i, c.ID, strings.TrimPrefix(err.Error(), "--"))
+		}
+		hasSecret := c.SecretFile != "" || c.SecretEnv != ""
+		switch {
+		case c.Public && hasSecret:
+			bad("clients[%d] (%s): a public client has no secret", i, c.ID)
+		case !c.Public && (c.SecretFile == "") == (c.SecretEnv == ""):
+			bad("clients[%d] (%s): a confidential client needs exactly one of secret_file and secret_env", i, c.ID)
+		}
+	}
+	if len(errs) > 0 {
+		return bootstrapFile{}, errors.Join(errs...)
+	}
+	return f, nil
+}
+
+// applyBootstrap creates the users and clients of f that do not exist. It
+// reads every secret before writing anything, so a missing secret stops
+// start-up with nothing half-done. An existing user or client is left as
+// it is: the file seeds a deployment, the CLI manages it afterwards (and
+// another replica starting at the same moment may have just created it).
+func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, log *slog.Logger) error {
+	passwords := make([]string, len(f.Users))
+	secrets := make([]string, len(f.Clients))
+	var errs []error
+	for i, u := range f.Users {
+		pw, err := secretSource("password of user "+u.Username, u.PasswordFile, u.PasswordEnv, environ)
+		if err == nil {
+			if problem := credential.PasswordProblem(u.Username, pw); problem != "" {
+				err = fmt.Errorf("password of user %s: %s", u.Username, problem)
+			}
+		}
+		passwords[i] = pw
+		errs = append(errs, err)
+	}
+	for i, c := range f.Clients {
+		if c.Public {
+			continue
+		}
+		sec, err := secretSource("secret of client "+c.ID, c.SecretFile, c.SecretEnv, environ)
+		if err == nil && len(sec) < minBootstrapSecret {
+			err = fmt.Errorf("secret of client %s: at least %d characters (256 bits: e.g. `openssl rand -base64 32`)", c.ID, minBootstrapSecret)
+		}
+		secrets[i] = sec
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("TOKEND_BOOTSTRAP: %w", err)
+	}
+
+	now := time.Now()
+	for i, u := range f.Users {
+		_, err := st.UserByName(ctx, u.Username)
+		if err == nil {
+			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		hash, err := h.Hash(ctx, passwords[i])
+		if err != nil {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		nu := store.User{ID: token.NewID(), Username: u.Username, PasswordHash: hash, Roles: u.Roles, CreatedAt: now, UpdatedAt: now}
+		switch err := st.CreateUser(ctx, nu); {
+		case errors.Is(err, store.ErrConflict):
+			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
+		case err != nil:
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		default:
+			log.Info("bootstrap: created user", slog.String("username", u.Username), slog.String("user_id", nu.ID),
+				slog.String("roles", strings.Join(u.Roles, ",")))
+		}
+	}
+	for i, c := range f.Clients {
+		_, err := st.Client(ctx, c.ID)
+		if err == nil {
+			log.Info("bootstrap: client exists, left unchanged", slog.String("client_id", c.ID))
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
+		}
+		nc := store.Client{ID: c.ID, Public: c.Public, Grants: c.Grants, Scopes: c.Scopes, CreatedAt: now}
+		if !c.Public {
+			nc.SecretHash = credential.HashClientSecret(secrets[i])
+		}
+		switch err := st.CreateClient(ctx, nc); {
+		case errors.Is(err, store.ErrConflict):
+			log.Info("bootstrap: client exists, left unchanged", slog.String("client_id", c.ID))
+		case err != nil:
+			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
+		default:
+			log.Info("bootstrap: created client", slog.String("client_id", c.ID), slog.Bool("public", c.Public),
+				slog.String("grants", strings.Join(c.Grants, ",")), slog.String("scopes", strings.Join(c.Scopes, " ")))
+		}
+	}
+	return nil
+}
+
+// generateKeysIfEmpty is JWT_KEYS_GENERATE: keys for a missing or empty
+// JWT_KEYS_DIR, made by the code of `tokend keys generate`. A directory
+// with any entry (other than dot files) is left alone, so a restart never
+// adds keys.
+func generateKeysIfEmpty(dir, alg string, log *slog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") && e.Name() != "lost+found" {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
+	}
+	var out strings.Builder
+	if err := generateKeys(&out, dir, alg); err != nil {
+		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
+	}
+	log.Info("JWT_KEYS_DIR was empty: generated keys (as `tokend keys generate` does)", slog.String("dir", dir),
+		slog.String("output", strings.TrimSpace(out.String())))
+	return nil
+}

@@ -1,0 +1,155 @@
+package credential
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/secure/precis"
+)
+
+// MaxUsernameBytes bounds a username: an email address fits (RFC 5321
+// §4.5.3.1.3).
+const MaxUsernameBytes = 254
+
+// Password policy, the same for self-registration and the CLI (NIST SP
+// 800-63B §5.1.1.2: a length floor, a generous ceiling, no composition
+// rules). Lengths count Unicode characters; the byte bound caps the
+// argon2id input.
+const (
+	MinPasswordChars = 10
+	MaxPasswordChars = 256
+	MaxPasswordBytes = 1024
+)
+
+// Username returns the canonical form of a username (or email address), or
+// an error saying what is wrong with it. It is the one username rule of
+// tokend: signup, the CLI and sign-in all pass names through it, and only
+// canonical names are stored.
+//
+// The canonical form is the PRECIS UsernameCaseMapped profile (RFC 8265
+// §3.3): full-width characters are mapped to their normal width, letters
+// are case-folded and the result is NFC-normalised, and characters outside
+// the PRECIS IdentifierClass (spaces, controls, zero-width and other
+// invisible characters, symbols like U+2665) are refused. So "Ａｌｉｃｅ",
+// "ALICE" and "alice" are one account, an NFD "é" is the NFC one, and
+// "İx" stays apart from "ix" instead of squatting it. On top of PRECIS, the
+// letters of a name must come from one script (Han, Hiragana and Katakana
+// count as one), which refuses look-alikes such as a Latin name with a
+// Cyrillic "о" in it.
+func Username(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("username is empty")
+	}
+	if len(s) > 4*MaxUsernameBytes {
+		return "", fmt.Errorf("username must be at most %d bytes", MaxUsernameBytes)
+	}
+	if !utf8.ValidString(s) {
+		return "", errors.New("username must be valid UTF-8")
+	}
+	out, err := precis.UsernameCaseMapped.String(s)
+	if err != nil {
+		return "", errors.New("username must not contain spaces, control characters, invisible characters or symbols (PRECIS username rules, RFC 8265)")
+	}
+	if out == "" {
+		return "", errors.New("username is empty")
+	}
+	if len(out) > MaxUsernameBytes {
+		return "", fmt.Errorf("username must be at most %d bytes", MaxUsernameBytes)
+	}
+	if a, b := scripts(out); b != "" {
+		return "", fmt.Errorf("username mixes letters of two scripts (%s and %s)", a, b)
+	}
+	return out, nil
+}
+
+// cjk is the script group Japanese names mix freely.
+var cjk = map[string]bool{"Han": true, "Hiragana": true, "Katakana": true}
+
+// scripts returns the first two distinct scripts of the letters of s, or
+// "" for b when all letters share one (Common and Inherited characters,
+// digits and punctuation, belong to every script).
+func scripts(s string) (a, b string) {
+	for _, r := range s {
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		sc := scriptOf(r)
+		if sc == "" || sc == a || (cjk[sc] && cjk[a]) {
+			continue
+		}
+		if a == "" {
+			a = sc
+			continue
+		}
+		return a, sc
+	}
+	return a, ""
+}
+
+// scriptOf names the Unicode script of r; "" for Common and Inherited.
+func scriptOf(r rune) string {
+	if r < 0x80 {
+		return "Latin" // ASCII letters
+	}
+	for _, name := range []string{"Latin", "Cyrillic", "Greek", "Han", "Hiragana", "Katakana", "Arabic", "Hebrew"} {
+		if unicode.Is(unicode.Scripts[name], r) {
+			return name
+		}
+	}
+	for name, table := range unicode.Scripts {
+		if unicode.Is(table, r) {
+			if name == "Common" || name == "Inherited" {
+				return ""
+			}
+			return name
+		}
+	}
+	return ""
+}
+
+// PasswordProblem returns what is wrong with password under the password
+// policy, or "".
+func PasswordProblem(username, password string) string {
+	if len(password) > MaxPasswordBytes {
+		return fmt.Sprintf("password must be at most %d bytes", MaxPasswordBytes)
+	}
+	if !utf8.ValidString(password) {
+		return "password must be valid UTF-8"
+	}
+	n := utf8.RuneCountInString(password)
+	if n < MinPasswordChars {
+		return fmt.Sprintf("password must be at least %d characters", MinPasswordChars)
+	}
+	if n > MaxPasswordChars {
+		return fmt.Sprintf("password must be at most %d characters", MaxPasswordChars)
+	}
+	if strings.EqualFold(password, username) {
+		return "password must not be the same as the username"
+	}
+	first, _ := utf8.DecodeRuneInString(password)
+	if strings.Trim(password, string(first)) == "" {
+		return "password must not be one character repeated"
+	}
+	return ""
+}
+
+// ClientIDProblem returns what is wrong with a client id, or "". A client
+// id is 1 to 64 characters from A-Z a-z 0-9 - . _ ~ (RFC 3986 unreserved):
+// characters every client library sends unchanged in HTTP Basic, where
+// RFC 6749 §2.3.1 form-encodes the id and many libraries do not (with "+"
+// or "%" in an id, requests-oauthlib and authlib fail to authenticate).
+func ClientIDProblem(id string) string {
+	if id == "" || len(id) > 64 {
+		return "a client id is 1 to 64 characters"
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return "a client id may contain only letters A-Z and a-z, digits and - . _ ~"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,115 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NoEviction is the only maxmemory-policy under which Redis never deletes
+// tokend's keys on its own: users, clients and the per-user session
+// indexes have no TTL (or a long one), and an evicting policy drops them
+// when memory runs short — users vanish, "log out everywhere" misses
+// sessions. Under noeviction a full Redis refuses writes instead, which
+// tokend answers with 503 and reports at /readyz (docs/operations.md).
+const NoEviction = "noeviction"
+
+// NodeSettings are one Redis node's settings that tokend depends on.
+type NodeSettings struct {
+	Addr            string        // the node ("" for a single node)
+	MaxMemoryPolicy string        // maxmemory-policy
+	MaxMemory       int64         // maxmemory in bytes; 0 = no limit
+	UsedMemory      int64         // used_memory minus mem_not_counted_for_evict: what Redis compares with maxmemory
+	ClockSkew       time.Duration // the node's TIME minus this process's clock (at the round trip's midpoint)
+}
+
+// OutOfMemory reports whether the node refuses writes for lack of memory
+// (under noeviction).
+func (n NodeSettings) OutOfMemory() bool { return n.MaxMemory > 0 && n.UsedMemory > n.MaxMemory }
+
+// Settings reads the settings of every node tokend writes to — each shard
+// (master and replicas) of a Cluster, else the one server — with INFO
+// memory and TIME, which managed Redis services allow where CONFIG is
+// often disabled.
+func (s *Store) Settings(ctx context.Context) ([]NodeSettings, error) {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		var (
+			mu  sync.Mutex
+			out []NodeSettings
+		)
+		err := cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+			n, err := nodeSettings(ctx, c)
+			if err != nil {
+				return err
+			}
+			n.Addr = c.Options().Addr
+			mu.Lock()
+			out = append(out, n)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil {
+			return nil, wrap("settings", err)
+		}
+		return out, nil
+	}
+	n, err := nodeSettings(ctx, s.rdb)
+	if err != nil {
+		return nil, wrap("settings", err)
+	}
+	return []NodeSettings{n}, nil
+}
+
+// OutOfMemory reports whether any node refuses writes for lack of memory.
+func (s *Store) OutOfMemory(ctx context.Context) (bool, error) {
+	nodes, err := s.Settings(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range nodes {
+		if n.OutOfMemory() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func nodeSettings(ctx context.Context, c redis.Cmdable) (NodeSettings, error) {
+	info, err := c.Info(ctx, "memory").Result()
+	if err != nil {
+		return NodeSettings{}, fmt.Errorf("INFO memory: %w", err)
+	}
+	f := infoFields(info)
+	n := NodeSettings{MaxMemoryPolicy: f["maxmemory_policy"]}
+	if n.MaxMemoryPolicy == "" {
+		return NodeSettings{}, fmt.Errorf("INFO memory has no maxmemory_policy")
+	}
+	n.MaxMemory, _ = strconv.ParseInt(f["maxmemory"], 10, 64)
+	used, _ := strconv.ParseInt(f["used_memory"], 10, 64)
+	notCounted, _ := strconv.ParseInt(f["mem_not_counted_for_evict"], 10, 64)
+	n.UsedMemory = used - notCounted
+	before := time.Now()
+	t, err := c.Time(ctx).Result()
+	if err != nil {
+		return NodeSettings{}, fmt.Errorf("TIME: %w", err)
+	}
+	after := time.Now()
+	n.ClockSkew = t.Sub(before.Add(after.Sub(before) / 2))
+	return n, nil
+}
+
+// infoFields parses INFO's "name:value" lines.
+func infoFields(info string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
+			m[k] = v
+		}
+	}
+	return m
+}
