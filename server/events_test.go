@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +280,54 @@ func TestEventsStream(t *testing.T) {
 		for {
 			if _, err := s.r.ReadString('\n'); err != nil {
 				break
+			}
+		}
+	})
+}
+
+// Every way the server ends a session reaches the feed: RFC 7009
+// revocation, logout with a Bearer access token, DELETE /sessions/{id},
+// log out everywhere.
+func TestEventsFromEverySessionEnd(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(t *testing.T) store.Store) {
+		f := newFeedEnv(t, newStore(t), time.Hour)
+		s, _ := f.open(t, basic("feed", f.secret), "")
+
+		a := f.signIn()
+		if r := f.post("/oauth/revoke", url.Values{"client_id": {publicApp}, "token": {a.str("refresh_token")}}); r.status != 200 {
+			t.Fatalf("revoke: %d %s", r.status, r.body)
+		}
+		if ev := s.tokend(); ev.Kind != events.KindSession || ev.Session != sidOf(t, a.str("access_token")) || ev.Reason != store.ReasonRevoked {
+			t.Fatalf("RFC 7009 revocation: %+v", ev)
+		}
+
+		b := f.signIn()
+		if r := f.postBearer("/logout", url.Values{}, b.str("access_token")); r.status != 204 {
+			t.Fatalf("Bearer logout: %d %s", r.status, r.body)
+		}
+		if ev := s.tokend(); ev.Kind != events.KindSession || ev.Session != sidOf(t, b.str("access_token")) {
+			t.Fatalf("logout with a Bearer access token: %+v", ev)
+		}
+
+		c, d := f.signIn(), f.signIn()
+		if r := f.bearer(http.MethodDelete, "/sessions/"+sidOf(t, d.str("access_token")), "Bearer "+c.str("access_token")); r.status != 204 {
+			t.Fatalf("DELETE /sessions: %d %s", r.status, r.body)
+		}
+		if ev := s.tokend(); ev.Kind != events.KindSession || ev.Session != sidOf(t, d.str("access_token")) {
+			t.Fatalf("DELETE /sessions/{id}: %+v", ev)
+		}
+
+		e := f.signIn()
+		if r := f.post("/logout", url.Values{"client_id": {publicApp}, "refresh_token": {e.str("refresh_token")}, "scope": {"global"}}); r.status != 204 {
+			t.Fatalf("logout global: %d %s", r.status, r.body)
+		}
+		ev := s.tokend()
+		if ev.Kind != events.KindUser || ev.Subject != f.userID || ev.Except != "" || ev.NotBefore == 0 {
+			t.Fatalf("log out everywhere: %+v", ev)
+		}
+		for _, x := range []answer{c, e} {
+			if sid := sidOf(t, x.str("access_token")); !slices.Contains(ev.Sessions, sid) {
+				t.Errorf("log out everywhere does not name the active session %s: %v", sid, ev.Sessions)
 			}
 		}
 	})
