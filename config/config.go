@@ -452,7 +452,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"CLIENT_CACHE_TTL", "10s", formDurationOrZero,
-			"How long each replica caches an OAuth client record. Deleting a client reaches every replica's cache within a second through the revocation events; this bounds it should the event log be unreachable. 0 disables the cache (one more store round trip per request)."},
+			"How long each replica caches an OAuth client record. Deleting or updating a client (rotate-secret, update) reaches every replica's cache within a second through the revocation events; this bounds it should the event log be unreachable. 0 disables the cache (one more store round trip per request)."},
 		parse: func(c *Config, raw string) string {
 			d, err := ParseDuration(raw)
 			if err != nil || d < 0 {

@@ -1,6 +1,7 @@
 // Package events is tokend's revocation feed (docs/design.md, "Revocation
 // events"): every end of a session, every user-wide end (log out
-// everywhere, disable, delete) and every client deletion becomes an Event
+// everywhere, disable, delete, password change) and every client deletion
+// or update becomes an Event
 // in one ordered Log that every replica reads — a Redis Stream with the
 // Redis store, an in-process log with the embedded one. A Hub per replica
 // follows the Log and fans it out to the GET /events subscribers of that
@@ -42,11 +43,19 @@ const (
 	// KindClient: the client Client was deleted; refuse its access tokens
 	// issued before NotBefore, and drop it from client caches.
 	KindClient Kind = "client"
+	// KindClientUpdated: the client Client's record changed (secret
+	// rotated, grants or scopes replaced): drop it from client caches. It
+	// revokes nothing — the client's access tokens stay valid until they
+	// expire, as they would without the feed — so verifiers ignore it.
+	KindClientUpdated Kind = "client_updated"
 )
 
-// ReasonClientDeleted is the reason of KindClient events (the others
-// carry package store's session end reasons).
-const ReasonClientDeleted = "client_deleted"
+// Reasons of the client events (the others carry package store's session
+// end reasons).
+const (
+	ReasonClientDeleted = "client_deleted"
+	ReasonClientUpdated = "client_updated"
+)
 
 // Event is one entry of the Log.
 type Event struct {
@@ -54,11 +63,11 @@ type Event struct {
 	Kind      Kind      // what ended
 	Subject   string    // the user id (KindSession, KindUser)
 	Session   string    // the session id (KindSession)
-	Client    string    // the client id (KindClient; the session's client when known)
+	Client    string    // the client id (KindClient, KindClientUpdated; the session's client when known)
 	NotBefore time.Time // KindUser, KindClient: tokens issued before it are refused
 	Except    string    // KindUser: the one session not ended ("log out others")
 	Sessions  []string  // KindUser: the sessions it ended that were active (as far as known)
-	Reason    string    // store.Reason* or ReasonClientDeleted
+	Reason    string    // store.Reason*, ReasonClientDeleted or ReasonClientUpdated
 	Time      time.Time // when it happened
 	Until     time.Time // when it stops mattering: the latest expiry of the tokens it covers
 }
@@ -77,6 +86,10 @@ func (e Event) Valid() error {
 	case KindClient:
 		if e.Client == "" || e.NotBefore.IsZero() {
 			return errors.New("events: a client event needs a client id and a not-before time")
+		}
+	case KindClientUpdated:
+		if e.Client == "" {
+			return errors.New("events: a client-updated event needs a client id")
 		}
 	default:
 		return fmt.Errorf("events: unknown kind %q", e.Kind)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ func TestLogConformance(t *testing.T) {
 					{Kind: events.KindSession, Until: time.Now()},
 					{Kind: events.KindUser, Subject: "u", Until: time.Now()},
 					{Kind: events.KindClient, NotBefore: time.Now(), Until: time.Now()},
+					{Kind: events.KindClientUpdated, Until: time.Now()},
 					{Kind: "other", Session: "s", Until: time.Now()},
 					{Kind: events.KindSession, Session: "s"},
 				} {
@@ -260,8 +262,13 @@ func TestStoreEmits(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(st.RevokeUserSessions(ctx, "u1", "", store.ReasonRevoked, now))
+	must(st.RevokeUserSessions(ctx, "u1", "", store.ReasonPassword, now)) // users set-password
 	must(st.SetUserDisabled(ctx, "u1", true, now))
 	must(st.SetUserDisabled(ctx, "u1", false, now))
+	must(st.UpdateClient(ctx, store.Client{ID: "web", Grants: []string{"password"}}))
+	if err := st.UpdateClient(ctx, store.Client{ID: "nobody"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateClient of an unknown client: %v", err)
+	}
 	must(st.DeleteClient(ctx, "web"))
 	if err := st.DeleteClient(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal(err)
@@ -283,7 +290,9 @@ func TestStoreEmits(t *testing.T) {
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Except: "s7", Reason: store.ReasonLogout},
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now2, Reason: store.ReasonLogout, Time: now2},
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonRevoked},
+		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonPassword},
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDisable},
+		events.Event{Kind: events.KindClientUpdated, Client: "web", Reason: events.ReasonClientUpdated},
 		events.Event{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted},
 		events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonUserDeleted},
 	)
@@ -318,6 +327,30 @@ func TestStoreEmits(t *testing.T) {
 	}
 	if lost != 1 {
 		t.Fatalf("lost = %d, want 1", lost)
+	}
+}
+
+// Each kind has its SSE event name and SET event type; the "tokend" member
+// carries what a verifier acts on.
+func TestFrame(t *testing.T) {
+	now := time.UnixMilli(1767225600123)
+	for _, c := range []struct {
+		e          events.Event
+		name, typ  string
+		tokendKind string
+	}{
+		{events.Event{Kind: events.KindSession, Subject: "u1", Session: "s1", Reason: store.ReasonLogout}, events.SSESessionRevoked, events.CAEPSessionRevoked, `"kind":"session"`},
+		{events.Event{Kind: events.KindUser, Subject: "u1", NotBefore: now, Reason: store.ReasonPassword}, events.SSESessionRevoked, events.CAEPSessionRevoked, `"kind":"user"`},
+		{events.Event{Kind: events.KindClient, Client: "web", NotBefore: now, Reason: events.ReasonClientDeleted}, events.SSEClientDeleted, events.ClientDeleted, `"kind":"client"`},
+		{events.Event{Kind: events.KindClientUpdated, Client: "web", Reason: events.ReasonClientUpdated}, events.SSEClientUpdated, events.ClientUpdated, `"kind":"client_updated"`},
+	} {
+		c.e.ID, c.e.Time, c.e.Until = events.ID{MS: now.UnixMilli(), Seq: 7}, now, now.Add(time.Minute)
+		f := string(events.Frame(c.e, "https://auth.example.com"))
+		for _, want := range []string{"id: 1767225600123-7\n", "\nevent: " + c.name + "\n", `"` + c.typ + `":`, c.tokendKind, `"jti":"1767225600123-7"`} {
+			if !strings.Contains(f, want) {
+				t.Errorf("%s: frame %q lacks %q", c.e.Kind, f, want)
+			}
+		}
 	}
 }
 

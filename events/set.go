@@ -13,12 +13,15 @@ const (
 	CAEPSessionRevoked = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
 	// ClientDeleted is tokend's own event type for KindClient.
 	ClientDeleted = "urn:tokend:secevent:client-deleted"
+	// ClientUpdated is tokend's own event type for KindClientUpdated.
+	ClientUpdated = "urn:tokend:secevent:client-updated"
 )
 
 // SSE event names (the "event:" field) of GET /events.
 const (
 	SSESessionRevoked = "session-revoked"
 	SSEClientDeleted  = "client-deleted"
+	SSEClientUpdated  = "client-updated"
 	SSEGap            = "gap"
 	SSEHeartbeat      = "heartbeat"
 )
@@ -62,6 +65,9 @@ func Payload(e Event, issuer string) []byte {
 	case KindUser:
 		typ = CAEPSessionRevoked
 		sub = subject{Format: "complex", User: &subject{Format: "opaque", ID: e.Subject}}
+	case KindClientUpdated:
+		typ = ClientUpdated
+		sub = subject{Format: "opaque", ID: e.Client}
 	default:
 		typ = ClientDeleted
 		sub = subject{Format: "opaque", ID: e.Client}
@@ -94,8 +100,11 @@ func ceilUnix(t time.Time) int64 {
 // Frame is the Server-Sent Events frame of e.
 func Frame(e Event, issuer string) []byte {
 	name := SSESessionRevoked
-	if e.Kind == KindClient {
+	switch e.Kind {
+	case KindClient:
 		name = SSEClientDeleted
+	case KindClientUpdated:
+		name = SSEClientUpdated
 	}
 	b := make([]byte, 0, 512)
 	b = append(b, "id: "...)

@@ -10,8 +10,9 @@ import (
 )
 
 // Store is a store.Store that appends an Event to a Log for every session
-// end it performs or detects: the one place where the server's and the
-// CLI's session ends become events (docs/design.md, "Revocation events").
+// end it performs or detects, and for every client deletion or update: the
+// one place where the server's and the CLI's session ends become events
+// (docs/design.md, "Revocation events").
 //
 // The event is appended after the store's own write succeeded, never
 // before: an event for a revocation that then failed would make resource
@@ -138,6 +139,18 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	}
 	now := s.now()
 	s.emit(ctx, Event{Kind: KindClient, Client: id, NotBefore: now, Reason: ReasonClientDeleted, Time: now})
+	return nil
+}
+
+// UpdateClient updates the client and emits a client-updated event: every
+// replica drops it from its client cache, so a rotated secret or narrowed
+// grants take effect everywhere within the feed's delay. Resource servers
+// refuse nothing for it.
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	if err := s.Store.UpdateClient(ctx, c); err != nil {
+		return err
+	}
+	s.emit(ctx, Event{Kind: KindClientUpdated, Client: c.ID, Reason: ReasonClientUpdated})
 	return nil
 }
 

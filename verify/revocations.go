@@ -322,45 +322,58 @@ func (r *revocations) apply(ctx context.Context, id, event string, data []byte) 
 		r.log.LogAttrs(ctx, slog.LevelError, "revocation feed: tokend no longer holds every event since the last one received; revocations may have been missed",
 			slog.String("detail", string(data)))
 	case "session-revoked", "client-deleted":
-		var p struct {
-			Tokend feedClaims `json:"tokend"`
-		}
-		if err := json.Unmarshal(data, &p); err != nil {
-			r.log.LogAttrs(ctx, slog.LevelWarn, "revocation feed: malformed event", slog.String("id", id), slog.String("error", err.Error()))
-			return
-		}
-		e := p.Tokend
-		r.mu.Lock()
-		switch e.Kind {
-		case "session":
-			if e.Session != "" {
-				r.sessions[e.Session] = max(r.sessions[e.Session], e.Until)
-			}
-		case "user":
-			// The sessions it names are refused whatever their tokens' iat.
-			for _, sid := range e.Sessions {
-				if sid != "" && sid != e.Except {
-					r.sessions[sid] = max(r.sessions[sid], e.Until)
-				}
-			}
-			if e.Subject != "" {
-				r.users[e.Subject] = later(r.users[e.Subject], notBefore{ms: e.NotBefore, except: e.Except, until: e.Until})
-			}
-		case "client":
-			if e.Client != "" {
-				r.clients[e.Client] = later(r.clients[e.Client], notBefore{ms: e.NotBefore, until: e.Until})
-			}
-		}
+		r.applyRevocation(ctx, id, now, data)
+	default:
+		// Another event of the feed (client-updated: not a revocation):
+		// nothing to refuse, but the stream resumes after it.
 		if id != "" {
-			r.lastID = id
+			r.mu.Lock()
+			r.lastID, r.lastSeen = id, now
+			r.mu.Unlock()
 		}
-		r.lastSeen = now
-		over := len(r.sessions)+len(r.users)+len(r.clients) > r.cfg.MaxEntries
-		r.mu.Unlock()
-		r.events.Add(1)
-		if over {
-			r.sweep()
+	}
+}
+
+// applyRevocation records a session-revoked or client-deleted event.
+func (r *revocations) applyRevocation(ctx context.Context, id string, now time.Time, data []byte) {
+	var p struct {
+		Tokend feedClaims `json:"tokend"`
+	}
+	if err := json.Unmarshal(data, &p); err != nil {
+		r.log.LogAttrs(ctx, slog.LevelWarn, "revocation feed: malformed event", slog.String("id", id), slog.String("error", err.Error()))
+		return
+	}
+	e := p.Tokend
+	r.mu.Lock()
+	switch e.Kind {
+	case "session":
+		if e.Session != "" {
+			r.sessions[e.Session] = max(r.sessions[e.Session], e.Until)
 		}
+	case "user":
+		// The sessions it names are refused whatever their tokens' iat.
+		for _, sid := range e.Sessions {
+			if sid != "" && sid != e.Except {
+				r.sessions[sid] = max(r.sessions[sid], e.Until)
+			}
+		}
+		if e.Subject != "" {
+			r.users[e.Subject] = later(r.users[e.Subject], notBefore{ms: e.NotBefore, except: e.Except, until: e.Until})
+		}
+	case "client":
+		if e.Client != "" {
+			r.clients[e.Client] = later(r.clients[e.Client], notBefore{ms: e.NotBefore, until: e.Until})
+		}
+	}
+	if id != "" {
+		r.lastID = id
+	}
+	r.lastSeen = now
+	over := len(r.sessions)+len(r.users)+len(r.clients) > r.cfg.MaxEntries
+	r.mu.Unlock()
+	r.events.Add(1)
+	if over {
+		r.sweep()
 	}
 }
 

@@ -215,12 +215,22 @@ func TestRevocationFeed(t *testing.T) {
 		t.Fatalf("lag %v", lag)
 	}
 
-	// The stream ends: the verifier reconnects and resumes after 102-3.
+	// An updated client revokes nothing, but the stream resumes after it.
+	s <- frame("102-4", "client-updated", fmt.Sprintf(`{"kind":"client_updated","client_id":"svc","until":%d}`, until))
+	eventually(t, "the client-updated event is passed", func() bool { return v.RevocationStats().LastEventID == "102-4" })
+	if st := v.RevocationStats(); st.Events != 3 || st.Sessions != 2 || st.Users != 1 || st.Clients != 1 {
+		t.Fatalf("a client-updated event changed the revocations: %+v", st)
+	}
+	if _, err := v.Verify(context.Background(), f.mint("u3", "svc", "s8", before)); err != nil {
+		t.Fatalf("a token of an updated client: %v", err)
+	}
+
+	// The stream ends: the verifier reconnects and resumes after 102-4.
 	close(s)
 	s = f.stream()
-	s <- frame("103-4", "session-revoked", fmt.Sprintf(`{"kind":"session","sub":"u2","sid":"s9","until":%d}`, until))
+	s <- frame("103-5", "session-revoked", fmt.Sprintf(`{"kind":"session","sub":"u2","sid":"s9","until":%d}`, until))
 	eventually(t, "the event after the reconnection is applied", func() bool { return v.RevocationStats().Events == 4 })
-	if ids := f.lastEventIDs(); len(ids) != 2 || ids[0] != "" || ids[1] != "102-3" {
+	if ids := f.lastEventIDs(); len(ids) != 2 || ids[0] != "" || ids[1] != "102-4" {
 		t.Fatalf("Last-Event-ID of each connection: %q", ids)
 	}
 	if st := v.RevocationStats(); st.Reconnects != 1 {

@@ -137,8 +137,9 @@ func (c *cli) clientsRotateSecretCmd() *cobra.Command {
 		Use:   "rotate-secret CLIENT_ID",
 		Short: "Replace a confidential client's secret; the new one is printed once",
 		Long: `Replace a confidential client's secret with a new generated one, printed
-once. The old secret stops working at once on the Redis store; replicas
-that cached the client keep accepting it for up to CLIENT_CACHE_TTL.`,
+once. The old secret stops working at once: every replica drops the client
+from its cache when it reads the client-updated event (or after
+CLIENT_CACHE_TTL, should the event log be unreachable).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.withClient(cmd, args[0], func(st store.Store, cl store.Client) error {
@@ -181,7 +182,8 @@ func (c *cli) clientsUpdateCmd() *cobra.Command {
 		Long: `Change the grant types (--grants) and the scopes (--scopes, space-separated;
 "" for none) a client may use; a flag not given keeps its value. Existing
 sessions keep the scope they were granted; new sign-ins and client tokens
-follow the new lists (within CLIENT_CACHE_TTL on every replica).`,
+follow the new lists (on every replica as soon as it reads the
+client-updated event; CLIENT_CACHE_TTL at worst).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fl := cmd.Flags()

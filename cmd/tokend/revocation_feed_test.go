@@ -206,14 +206,16 @@ func TestRevocationFeedThreeReplicas(t *testing.T) {
 		victim, trials/4, trials/2, trials, st.Reconnects-before, p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), worst.Round(10*time.Microsecond))
 }
 
-// Deleting a client with the CLI reaches every replica's client cache
-// through the revocation events — the caches would otherwise keep it for
-// CLIENT_CACHE_TTL, an hour here — and the resource server refuses the
+// Rotating a client's secret, then deleting the client, with the CLI
+// reaches every replica's client cache through the revocation events —
+// the caches would otherwise keep the old record for CLIENT_CACHE_TTL, an
+// hour here — and after the deletion the resource server refuses the
 // tokens it was issued.
 func TestClientDeletionReachesEveryReplica(t *testing.T) {
 	f := newFeedRig(t)
+	secret := f.secret
 	cc := func(i int) reply {
-		return post(t, f.hc, f.url(i, "/oauth/token"), url.Values{"grant_type": {"client_credentials"}}, "backend", f.secret)
+		return post(t, f.hc, f.url(i, "/oauth/token"), url.Values{"grant_type": {"client_credentials"}}, "backend", secret)
 	}
 	var at string
 	for i := range f.replicas { // every replica caches the client
@@ -226,8 +228,37 @@ func TestClientDeletionReachesEveryReplica(t *testing.T) {
 	if c := f.call(at); c != 200 {
 		t.Fatalf("the client's token at the resource server: %d", c)
 	}
-	mustRunBin(t, f.bin, f.env, "", "clients", "delete", "backend")
+
+	// A rotated secret: the old one is refused by every replica (the
+	// client-updated event empties their caches), the new one works, and
+	// the tokens already issued are not revoked.
+	out := mustRunBin(t, f.bin, f.env, "", "clients", "rotate-secret", "backend")
+	m := regexp.MustCompile(`client_secret: (cs_[A-Za-z0-9_-]{43})`).FindStringSubmatch(out.stdout)
+	if m == nil {
+		t.Fatalf("no client secret in %q", out.stdout)
+	}
 	start := time.Now()
+	for i := range f.replicas {
+		for cc(i).status != 401 {
+			if time.Since(start) > 30*time.Second { // a bound, far below the cache's hour
+				t.Fatalf("replica %d still accepts the rotated-out secret", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Logf("a secret rotated by the CLI is refused by all 3 replicas (cache TTL 1h) after %v", time.Since(start).Round(100*time.Microsecond))
+	secret = m[1]
+	for i := range f.replicas {
+		if r := cc(i); r.status != 200 {
+			t.Fatalf("the new secret at replica %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if c := f.call(at); c != 200 {
+		t.Fatalf("a token issued before the rotation at the resource server: %d", c)
+	}
+
+	mustRunBin(t, f.bin, f.env, "", "clients", "delete", "backend")
+	start = time.Now()
 	for i := range f.replicas {
 		for cc(i).status != 401 {
 			if time.Since(start) > 30*time.Second { // a bound, far below the cache's hour

@@ -122,17 +122,17 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	// replica's hub follows the log for GET /events and its client cache.
 	lost := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tokend_events_lost_total",
-		Help: "Session ends whose revocation event could not be appended to the event log.",
+		Help: "Revocation events (session ends, client deletions and updates) that could not be appended to the event log.",
 	})
 	reg.MustRegister(lost)
 	st = events.Wrap(st, evlog, events.Options{AccessTTL: cfg.AccessTTL, Logger: log, Lost: lost.Inc})
 	hub := events.NewHub(evlog, events.HubOptions{Issuer: cfg.Issuer, Logger: log})
 	cached := clientcache.Wrap(st, cfg.ClientCacheTTL)
 	if cc, ok := cached.(*clientcache.Store); ok {
-		// A client deleted through any replica or the CLI leaves this
-		// replica's cache as soon as the hub reads the event.
+		// A client deleted or updated through any replica or the CLI
+		// leaves this replica's cache as soon as the hub reads the event.
 		hub.OnEvent(func(e events.Event) {
-			if e.Kind == events.KindClient {
+			if e.Kind == events.KindClient || e.Kind == events.KindClientUpdated {
 				cc.Forget(e.Client)
 			}
 		})

@@ -3,10 +3,10 @@
 // without the cache that is a store round trip on top of the grant's own
 // (SPEC §11 asks for one Redis round trip per refresh). Clients change
 // rarely and only through the admin CLI, so each replica may serve a
-// client record up to TTL old. A deletion reaches every replica's cache
-// at once through the revocation events (serve calls Forget for each;
-// docs/design.md, "Revocation events"); TTL bounds it should the event
-// log be unreachable. Unknown client ids are not cached, so the cache
+// client record up to TTL old. A deletion or an update reaches every
+// replica's cache at once through the revocation events (serve calls
+// Forget for each; docs/design.md, "Revocation events"); TTL bounds it
+// should the event log be unreachable. Unknown client ids are not cached, so the cache
 // holds at most the registered clients.
 package clientcache
 
@@ -72,7 +72,7 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 }
 
 // UpdateClient updates the client and drops it from this replica's cache
-// (other replicas see the change within TTL).
+// (other replicas drop it when they read the event, or after TTL).
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	s.forget(c.ID)
 	return s.Store.UpdateClient(ctx, c)
@@ -85,9 +85,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 }
 
 // Forget drops id from the cache, so the next lookup reads the store. The
-// server calls it for every client-deleted revocation event (package
-// events), so a client deleted anywhere stops working on every replica
-// within the feed's delay rather than TTL.
+// server calls it for every client-deleted and client-updated event
+// (package events), so a client deleted or changed anywhere is seen as
+// such on every replica within the feed's delay rather than TTL.
 func (s *Store) Forget(id string) { s.forget(id) }
 
 func (s *Store) forget(id string) {
