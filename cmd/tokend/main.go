@@ -1,5 +1,5 @@
 // Command tokend is the tokend OAuth2 token service and its admin CLI
-// (SPEC §7): serve, users, clients, sessions, keys, config, version.
+// (docs/operations.md): serve, users, clients, sessions, keys, config, version.
 package main
 
 import (

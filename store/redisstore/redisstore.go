@@ -269,7 +269,8 @@ func urlError(err error) error {
 	return fmt.Errorf("redisstore: invalid Redis URL: %w", err)
 }
 
-// Redis returns the underlying client, e.g. for metrics.
+// Redis returns the underlying client; tokend serve gives it to the login
+// rate limiter (ratelimit.NewRedis), so both share one connection pool.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // Ping checks that Redis answers.
