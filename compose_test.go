@@ -1,6 +1,6 @@
 package tokend_test
 
-// Checks of the deployment files (SPEC §9): docker-compose.yml is loaded with
+// Checks of the deployment files (docs/operations.md, "docker compose"): docker-compose.yml is loaded with
 // the real compose-go loader, so what is checked here is what `docker compose`
 // would run, and its tokend environment is tied to config.Variables() so the
 // deployment cannot drift from the configuration code.
@@ -92,7 +92,7 @@ func TestComposeRedis(t *testing.T) {
 	cmd := strings.Join(redis.Command, " ")
 	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"} {
 		if !strings.Contains(cmd, want) {
-			t.Errorf("redis command %q lacks %q (AOF persistence, SPEC §9)", cmd, want)
+			t.Errorf("redis command %q lacks %q (AOF persistence, docs/operations.md)", cmd, want)
 		}
 	}
 	if hc := redis.HealthCheck; hc == nil || hc.Disable || !slices.Contains(hc.Test, "redis-cli") || !slices.Contains(hc.Test, "ping") {

@@ -1,7 +1,7 @@
 package tokend_test
 
 // TestSessionMemory measures what users and sessions cost in Redis, for the
-// sizing advice in docs/operations.md and SPEC §11 (≤ 1 KiB per live
+// sizing advice in docs/operations.md and docs/performance.md (≤ 1 KiB per live
 // session). It fills a private redis-server (persistence off) through the
 // real store, with the default key prefix and realistic fields, and reads
 // INFO memory before and after:

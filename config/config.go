@@ -1,4 +1,4 @@
-// Package config loads tokend's configuration (SPEC §6).
+// Package config loads tokend's configuration (docs/configuration.md).
 //
 // Sources, highest precedence first:
 //

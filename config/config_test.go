@@ -18,7 +18,7 @@ import (
 	"github.com/tokend/tokend/config"
 )
 
-// documentedOrder is the order of SPEC §6 followed by the tokend additions.
+// documentedOrder is the order of docs/configuration.md's first variables followed by the tokend additions.
 var documentedOrder = []string{
 	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
 	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",

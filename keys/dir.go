@@ -95,24 +95,12 @@ type loaded struct {
 	path string
 }
 
-// LoadDir parses every *.pem file in dir (names starting with "." are
+// loadDir parses every *.pem file in dir (names starting with "." are
 // skipped) and returns the keys sorted oldest to newest by the timestamp in
 // their file names (ties broken by name), which also sets each Key.Created.
 // Every file must be named as FileName names it, and the kid in the name
 // must be the key's thumbprint. Any bad file fails the whole load with an
 // error naming it. An empty dir gives no keys and no error.
-func LoadDir(dir string) ([]*Key, error) {
-	ls, err := loadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	ks := make([]*Key, len(ls))
-	for i, l := range ls {
-		ks[i] = l.key
-	}
-	return ks, nil
-}
-
 func loadDir(dir string) ([]loaded, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {

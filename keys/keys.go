@@ -71,16 +71,6 @@ func Generate(alg string) (*Key, error) {
 	return newKey(signer, signer.Public(), time.Now().UTC().Truncate(time.Second))
 }
 
-// New wraps an existing private key (Signer set) or public key (pub only,
-// signer nil), inferring the algorithm from the key type, and computes its
-// kid.
-func New(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Key, error) {
-	if signer != nil {
-		pub = signer.Public()
-	}
-	return newKey(signer, pub, created)
-}
-
 func newKey(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Key, error) {
 	k := &Key{Signer: signer, Public: pub, Created: created}
 	switch p := pub.(type) {

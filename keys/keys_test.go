@@ -129,7 +129,7 @@ func TestPEMRoundTrip(t *testing.T) {
 		}
 
 		// Public-only round trip.
-		pub, err := New(nil, k.Public, created)
+		pub, err := wrapKey(nil, k.Public, created)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,19 +194,19 @@ func TestParsePEMErrors(t *testing.T) {
 			t.Errorf("%s: ParsePEM = %+v, want error", name, k)
 		}
 	}
-	if _, err := New(p384, nil, time.Time{}); err == nil {
-		t.Error("New(P-384) succeeded")
+	if _, err := wrapKey(p384, nil, time.Time{}); err == nil {
+		t.Error("wrapKey(P-384) succeeded")
 	}
-	if _, err := New(nil, "not a key", time.Time{}); err == nil {
-		t.Error("New(string) succeeded")
+	if _, err := wrapKey(nil, "not a key", time.Time{}); err == nil {
+		t.Error("wrapKey(string) succeeded")
 	}
-	if _, err := New(nil, ed25519.PublicKey{1, 2, 3}, time.Time{}); err == nil {
-		t.Error("New(short ed25519) succeeded")
+	if _, err := wrapKey(nil, ed25519.PublicKey{1, 2, 3}, time.Time{}); err == nil {
+		t.Error("wrapKey(short ed25519) succeeded")
 	}
 	//lint:ignore SA1019 a point off the curve can only be made from raw coordinates
 	bad := &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}
-	if _, err := New(nil, bad, time.Time{}); err == nil {
-		t.Error("New(point not on curve) succeeded")
+	if _, err := wrapKey(nil, bad, time.Time{}); err == nil {
+		t.Error("wrapKey(point not on curve) succeeded")
 	}
 }
 
@@ -214,7 +214,7 @@ func TestParsePEMErrors(t *testing.T) {
 func TestThumbprintRFC7638(t *testing.T) {
 	const n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(mustDecode(t, n)), E: 65537}
-	k, err := New(nil, pub, time.Time{})
+	k, err := wrapKey(nil, pub, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestThumbprintRFC7638(t *testing.T) {
 // RFC 8037 appendix A.1–A.3: the Ed25519 example key and its thumbprint.
 func TestThumbprintRFC8037(t *testing.T) {
 	seed := mustDecode(t, "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
-	k, err := New(ed25519.NewKeyFromSeed(seed), nil, time.Time{})
+	k, err := wrapKey(ed25519.NewKeyFromSeed(seed), nil, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestThumbprintEC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := New(priv, nil, time.Time{})
+	k, err := wrapKey(priv, nil, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestECFixedWidth(t *testing.T) {
 		if raw[1] != 0 && raw[33] != 0 {
 			continue
 		}
-		k, err := New(priv, nil, time.Time{})
+		k, err := wrapKey(priv, nil, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +331,7 @@ func TestWriteFileLoadDir(t *testing.T) {
 		}
 	}
 
-	ks, err := LoadDir(dir)
+	ks, err := loadKeys(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,25 +344,6 @@ func TestWriteFileLoadDir(t *testing.T) {
 		}
 	}
 
-	// FromDir: the newest (EdDSA) signs, all are published.
-	s, err := FromDir(dir, EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Signing().Alg != EdDSA || len(s.Keys()) != 3 {
-		t.Fatalf("FromDir: signing %s, %d keys", s.Signing().Alg, len(s.Keys()))
-	}
-	for _, k := range ks {
-		if _, ok := s.Lookup(k.ID); !ok {
-			t.Errorf("%s not published", k.ID)
-		}
-	}
-	if _, err := FromDir(dir, ES256); err == nil || !strings.Contains(err.Error(), FileName(written[0])) {
-		t.Errorf("FromDir alg mismatch: %v (want error naming %s)", err, FileName(written[0]))
-	}
-	if _, err := FromDir(dir, "HS256"); err == nil {
-		t.Error("FromDir(HS256) succeeded")
-	}
 }
 
 func algs(ks []*Key) []string {
@@ -394,12 +375,9 @@ func TestLoadDirErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, c.file), c.data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadDir(dir)
+		_, err := loadKeys(dir)
 		if err == nil || !strings.Contains(err.Error(), c.file) {
 			t.Errorf("%s: err = %v, want an error naming %s", what, err, c.file)
-		}
-		if _, err := FromDir(dir, ES256); err == nil {
-			t.Errorf("%s: FromDir succeeded", what)
 		}
 	}
 
@@ -407,29 +385,16 @@ func TestLoadDirErrors(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := loadKeys(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory named .pem: %v", err)
 	}
 
-	if _, err := LoadDir(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Error("LoadDir(missing) succeeded")
+	if _, err := loadKeys(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("loadKeys(missing) succeeded")
 	}
 	empty := t.TempDir()
-	if ks, err := LoadDir(empty); err != nil || len(ks) != 0 {
-		t.Errorf("LoadDir(empty) = %v, %v", ks, err)
-	}
-	if _, err := FromDir(empty, ES256); err == nil || !strings.Contains(err.Error(), "no key files") {
-		t.Errorf("FromDir(empty) = %v", err)
-	}
-
-	// A public-only newest key cannot sign.
-	pubDir := t.TempDir()
-	pub, _ := New(nil, k.Public, time.Now().UTC().Truncate(time.Second))
-	if _, err := WriteFile(pubDir, pub); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := FromDir(pubDir, ES256); err == nil || !strings.Contains(err.Error(), "public-only") {
-		t.Errorf("FromDir(public-only) = %v", err)
+	if ks, err := loadKeys(empty); err != nil || len(ks) != 0 {
+		t.Errorf("loadKeys(empty) = %v, %v", ks, err)
 	}
 }
 
@@ -444,7 +409,7 @@ func TestLoadDirSymlink(t *testing.T) {
 	if err := os.Symlink(path, filepath.Join(dir, FileName(k))); err != nil {
 		t.Skip(err)
 	}
-	ks, err := LoadDir(dir)
+	ks, err := loadKeys(dir)
 	if err != nil || len(ks) != 1 || ks[0].ID != k.ID {
 		t.Fatalf("LoadDir via symlink = %v, %v", ks, err)
 	}
@@ -497,7 +462,7 @@ func TestSet(t *testing.T) {
 		t.Error("signing key not published")
 	}
 
-	pub, _ := New(nil, es.Public, time.Time{})
+	pub, _ := wrapKey(nil, es.Public, time.Time{})
 	for name, args := range map[string][]*Key{
 		"nil signing":    {nil},
 		"public signing": {pub},
@@ -580,7 +545,7 @@ func TestJWKS(t *testing.T) {
 			t.Errorf("%s: key from JWKS does not verify: %v", k.Alg, err)
 		}
 		// The kid is the thumbprint of the published JWK.
-		if rebuilt, err := New(nil, pub, time.Time{}); err != nil || rebuilt.ID != k.ID {
+		if rebuilt, err := wrapKey(nil, pub, time.Time{}); err != nil || rebuilt.ID != k.ID {
 			t.Errorf("%s: thumbprint of published key %v, %v", k.Alg, rebuilt, err)
 		}
 	}
@@ -629,4 +594,26 @@ func BenchmarkLookup(b *testing.B) {
 			b.Fatal("not found")
 		}
 	}
+}
+
+// loadKeys is loadDir's keys without their paths.
+func loadKeys(dir string) ([]*Key, error) {
+	ls, err := loadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	ks := make([]*Key, len(ls))
+	for i, l := range ls {
+		ks[i] = l.key
+	}
+	return ks, nil
+}
+
+// wrapKey wraps an existing private key (signer set) or public key (pub
+// only, signer nil), as the key loaders do.
+func wrapKey(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Key, error) {
+	if signer != nil {
+		pub = signer.Public()
+	}
+	return newKey(signer, pub, created)
 }

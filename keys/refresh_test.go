@@ -129,12 +129,9 @@ func TestRefreshKeyFiles(t *testing.T) {
 	if _, err := WriteRefreshFile(dir, rk); err == nil {
 		t.Fatal("overwrote an existing file")
 	}
-	signing, err := LoadDir(dir)
+	signing, err := loadKeys(dir)
 	if err != nil || len(signing) != 1 || signing[0].ID != sk.ID {
 		t.Fatalf("signing loader: %v %v", signing, err)
-	}
-	if _, err := FromDir(dir, ES256); err != nil {
-		t.Fatal(err)
 	}
 	rks, err := LoadRefreshDir(dir)
 	if err != nil || len(rks) != 1 || rks[0].ID != rk.ID || rks[0].secret != rk.secret || !rks[0].Created.Equal(tBase) {

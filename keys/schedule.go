@@ -70,7 +70,7 @@ type Status struct {
 }
 
 // Schedule returns the status of each of ks at now. ks must be sorted
-// oldest first, as LoadDir returns them; the result is in the same order.
+// oldest first, as loadDir returns them; the result is in the same order.
 //
 // The states follow from the keys' Created times (their file names), t and
 // the clock alone, so every replica that reads the same directory derives

@@ -86,34 +86,3 @@ func Ephemeral(alg string) (*Set, error) {
 	}
 	return NewSet(k)
 }
-
-// FromDir loads dir (see LoadDir) and returns a Set in which the newest key
-// signs and every key in dir is published. It fails if dir holds no key, or
-// if the newest key's algorithm is not alg or it has no private key; the
-// error names the file.
-func FromDir(dir, alg string) (*Set, error) {
-	switch alg {
-	case ES256, EdDSA, RS256:
-	default:
-		return nil, fmt.Errorf("keys: unsupported algorithm %q (want %s, %s or %s)", alg, ES256, EdDSA, RS256)
-	}
-	ls, err := loadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	if len(ls) == 0 {
-		return nil, fmt.Errorf("keys: no key files (*.pem) in %s", dir)
-	}
-	newest := ls[len(ls)-1]
-	if newest.key.Alg != alg {
-		return nil, fmt.Errorf("keys: newest key %s is an %s key, but the signing algorithm is %s", newest.path, newest.key.Alg, alg)
-	}
-	if newest.key.Signer == nil {
-		return nil, fmt.Errorf("keys: newest key %s is public-only and cannot sign", newest.path)
-	}
-	all := make([]*Key, len(ls))
-	for i, l := range ls {
-		all[i] = l.key
-	}
-	return NewSet(newest.key, all...)
-}

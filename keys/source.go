@@ -86,7 +86,7 @@ type fileStamp struct {
 }
 
 // NewDirSource reads dir and returns a source of its keys. It fails if a
-// file in dir is bad (see LoadDir) or dir holds no key with a private key.
+// file in dir is bad (see loadDir) or dir holds no key with a private key.
 // Call Run to follow later changes to dir.
 func NewDirSource(dir string, o DirOptions) (*DirSource, error) {
 	if o.Timing.PrePublish < 0 || o.Timing.RetireAfter < 0 || o.RefreshTiming.PrePublish < 0 || o.RefreshTiming.RetireAfter < 0 {

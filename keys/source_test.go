@@ -104,7 +104,7 @@ func TestScheduleQuickRotations(t *testing.T) {
 
 func TestSchedulePublicOnly(t *testing.T) {
 	k0 := keyAt(t, tBase)
-	pub, err := New(nil, keyAt(t, tBase).Public, tBase.Add(-time.Hour))
+	pub, err := wrapKey(nil, keyAt(t, tBase).Public, tBase.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestDirSourceErrors(t *testing.T) {
 		t.Fatalf("empty dir: %v", err)
 	}
 	dir := t.TempDir()
-	pub, _ := New(nil, keyAt(t, tBase).Public, tBase)
+	pub, _ := wrapKey(nil, keyAt(t, tBase).Public, tBase)
 	if _, err := WriteFile(dir, pub); err != nil {
 		t.Fatal(err)
 	}

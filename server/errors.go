@@ -12,7 +12,7 @@ import (
 
 // oauthError is an RFC 6749 §5.2 error answer. Code is one of go-oauth2's
 // error values, whose text is the RFC error code; the HTTP status is ours
-// (go-oauth2's table answers 401 where the RFC and SPEC §2 say 400).
+// (go-oauth2's table answers 401 where RFC 6749 §5.2 says 400).
 type oauthError struct {
 	code   error
 	desc   string
@@ -30,7 +30,7 @@ func (e *oauthError) Error() string {
 
 func (e *oauthError) Unwrap() error { return e.cause }
 
-// statusFor maps an RFC 6749 error code to the status SPEC §2 requires.
+// statusFor maps an RFC 6749 error code to the status docs/design.md ("Decisions where the spec is silent") gives it: RFC 6749 §5.2's 400, 401 for invalid_client.
 func statusFor(code error) int {
 	switch code {
 	case oautherrors.ErrInvalidClient:
@@ -115,7 +115,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	_ = json.NewEncoder(w).Encode(errorBody{Error: e.code.Error(), Description: e.desc})
 }
 
-// writeJSON writes a 200 JSON answer that must not be cached.
+// writeJSON writes a JSON answer with the given status that must not be
+// cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	setNoStoreJSON(w.Header())
 	w.WriteHeader(status)

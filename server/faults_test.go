@@ -24,6 +24,7 @@ import (
 	"github.com/tokend/tokend/internal/faultproxy"
 	"github.com/tokend/tokend/internal/testclient"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/clientcache"
 	"github.com/tokend/tokend/store/redisstore"
@@ -40,7 +41,7 @@ func storeAt(t *testing.T, redisURL string) store.Store {
 	t.Helper()
 	rdb, err := redisstore.NewClient(redisURL)
 	must(t, err)
-	st, err := redisstore.New(rdb, redisstore.Options{})
+	st, err := redisstore.New(rdb, redisstore.Options{ServerClock: true})
 	must(t, err)
 	t.Cleanup(func() { st.Close() })
 	return clientcache.Wrap(st, time.Hour)
@@ -246,31 +247,40 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 // it answers 503 and the frontends retry after Retry-After. In
 // "client-timeout" the frontends' own timeout (300 ms) is shorter: they
 // give up on the request and retry while the first is still queued. In
-// "longer-than-window" the stall lasts 2 minutes on tokend's clock, more
-// than REFRESH_REUSE_WINDOW (30 s): the queued rotations run when Redis
-// resumes, and the frontends' retries right after that are retries of a
-// rotation that has just happened, not theft ("a 503 is always safe to
-// retry", issue 9). Redis resumes once every frontend has seen the fault;
-// every session goes on.
+// "longer-than-window" the stall lasts longer than REFRESH_REUSE_WINDOW
+// (6 s of real time against a 5 s window; tokend on the real clock, as in
+// production): the queued rotations run when Redis resumes and are dated
+// then (redisstore.Options.ServerClock), so the frontends' retries right
+// after that are retries of a rotation that has just happened, not theft
+// ("a 503 is always safe to retry", issue 9). Redis resumes once every
+// frontend has seen the fault; every session goes on.
 func TestRedisStalled(t *testing.T) {
 	cases := []struct {
 		name        string
 		redisQuery  string
 		httpTimeout time.Duration
 		fault       func(testclient.Attempt) bool
-		stall       time.Duration // tokend's clock moves on by this much while Redis is stopped
+		// stall, if not zero, is how long Redis stays stopped after every
+		// frontend has seen the fault, with tokend on the real clock and
+		// REFRESH_REUSE_WINDOW = window.
+		stall, window time.Duration
 	}{
 		{"503", "?read_timeout=300ms", 10 * time.Second,
-			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }, 0},
+			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }, 0, 0},
 		{"client-timeout", "", 300 * time.Millisecond,
-			func(a testclient.Attempt) bool { return a.Err != nil }, 0},
+			func(a testclient.Attempt) bool { return a.Err != nil }, 0, 0},
 		{"longer-than-window", "?read_timeout=300ms", 10 * time.Second,
-			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable }, 2 * time.Minute},
+			func(a testclient.Attempt) bool { return a.Status == http.StatusServiceUnavailable },
+			6 * time.Second, 5 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testredis.StartServer(t)
-			e := newEnv(t, storeAt(t, srv.URL()+tc.redisQuery), time.Hour)
+			var opts []func(*server.Options)
+			if tc.stall > 0 {
+				opts = append(opts, func(o *server.Options) { o.Now, o.ReuseWindow = time.Now, tc.window })
+			}
+			e := newEnv(t, storeAt(t, srv.URL()+tc.redisQuery), time.Hour, opts...)
 			rts := e.sessions(frontends)
 			tr := &http.Transport{MaxIdleConnsPerHost: frontends}
 			defer tr.CloseIdleConnections()
@@ -319,7 +329,7 @@ func TestRedisStalled(t *testing.T) {
 				mu.Unlock()
 				t.Fatalf("after 60 s, %d of %d frontends had seen the fault", n, frontends)
 			}
-			e.clock.Advance(tc.stall)
+			time.Sleep(tc.stall) // the fault: Redis stays stopped longer than the window
 			srv.Resume()
 			paused = false
 			wg.Wait()

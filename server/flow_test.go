@@ -30,7 +30,7 @@ func jwtParts(t *testing.T, at string) (header, claims map[string]any) {
 	return header, claims
 }
 
-// SPEC §10 story 1: configurable refresh lifetime; refresh verifies the
+// User story 1 (docs/design.md, "User stories"): configurable refresh lifetime; refresh verifies the
 // token and loads the user by sub; expired and inactive are refused (400).
 func TestStory1ConfigurableRefreshLifetime(t *testing.T) {
 	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
@@ -71,7 +71,7 @@ func TestStory1ConfigurableRefreshLifetime(t *testing.T) {
 	})
 }
 
-// SPEC §10 story 2: stored server-side, single use, rotated every refresh,
+// User story 2 (docs/design.md, "User stories"): stored server-side, single use, rotated every refresh,
 // logout revokes, clear errors for invalid and expired tokens.
 func TestStory2StoreRotateRevoke(t *testing.T) {
 	backends(t, func(t *testing.T, newStore func(*testing.T) store.Store) {
@@ -114,7 +114,7 @@ func TestStory2StoreRotateRevoke(t *testing.T) {
 	})
 }
 
-// SPEC §10 story 3: opaque 256-bit token; record with created, updated,
+// User story 3 (docs/design.md, "User stories"): opaque 256-bit token; record with created, updated,
 // expires and revoked times; the record goes away with its user; revoking
 // answers without a body.
 func TestStory3OpaqueTokensWithRevocation(t *testing.T) {
@@ -159,7 +159,7 @@ func TestStory3OpaqueTokensWithRevocation(t *testing.T) {
 	})
 }
 
-// SPEC §10 story 5: 15-minute access token renewed from a rotating refresh
+// User story 5 (docs/design.md, "User stories"): 15-minute access token renewed from a rotating refresh
 // token; reuse of a rotated token, a revoked token and an expired token are
 // each refused.
 func TestStory5RotatingRefresh(t *testing.T) {

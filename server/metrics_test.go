@@ -142,7 +142,7 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// Every audit event (SPEC §9) is one structured line with the user, the
+// Every audit event (docs/operations.md, "Logs and what to watch") is one structured line with the user, the
 // client, the session and the client's address. It is the request's own
 // log line: one line per request, msg "audit", with the request fields.
 func TestAuditEvents(t *testing.T) {

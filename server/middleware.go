@@ -33,8 +33,8 @@ func info(ctx context.Context) *reqInfo {
 	return ri
 }
 
-// RequestID returns the request id of a request handled by Server.
-func RequestID(ctx context.Context) string { return info(ctx).id }
+// requestID returns the request id of a request handled by Server.
+func requestID(ctx context.Context) string { return info(ctx).id }
 
 func noteError(r *http.Request, e *oauthError) {
 	ri := info(r.Context())
@@ -181,6 +181,6 @@ func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 		ri.event, ri.eventAttrs = event, attrs
 		return
 	}
-	attrs = append([]slog.Attr{slog.String("event", event), slog.String("request_id", RequestID(ctx))}, attrs...)
+	attrs = append([]slog.Attr{slog.String("event", event), slog.String("request_id", requestID(ctx))}, attrs...)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

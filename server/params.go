@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// maxBodyBytes bounds OAuth request bodies (SPEC §9).
+// maxBodyBytes bounds OAuth request bodies (docs/security.md, "Availability").
 const maxBodyBytes = 64 << 10
 
 // params are the single-valued parameters of an OAuth request body.
@@ -20,8 +20,8 @@ type params map[string]string
 
 // readParams reads an application/x-www-form-urlencoded or application/json
 // body. Each parameter may appear once (RFC 6749 §3.2); JSON values must be
-// strings. Parameters named in `fromBody` are refused when they also appear
-// in the URL query: credentials are never read from the URL.
+// strings. A request with any URL query is refused: credentials are never
+// read from the URL.
 func readParams(w http.ResponseWriter, r *http.Request) (params, error) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

@@ -89,7 +89,7 @@ func (s *Server) loginSucceeded(ctx context.Context, username, ip string) {
 	}
 	if err := s.limiter.Succeeded(ctx, accountKey(username), ip); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
-			slog.String("request_id", RequestID(ctx)), slog.String("error", err.Error()))
+			slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}
 }
 

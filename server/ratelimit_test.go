@@ -72,7 +72,7 @@ func retryAfter(t *testing.T, a answer) int {
 	return n
 }
 
-// Brute-force protection on the password grant (SPEC §2: 429 +
+// Brute-force protection on the password grant (docs/design.md, "Brute-force protection": 429 +
 // Retry-After), on both stores: per account (existing and unknown
 // usernames alike, case-insensitively), per client address, after client
 // authentication, and a known address skips the account's ceiling.

@@ -1,4 +1,4 @@
-// Package server is tokend's HTTP surface (SPEC §2): the OAuth2 token,
+// Package server is tokend's HTTP surface (api/openapi.yaml): the OAuth2 token,
 // revocation and introspection endpoints, logout, the discovery documents
 // and health checks. It holds no state of its own; everything lives in a
 // store.Store, so any number of replicas can serve the same clients.

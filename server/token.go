@@ -59,7 +59,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // authenticateClient checks the presented client credentials. It runs
-// before any user credential is looked at (SPEC §2: no password oracle).
+// before any user credential is looked at (docs/security.md, "Password guessing": no password oracle).
 func (s *Server) authenticateClient(r *http.Request, p params) (store.Client, error) {
 	cc, err := presentedClient(r, p)
 	if err != nil {

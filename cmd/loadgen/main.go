@@ -1,4 +1,4 @@
-// Command loadgen is tokend's load benchmark (SPEC §11). It starts a
+// Command loadgen is tokend's load benchmark (docs/performance.md). It starts a
 // private redis-server and a tokend process (or uses the ones you name),
 // creates users and clients with the tokend CLI, drives each scenario with
 // a fixed number of connections for a fixed time, and reports requests per

@@ -84,7 +84,7 @@ func TestKeysRotateAndList(t *testing.T) {
 	}
 }
 
-// SPEC §3: keys rotate while resource servers verify. tokend serves from a
+// Keys rotate (docs/design.md, "Signing keys and rotation") while resource servers verify. tokend serves from a
 // key directory; a verify.Verifier with a warm cache checks every freshly
 // issued token while the directory is rotated twice (ES256 → EdDSA →
 // RS256). No verification fails, and none needs an unknown-kid refetch:

@@ -1,5 +1,5 @@
 // Command tokend is the tokend OAuth2 token service and its admin CLI
-// (SPEC §7): serve, users, clients, sessions, keys, config, version.
+// (docs/operations.md): serve, users, clients, sessions, keys, config, version.
 package main
 
 import (
@@ -139,7 +139,7 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 		return nil, cfg, errNoRedis
 	}
 	setRedisLogger(c.logger(cfg), cfg.RedisURL)
-	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
+	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix, ServerClock: true})
 	if err != nil {
 		return nil, cfg, fmt.Errorf("open store: %w", err)
 	}
@@ -170,7 +170,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 		return memstore.New(), nil
 	}
 	setRedisLogger(log, cfg.RedisURL)
-	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix})
+	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix, ServerClock: true})
 	if err != nil {
 		return nil, fmt.Errorf("open redis store: %w", err)
 	}

@@ -1,7 +1,7 @@
 // Package clientcache wraps a store.Store with a short-lived in-process
 // cache of OAuth clients. Every token request authenticates its client;
 // without the cache that is a store round trip on top of the grant's own
-// (SPEC §11 asks for one Redis round trip per refresh). Clients change
+// (docs/performance.md: one Redis round trip per refresh). Clients change
 // rarely and only through the admin CLI, so each replica may serve a
 // client record up to TTL old. A deletion or an update reaches every
 // replica's cache at once through the revocation events (serve calls

@@ -81,12 +81,21 @@ type Options struct {
 	// Prefix starts every key [DefaultPrefix]. It must not contain '{' or
 	// '}', which would change the keys' hash slots.
 	Prefix string
+	// ServerClock dates Rotate and Logout by the later of the caller's Now
+	// and Redis's clock when the script runs. A call that waited in Redis
+	// behind a stall (SIGSTOP, a slow command) then takes effect "now",
+	// so the client's retry that follows is inside the reuse window: a 503
+	// stays safe to retry however long the stall (docs/design.md, "The
+	// reuse window"). tokend serve sets it; tests that drive a settable
+	// clock leave it off, since Redis's clock cannot be set.
+	ServerClock bool
 }
 
 // Store is a store.Store on Redis. It is safe for concurrent use.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
+	rdb         redis.UniversalClient
+	prefix      string
+	serverClock string // ARGV of the rotate and logout scripts: "1" or "0"
 }
 
 var _ store.Store = (*Store)(nil)
@@ -103,7 +112,11 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("redisstore: key prefix %q must not contain '{' or '}'", opts.Prefix)
 	}
-	return &Store{rdb: rdb, prefix: opts.Prefix}, nil
+	clock := "0"
+	if opts.ServerClock {
+		clock = "1"
+	}
+	return &Store{rdb: rdb, prefix: opts.Prefix, serverClock: clock}, nil
 }
 
 // Open connects to the Redis at rawURL (see the package doc for the
@@ -256,7 +269,8 @@ func urlError(err error) error {
 	return fmt.Errorf("redisstore: invalid Redis URL: %w", err)
 }
 
-// Redis returns the underlying client, e.g. for metrics.
+// Redis returns the underlying client; tokend serve gives it to the login
+// rate limiter (ratelimit.NewRedis), so both share one connection pool.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // Ping checks that Redis answers.

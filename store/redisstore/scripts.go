@@ -42,6 +42,18 @@ import "github.com/redis/go-redis/v9"
 // recordsLua reads and writes records, and holds the rotation rule
 // (store.Decide) in classify.
 const recordsLua = `
+-- ruleNow is the "now" of the rotation rule: the caller's time, or, when
+-- the caller asks for it (Options.ServerClock), the later of that and
+-- Redis's clock as the script runs, so that a call that waited out a
+-- stall is dated when it takes effect (docs/design.md, "The reuse window").
+local function ruleNow(argNow, serverClock)
+  local now = tonumber(argNow)
+  if serverClock == '1' then
+    local t = redis.call('TIME')
+    now = math.max(now, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  end
+  return now
+end
 local SESSION = '>Bi8i8i8i8i8c8Hc0Hc0Hc0Hc0Hc0'
 local HOT = '>Bi8i8i8i8i8c8Hc0Hc0'
 local NOREQ = string.rep('\0', 8)
@@ -263,11 +275,12 @@ return out
 //
 // KEYS: session, user, index.
 // ARGV: sid, presented generation, client id, requested scope
-// (normalised), now, reuse window (ms), request id (8 bytes; zeros: none).
+// (normalised), now, reuse window (ms), request id (8 bytes; zeros: none),
+// "1" to date the call by Redis's clock too (ruleNow).
 // Reply: {"rotated"|"recovered"|"retried", session record, roles},
 // {"reused", cause} or {status}.
 var rotate = redis.NewScript(recordsLua + `
-local now = tonumber(ARGV[5])
+local now = ruleNow(ARGV[5], ARGV[8])
 local st, v, u, ng, ca, ea, sc = classify(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]),
   ARGV[3], now, tonumber(ARGV[6]), ARGV[7])
 if st == 'reused' then return {st, ng} end
@@ -293,12 +306,12 @@ return {st, v, u[4]}
 // session but this one (endAll with this one exempt).
 // KEYS: session, user, index.
 // ARGV: sid, presented generation, client id, now, reuse window (ms),
-// "local"|"global"|"others".
+// "local"|"global"|"others", "1" to date the call by Redis's clock too.
 // Reply: {status, cause, session record, user record} — status "ok" when
 // done, else rotate's refusal words; cause only for "reused"; the records
 // after the call (false where there is none).
 var logout = redis.NewScript(recordsLua + `
-local now = tonumber(ARGV[4])
+local now = ruleNow(ARGV[4], ARGV[7])
 local st, v, u, ng = classify(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]),
   ARGV[3], now, tonumber(ARGV[5]), NOREQ)
 local cause = ''

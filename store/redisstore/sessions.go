@@ -94,7 +94,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 	res, err := rotate.Run(ctx, s.rdb,
 		[]string{s.sessionKey(r.UserID, r.SessionID), s.userKey(r.UserID), s.indexKey(r.UserID)},
 		r.SessionID, strconv.FormatUint(r.Generation, 10), r.ClientID, scope,
-		fields.Millis(fields.NowOr(r.Now)), window(r.ReuseWindow), r.RequestID[:]).Slice()
+		fields.Millis(fields.NowOr(r.Now)), window(r.ReuseWindow), r.RequestID[:], s.serverClock).Slice()
 	if err != nil {
 		return store.Rotated{}, wrap("rotate", err)
 	}
@@ -145,7 +145,7 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	res, err := logout.Run(ctx, s.rdb,
 		[]string{s.sessionKey(l.UserID, l.SessionID), s.userKey(l.UserID), s.indexKey(l.UserID)},
 		l.SessionID, strconv.FormatUint(l.Generation, 10), l.ClientID,
-		fields.Millis(fields.NowOr(l.Now)), window(l.ReuseWindow), scope).Slice()
+		fields.Millis(fields.NowOr(l.Now)), window(l.ReuseWindow), scope, s.serverClock).Slice()
 	if err != nil {
 		return store.Session{}, wrap("logout", err)
 	}
