@@ -143,8 +143,9 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 	if err != nil {
 		return nil, cfg, fmt.Errorf("open store: %w", err)
 	}
-	// Session ends by the CLI (disable, delete, sessions revoke, clients
-	// delete) reach resource servers and every replica like the server's.
+	// Session ends by the CLI (users disable, delete and set-password,
+	// sessions revoke) and client changes (clients delete, rotate-secret,
+	// update) reach resource servers and every replica like the server's.
 	return events.Wrap(st, eventLog(cfg, st), events.Options{AccessTTL: cfg.AccessTTL, Logger: c.logger(cfg)}), cfg, nil
 }
 
