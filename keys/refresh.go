@@ -374,17 +374,7 @@ func PruneRefresh(dir string, t Timing, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
-	for i, st := range sts {
-		if st.State != StateExpired {
-			continue
-		}
-		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, fmt.Errorf("keys: prune: %w", err)
-		}
-		removed = append(removed, paths[i])
-	}
-	return removed, nil
+	return removeFiles(paths, func(i int) bool { return sts[i].State == StateExpired })
 }
 
 // RotateRefresh adds a new refresh key to dir, stamped like Rotate stamps

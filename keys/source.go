@@ -357,15 +357,22 @@ func Prune(dir string, t Timing, now time.Time) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return removeFiles(paths, func(i int) bool { return sts[i].State == StateExpired })
+}
+
+// removeFiles deletes paths[i] for every i that expired reports, and
+// returns the paths it removed (a file already gone counts as removed).
+// Prune and PruneRefresh share it.
+func removeFiles(paths []string, expired func(i int) bool) ([]string, error) {
 	var removed []string
-	for i, st := range sts {
-		if st.State != StateExpired {
+	for i, path := range paths {
+		if !expired(i) {
 			continue
 		}
-		if err := os.Remove(paths[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, fmt.Errorf("keys: prune: %w", err)
 		}
-		removed = append(removed, paths[i])
+		removed = append(removed, path)
 	}
 	return removed, nil
 }
