@@ -275,18 +275,25 @@ func (s *DirSource) rebuildLocked() *snapshot {
 
 // logChanges logs keys that appeared, changed state or went away.
 func (s *DirSource) logChanges(old, cur *snapshot) {
-	prev := map[string]State{}
+	var oldSigning, oldRefresh []keyState
 	if old != nil {
-		for _, st := range old.status {
-			prev[st.Key.ID] = st.State
-		}
+		oldSigning, oldRefresh = signingStates(old.status), refreshStates(old.rstatus)
 	}
-	for _, st := range cur.status {
-		was, seen := prev[st.Key.ID]
-		delete(prev, st.Key.ID)
-		if seen && was == st.State {
-			continue
-		}
+	logKeyStates(s.log, oldSigning, signingStates(cur.status), "signing key", "signing with key")
+	logKeyStates(s.log, oldRefresh, refreshStates(cur.rstatus), "refresh key", "new sessions use refresh key")
+}
+
+// keyState is one key's state in a snapshot, with the attributes logged
+// when it changes.
+type keyState struct {
+	id    string
+	state State
+	attrs []slog.Attr
+}
+
+func signingStates(sts []Status) []keyState {
+	ks := make([]keyState, len(sts))
+	for i, st := range sts {
 		attrs := []slog.Attr{slog.String("kid", st.Key.ID), slog.String("alg", st.Key.Alg), slog.String("state", st.State.String())}
 		if !st.SignsFrom.IsZero() && st.State == StatePending {
 			attrs = append(attrs, slog.Time("signs_from", st.SignsFrom))
@@ -294,27 +301,14 @@ func (s *DirSource) logChanges(old, cur *snapshot) {
 		if !st.DroppedAt.IsZero() && st.State == StateRetired {
 			attrs = append(attrs, slog.Time("dropped_at", st.DroppedAt))
 		}
-		msg := "signing key state"
-		if st.State == StateActive {
-			msg = "signing with key"
-		}
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+		ks[i] = keyState{st.Key.ID, st.State, attrs}
 	}
-	for kid := range prev {
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "signing key file removed", slog.String("kid", kid))
-	}
-	rprev := map[string]State{}
-	if old != nil {
-		for _, st := range old.rstatus {
-			rprev[st.Key.ID] = st.State
-		}
-	}
-	for _, st := range cur.rstatus {
-		was, seen := rprev[st.Key.ID]
-		delete(rprev, st.Key.ID)
-		if seen && was == st.State {
-			continue
-		}
+	return ks
+}
+
+func refreshStates(sts []RefreshStatus) []keyState {
+	ks := make([]keyState, len(sts))
+	for i, st := range sts {
 		attrs := []slog.Attr{slog.String("kid", st.Key.ID), slog.String("state", st.State.String())}
 		if st.State == StatePending {
 			attrs = append(attrs, slog.Time("used_from", st.SignsFrom))
@@ -322,14 +316,33 @@ func (s *DirSource) logChanges(old, cur *snapshot) {
 		if st.State == StateRetired {
 			attrs = append(attrs, slog.Time("dropped_at", st.DroppedAt))
 		}
-		msg := "refresh key state"
-		if st.State == StateActive {
-			msg = "new sessions use refresh key"
-		}
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+		ks[i] = keyState{st.Key.ID, st.State, attrs}
 	}
-	for kid := range rprev {
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "refresh key file removed", slog.String("kid", kid))
+	return ks
+}
+
+// logKeyStates logs each key of cur that is new or changed state since
+// old ("<kind> state", or activeMsg when it became active), and each key of
+// old that is gone ("<kind> file removed").
+func logKeyStates(log *slog.Logger, old, cur []keyState, kind, activeMsg string) {
+	prev := make(map[string]State, len(old))
+	for _, k := range old {
+		prev[k.id] = k.state
+	}
+	for _, k := range cur {
+		was, seen := prev[k.id]
+		delete(prev, k.id)
+		if seen && was == k.state {
+			continue
+		}
+		msg := kind + " state"
+		if k.state == StateActive {
+			msg = activeMsg
+		}
+		log.LogAttrs(context.Background(), slog.LevelInfo, msg, k.attrs...)
+	}
+	for kid := range prev {
+		log.LogAttrs(context.Background(), slog.LevelInfo, kind+" file removed", slog.String("kid", kid))
 	}
 }
 
