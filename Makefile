@@ -19,7 +19,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help run build test redis-check cover lint fuzz bench baseline profile bench-micro clean
+.PHONY: help run build test redis-check cover lint fuzz bench baseline floor profile bench-micro clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -113,8 +113,14 @@ BENCH_ROUNDS   ?= 3
 # worktree, beside the main checkout.
 BASELINE_DIR ?= $(firstword $(wildcard $(CURDIR)/../shared/baseline $(abspath $(dir $(abspath $(shell git rev-parse --git-common-dir 2>/dev/null)))/../shared/baseline)))
 BASELINE_BIN := bin/gooauth2-baseline
-bench: build baseline ## load benchmark, then side by side with go-oauth2: CPU µs/request, ratio, p99 (about 2.5 min)
-	$(GO) run ./cmd/loadgen -tokend $(BIN) -duration $(BENCH_DURATION) -baseline $(BASELINE_BIN) -rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
+# The floor server (cmd/floor): net/http, one signature and, for a refresh,
+# one minimal Redis script; it runs in the side by side too.
+FLOOR_BIN    := bin/floor
+bench: build baseline floor ## load benchmark, then side by side with go-oauth2 and the floor: CPU µs/request, ratio, p99 (about 3.5 min)
+	$(GO) run ./cmd/loadgen -tokend $(BIN) -duration $(BENCH_DURATION) -baseline $(BASELINE_BIN) -floor $(FLOOR_BIN) -rounds $(BENCH_ROUNDS) $(BENCH_FLAGS)
+
+floor: ## build the floor server (cmd/floor) into bin/floor
+	$(GO) build -o $(FLOOR_BIN) ./cmd/floor
 
 baseline: ## build the bare go-oauth2 server of ../shared/baseline into bin/gooauth2-baseline
 	@if [ -z "$(BASELINE_DIR)" ] || [ ! -f "$(BASELINE_DIR)/gooauth2-server/main.go" ]; then \

@@ -126,6 +126,9 @@ func sideBySide(ctx context.Context, r *rig) ([]sideRun, error) {
 			if o.before != "" {
 				systems = append(systems, "tokend-before")
 			}
+			if o.floor != "" {
+				systems = append(systems, "floor")
+			}
 			// Rotate which server goes first from round to round.
 			k := (round - 1) % len(systems)
 			systems = append(systems[k:], systems[:k]...)
@@ -140,6 +143,8 @@ func sideBySide(ctx context.Context, r *rig) ([]sideRun, error) {
 					res, err = runTokendOnce(ctx, r, o, o.tokend, w.name)
 				case "tokend-before":
 					res, err = runTokendOnce(ctx, r, o, o.before, w.name)
+				case "floor":
+					res, err = runBaselineOnce(ctx, r, o, o.floor, tokenFlag, w.name, "-redis-url", r.redisURL)
 				default:
 					res, err = runBaselineOnce(ctx, r, o, bin, tokenFlag, w.name)
 				}
@@ -170,7 +175,10 @@ func runTokendOnce(ctx context.Context, r *rig, o options, binary, workload stri
 	return res, err
 }
 
-func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, workload string) (result, error) {
+// runBaselineOnce runs a server that speaks the baseline's protocol: the
+// go-oauth2 baseline, or the floor server (extra: its -redis-url, whose
+// CPU is then counted).
+func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, workload string, extra ...string) (result, error) {
 	addr, err := freePort()
 	if err != nil {
 		return result{}, err
@@ -180,13 +188,13 @@ func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, wor
 		return result{}, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-token", tokenFlag)
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-token", tokenFlag}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return result{}, fmt.Errorf("start go-oauth2 baseline: %w", err)
 	}
 	defer stopProc(cmd)
-	progress("started go-oauth2 baseline (pid %d) on %s", cmd.Process.Pid, addr)
+	progress("started %s (pid %d) on %s", filepath.Base(bin), cmd.Process.Pid, addr)
 	if err := waitFor(ctx, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -198,6 +206,9 @@ func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, wor
 	}
 	base := "http://" + addr
 	rr := &rig{base: base, tokend: cmd, o: o, dir: r.dir}
+	if len(extra) > 0 {
+		rr.redis = r.redis
+	}
 	conns := newPool(base)
 	defer conns.close()
 	res, _, err := drive(ctx, rr, conns, baselineScenarios[workload])
@@ -242,7 +253,7 @@ func printSideBySide(w io.Writer, runs []sideRun, o options) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tserver\tserver µs/req\tRedis µs/req\tserver+Redis µs/req\tgo-oauth2 µs/req\tratio (server+Redis)/go-oauth2\ttarget\tmet\tp99 ms\tgo-oauth2 p99 ms\treq/s\tgo-oauth2 req/s\t")
 	for _, wl := range sideWorkloads {
-		for _, name := range []string{"tokend", "tokend-before"} {
+		for _, name := range []string{"tokend", "tokend-before", "floor"} {
 			printSummaryRow(tw, runs, o, wl.name, wl.target, name)
 		}
 	}

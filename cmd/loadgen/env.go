@@ -28,6 +28,7 @@ type rig struct {
 	debugBase string        // tokend's DEBUG_ADDR base URL, or ""
 	dir       string        // scratch directory (keys, logs)
 	redis     *redis.Client // the store's Redis, for INFO
+	redisURL  string        // and its URL
 	tokend    *exec.Cmd     // nil when -url was given
 	cleanups  []func()
 	env       []string // environment for tokend CLI calls
@@ -90,7 +91,7 @@ func setup(ctx context.Context, o options) (*rig, error) {
 	if err != nil {
 		return r, fmt.Errorf("-redis-url: %w", err)
 	}
-	r.redis = redis.NewClient(opt)
+	r.redis, r.redisURL = redis.NewClient(opt), redisURL
 	r.cleanups = append(r.cleanups, func() { r.redis.Close() })
 	if err := waitFor(ctx, func() error { return r.redis.Ping(ctx).Err() }); err != nil {
 		return r, fmt.Errorf("redis: %w", err)

@@ -39,6 +39,7 @@ type options struct {
 
 	baseline     string        // go-oauth2 baseline binary for the side-by-side; "" = none
 	before       string        // another tokend binary to run in the side-by-side too (before/after)
+	floor        string        // the floor server (cmd/floor) to run in the side-by-side too; "" = none
 	rounds       int           // side-by-side rounds
 	compareDur   time.Duration // measured time per side-by-side run
 	compareWarm  time.Duration // warm-up per side-by-side run
@@ -63,6 +64,7 @@ func main() {
 	flag.StringVar(&o.alg, "alg", "ES256", "signing algorithm of the started tokend: ES256, EdDSA or RS256")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write a CPU profile of tokend (pprof, from DEBUG_ADDR) for each HTTP scenario into this directory and print its top entries")
 	flag.StringVar(&o.baseline, "baseline", "", "go-oauth2 baseline server binary (../shared/baseline): run the side-by-side comparison after the scenarios")
+	flag.StringVar(&o.floor, "floor", "", "side-by-side: also run this floor server binary (cmd/floor: net/http, one signature, one Redis script; docs/performance.md)")
 	flag.StringVar(&o.before, "before", "", "side-by-side: also run this tokend binary (e.g. built from main) as tokend-before, for a before/after in the same sitting")
 	flag.IntVar(&o.rounds, "rounds", 3, "side-by-side: rounds (each runs both servers on both workloads, alternating which goes first)")
 	flag.DurationVar(&o.compareDur, "compare-duration", 5*time.Second, "side-by-side: measured time per run")

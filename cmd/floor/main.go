@@ -1,0 +1,155 @@
+// Command floor is the least a token server built like tokend can spend on
+// a request: net/http, golang-jwt's ES256 (or EdDSA) signature, and for a
+// refresh one Redis round trip running a minimal atomic rotation script.
+// It has no logging, no metrics, no rate limits, no client store, no reuse
+// window and no theft detection. make bench runs it beside tokend and the
+// go-oauth2 baseline (docs/performance.md, "The floor"): what it costs per
+// request, relative to go-oauth2, bounds from below the ratio any server on
+// this architecture can reach.
+//
+// It speaks the baseline's protocol (../shared/baseline): client
+// bench-client / bench-secret with client_secret_basic, user test / test,
+// flags -addr and -token, plus -redis-url.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"flag"
+	"log"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// rotate moves a refresh token's subject from KEYS[1] to KEYS[2], once.
+var rotate = redis.NewScript(`
+local sub = redis.call('GETDEL', KEYS[1])
+if not sub then return false end
+redis.call('SET', KEYS[2], sub, 'EX', 3600)
+return sub
+`)
+
+type server struct {
+	rdb    *redis.Client
+	method jwt.SigningMethod
+	key    any
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9097", "listen address")
+	tok := flag.String("token", "jwt-es256", "jwt-es256|jwt-eddsa")
+	redisURL := flag.String("redis-url", "redis://127.0.0.1:6379/0", "Redis for refresh tokens")
+	flag.Parse()
+
+	s := &server{}
+	switch *tok {
+	case "jwt-es256":
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			log.Fatal(err)
+		}
+		s.method, s.key = jwt.SigningMethodES256, k
+	case "jwt-eddsa":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			log.Fatal(err)
+		}
+		s.method, s.key = jwt.SigningMethodEdDSA, k
+	default:
+		log.Fatalf("unknown -token %q", *tok)
+	}
+	opt, err := redis.ParseURL(*redisURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s.rdb = redis.NewClient(opt)
+	if err := rotate.Load(context.Background(), s.rdb).Err(); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("floor server (%s) on http://%s/oauth/token", *tok, *addr)
+	log.Fatal(http.ListenAndServe(*addr, http.HandlerFunc(s.token)))
+}
+
+func (s *server) token(w http.ResponseWriter, r *http.Request) {
+	id, secret, ok := r.BasicAuth()
+	if r.Method != http.MethodPost || r.URL.Path != "/oauth/token" || !ok ||
+		subtle.ConstantTimeCompare([]byte(id), []byte("bench-client"))&
+			subtle.ConstantTimeCompare([]byte(secret), []byte("bench-secret")) != 1 {
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, `{"error":"invalid_request"}`, http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	sub, refresh := "", ""
+	switch r.PostForm.Get("grant_type") {
+	case "client_credentials":
+		sub = id
+	case "password":
+		if r.PostForm.Get("username") != "test" || r.PostForm.Get("password") != "test" {
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		sub, refresh = "test", newToken()
+		if err := s.rdb.Set(ctx, "floor:"+refresh, sub, time.Hour).Err(); err != nil {
+			http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+	case "refresh_token":
+		refresh = newToken()
+		v, err := rotate.EvalSha(ctx, s.rdb, []string{"floor:" + r.PostForm.Get("refresh_token"), "floor:" + refresh}).Text()
+		if err == redis.Nil {
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		if err != nil {
+			http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		sub = v
+	default:
+		http.Error(w, `{"error":"unsupported_grant_type"}`, http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	at, err := jwt.NewWithClaims(s.method, jwt.MapClaims{
+		"iss": "http://" + r.Host, "sub": sub, "aud": "http://" + r.Host, "client_id": id,
+		"iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(), "jti": newToken(), "scope": "read",
+	}).SignedString(s.key)
+	if err != nil {
+		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+		return
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, `{"access_token":"`...)
+	b = append(b, at...)
+	b = append(b, `","token_type":"Bearer","expires_in":900`...)
+	if refresh != "" {
+		b = append(b, `,"refresh_token":"`...)
+		b = append(b, refresh...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"scope":"read"}`...)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.Write(b)
+}
+
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
