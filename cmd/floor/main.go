@@ -22,6 +22,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"flag"
+	"fmt"
 	"log"
 	"net/http"
 	"strconv"
@@ -44,6 +45,7 @@ type server struct {
 	method jwt.SigningMethod // nil with -token none
 	key    any
 	header string // the encoded JOSE header
+	prefix string // of the Redis keys
 }
 
 func main() {
@@ -52,26 +54,9 @@ func main() {
 	redisURL := flag.String("redis-url", "redis://127.0.0.1:6379/0", "Redis for refresh tokens")
 	flag.Parse()
 
-	s := &server{}
-	switch *tok {
-	case "jwt-es256":
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			log.Fatal(err)
-		}
-		s.method, s.key = jwt.SigningMethodES256, k
-	case "jwt-eddsa":
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			log.Fatal(err)
-		}
-		s.method, s.key = jwt.SigningMethodEdDSA, k
-	case "none": // net/http and Redis alone, to split the floor into its parts
-	default:
-		log.Fatalf("unknown -token %q", *tok)
-	}
-	if s.method != nil {
-		s.header = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"` + s.method.Alg() + `","kid":"k1","typ":"at+jwt"}`))
+	s := &server{prefix: "floor:"}
+	if err := s.setAlg(*tok); err != nil {
+		log.Fatal(err)
 	}
 	opt, err := redis.ParseURL(*redisURL)
 	if err != nil {
@@ -83,6 +68,31 @@ func main() {
 	}
 	log.Printf("floor server (%s) on http://%s/oauth/token", *tok, *addr)
 	log.Fatal(http.ListenAndServe(*addr, http.HandlerFunc(s.token)))
+}
+
+// setAlg makes a signing key for the -token flag's algorithm.
+func (s *server) setAlg(tok string) error {
+	switch tok {
+	case "jwt-es256":
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		s.method, s.key = jwt.SigningMethodES256, k
+	case "jwt-eddsa":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		s.method, s.key = jwt.SigningMethodEdDSA, k
+	case "none": // net/http and Redis alone, to split the floor into its parts
+	default:
+		return fmt.Errorf("unknown -token %q", tok)
+	}
+	if s.method != nil {
+		s.header = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"` + s.method.Alg() + `","kid":"k1","typ":"at+jwt"}`))
+	}
+	return nil
 }
 
 func (s *server) token(w http.ResponseWriter, r *http.Request) {
@@ -108,13 +118,13 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sub, refresh = "test", newToken()
-		if err := s.rdb.Set(ctx, "floor:"+refresh, sub, time.Hour).Err(); err != nil {
+		if err := s.rdb.Set(ctx, s.prefix+refresh, sub, time.Hour).Err(); err != nil {
 			http.Error(w, `{"error":"temporarily_unavailable"}`, http.StatusServiceUnavailable)
 			return
 		}
 	case "refresh_token":
 		refresh = newToken()
-		v, err := rotate.EvalSha(ctx, s.rdb, []string{"floor:" + r.PostForm.Get("refresh_token"), "floor:" + refresh}).Text()
+		v, err := rotate.EvalSha(ctx, s.rdb, []string{s.prefix + r.PostForm.Get("refresh_token"), s.prefix + refresh}).Text()
 		if err == redis.Nil {
 			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
 			return
