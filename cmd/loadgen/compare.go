@@ -259,6 +259,37 @@ func printSideBySide(w io.Writer, runs []sideRun, o options) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, strings.Repeat(" ", 0)+"(median (min–max) over rounds; ratio per round, then its median; p99 target ≤ 10 ms for refresh at 16 connections)")
+	printOverFloor(w, runs, o)
+}
+
+// printOverFloor prints, when the floor server ran, what tokend spends
+// over it per round: (tokend + Redis) ÷ (floor + Redis), the part of the
+// cost that is tokend's own code (docs/performance.md, "The floor").
+func printOverFloor(w io.Writer, runs []sideRun, o options) {
+	for _, wl := range sideWorkloads {
+		var ratio, extra []float64
+		for round := 1; round <= o.rounds; round++ {
+			var t, f *sideRun
+			for i := range runs {
+				x := &runs[i]
+				if x.Round == round && x.Workload == wl.name {
+					switch x.System {
+					case "tokend":
+						t = x
+					case "floor":
+						f = x
+					}
+				}
+			}
+			if t != nil && f != nil && f.CPU > 0 {
+				ratio = append(ratio, (t.CPU+t.RedisCPU)/(f.CPU+f.RedisCPU))
+				extra = append(extra, t.CPU+t.RedisCPU-f.CPU-f.RedisCPU)
+			}
+		}
+		if len(ratio) > 0 {
+			fmt.Fprintf(w, "%s: tokend + Redis over the floor + Redis: %s× (%s µs/req more)\n", wl.name, spreadOf(ratio).format(2), spreadOf(extra).format(0))
+		}
+	}
 }
 
 // printSummaryRow prints one tokend build's medians on one workload, each
