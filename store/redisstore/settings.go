@@ -3,12 +3,12 @@ package redisstore
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/internal/redisinfo"
 )
 
 // NoEviction is the only maxmemory-policy under which Redis never deletes
@@ -80,18 +80,17 @@ func (s *Store) OutOfMemory(ctx context.Context) (bool, error) {
 }
 
 func nodeSettings(ctx context.Context, c redis.Cmdable) (NodeSettings, error) {
-	info, err := c.Info(ctx, "memory").Result()
+	f, err := redisinfo.Read(ctx, c, "memory")
 	if err != nil {
-		return NodeSettings{}, fmt.Errorf("INFO memory: %w", err)
+		return NodeSettings{}, err
 	}
-	f := infoFields(info)
 	n := NodeSettings{MaxMemoryPolicy: f["maxmemory_policy"]}
 	if n.MaxMemoryPolicy == "" {
 		return NodeSettings{}, fmt.Errorf("INFO memory has no maxmemory_policy")
 	}
-	n.MaxMemory, _ = strconv.ParseInt(f["maxmemory"], 10, 64)
-	used, _ := strconv.ParseInt(f["used_memory"], 10, 64)
-	notCounted, _ := strconv.ParseInt(f["mem_not_counted_for_evict"], 10, 64)
+	n.MaxMemory, _ = f.Int("maxmemory")
+	used, _ := f.Int("used_memory")
+	notCounted, _ := f.Int("mem_not_counted_for_evict")
 	n.UsedMemory = used - notCounted
 	before := time.Now()
 	t, err := c.Time(ctx).Result()
@@ -101,15 +100,4 @@ func nodeSettings(ctx context.Context, c redis.Cmdable) (NodeSettings, error) {
 	after := time.Now()
 	n.ClockSkew = t.Sub(before.Add(after.Sub(before) / 2))
 	return n, nil
-}
-
-// infoFields parses INFO's "name:value" lines.
-func infoFields(info string) map[string]string {
-	m := map[string]string{}
-	for _, line := range strings.Split(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
-			m[k] = v
-		}
-	}
-	return m
 }
