@@ -11,13 +11,13 @@ import (
 	"context"
 	"crypto/rand"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
@@ -43,21 +43,15 @@ func TestSessionMemory(t *testing.T) {
 
 	usedMemory := func() int64 {
 		t.Helper()
-		info, err := rdb.Info(ctx, "memory").Result()
+		info, err := redisinfo.Read(ctx, rdb, "memory")
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Split(info, "\r\n") {
-			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
+		n, ok := info.Int("used_memory")
+		if !ok {
+			t.Fatalf("INFO memory has no used_memory: %v", info)
 		}
-		t.Fatalf("INFO memory has no used_memory:\n%s", info)
-		return 0
+		return n
 	}
 	// A real argon2id hash at the default (OWASP) parameters, shared by
 	// every user: its size, not its work, is what matters here.
@@ -159,14 +153,12 @@ func TestSessionMemory(t *testing.T) {
 }
 
 func redisVersion(t *testing.T, rdb *redis.Client) string {
-	info, err := rdb.Info(context.Background(), "server").Result()
+	info, err := redisinfo.Read(context.Background(), rdb, "server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "redis_version:"); ok {
-			return v
-		}
+	if v := info["redis_version"]; v != "" {
+		return v
 	}
 	return "?"
 }

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
@@ -287,18 +287,13 @@ func TestForgedRefreshTokenNoStoreWork(t *testing.T) {
 // than INFO itself and connection set-up.
 func commandCalls(t *testing.T, rdb *redis.Client) int64 {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	st, err := redisinfo.CommandStats(context.Background(), rdb)
 	must(t, err)
 	var n int64
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok || name == "cmdstat_info" || name == "cmdstat_hello" || strings.HasPrefix(name, "cmdstat_client") {
-			continue
+	for name, c := range st {
+		if name != "info" && name != "hello" && !strings.HasPrefix(name, "client") {
+			n += c.Calls
 		}
-		calls, _, _ := strings.Cut(rest, ",")
-		c, err := strconv.ParseInt(calls, 10, 64)
-		must(t, err)
-		n += c
 	}
 	return n
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/verify"
 )
 
@@ -318,25 +319,20 @@ func cpuSeconds(pid int) (float64, bool) {
 	return (ut + st) / clkTck, true
 }
 
-// redisCPU is Redis's own CPU seconds (INFO cpu).
+// redisCPU is Redis's own CPU seconds (INFO cpu), or 0.
 func redisCPU(ctx context.Context, rdb *redis.Client) float64 {
-	v := infoField(ctx, rdb, "cpu", "used_cpu_user") + infoField(ctx, rdb, "cpu", "used_cpu_sys")
+	v, _ := redisinfo.CPUSeconds(ctx, rdb)
 	return v
 }
 
+// infoField is one numeric field of an INFO section, or 0.
 func infoField(ctx context.Context, rdb *redis.Client, section, field string) float64 {
-	s, err := rdb.Info(ctx, section).Result()
+	info, err := redisinfo.Read(ctx, rdb, section)
 	if err != nil {
 		return 0
 	}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
+	f, _ := info.Float(field)
+	return f
 }
 
 // mallocs scrapes the process's cumulative allocation count from /metrics

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/store/redisstore"
 )
@@ -78,15 +79,13 @@ func TestServeRedisOutOfMemory(t *testing.T) {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
-	info, err := rdb.Info(ctx, "memory").Result()
+	info, err := redisinfo.Read(ctx, rdb, "memory")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var used int64
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			fmt.Sscan(v, &used)
-		}
+	used, ok := info.Int("used_memory")
+	if !ok {
+		t.Fatalf("INFO memory has no used_memory: %v", info)
 	}
 	must := func(err error) {
 		t.Helper()

@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tokend/tokend/internal/redisinfo"
 )
 
 const (
@@ -201,8 +203,8 @@ func StartReplica(t testing.TB, master *Server, args ...string) *Server {
 	defer rdb.Close()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		info, err := rdb.Info(context.Background(), "replication").Result()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
+		info, err := redisinfo.Read(context.Background(), rdb, "replication")
+		if err == nil && info["master_link_status"] == "up" {
 			return r
 		}
 		if time.Now().After(deadline) {
@@ -264,13 +266,13 @@ func (s *Server) Failover(masterName string) (from, to string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	role := func(addr, want string) bool {
+	role := func(addr, field, want string) bool {
 		rdb := redis.NewClient(&redis.Options{Addr: addr})
 		defer rdb.Close()
-		info, err := rdb.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, want)
+		info, err := redisinfo.Read(ctx, rdb, "replication")
+		return err == nil && info[field] == want
 	}
-	for !role(to, "role:master") || !role(from, "master_link_status:up") {
+	for !role(to, "role", "master") || !role(from, "master_link_status", "up") {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("testredis: failover %s → %s did not settle%s", from, to, s.log())
 		}
