@@ -5,56 +5,37 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/store"
 )
 
-// commandStats reads INFO commandstats: calls and usec per command.
-func commandStats(t testing.TB, rdb *redis.Client) map[string][2]float64 {
+// commandStats reads INFO commandstats.
+func commandStats(t testing.TB, rdb *redis.Client) map[string]redisinfo.CommandStat {
 	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	st, err := redisinfo.CommandStats(context.Background(), rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][2]float64{}
-	for _, line := range strings.Split(info, "\r\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
-		if !ok || !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		var calls, usec float64
-		for _, kv := range strings.Split(rest, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			n, _ := strconv.ParseFloat(v, 64)
-			switch k {
-			case "calls":
-				calls = n
-			case "usec":
-				usec = n
-			}
-		}
-		out[name] = [2]float64{calls, usec}
-	}
-	return out
+	return st
 }
 
 // inner counts the commands scripts ran (everything but the EVALSHA
 // calls themselves and INFO).
-func inner(st map[string][2]float64) int64 {
-	var n float64
+func inner(st map[string]redisinfo.CommandStat) int64 {
+	var n int64
 	for name, v := range st {
 		if name != "evalsha" && name != "eval" && name != "info" && name != "config|resetstat" {
-			n += v[0]
+			n += v.Calls
 		}
 	}
-	return int64(n)
+	return n
 }
 
 // TestRedisCost measures, with INFO commandstats on a private Redis, what
@@ -128,7 +109,7 @@ func TestRedisCost(t *testing.T) {
 			gen++
 		}
 		st := commandStats(t, rdb)
-		perCall = append(perCall, st["evalsha"][1]/st["evalsha"][0])
+		perCall = append(perCall, st["evalsha"].Usec/float64(st["evalsha"].Calls))
 		cmds = inner(st) / per
 	}
 	slices.Sort(perCall)
@@ -173,8 +154,8 @@ func TestRedisCost(t *testing.T) {
 					t.Fatal(err)
 				}
 				st := commandStats(t, rdb)
-				usec += st["evalsha"][1]
-				calls += st["evalsha"][0]
+				usec += st["evalsha"].Usec
+				calls += float64(st["evalsha"].Calls)
 				cmds += inner(st)
 			}
 			if x, err := s.Session(ctx, u.ID, ss[n-1].ID); err != nil || x.Active(now) {
@@ -197,5 +178,64 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkRotateRedisCost rotates one session in a chain on a private
+// Redis, dated by Redis's clock as tokend serve does (ServerClock), with a
+// browser's User-Agent in the record, and reports what Redis spends per
+// rotation beside the usual figures, for benchstat: redis-script-µs/op,
+// the script's own time (INFO commandstats, usec of evalsha; issue 14
+// bounds it at 15 µs), and redis-cpu-µs/op, the Redis process's CPU (INFO
+// cpu), which adds reading, parsing and answering the command:
+//
+//	go test -run '^$' -bench RotateRedisCost -count 6 ./store/redisstore/
+func BenchmarkRotateRedisCost(b *testing.B) {
+	srv := testredis.StartServer(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { rdb.Close() })
+	s, err := New(redis.NewClient(&redis.Options{Addr: srv.Addr}), Options{ServerClock: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	u := store.User{ID: randomID(), Username: "u" + randomID(), Roles: []string{"user"}, CreatedAt: now,
+		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$" + strings.Repeat("s", 22) + "$" + strings.Repeat("h", 43)}
+	if err := s.CreateUser(ctx, u); err != nil {
+		b.Fatal(err)
+	}
+	ses := store.Session{ID: randomID(), UserID: u.ID, ClientID: "web", Scope: "openid profile",
+		UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+		IP:        "203.0.113.7", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+	if _, err := s.CreateSession(ctx, store.NewSession{Session: ses, Max: 100}); err != nil {
+		b.Fatal(err)
+	}
+	var gen uint64
+	rotate := func() {
+		var rq store.RequestID
+		_, _ = rand.Read(rq[:])
+		if _, err := s.Rotate(ctx, store.Rotation{UserID: u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web",
+			Now: time.Now(), ReuseWindow: 30 * time.Second, RequestID: rq}); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+	}
+	rotate() // loads the script
+	must(b, rdb.ConfigResetStat(ctx).Err())
+	cpu0, err := redisinfo.CPUSeconds(ctx, rdb)
+	must(b, err)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rotate()
+	}
+	b.StopTimer()
+	cpu1, err := redisinfo.CPUSeconds(ctx, rdb)
+	must(b, err)
+	if ev := commandStats(b, rdb)["evalsha"]; ev.Calls > 0 {
+		b.ReportMetric(ev.Usec/float64(ev.Calls), "redis-script-µs/op")
+		b.ReportMetric((cpu1-cpu0)*1e6/float64(ev.Calls), "redis-cpu-µs/op")
 	}
 }
