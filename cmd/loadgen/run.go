@@ -66,6 +66,9 @@ func run(ctx context.Context, o options) (*report, error) {
 			if alone.RPS > 0 {
 				rep.PasswordVsArgon = res.RPS / alone.RPS
 			}
+			if alone.LoadgenCPUPerReqUS > 0 && res.ServerCPUPerReqUS > 0 {
+				rep.PasswordCPUVsArgon = (res.ServerCPUPerReqUS + res.RedisCPUPerReqUS) / alone.LoadgenCPUPerReqUS
+			}
 		}
 	}
 	if o.baseline != "" {
