@@ -191,7 +191,7 @@ func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, wor
 	cmd := exec.Command(bin, append([]string{"-addr", addr, "-token", tokenFlag}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return result{}, fmt.Errorf("start go-oauth2 baseline: %w", err)
+		return result{}, fmt.Errorf("start %s: %w", bin, err)
 	}
 	defer stopProc(cmd)
 	progress("started %s (pid %d) on %s", filepath.Base(bin), cmd.Process.Pid, addr)
@@ -202,7 +202,7 @@ func runBaselineOnce(ctx context.Context, r *rig, o options, bin, tokenFlag, wor
 		}
 		return err
 	}); err != nil {
-		return result{}, fmt.Errorf("go-oauth2 baseline did not start (see %s): %w", logf.Name(), err)
+		return result{}, fmt.Errorf("%s did not start (see %s): %w", bin, logf.Name(), err)
 	}
 	base := "http://" + addr
 	rr := &rig{base: base, tokend: cmd, o: o, dir: r.dir}
@@ -269,18 +269,7 @@ func printOverFloor(w io.Writer, runs []sideRun, o options) {
 	for _, wl := range sideWorkloads {
 		var ratio, extra []float64
 		for round := 1; round <= o.rounds; round++ {
-			var t, f *sideRun
-			for i := range runs {
-				x := &runs[i]
-				if x.Round == round && x.Workload == wl.name {
-					switch x.System {
-					case "tokend":
-						t = x
-					case "floor":
-						f = x
-					}
-				}
-			}
+			t, f := runOf(runs, round, wl.name, "tokend"), runOf(runs, round, wl.name, "floor")
 			if t != nil && f != nil && f.CPU > 0 {
 				ratio = append(ratio, (t.CPU+t.RedisCPU)/(f.CPU+f.RedisCPU))
 				extra = append(extra, t.CPU+t.RedisCPU-f.CPU-f.RedisCPU)
@@ -292,23 +281,22 @@ func printOverFloor(w io.Writer, runs []sideRun, o options) {
 	}
 }
 
+// runOf is the run of system on workload in round, or nil.
+func runOf(runs []sideRun, round int, workload, system string) *sideRun {
+	for i := range runs {
+		if x := &runs[i]; x.Round == round && x.Workload == workload && x.System == system {
+			return x
+		}
+	}
+	return nil
+}
+
 // printSummaryRow prints one tokend build's medians on one workload, each
 // round's ratio taken against the go-oauth2 run of the same round.
 func printSummaryRow(tw io.Writer, runs []sideRun, o options, workload string, target float64, system string) {
 	var tcpu, rcpu, total, bcpu, ratio, tp99, bp99, trps, brps []float64
 	for round := 1; round <= o.rounds; round++ {
-		var t, b *sideRun
-		for i := range runs {
-			x := &runs[i]
-			if x.Round == round && x.Workload == workload {
-				switch x.System {
-				case system:
-					t = x
-				case "go-oauth2":
-					b = x
-				}
-			}
-		}
+		t, b := runOf(runs, round, workload, system), runOf(runs, round, workload, "go-oauth2")
 		if t == nil || b == nil {
 			continue
 		}
