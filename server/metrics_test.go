@@ -179,8 +179,8 @@ func TestAuditEvents(t *testing.T) {
 		"refresh.failure":        {"user_id", "client_id", "session_id", "ip", "reason"},
 		"revoke":                 {"user_id", "client_id", "session_id", "ip"},
 		"logout":                 {"user_id", "client_id", "session_id", "ip"},
-		"signin.failure":         {"username", "client_id", "ip", "reason"},
-		"signin.rate_limited":    {"username", "client_id", "ip", "limit"},
+		"signin.failure":         {"user_id", "username", "client_id", "ip", "reason"},
+		"signin.rate_limited":    {"user_id", "username", "client_id", "ip", "limit"},
 	}
 	seen := map[string]bool{}
 	perRequest := map[string]int{}

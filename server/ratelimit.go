@@ -52,8 +52,14 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 		return nil
 	}
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	s.audit(ctx, "signin.rate_limited", usernameAttr(username), slog.String("client_id", c.ID),
-		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))
+	// The account is named only if it exists (accountAttrs); the lookup
+	// costs one store read, as the limiter's own check does.
+	u, err := s.store.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr(ctx, err)
+	}
+	s.audit(ctx, "signin.rate_limited", append(accountAttrs(u), slog.String("client_id", c.ID),
+		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))...)
 	return tooManyAttempts(wait, limit)
 }
 

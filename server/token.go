@@ -161,8 +161,8 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	u, err := s.checkPassword(ctx, username, password)
 	if err != nil {
 		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
-			s.audit(ctx, "signin.failure", usernameAttr(username), slog.String("client_id", c.ID),
-				slog.String("ip", clientIP(r)), slog.String("reason", e.desc))
+			s.audit(ctx, "signin.failure", append(accountAttrs(u),
+				slog.String("client_id", c.ID), slog.String("ip", clientIP(r)), slog.String("reason", e.desc))...)
 		}
 		return tokenResponse{}, err
 	}
@@ -221,15 +221,15 @@ func signinName(raw string) string {
 	return name
 }
 
-// usernameAttr is a submitted username for an audit line: the canonical
-// name (at most credential.MaxUsernameBytes, no controls or invisible
-// characters), or username_invalid=true instead of whatever was typed
-// (a password in the username field, 60 KB of junk).
-func usernameAttr(name string) slog.Attr {
-	if name == invalidUsername {
-		return slog.Bool("username_invalid", true)
+// accountAttrs names the account of a password attempt on an audit line:
+// the user id and stored username of an account that exists (u.ID set),
+// else account_known=false and nothing of what was typed — a name that
+// matches no account may be a password typed into the username field.
+func accountAttrs(u store.User) []slog.Attr {
+	if u.ID == "" {
+		return []slog.Attr{slog.Bool("account_known", false)}
 	}
-	return slog.String("username", name)
+	return []slog.Attr{slog.String("user_id", u.ID), slog.String("username", u.Username)}
 }
 
 // errBadCredentials is the one answer for an unknown user and a wrong
@@ -237,7 +237,8 @@ func usernameAttr(name string) slog.Attr {
 var errBadCredentials = invalidGrant("invalid username or password")
 
 // checkPassword finds the user and verifies the password, spending the
-// same argon2id work whether or not the user exists.
+// same argon2id work whether or not the user exists. On a wrong password
+// it returns the user too (for the audit line; see accountAttrs).
 func (s *Server) checkPassword(ctx context.Context, username, password string) (store.User, error) {
 	u, err := s.store.UserByName(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {
@@ -255,10 +256,10 @@ func (s *Server) checkPassword(ctx context.Context, username, password string) (
 		return store.User{}, serverError(err)
 	}
 	if !ok {
-		return store.User{}, errBadCredentials
+		return u, errBadCredentials
 	}
 	if u.Disabled {
-		return store.User{}, invalidGrant("user account is disabled")
+		return u, invalidGrant("user account is disabled")
 	}
 	return u, nil
 }
