@@ -34,7 +34,7 @@ const eventsPage = 256
 // read; the consumer reconnects with Last-Event-ID, to any replica.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if s.events == nil {
-		http.NotFound(w, r)
+		writeNotFound(w, r)
 		return
 	}
 	if err := s.authorizeEvents(r); err != nil {

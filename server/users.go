@@ -30,7 +30,7 @@ type signupResponse struct {
 // them.
 func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 	if !s.signup {
-		http.NotFound(w, r)
+		writeNotFound(w, r)
 		return
 	}
 	ctx := r.Context()
