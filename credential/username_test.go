@@ -26,6 +26,9 @@ func TestUsername(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"", "a b", "a\tb", "a\x00b", "a\x7fb", "al\u200bice", "\u200b", "b\u043eb", "pаypal", "♥", "a\xffb",
+		"b\u0966\u0966k", // Devanagari digits in a Latin name
+		"do\u05c5t",      // a Hebrew point on Latin letters
+		"\u0430\u0441e",  // Cyrillic а and с, Latin e
 		strings.Repeat("d", MaxUsernameBytes+1), strings.Repeat("x", 1<<16),
 	} {
 		if got, err := Username(bad); err == nil {
@@ -34,6 +37,38 @@ func TestUsername(t *testing.T) {
 	}
 	if _, err := Username(strings.Repeat("d", MaxUsernameBytes)); err != nil {
 		t.Errorf("a %d-byte name: %v", MaxUsernameBytes, err)
+	}
+}
+
+// Skeleton gives look-alike names one key: whole-script look-alikes
+// (Cyrillic "асе" for "ace"), digits for letters, "rn" for "m"; names
+// that do not look alike keep keys of their own.
+func TestSkeleton(t *testing.T) {
+	canon := func(s string) string {
+		t.Helper()
+		c, err := Username(s)
+		if err != nil {
+			t.Fatalf("Username(%q): %v", s, err)
+		}
+		return c
+	}
+	for a, b := range map[string]string{
+		"ace":       "\u0430\u0441\u0435", // all Cyrillic
+		"bob":       "b0b",
+		"mary":      "rnary",
+		"user1":     "userl",
+		"alice":     "ALICE",
+		"paypal":    "\u0440\u0430\u0443\u0440\u0430\u04cf", // all Cyrillic
+		"jos\u00e9": "jose\u0301",
+	} {
+		if ka, kb := Skeleton(canon(a)), Skeleton(canon(b)); ka != kb {
+			t.Errorf("Skeleton(%q) = %q, Skeleton(%q) = %q: want one key", a, ka, b, kb)
+		}
+	}
+	for a, b := range map[string]string{"ace": "acme", "bob": "rob", "alice": "alica", "山田": "山本", "jose": "jos\u00e9"} {
+		if Skeleton(canon(a)) == Skeleton(canon(b)) {
+			t.Errorf("%q and %q share the key %q", a, b, Skeleton(canon(a)))
+		}
 	}
 }
 

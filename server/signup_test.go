@@ -102,6 +102,20 @@ func TestSignup(t *testing.T) {
 		}
 		a = e.postJSON("/users", `{"username":"CAROL@example.com","password":"another long password"}`)
 		wantError(t, a, http.StatusConflict, "username_taken", "already taken")
+		// A name that looks like a taken one (UTS #39 skeleton): 409 too,
+		// whether in one other script or with digits for letters.
+		if a = e.post("/users", url.Values{"username": {"ace"}, "password": {"another long password"}}); a.status != http.StatusCreated {
+			t.Fatalf("signup ace: %d %s", a.status, a.body)
+		}
+		for _, name := range []string{"\u0430\u0441\u0435", "b0b", "B0B"} {
+			a = e.post("/users", url.Values{"username": {name}, "password": {"another long password"}})
+			wantError(t, a, http.StatusConflict, "username_taken", "looks like one that is already taken")
+		}
+		// Digits and marks of another script in a name: 400.
+		for _, name := range []string{"b\u0966\u0966k", "do\u05c5t"} {
+			a = e.post("/users", url.Values{"username": {name}, "password": {"another long password"}})
+			wantError(t, a, http.StatusBadRequest, "invalid_request", "mixes characters of two scripts")
+		}
 
 		// Only POST.
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/users", nil)

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: already exists")
+	// ErrLookAlike is the ErrConflict of CreateUser for a username with
+	// the skeleton (credential.Skeleton) of another user's name: "асе" in
+	// Cyrillic beside "ace". errors.Is(err, ErrConflict) holds for it.
+	ErrLookAlike = fmt.Errorf("%w: the username looks like an existing user's", ErrConflict)
 )
 
 // Refusals of Rotate and Logout (see Decide for when each applies). In
@@ -450,7 +455,10 @@ func NormalScope(requested, granted string) string {
 // could not be reached or failed; callers treat them as "unavailable".
 type Store interface {
 	// Users.
-	CreateUser(ctx context.Context, u User) error // ErrConflict if the username is taken
+	// CreateUser stores a new user: ErrConflict if the id or the username
+	// (case-insensitively) is taken, ErrLookAlike if another user's name
+	// has the same skeleton (credential.Skeleton).
+	CreateUser(ctx context.Context, u User) error
 	User(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)

@@ -192,6 +192,8 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		}
 		nu := store.User{ID: token.NewID(), Username: u.Username, PasswordHash: hash, Roles: u.Roles, CreatedAt: now, UpdatedAt: now}
 		switch err := st.CreateUser(ctx, nu); {
+		case errors.Is(err, store.ErrLookAlike):
+			return fmt.Errorf("bootstrap: %w", createUserError(u.Username, err))
 		case errors.Is(err, store.ErrConflict):
 			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
 		case err != nil:

@@ -61,10 +61,7 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 			now := time.Now()
 			u := store.User{ID: token.NewID(), Username: username, PasswordHash: hash, Roles: roles, CreatedAt: now, UpdatedAt: now}
 			if err := st.CreateUser(ctx, u); err != nil {
-				if errors.Is(err, store.ErrConflict) {
-					return fmt.Errorf("user %q already exists", username)
-				}
-				return err
+				return createUserError(username, err)
 			}
 			fmt.Fprintf(c.stdout, "created user %s (id %s)\n", username, u.ID)
 			return nil
@@ -109,6 +106,17 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 		setDisabled("enable", "Enable a disabled user", false),
 		del, list, c.usersSetPasswordCmd(), c.usersRolesCmd())
 	return cmd
+}
+
+// createUserError says why CreateUser refused username.
+func createUserError(username string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrLookAlike):
+		return fmt.Errorf("user %q looks like an existing user's name (the same Unicode skeleton, UTS #39: e.g. Cyrillic \"а\" for Latin \"a\", \"0\" for \"o\"); choose another name", username)
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("user %q already exists", username)
+	}
+	return err
 }
 
 func (c *cli) listUsers(cmd *cobra.Command, st store.Store) error {

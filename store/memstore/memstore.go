@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/internal/fields"
 )
@@ -34,6 +35,7 @@ type Store struct {
 	closed   bool
 	users    map[string]store.User // by id
 	names    map[string]string     // lower-cased username → id
+	looks    map[string]string     // credential.Skeleton(username) → id
 	clients  map[string]store.Client
 	sessions map[string]map[string]*session // user id → session id → record
 
@@ -58,6 +60,7 @@ func newStore(clock func() time.Time, every time.Duration) *Store {
 		clock:    clock,
 		users:    map[string]store.User{},
 		names:    map[string]string{},
+		looks:    map[string]string{},
 		clients:  map[string]store.Client{},
 		sessions: map[string]map[string]*session{},
 		stop:     make(chan struct{}),
@@ -152,11 +155,16 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if _, ok := s.names[name]; ok {
 		return store.ErrConflict
 	}
+	look := credential.Skeleton(u.Username)
+	if _, ok := s.looks[look]; ok {
+		return store.ErrLookAlike
+	}
 	u.Roles = fields.Words(strings.Join(u.Roles, " "))
 	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
 	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason = time.Time{}, "", ""
 	s.users[u.ID] = u
 	s.names[name] = u.ID
+	s.looks[look] = u.ID
 	return nil
 }
 
@@ -258,6 +266,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	delete(s.users, id)
 	if name := strings.ToLower(u.Username); s.names[name] == id {
 		delete(s.names, name)
+	}
+	if look := credential.Skeleton(u.Username); s.looks[look] == id {
+		delete(s.looks, look)
 	}
 	delete(s.sessions, id)
 	return nil

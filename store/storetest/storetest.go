@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CreateUser", testCreateUser},
 		{"UserConflicts", testUserConflicts},
 		{"ConcurrentCreateUser", testConcurrentCreateUser},
+		{"LookAlikeUsers", testLookAlikeUsers},
 		{"UserNotFound", testUserNotFound},
 		{"UpdateUser", testUpdateUser},
 		{"ListUsers", testListUsers},
@@ -274,6 +275,64 @@ func testConcurrentCreateUser(t *testing.T, e *env) {
 	must(t, err)
 	if got.ID != users[0].ID {
 		t.Fatalf("UserByName finds %s, ListUsers %s", got.ID, users[0].ID)
+	}
+}
+
+// testLookAlikeUsers: a name with the skeleton of an existing user's
+// (credential.Skeleton) is refused with ErrLookAlike and leaves nothing
+// behind; the name is free again once that user is deleted; of racing
+// look-alikes exactly one is created.
+func testLookAlikeUsers(t *testing.T, e *env) {
+	ace := e.user("ace")
+	for _, name := range []string{"\u0430\u0441\u0435", "ACE", "\u0430ce"} { // all Cyrillic; other case; mixed
+		id := newID()
+		err := e.st.CreateUser(e.ctx, store.User{ID: id, Username: name, CreatedAt: e.now})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("CreateUser(%q) beside ace: %v, want ErrConflict", name, err)
+		}
+		if name != "ACE" && !errors.Is(err, store.ErrLookAlike) {
+			t.Fatalf("CreateUser(%q) beside ace: %v, want ErrLookAlike", name, err)
+		}
+		_, err = e.st.User(e.ctx, id)
+		wantErr(t, "the look-alike's record", err, store.ErrNotFound)
+		if u, err := e.st.UserByName(e.ctx, name); err == nil && u.ID != ace.ID {
+			t.Fatalf("UserByName(%q) finds the refused user", name)
+		}
+	}
+	e.user("b0b")
+	wantErr(t, "bob beside b0b", e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: "bob", CreatedAt: e.now}), store.ErrLookAlike)
+	e.user("acme") // not a look-alike
+	must(t, e.st.DeleteUser(e.ctx, ace.ID))
+	cyr := e.user("\u0430\u0441\u0435")
+	wantErr(t, "ace beside асе", e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: "ace", CreatedAt: e.now}), store.ErrLookAlike)
+	got, err := e.st.UserByName(e.ctx, "\u0430\u0441\u0435")
+	must(t, err)
+	sameUser(t, got, cyr)
+
+	const racers = 16
+	names := []string{"paypal", "\u0440\u0430\u0443\u0440\u0430\u04cf", "PAYPAL", "p\u0430yp\u0430l"}
+	errs := make(chan error, racers)
+	for i := range racers {
+		go func() {
+			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
+		}()
+	}
+	won := 0
+	for range racers {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatalf("CreateUser: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d racing look-alikes were created, want 1", won, racers)
+	}
+	users, err := e.st.ListUsers(e.ctx)
+	must(t, err)
+	if len(users) != 4 { // b0b, acme, асе and the winner
+		t.Fatalf("ListUsers: %d users, want 4", len(users))
 	}
 }
 
