@@ -11,6 +11,8 @@ import (
 	"golang.org/x/text/cases"
 	"golang.org/x/text/secure/precis"
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/tokend/tokend/token"
 )
 
 // MaxUsernameBytes bounds a username: an email address fits (RFC 5321
@@ -18,9 +20,10 @@ import (
 const MaxUsernameBytes = 254
 
 // Password policy, the same for self-registration and the CLI (NIST SP
-// 800-63B §5.1.1.2: a length floor, a generous ceiling, no composition
-// rules). Lengths count Unicode characters; the byte bound caps the
-// argon2id input.
+// 800-63B-4 §3.1.1.2: a length floor, a generous ceiling, no composition
+// rules, and no password from a list of common ones — see
+// commonPasswordsText). Lengths count Unicode characters; the byte bound
+// caps the argon2id input.
 const (
 	MinPasswordChars = 10
 	MaxPasswordChars = 256
@@ -151,6 +154,9 @@ func PasswordProblem(username, password string) string {
 	if strings.Trim(password, string(first)) == "" {
 		return "password must not be one character repeated"
 	}
+	if commonPassword(password) {
+		return "password is on a list of commonly used passwords seen in breaches; choose another"
+	}
 	return ""
 }
 
@@ -159,9 +165,17 @@ func PasswordProblem(username, password string) string {
 // characters every client library sends unchanged in HTTP Basic, where
 // RFC 6749 §2.3.1 form-encodes the id and many libraries do not (with "+"
 // or "%" in an id, requests-oauthlib and authlib fail to authenticate).
+// It must not have the form of a user id (token.ValidID): a client's own
+// access tokens (client_credentials) carry its id as sub, as a user's
+// carry the user id, so a client named like a user would be that user to
+// a resource server. User ids are all made by token.NewID, so neither can
+// take the other's.
 func ClientIDProblem(id string) string {
 	if id == "" || len(id) > 64 {
 		return "a client id is 1 to 64 characters"
+	}
+	if token.ValidID(id) {
+		return "a client id must not have the form of a user id (26 characters of a-z and 2-7): the client's access tokens carry its id as sub, as a user's carry the user id"
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]

@@ -3,6 +3,8 @@ package credential
 import (
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/token"
 )
 
 func TestUsername(t *testing.T) {
@@ -78,9 +80,33 @@ func TestClientIDProblem(t *testing.T) {
 			t.Errorf("%q: %s", ok, p)
 		}
 	}
-	for _, bad := range []string{"", "a+b", "a%20b", "a:b", "a b", "ü", "a/b", strings.Repeat("a", 65)} {
+	for _, bad := range []string{"", "a+b", "a%20b", "a:b", "a b", "ü", "a/b", strings.Repeat("a", 65), token.NewID()} {
 		if ClientIDProblem(bad) == "" {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Common passwords are refused whatever their case; the list is sorted,
+// lower-case and within the length rule, as the binary search needs.
+func TestPasswordProblemCommonPasswords(t *testing.T) {
+	for _, pw := range []string{"password12", "Password1!", "PASSWORD12", "qwertyuiop", "1234567890"} {
+		if p := PasswordProblem("alice", pw); !strings.Contains(p, "commonly used") {
+			t.Errorf("PasswordProblem(%q) = %q, want the common-password refusal", pw, p)
+		}
+	}
+	for _, pw := range []string{"correct horse battery staple", "a fine long password", "Password1!x7"} {
+		if p := PasswordProblem("alice", pw); p != "" {
+			t.Errorf("PasswordProblem(%q) = %q", pw, p)
+		}
+	}
+	list := commonPasswords()
+	if len(list) != 112130 {
+		t.Fatalf("%d common passwords, want the 112,130 the doc comment names", len(list))
+	}
+	for i, p := range list {
+		if n := len([]rune(p)); p != strings.ToLower(p) || n < MinPasswordChars || n > MaxPasswordChars || i > 0 && list[i-1] >= p {
+			t.Fatalf("entry %d %q: not lower-case, out of the length rule, or out of order", i, p)
 		}
 	}
 }

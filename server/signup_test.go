@@ -150,6 +150,8 @@ func TestSignupValidation(t *testing.T) {
 		{url.Values{"username": {"Dave.Smith42"}, "password": {"dave.smith42"}}, "password must not be the same as the username"},
 		{url.Values{"username": {"dave"}, "password": {"aaaaaaaaaaaa"}}, "password must not be one character repeated"},
 		{url.Values{"username": {"dave"}, "password": {"            "}}, "password must not be one character repeated"},
+		{url.Values{"username": {"dave"}, "password": {"Password1!"}}, "password is on a list of commonly used passwords"},
+		{url.Values{"username": {"dave"}, "password": {"password12"}}, "password is on a list of commonly used passwords"},
 	}
 	for _, tt := range tests {
 		a := e.post("/users", tt.form)
@@ -157,7 +159,7 @@ func TestSignupValidation(t *testing.T) {
 	}
 	// Boundaries that pass: exactly 10 and 256 characters; multi-byte
 	// characters count once.
-	for i, pw := range []string{"abcdefghij", strings.Repeat("ab", 128), "éàéàéàéàéà"} {
+	for i, pw := range []string{"abcdefghiz", strings.Repeat("ab", 128), "éàéàéàéàéà"} {
 		a := e.post("/users", url.Values{"username": {"ok" + string(rune('a'+i))}, "password": {pw}})
 		if a.status != http.StatusCreated {
 			t.Fatalf("password of %d characters: %d %s", len([]rune(pw)), a.status, a.body)

@@ -70,6 +70,9 @@ func TestUsersSetPasswordAndRoles(t *testing.T) {
 	if _, err := run(t, env, "short\n", "users", "set-password", "alice"); err == nil || !strings.Contains(err.Error(), "at least") {
 		t.Fatalf("short password: %v", err)
 	}
+	if _, err := run(t, env, "qwertyuiop\n", "users", "set-password", "alice"); err == nil || !strings.Contains(err.Error(), "commonly used") {
+		t.Fatalf("set-password to a common password: %v", err)
+	}
 	if _, err := run(t, env, "long-enough-pw\n", "users", "set-password", "nobody"); err == nil || !strings.Contains(err.Error(), `no user "nobody"`) {
 		t.Fatalf("unknown user: %v", err)
 	}
