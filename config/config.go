@@ -60,6 +60,7 @@ type Config struct {
 	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
 	AllowSignup        bool          // ALLOW_SIGNUP [false]
 	Bootstrap          string        // TOKEND_BOOTSTRAP [unset]; YAML file of users and clients created at start-up
+	AllowDevSecrets    bool          // TOKEND_ALLOW_DEV_SECRETS [false]; let bootstrap users keep the committed development password
 	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT [json]; json|text
 
@@ -347,6 +348,19 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return c.Bootstrap },
+	},
+	{
+		Variable: Variable{"TOKEND_ALLOW_DEV_SECRETS", "false", formBool,
+			"Start even though a TOKEND_BOOTSTRAP user's password is a development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read. Off, `tokend serve` refuses to start with such a password — in the file, or already set on the user — and says how to replace it. For a local trial only."},
+		parse: func(c *Config, raw string) string {
+			b, ok := parseBool(raw)
+			if !ok {
+				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+			}
+			c.AllowDevSecrets = b
+			return ""
+		},
+		format: func(c Config) string { return strconv.FormatBool(c.AllowDevSecrets) },
 	},
 	{
 		Variable: Variable{"LOG_LEVEL", "info", formLevel,

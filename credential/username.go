@@ -177,11 +177,8 @@ func ClientIDProblem(id string) string {
 	if token.ValidID(id) {
 		return "a client id must not have the form of a user id (26 characters of a-z and 2-7): the client's access tokens carry its id as sub, as a user's carry the user id"
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
-			return "a client id may contain only letters A-Z and a-z, digits and - . _ ~"
-		}
+	if !unreserved(id) {
+		return "a client id may contain only letters A-Z and a-z, digits and - . _ ~"
 	}
 	return ""
 }

@@ -43,12 +43,6 @@ type bootstrapClient struct {
 	SecretEnv  string   `yaml:"secret_env"`
 }
 
-// minBootstrapSecret is the shortest client secret a bootstrap file may
-// give: 32 characters of `openssl rand -base64 32` (44) carry 256 bits,
-// which is what lets tokend keep only a SHA-256 of a client secret
-// (docs/security.md); a shorter one is refused rather than weakened.
-const minBootstrapSecret = 43
-
 // secretSource reads one secret from file or the environment variable env
 // (exactly one of them), without its trailing line ending. Errors name the
 // source, never the value.
@@ -142,16 +136,38 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	return f, nil
 }
 
-// applyBootstrap creates the users and clients of f that do not exist. It
-// reads every secret before writing anything, so a missing secret stops
-// start-up with nothing half-done. An existing user or client is left as
-// it is: the file seeds a deployment, the CLI manages it afterwards (and
-// another replica starting at the same moment may have just created it).
+// applyBootstrap creates the users and clients of f that do not exist.
+// It first finds which exist, then reads and checks the secret of every
+// one to create, before writing anything, so a missing or unusable secret
+// stops start-up with nothing half-done. An existing user or client is
+// left as it is, and its secret source is not read: the file seeds a
+// deployment, the CLI manages it afterwards (and another replica starting
+// at the same moment may have just created it).
 func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, log *slog.Logger) error {
+	userExists := make([]bool, len(f.Users))
+	for i, u := range f.Users {
+		_, err := st.UserByName(ctx, u.Username)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		userExists[i] = err == nil
+	}
+	clientExists := make([]bool, len(f.Clients))
+	for i, c := range f.Clients {
+		_, err := st.Client(ctx, c.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
+		}
+		clientExists[i] = err == nil
+	}
+
 	passwords := make([]string, len(f.Users))
 	secrets := make([]string, len(f.Clients))
 	var errs []error
 	for i, u := range f.Users {
+		if userExists[i] {
+			continue
+		}
 		pw, err := secretSource("password of user "+u.Username, u.PasswordFile, u.PasswordEnv, environ)
 		if err == nil {
 			if problem := credential.PasswordProblem(u.Username, pw); problem != "" {
@@ -162,12 +178,14 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		errs = append(errs, err)
 	}
 	for i, c := range f.Clients {
-		if c.Public {
+		if c.Public || clientExists[i] {
 			continue
 		}
 		sec, err := secretSource("secret of client "+c.ID, c.SecretFile, c.SecretEnv, environ)
-		if err == nil && len(sec) < minBootstrapSecret {
-			err = fmt.Errorf("secret of client %s: at least %d characters (256 bits: e.g. `openssl rand -base64 32`)", c.ID, minBootstrapSecret)
+		if err == nil {
+			if problem := credential.ClientSecretProblem(sec); problem != "" {
+				err = fmt.Errorf("secret of client %s: %s", c.ID, problem)
+			}
 		}
 		secrets[i] = sec
 		errs = append(errs, err)
@@ -178,13 +196,9 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 
 	now := time.Now()
 	for i, u := range f.Users {
-		_, err := st.UserByName(ctx, u.Username)
-		if err == nil {
+		if userExists[i] {
 			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
 			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
 		hash, err := h.Hash(ctx, passwords[i])
 		if err != nil {
@@ -204,13 +218,9 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		}
 	}
 	for i, c := range f.Clients {
-		_, err := st.Client(ctx, c.ID)
-		if err == nil {
+		if clientExists[i] {
 			log.Info("bootstrap: client exists, left unchanged", slog.String("client_id", c.ID))
 			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
 		}
 		nc := store.Client{ID: c.ID, Public: c.Public, Grants: c.Grants, Scopes: c.Scopes, CreatedAt: now}
 		if !c.Public {
