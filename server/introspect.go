@@ -74,21 +74,40 @@ func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, e
 	}, nil
 }
 
-// errSessionEnded says why an otherwise valid access token is not active.
-var errSessionEnded = errors.New("the session of this access token has ended")
+// Why an otherwise valid access token is not active (see also
+// errClientTokenEnded).
+var (
+	errSessionEnded = errors.New("the session of this access token has ended")
+	errClientGone   = errors.New("the client of this access token was deleted")
+)
 
 // activeAccess is the one check of an access token that tokend itself
 // relies on (introspection and its own bearer-authenticated endpoints): the
 // signature and claims as a resource server verifies them (package token,
 // through the verification cache), then, for a user's token, that its
 // session is still active — the online check that notices a revoked
-// session before the JWT expires. why is nil for an active token, else the
-// reason it is not (wrapping token.ErrExpired, token.ErrInvalid or
-// errSessionEnded); err is a store failure (a 503).
+// session before the JWT expires — and for a client's own token
+// (client_credentials: no session), that the client still exists and has
+// not ended its tokens since (store.Client.TokenEnded: a rotated secret, a
+// scope or grant taken away). why is nil for an active token, else the
+// reason it is not (wrapping token.ErrExpired, token.ErrInvalid, or being
+// errSessionEnded, errClientGone or errClientTokenEnded); err is a store
+// failure (a 503).
 func (s *Server) activeAccess(ctx context.Context, raw string, now time.Time) (cl token.AccessClaims, why, err error) {
 	cl, why = s.verified.Verify(raw, now)
 	if why != nil {
 		return token.AccessClaims{}, why, nil
+	}
+	if cl.SessionID == "" {
+		c, err := s.store.Client(ctx, cl.ClientID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return token.AccessClaims{}, errClientGone, nil
+		case err != nil:
+			return token.AccessClaims{}, nil, storeErr(ctx, err)
+		case c.TokenEnded(cl.IssuedAt):
+			return token.AccessClaims{}, errClientTokenEnded, nil
+		}
 	}
 	if cl.SessionID != "" {
 		sess, err := s.store.Session(ctx, cl.Subject, cl.SessionID)

@@ -88,6 +88,10 @@ type Options struct {
 	// EventsHeartbeat is how often an idle feed stream sends a heartbeat
 	// [DefaultEventsHeartbeat].
 	EventsHeartbeat time.Duration
+	// EventsMaxStreams is how many feed streams one client may hold open
+	// on this server at once; beyond it GET /events answers 429
+	// [DefaultEventsMaxStreams].
+	EventsMaxStreams int
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -124,10 +128,12 @@ type Server struct {
 	mux         *router // the routes, for Routes
 	origins     []string
 
-	events          *events.Hub
-	eventsHeartbeat time.Duration
-	closing         chan struct{} // closed by CloseStreams
-	closeOnce       sync.Once
+	events           *events.Hub
+	eventsHeartbeat  time.Duration
+	eventsMaxStreams int
+	streams          streamCounts  // open feed streams per client
+	closing          chan struct{} // closed by CloseStreams
+	closeOnce        sync.Once
 }
 
 // New checks the options and builds the server and its routes.
@@ -151,13 +157,16 @@ func New(o Options) (*Server, error) {
 		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
 		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
 		origins: slices.Clone(o.CORSAllowedOrigins), ready: o.Ready,
-		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, closing: make(chan struct{}),
+		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, eventsMaxStreams: o.EventsMaxStreams, closing: make(chan struct{}),
 	}
 	if s.ready == nil {
 		s.ready = s.store.Ping
 	}
 	if s.eventsHeartbeat <= 0 {
 		s.eventsHeartbeat = DefaultEventsHeartbeat
+	}
+	if s.eventsMaxStreams <= 0 {
+		s.eventsMaxStreams = DefaultEventsMaxStreams
 	}
 	if s.refreshTTL <= 0 {
 		s.refreshTTL = 24 * time.Hour

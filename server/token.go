@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
 	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -412,9 +413,38 @@ func (s *Server) clientCredentialsGrant(r *http.Request, p params) (tokenRespons
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	at, err := s.tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, s.now())
+	now, err := s.afterTokensNotBefore(r.Context(), c)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	at, err := s.tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, now)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
 	return tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()), Scope: scope}, nil
+}
+
+// afterTokensNotBefore is the issue time of a client_credentials token of
+// c: now, or — in the second of c.TokensNotBefore, right after a change
+// ended the client's tokens — the start of the next second, after waiting
+// for it. An access token's iat is whole seconds, and every check
+// (store.Client.TokenEnded, verify's) ends the tokens issued in that
+// second, so a token issued then would be born ended. The wait is at most
+// a second; should this host's clock be further behind the one that set
+// TokensNotBefore, the token's iat is that far ahead (within the
+// verifiers' leeway for a skew NTP keeps small).
+func (s *Server) afterTokensNotBefore(ctx context.Context, c store.Client) (time.Time, error) {
+	now := s.now()
+	if !c.TokenEnded(now.Truncate(time.Second)) {
+		return now, nil
+	}
+	first := c.TokensNotBefore.Truncate(time.Second).Add(time.Second)
+	t := time.NewTimer(min(first.Sub(now), time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return first, nil
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	}
 }

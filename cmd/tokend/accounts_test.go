@@ -117,6 +117,10 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 	if subtle.ConstantTimeCompare(cl.SecretHash, credential.HashClientSecret(m[1])) != 1 || credential.VerifyClientSecret(old, cl.SecretHash) {
 		t.Fatal("the stored hash is not the new secret's")
 	}
+	// The rotation ends the client's client_credentials tokens until now.
+	if cl.TokensNotBefore.IsZero() || time.Since(cl.TokensNotBefore) > time.Minute {
+		t.Fatalf("TokensNotBefore after rotate-secret: %v", cl.TokensNotBefore)
+	}
 	if _, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +141,16 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 	cl2, _ := st.Client(ctx, "svc")
 	if strings.Join(cl2.Grants, ",") != "client_credentials,password" || cl2.Scopes != nil || string(cl2.SecretHash) != string(cl.SecretHash) {
 		t.Fatalf("stored client after update: %+v", cl2)
+	}
+	// Taking the scopes away moved TokensNotBefore on; adding would not.
+	if !cl2.TokensNotBefore.After(cl.TokensNotBefore) {
+		t.Fatalf("TokensNotBefore after scopes were taken away: %v, before %v", cl2.TokensNotBefore, cl.TokensNotBefore)
+	}
+	if _, err := run(t, env, "", "clients", "update", "svc", "--scopes", "read"); err != nil {
+		t.Fatal(err)
+	}
+	if cl3, _ := st.Client(ctx, "svc"); !cl3.TokensNotBefore.Equal(cl2.TokensNotBefore) {
+		t.Fatalf("adding a scope moved TokensNotBefore: %v, before %v", cl3.TokensNotBefore, cl2.TokensNotBefore)
 	}
 	for _, bad := range [][]string{
 		{"update", "web", "--grants", "client_credentials"}, // public

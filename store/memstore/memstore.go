@@ -292,6 +292,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	c.Grants = fields.Words(strings.Join(c.Grants, " "))
 	c.Scopes = fields.Words(strings.Join(c.Scopes, " "))
 	c.CreatedAt = fields.Round(c.CreatedAt)
+	c.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = c
 	return nil
 }
@@ -323,8 +324,8 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return out, nil
 }
 
-// UpdateClient replaces the client's secret hash, grants and scopes, or
-// returns ErrNotFound.
+// UpdateClient replaces the client's secret hash, grants, scopes and
+// TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -337,6 +338,7 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	old.SecretHash = bytesOrNil(c.SecretHash)
 	old.Grants = fields.Words(strings.Join(c.Grants, " "))
 	old.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	old.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = old
 	return nil
 }
