@@ -89,7 +89,7 @@ func TestOpenAPIDocument(t *testing.T) {
 						t.Errorf("%s %s: request body has no example", name, ct)
 					}
 				}
-				// Every OAuth-style body is accepted as a form and as JSON (docs/design.md, "Decisions where the spec is silent").
+				// Every OAuth-style body is accepted as a form and as JSON (docs/design.md, "Decisions of our own").
 				c := op.RequestBody.Value.Content
 				if c.Get("application/x-www-form-urlencoded") == nil || c.Get("application/json") == nil {
 					t.Errorf("%s: request body must be documented as form and as JSON", name)

@@ -14,8 +14,8 @@ import (
 
 // Introspection and a resource server's verify.Verifier run one check
 // (docs/design.md, "Access tokens"), so they give one verdict on every
-// token. These are the inputs on which they once disagreed (issue #13:
-// introspection took exp or iat as a string, and exp = 1e16), and
+// token. These are the inputs on which they once disagreed
+// (introspection took exp or iat as a string, and exp = 1e16), and
 // neighbours of them.
 func TestIntrospectionAgreesWithVerify(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)

@@ -439,12 +439,11 @@ func NormalScope(requested, granted string) string {
 	return granted
 }
 
-// Times passed to a Store ("now") must not be zero.
-//
 // Store is tokend's state. Implementations must be safe for concurrent use
 // and must make each method atomic: in particular, of N concurrent Rotate
 // calls presenting the same generation at most one writes, and every
-// accepted one answers the same generation.
+// accepted one answers the same generation. Times passed to a Store
+// ("now") must not be zero.
 //
 // Errors other than the sentinels above (and *ReuseError) mean the store
 // could not be reached or failed; callers treat them as "unavailable".

@@ -14,7 +14,7 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// Account and client administration (issue 11.6): set-password, roles,
+// Account and client administration: set-password, roles,
 // rotate-secret, update.
 
 // adminHasher is the argon2id hasher the configuration asks for, one hash

@@ -19,7 +19,7 @@ import (
 )
 
 // bootstrapFile is TOKEND_BOOTSTRAP: users and clients that serve creates
-// at start-up when they do not exist (issue 11.7). Secrets are never in
+// at start-up when they do not exist (docs/design.md, "Bootstrap"). Secrets are never in
 // the file itself: each comes from a file (docker/compose secrets) or an
 // environment variable.
 type bootstrapFile struct {

@@ -1,6 +1,6 @@
 package main
 
-// The CLI as issue 12 found it: one username and password rule shared with
+// The CLI's rules: one username and password rule shared with
 // signup, a password prompt without echo at a terminal, a non-zero exit
 // for a mistyped subcommand, and keys generate following the
 // configuration.
