@@ -40,6 +40,8 @@ import (
 
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokend/tokend/credential"
 )
 
 // Config is the effective, validated configuration.
@@ -799,6 +801,15 @@ func fileValue(v any, list bool) (string, error) {
 	default:
 		return "", fmt.Errorf("has an unsupported YAML type %T (use a single value)", v)
 	}
+}
+
+// Argon2 returns the argon2id parameters of new password hashes:
+// PASSWORD_HASH_MEMORY, _ITERATIONS and _PARALLELISM, with
+// credential.DefaultArgon2's salt and key lengths.
+func (c Config) Argon2() credential.Argon2Params {
+	p := credential.DefaultArgon2()
+	p.Memory, p.Iterations, p.Parallelism = c.PasswordHashMemory, c.PasswordHashIterations, c.PasswordHashParallelism
+	return p
 }
 
 // Settings returns every variable, in documented order, with its effective

@@ -64,7 +64,7 @@ type User struct {
 	ID           string   // opaque, token.NewID(); the `sub` of access tokens
 	Username     string   // as entered; looked up case-insensitively
 	PasswordHash string   // PHC-formatted argon2id hash
-	Roles        []string // single words: stored space-joined
+	Roles        []string // each a credential.Role, none twice; stored space-joined
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
@@ -448,7 +448,9 @@ func NormalScope(requested, granted string) string {
 // Errors other than the sentinels above (and *ReuseError) mean the store
 // could not be reached or failed; callers treat them as "unavailable".
 type Store interface {
-	// Users.
+	// Users. CreateUser and UpdateUser refuse roles that credential.Roles
+	// refuses, writing nothing; callers check roles first, so that error
+	// means a bug, not an outage.
 	CreateUser(ctx context.Context, u User) error // ErrConflict if the username is taken
 	User(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)
