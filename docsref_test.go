@@ -159,3 +159,39 @@ func TestDocsSectionLinksResolve(t *testing.T) {
 		}
 	}
 }
+
+var mdOrderedItem = regexp.MustCompile(`^([0-9]+)\. `)
+
+// The numbered steps of README.md and docs/*.md count 1, 2, 3, ... from
+// each heading on, whatever prose stands between them.
+func TestDocsStepsNumbered(t *testing.T) {
+	for _, path := range repoTextFiles(t) {
+		if filepath.Ext(path) != ".md" {
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, inFence := 1, false
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "```") {
+				inFence = !inFence
+				continue
+			}
+			if inFence {
+				continue
+			}
+			if mdHeading.MatchString(line) {
+				next = 1
+				continue
+			}
+			if m := mdOrderedItem.FindStringSubmatch(line); m != nil {
+				if n, _ := strconv.Atoi(m[1]); n != next {
+					t.Errorf("%s:%d: step %d, want %d", path, i+1, n, next)
+				}
+				next++
+			}
+		}
+	}
+}
