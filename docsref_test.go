@@ -105,6 +105,40 @@ func githubAnchor(heading string) string {
 	return b.String()
 }
 
+// proseLines returns the lines of the Markdown file path, those inside
+// fenced code blocks (and the fences) blanked, so line numbers still hold.
+func proseLines(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	inFence := false
+	for i, line := range lines {
+		fence := strings.HasPrefix(strings.TrimSpace(line), "```")
+		if fence {
+			inFence = !inFence
+		}
+		if fence || inFence {
+			lines[i] = ""
+		}
+	}
+	return lines
+}
+
+// markdownFiles returns README.md, docs/*.md and the repository's other
+// Markdown files.
+func markdownFiles(t *testing.T) []string {
+	var md []string
+	for _, path := range repoTextFiles(t) {
+		if filepath.Ext(path) == ".md" {
+			md = append(md, path)
+		}
+	}
+	return md
+}
+
 // Every link to a section of a Markdown file (README.md, docs/*.md) names
 // a heading that exists, so renaming a heading cannot leave a dead link.
 func TestDocsSectionLinksResolve(t *testing.T) {
@@ -113,20 +147,10 @@ func TestDocsSectionLinksResolve(t *testing.T) {
 		if a, ok := anchors[path]; ok {
 			return a
 		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := map[string]bool{}
-		inFence := false
-		seen := map[string]int{}
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "```") {
-				inFence = !inFence
-				continue
-			}
+		a, seen := map[string]bool{}, map[string]int{}
+		for _, line := range proseLines(t, path) {
 			m := mdHeading.FindStringSubmatch(line)
-			if inFence || m == nil {
+			if m == nil {
 				continue
 			}
 			id := githubAnchor(m[1])
@@ -140,15 +164,8 @@ func TestDocsSectionLinksResolve(t *testing.T) {
 		anchors[path] = a
 		return a
 	}
-	for _, path := range repoTextFiles(t) {
-		if filepath.Ext(path) != ".md" {
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range mdLink.FindAllStringSubmatch(string(data), -1) {
+	for _, path := range markdownFiles(t) {
+		for _, m := range mdLink.FindAllStringSubmatch(strings.Join(proseLines(t, path), "\n"), -1) {
 			target := path
 			if m[1] != "" {
 				target = filepath.Join(filepath.Dir(path), m[1])
@@ -165,28 +182,12 @@ var mdOrderedItem = regexp.MustCompile(`^([0-9]+)\. `)
 // The numbered steps of README.md and docs/*.md count 1, 2, 3, ... from
 // each heading on, whatever prose stands between them.
 func TestDocsStepsNumbered(t *testing.T) {
-	for _, path := range repoTextFiles(t) {
-		if filepath.Ext(path) != ".md" {
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next, inFence := 1, false
-		for i, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "```") {
-				inFence = !inFence
-				continue
-			}
-			if inFence {
-				continue
-			}
+	for _, path := range markdownFiles(t) {
+		next := 1
+		for i, line := range proseLines(t, path) {
 			if mdHeading.MatchString(line) {
 				next = 1
-				continue
-			}
-			if m := mdOrderedItem.FindStringSubmatch(line); m != nil {
+			} else if m := mdOrderedItem.FindStringSubmatch(line); m != nil {
 				if n, _ := strconv.Atoi(m[1]); n != next {
 					t.Errorf("%s:%d: step %d, want %d", path, i+1, n, next)
 				}
