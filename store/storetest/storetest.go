@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LookAlikeUsers", testLookAlikeUsers},
 		{"UserNotFound", testUserNotFound},
 		{"UpdateUser", testUpdateUser},
+		{"InvalidRoles", testInvalidRoles},
 		{"ListUsers", testListUsers},
 		{"DisableUser", testDisableUser},
 		{"DeleteUser", testDeleteUser},
