@@ -93,8 +93,6 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 // background work they start (event hub, key reloads, debug listener)
 // ends with serve.
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	log := c.logger(cfg)
 	reg := newRegistry()
 	b, err := openBackend(ctx, cfg, log, reg)
@@ -102,6 +100,8 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	defer b.close()
+	ctx, stop := context.WithCancel(ctx) // the background work ends before the store closes
+	defer stop()
 	ready, err := checkRedis(ctx, b, cfg, log)
 	if err != nil {
 		return err
