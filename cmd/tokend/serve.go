@@ -114,10 +114,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		return err
 	}
 	go ks.run(ctx)
-	hasher := credential.NewHasher(credential.Argon2Params{
-		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations, Parallelism: cfg.PasswordHashParallelism,
-		SaltLen: 16, KeyLen: 32,
-	}, 0)
+	hasher := credential.NewHasher(cfg.Argon2(), 0)
 	srv, err := newServer(ctx, cfg, b, ks, hasher, ready, reg, log)
 	if err != nil {
 		return err
