@@ -15,7 +15,7 @@ import (
 
 	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // EventsScope is the scope a client needs to read GET /events: in its
@@ -50,7 +50,7 @@ var errTooManyStreams = errors.New("too_many_streams")
 // passes and at every heartbeat: feedReader); the consumer reconnects
 // with Last-Event-ID, to any replica.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	if s.events == nil {
+	if s.o.Events == nil {
 		writeNotFound(w, r)
 		return
 	}
@@ -65,23 +65,23 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invalidRequest("Last-Event-ID is not an event id of this feed"))
 		return
 	}
-	release, ok := s.streams.acquire(reader.clientID, s.eventsMaxStreams)
+	release, ok := s.streams.acquire(reader.clientID, s.o.EventsMaxStreams)
 	if !ok {
-		e := newError(errTooManyStreams, "this client has "+strconv.Itoa(s.eventsMaxStreams)+
+		e := newError(errTooManyStreams, "this client has "+strconv.Itoa(s.o.EventsMaxStreams)+
 			" revocation-feed streams open on this replica, the most allowed (EVENTS_MAX_STREAMS_PER_CLIENT); a consumer needs one")
 		e.status = http.StatusTooManyRequests
-		e.header = http.Header{"Retry-After": {strconv.Itoa(int(s.eventsHeartbeat.Seconds()) + 1)}}
+		e.header = http.Header{"Retry-After": {strconv.Itoa(int(s.o.EventsHeartbeat.Seconds()) + 1)}}
 		writeError(w, r, e)
 		return
 	}
 	defer release()
-	log := s.events.Log()
+	log := s.o.Events.Log()
 	st, err := log.State(ctx)
 	if err != nil {
 		writeError(w, r, storeErr(ctx, err))
 		return
 	}
-	gap := events.Gap(after, st, s.now(), log.Retention())
+	gap := events.Gap(after, st, s.o.Now(), log.Retention())
 	if !gap && !after.IsZero() {
 		next, err := log.Read(ctx, after, 1, 0)
 		if err != nil {
@@ -119,11 +119,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.eventStreams.Inc()
 	defer s.metrics.eventStreams.Dec()
-	tick := time.NewTicker(s.eventsHeartbeat)
+	tick := time.NewTicker(s.o.EventsHeartbeat)
 	defer tick.Stop()
 	var expired <-chan time.Time // a Bearer reader's token runs out
 	if reader.token != nil {
-		t := time.NewTimer(reader.token.ExpiresAt.Sub(s.now()))
+		t := time.NewTimer(reader.token.ExpiresAt.Sub(s.o.Now()))
 		defer t.Stop()
 		expired = t.C
 	}
@@ -140,7 +140,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	var buf []byte
 	caughtUp := false // a heartbeat went out since the stream started
 	for {
-		items, ok, changed := s.events.Since(after, eventsPage)
+		items, ok, changed := s.o.Events.Since(after, eventsPage)
 		if !ok {
 			// Older than the hub's memory: from the log itself.
 			evs, err := log.Read(ctx, after, eventsPage, 0)
@@ -150,7 +150,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			items = items[:0]
 			for _, e := range evs {
-				items = append(items, events.Item{Event: e, Frame: events.Frame(e, s.events.Issuer())})
+				items = append(items, events.Item{Event: e, Frame: events.Frame(e, s.o.Events.Issuer())})
 			}
 		}
 		if len(items) > 0 {
@@ -172,11 +172,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			after = items[len(items)-1].ID
 			continue
 		}
-		if !caughtUp && s.events.Fresh() {
+		if !caughtUp && s.o.Events.Fresh() {
 			// The replay is done: say so at once, so a consumer starting
 			// up (or failing closed) need not wait for the first tick.
 			caughtUp = true
-			if !write(events.HeartbeatFrame(s.now())) {
+			if !write(events.HeartbeatFrame(s.o.Now())) {
 				return
 			}
 			continue
@@ -192,7 +192,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if !still() {
 				return
 			}
-			if s.events.Fresh() && !write(events.HeartbeatFrame(s.now())) {
+			if s.o.Events.Fresh() && !write(events.HeartbeatFrame(s.o.Now())) {
 				return
 			}
 		case <-expired:
@@ -213,7 +213,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 type feedReader struct {
 	clientID   string
 	secretHash []byte              // HTTP Basic
-	token      *token.AccessClaims // Bearer
+	token      *verify.Claims // Bearer (shared with the verification cache: read only)
 }
 
 // concerned reports whether e is about the reader's client (deleted or
@@ -235,7 +235,7 @@ func (rd feedReader) allowed(c store.Client) error {
 		return newError(oautherrors.ErrAccessDenied, "this client may not read the revocation feed (it needs the scope "+EventsScope+")")
 	case rd.token == nil && !bytes.Equal(c.SecretHash, rd.secretHash):
 		return invalidClient("the client's secret has changed")
-	case rd.token != nil && !slices.Contains(strings.Fields(rd.token.Scope), EventsScope):
+	case rd.token != nil && !rd.token.HasScope(EventsScope):
 		return newError(oautherrors.ErrAccessDenied, "the access token must be a client_credentials token with the scope "+EventsScope)
 	case rd.token != nil && c.TokenEnded(rd.token.IssuedAt):
 		return errClientTokenEnded
@@ -269,7 +269,7 @@ func (s *Server) authorizeEvents(r *http.Request) (feedReader, error) {
 		return rd, rd.allowed(c)
 	}
 	ctx := r.Context()
-	cl, why, err := s.activeAccess(ctx, strings.TrimSpace(tok), s.now())
+	cl, why, err := s.checkAccessToken(ctx, strings.TrimSpace(tok))
 	if err != nil {
 		return feedReader{}, err
 	}
@@ -284,7 +284,7 @@ func (s *Server) authorizeEvents(r *http.Request) (feedReader, error) {
 	if cl.SessionID != "" || cl.Subject != cl.ClientID {
 		return feedReader{}, newError(oautherrors.ErrAccessDenied, "the access token must be a client_credentials token with the scope "+EventsScope)
 	}
-	rd := feedReader{clientID: cl.ClientID, token: &cl}
+	rd := feedReader{clientID: cl.ClientID, token: cl}
 	return rd, s.reauthorize(ctx, rd)
 }
 
@@ -292,7 +292,7 @@ func (s *Server) authorizeEvents(r *http.Request) (feedReader, error) {
 // store has it now. A deleted client is refused; so is every reader when
 // the store cannot say (the stream ends and the consumer reconnects).
 func (s *Server) reauthorize(ctx context.Context, rd feedReader) error {
-	c, err := s.store.Client(ctx, rd.clientID)
+	c, err := s.o.Store.Client(ctx, rd.clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return invalidClient("unknown client")
 	}

@@ -110,7 +110,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					}
 					panic(p)
 				}
-				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				s.o.Logger.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
 					slog.String("request_id", id), slog.String("path", bound(r.URL.Path)), slog.String("panic", bound(fmt.Sprint(p))))
 				if sw.status == 0 {
 					writeError(sw, r, serverError(nil))
@@ -169,7 +169,7 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 			attrs = append(attrs, boundAttr(a))
 		}
 	}
-	s.log.LogAttrs(r.Context(), level, msg, attrs...)
+	s.o.Logger.LogAttrs(r.Context(), level, msg, attrs...)
 	s.metrics.observeRequest(r.Pattern, status, d)
 }
 
@@ -188,7 +188,7 @@ func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 	for _, a := range attrs {
 		line = append(line, boundAttr(a))
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", line...)
+	s.o.Logger.LogAttrs(ctx, slog.LevelInfo, "audit", line...)
 }
 
 // maxLogString bounds every string a request can put on a log line (the
