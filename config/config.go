@@ -49,6 +49,7 @@ type Config struct {
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
 	RedisAllowEviction bool          // REDIS_ALLOW_EVICTION [false]; start even if Redis may evict keys
+	RedisStartupWait   time.Duration // REDIS_STARTUP_TIMEOUT [30s]; how long serve waits for Redis at start-up; 0 = one attempt
 	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
 	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
@@ -79,6 +80,8 @@ type Config struct {
 
 	MaxSessionsPerUser int // MAX_SESSIONS_PER_USER [100]; 1..MaxSessionsLimit
 
+	EventsMaxStreams int // EVENTS_MAX_STREAMS_PER_CLIENT [64]; GET /events streams per client per replica
+
 	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS [unset = no CORS]; exact origins
 
 	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
@@ -86,7 +89,8 @@ type Config struct {
 	// that serve can say so in its log.
 	IssuerDerived, AudienceDefaulted bool
 
-	DebugAddr string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
+	DebugAddr   string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
+	MetricsAddr string // METRICS_ADDR [unset = /metrics on HTTP_ADDR]; a listener of its own for /metrics
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -143,6 +147,9 @@ const (
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
 	formDebugAddr      = "host:port or :port, e.g. 127.0.0.1:6060"
+	formMetricsAddr    = "host:port or :port, e.g. :9090"
+	formStartupWait    = "a duration like 30s or 2m, or 0 for a single attempt"
+	formMaxStreams     = "a whole number from 1 to 10000, e.g. 64"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
@@ -225,6 +232,12 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
+	},
+	{
+		Variable: Variable{"REDIS_STARTUP_TIMEOUT", "30s", formStartupWait,
+			"How long `tokend serve` waits at start-up for Redis to answer, trying again with backoff (compose and orchestrators start services in parallel), before it gives up saying what is wrong. 0: one attempt. A password Redis refuses ends the wait at once. The admin CLI tries once."},
+		parse:  parseMin(func(c *Config) *time.Duration { return &c.RedisStartupWait }, 0, formStartupWait),
+		format: func(c Config) string { return FormatDuration(c.RedisStartupWait) },
 	},
 	{
 		Variable: Variable{"JWT_ISSUER", "", formIssuer,
@@ -492,6 +505,19 @@ var table = []variable{
 		format: func(c Config) string { return strconv.Itoa(c.MaxSessionsPerUser) },
 	},
 	{
+		Variable: Variable{"EVENTS_MAX_STREAMS_PER_CLIENT", "64", formMaxStreams,
+			"How many GET /events streams one client may hold open on one replica; the next gets 429 with Retry-After. A resource server's verify.Verifier holds one, so raise it for a fleet of more instances per replica behind one client id (or give each group a client of its own)."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 10000 {
+				return fmt.Sprintf("%q is not a stream cap (use %s)", raw, formMaxStreams)
+			}
+			c.EventsMaxStreams = n
+			return ""
+		},
+		format: func(c Config) string { return strconv.Itoa(c.EventsMaxStreams) },
+	},
+	{
 		Variable: Variable{"CORS_ALLOWED_ORIGINS", "", formOrigins,
 			"Browser origins allowed to call the token, revocation, logout, signup and session endpoints (CORS), exactly as the browser sends them. Unset: no CORS headers."},
 		parse: func(c *Config, raw string) string {
@@ -520,6 +546,18 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return c.DebugAddr },
+	},
+	{
+		Variable: Variable{"METRICS_ADDR", "", formMetricsAddr,
+			"Address of a separate listener serving the Prometheus metrics (/metrics), and then only there: HTTP_ADDR no longer serves them. Unset: /metrics is served on HTTP_ADDR to anyone who reaches it (restrict it at the proxy). Bind it to a network only the scraper reaches."},
+		parse: func(c *Config, raw string) string {
+			if !isListenAddr(raw) {
+				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formMetricsAddr)
+			}
+			c.MetricsAddr = raw
+			return ""
+		},
+		format: func(c Config) string { return c.MetricsAddr },
 	},
 }
 
@@ -736,6 +774,10 @@ func Load(file string, environ []string) (Config, error) {
 	if c.DebugAddr != "" && c.DebugAddr == c.HTTPAddr {
 		errs = append(errs, &Error{Variable: "DEBUG_ADDR", Problem: fmt.Sprintf(
 			"%q is also HTTP_ADDR (use an address of its own, e.g. 127.0.0.1:6060: profiles are never served on the API port)", c.DebugAddr)})
+	}
+	if c.MetricsAddr != "" && (c.MetricsAddr == c.HTTPAddr || c.MetricsAddr == c.DebugAddr) {
+		errs = append(errs, &Error{Variable: "METRICS_ADDR", Problem: fmt.Sprintf(
+			"%q is also HTTP_ADDR or DEBUG_ADDR (use an address of its own, e.g. :9090)", c.MetricsAddr)})
 	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(

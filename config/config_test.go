@@ -20,13 +20,14 @@ import (
 
 // documentedOrder is the order of docs/configuration.md's first variables followed by the tokend additions.
 var documentedOrder = []string{
-	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
+	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "REDIS_STARTUP_TIMEOUT", "JWT_ISSUER", "JWT_AUDIENCE",
 	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
 	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "TOKEND_ALLOW_DEV_SECRETS", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS", "DEBUG_ADDR",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "EVENTS_MAX_STREAMS_PER_CLIENT", "CORS_ALLOWED_ORIGINS",
+	"DEBUG_ADDR", "METRICS_ADDR",
 }
 
 func defaults() config.Config {
@@ -54,6 +55,8 @@ func defaults() config.Config {
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+		RedisStartupWait:        30 * time.Second,
+		EventsMaxStreams:        64,
 	}
 }
 
@@ -218,6 +221,10 @@ func TestEnvOverrides(t *testing.T) {
 			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
 		}},
 		{"DEBUG_ADDR=127.0.0.1:6060", func(c *config.Config) { c.DebugAddr = "127.0.0.1:6060" }},
+		{"METRICS_ADDR=:9090", func(c *config.Config) { c.MetricsAddr = ":9090" }},
+		{"REDIS_STARTUP_TIMEOUT=2m", func(c *config.Config) { c.RedisStartupWait = 2 * time.Minute }},
+		{"REDIS_STARTUP_TIMEOUT=0", func(c *config.Config) { c.RedisStartupWait = 0 }},
+		{"EVENTS_MAX_STREAMS_PER_CLIENT=1", func(c *config.Config) { c.EventsMaxStreams = 1 }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -299,6 +306,8 @@ func fullFileConfig() config.Config {
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+		RedisStartupWait:        30 * time.Second,
+		EventsMaxStreams:        64,
 	}
 }
 
@@ -453,6 +462,11 @@ func TestInvalid(t *testing.T) {
 		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
 		{env: "DEBUG_ADDR=6060", wantText: `"6060" is not a listen address (use host:port or :port, e.g. 127.0.0.1:6060)`},
 		{env: "DEBUG_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR`},
+		{env: "METRICS_ADDR=9090", wantText: `"9090" is not a listen address (use host:port or :port, e.g. :9090)`},
+		{env: "METRICS_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR or DEBUG_ADDR`},
+		{env: "REDIS_STARTUP_TIMEOUT=soon", wantText: `"soon" is not a duration (use a duration like 30s or 2m, or 0 for a single attempt)`},
+		{env: "REDIS_STARTUP_TIMEOUT=-1s", wantText: `"-1s" is too short`},
+		{env: "EVENTS_MAX_STREAMS_PER_CLIENT=0", wantText: `"0" is not a stream cap (use a whole number from 1 to 10000, e.g. 64)`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -820,6 +834,9 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"CLIENT_CACHE_TTL":                "10s",
 		"CORS_ALLOWED_ORIGINS":            "",
 		"DEBUG_ADDR":                      "",
+		"METRICS_ADDR":                    "",
+		"REDIS_STARTUP_TIMEOUT":           "30s",
+		"EVENTS_MAX_STREAMS_PER_CLIENT":   "64",
 		"REFRESH_REUSE_WINDOW":            "30s",
 		"MAX_SESSIONS_PER_USER":           "100",
 	}

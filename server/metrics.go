@@ -153,3 +153,12 @@ func (m *metrics) observeGrant(ctx context.Context, grant string, err error) {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handler.ServeHTTP(w, r)
 }
+
+// MetricsHandler serves GET /metrics alone, for a listener of its own
+// (Options.MetricsElsewhere); every other path is a 404. Scrapes through
+// it are neither logged nor counted in the request metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	return mux
+}

@@ -77,6 +77,10 @@ type Options struct {
 	// collectors in and serves at GET /metrics; nil means a new registry
 	// of the server's own (never the global default registry).
 	Metrics *prometheus.Registry
+	// MetricsElsewhere leaves GET /metrics out of Handler, which then
+	// answers 404 there: serve MetricsHandler on a listener of its own
+	// (METRICS_ADDR) that only the scraper reaches.
+	MetricsElsewhere bool
 
 	// Ready is the readiness check of GET /readyz; nil means Store.Ping.
 	// An error wrapping ErrStoreFull is reported as "out_of_memory".
@@ -204,7 +208,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	if !s.o.MetricsElsewhere {
+		mux.HandleFunc("GET /metrics", s.handleMetrics)
+	}
 	mux.HandleFunc("GET /events", s.handleEvents)
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)

@@ -134,6 +134,32 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	return f, nil
 }
 
+// devAdminPassword is the password committed to the tokend repository as
+// deploy/dev-admin-password, the default admin password of
+// docker-compose.yml: anyone who has read the repository knows it.
+const devAdminPassword = "dev-admin-password-change-me"
+
+// refuseDevPassword is the verdict on a bootstrap user's password being
+// devAdminPassword (dev): nil if it is not; else an error naming the
+// way out (fix, for a user who has it already; "" for one to create,
+// whose password file is to be replaced), or, with allowDev, nil after a
+// warning.
+func refuseDevPassword(dev bool, user, fix string, allowDev bool, log *slog.Logger) error {
+	if !dev {
+		return nil
+	}
+	what := "its password is"
+	if fix == "" {
+		what, fix = "the password given for it is", "put a password of your own in the file or variable it comes from (with docker compose: a file named by TOKEND_ADMIN_PASSWORD_FILE)"
+	}
+	msg := fmt.Sprintf("user %s: %s the development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read", user, what)
+	if allowDev {
+		log.Warn(msg+"; starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true or --dev (a local trial only)", slog.String("username", user))
+		return nil
+	}
+	return fmt.Errorf("%s: %s, or set TOKEND_ALLOW_DEV_SECRETS=true for a local trial", msg, fix)
+}
+
 // applyBootstrap creates the users and clients of f that do not exist.
 // It first finds which exist, then reads and checks the secret of every
 // one to create, before writing anything, so a missing or unusable secret
@@ -141,14 +167,29 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 // left as it is, and its secret source is not read: the file seeds a
 // deployment, the CLI manages it afterwards (and another replica starting
 // at the same moment may have just created it).
-func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, log *slog.Logger) error {
+//
+// A user's password may not be devAdminPassword — neither the one read
+// for a user to create, nor the one an existing bootstrap user still has
+// (one argon2id check per existing bootstrap user at each start) — unless
+// allowDev (TOKEND_ALLOW_DEV_SECRETS, or serve --dev), which logs a
+// warning instead.
+func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, allowDev bool, log *slog.Logger) error {
 	userExists := make([]bool, len(f.Users))
+	var errs []error
 	for i, u := range f.Users {
-		_, err := st.UserByName(ctx, u.Username)
+		old, err := st.UserByName(ctx, u.Username)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
 		userExists[i] = err == nil
+		if !userExists[i] {
+			continue
+		}
+		dev, err := h.Verify(ctx, devAdminPassword, old.PasswordHash)
+		if err != nil && !errors.Is(err, credential.ErrMalformedHash) {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		errs = append(errs, refuseDevPassword(dev, u.Username, "set another with `tokend users set-password "+u.Username+"`", allowDev, log))
 	}
 	clientExists := make([]bool, len(f.Clients))
 	for i, c := range f.Clients {
@@ -161,7 +202,6 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 
 	passwords := make([]string, len(f.Users))
 	secrets := make([]string, len(f.Clients))
-	var errs []error
 	for i, u := range f.Users {
 		if userExists[i] {
 			continue
@@ -171,6 +211,9 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 			if problem := credential.PasswordProblem(u.Username, pw); problem != "" {
 				err = fmt.Errorf("password of user %s: %s", u.Username, problem)
 			}
+		}
+		if err == nil {
+			err = refuseDevPassword(pw == devAdminPassword, u.Username, "", allowDev, log)
 		}
 		passwords[i] = pw
 		errs = append(errs, err)

@@ -177,3 +177,60 @@ func TestBootstrapErrors(t *testing.T) {
 		}
 	}
 }
+
+// deploy/dev-admin-password is the password devAdminPassword names.
+func TestDevAdminPasswordFile(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/dev-admin-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimRight(string(b), "\r\n"); got != devAdminPassword {
+		t.Fatalf("deploy/dev-admin-password holds %q, devAdminPassword is %q", got, devAdminPassword)
+	}
+}
+
+// The committed development password does not sign anyone in outside a
+// trial: serve refuses it for a bootstrap user to create, and for one
+// that already has it, naming the ways out; TOKEND_ALLOW_DEV_SECRETS=true
+// starts with a warning; a new password ends it.
+func TestBootstrapRefusesTheDevPassword(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "admin-password")
+	if err := os.WriteFile(pwFile, []byte(devAdminPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bootstrap.yaml")
+	if err := os.WriteFile(path, []byte("users:\n  - username: admin\n    roles: [admin]\n    password_file: "+pwFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := redisEnv(t, "TOKEND_BOOTSTRAP="+path)
+	refused := func(want string) {
+		t.Helper()
+		out, err := run(t, append(env, "HTTP_ADDR=127.0.0.1:0"), "", "serve")
+		if err == nil || !strings.Contains(err.Error(), "development password") || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "TOKEND_ALLOW_DEV_SECRETS=true") || strings.Contains(err.Error()+out, devAdminPassword) {
+			t.Fatalf("serve with the development password: %v\n%s", err, out)
+		}
+	}
+	refused("TOKEND_ADMIN_PASSWORD_FILE")
+	if out, _ := run(t, env, "", "users", "list"); strings.Contains(out, "admin") {
+		t.Fatal("the refused start created the user")
+	}
+
+	// A trial, said explicitly: it starts, and says what it allowed.
+	base, logs := serveFor(t, append(env, "TOKEND_ALLOW_DEV_SECRETS=true"))
+	if status, _ := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"none"}}); status == 0 {
+		t.Fatal("no answer")
+	}
+	if !strings.Contains(logs.String(), "starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true") {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+
+	// The user now exists with that password: still refused without the
+	// setting, until it has another one.
+	refused("tokend users set-password admin")
+	if out, err := run(t, env, "a-password-of-my-own\n", "users", "set-password", "admin"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	serveFor(t, env)
+}

@@ -106,7 +106,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if err != nil {
 		return err
 	}
-	if err := c.provision(ctx, cfg, b.store, log); err != nil {
+	if err := c.provision(ctx, cfg, b.store, dev, log); err != nil {
 		return err
 	}
 	ks, err := loadKeys(cfg, log)
@@ -129,19 +129,26 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 			return err
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if _, err := startSide(ctx, "METRICS_ADDR", cfg.MetricsAddr, srv.MetricsHandler(), log, slog.LevelInfo,
+			"metrics listener on (METRICS_ADDR): GET /metrics is served there only, not on HTTP_ADDR; it has no authentication, keep it private"); err != nil {
+			return err
+		}
+	}
 	return c.listen(ctx, cfg, srv, log, dev)
 }
 
 // provision prepares what the configuration asks to exist before serving:
-// the users and clients of the TOKEND_BOOTSTRAP file, and keys in an empty
-// JWT_KEYS_DIR when JWT_KEYS_GENERATE is set.
-func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger) error {
+// the users and clients of the TOKEND_BOOTSTRAP file (where the committed
+// development password is refused unless TOKEND_ALLOW_DEV_SECRETS or dev),
+// and keys in an empty JWT_KEYS_DIR when JWT_KEYS_GENERATE is set.
+func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, dev bool, log *slog.Logger) error {
 	if cfg.Bootstrap != "" {
 		f, err := loadBootstrap(cfg.Bootstrap)
 		if err != nil {
 			return err
 		}
-		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, log); err != nil {
+		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, cfg.AllowDevSecrets || dev, log); err != nil {
 			return err
 		}
 	}
@@ -175,8 +182,8 @@ func newServer(ctx context.Context, cfg config.Config, b *backend, ks serverKeys
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: b.limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
-		Events: hub,
+		LoginLimiter: b.limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, MetricsElsewhere: cfg.MetricsAddr != "", Ready: ready,
+		Events: hub, EventsMaxStreams: cfg.EventsMaxStreams,
 	})
 }
 
