@@ -212,7 +212,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // was then (HTTP Basic), or the claims of its access token (Bearer).
 type feedReader struct {
 	clientID   string
-	secretHash []byte              // HTTP Basic
+	secretHash []byte         // HTTP Basic
 	token      *verify.Claims // Bearer (shared with the verification cache: read only)
 }
 
