@@ -190,6 +190,11 @@ var table = []variable{
 			"Redis server (single node, TLS, Sentinel or Cluster). Unset: embedded in-process store, data lost on restart (development only)."},
 		secret: true,
 		parse: func(c *Config, raw string) string {
+			if host, port, err := net.SplitHostPort(raw); err == nil && isPort(port) && !strings.ContainsAny(host, "/?#@ ") {
+				// "localhost:6379", "127.0.0.1:6379": a host and port, and
+				// nothing secret in them.
+				return fmt.Sprintf("%q is a host and port, not a URL (use redis://%s/0; the forms: %s)", raw, raw, formRedisURL)
+			}
 			u, err := url.Parse(raw)
 			if err != nil {
 				// url.Parse errors quote the input, which may hold a password.
@@ -977,9 +982,11 @@ func RedactURL(rawURL string) string {
 			u.RawQuery = q.Encode()
 		}
 	}
-	if u.Opaque != "" {
-		// scheme:opaque, e.g. "host:6379" parsed as scheme "host"; could hold anything.
-		u.Opaque = Redacted
+	if at := strings.LastIndex(u.Opaque, "@"); at >= 0 {
+		// scheme:opaque, as "user:password@host:6379" parses: scheme
+		// "user", the password before the "@". Without one ("localhost:6379")
+		// there is nothing secret in it.
+		u.Opaque = Redacted + u.Opaque[at:]
 	}
 	return u.String()
 }

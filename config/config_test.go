@@ -394,8 +394,9 @@ func TestInvalid(t *testing.T) {
 		{env: "HTTP_ADDR=:70000", wantText: "is not a listen address"},
 		{env: "HTTP_ADDR=:-1", wantText: "is not a listen address"},
 		{env: "REDIS_URL=http://localhost:6379", wantText: `unsupported scheme "http" (use redis://, rediss://, unix://, redis+sentinel://`},
-		{env: "REDIS_URL=localhost:6379", wantText: "unsupported scheme"},
-		{env: "REDIS_URL=127.0.0.1:6379", wantText: "not a valid URL (use redis://"},
+		{env: "REDIS_URL=localhost:6379", wantText: `"localhost:6379" is a host and port, not a URL (use redis://localhost:6379/0;`},
+		{env: "REDIS_URL=127.0.0.1:6379", wantText: `"127.0.0.1:6379" is a host and port, not a URL (use redis://127.0.0.1:6379/0;`},
+		{env: "REDIS_URL=user:pw@localhost:6379", wantText: `"user:REDACTED@localhost:6379" has an unsupported scheme "user"`},
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
 		{env: "REDIS_KEY_PREFIX=a b", wantText: "is not a usable key prefix"},
 		{env: "REDIS_KEY_PREFIX={tokend}:", wantText: "without spaces, control characters or braces"},
@@ -762,8 +763,10 @@ func TestRedactURL(t *testing.T) {
 		{"rediss://user:pw@h:6379/2", "rediss://user:REDACTED@h:6379/2"},
 		{"redis://user@h", "redis://user@h"},
 		{"redis+sentinel://:pw@s1:26379,s2:26379/m?password=pw", "redis+sentinel://:REDACTED@s1:26379,s2:26379/m?password=REDACTED"},
-		{"host:pw@x", "host:REDACTED"},
-		{"127.0.0.1:6379", "REDACTED"},
+		{"host:pw@x", "host:REDACTED@x"},
+		{"user:pw@h:6379", "user:REDACTED@h:6379"},
+		{"localhost:6379", "localhost:6379"}, // nothing secret: shown as typed
+		{"127.0.0.1:6379", "REDACTED"},       // not a URL at all (url.Parse fails)
 		{"redis://:p%40ss@h", "redis://:REDACTED@h"},
 	}
 	for _, tt := range tests {

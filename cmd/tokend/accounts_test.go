@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/ratelimit"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -161,5 +162,49 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 		if _, err := run(t, env, "", append([]string{"clients"}, bad...)...); err == nil {
 			t.Errorf("clients %v succeeded", bad)
 		}
+	}
+}
+
+// `users unlock` clears the account-wide ceiling (and, with --ip, the
+// account's limit at an address) that the server consults, keyed alike.
+func TestUsersUnlock(t *testing.T) {
+	env, _ := adminEnv(t)
+	if _, err := run(t, env, "a-fine-long-password\n", "users", "create", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	prefix := strings.TrimPrefix(env[0], "REDIS_KEY_PREFIX=") // the CLI's
+	lim := ratelimit.NewRedis(testredis.Client(t), prefix, ratelimit.Limits{
+		PerAccount: ratelimit.Rate{N: 1, Period: 24 * time.Hour}, PerAccountIP: ratelimit.Rate{N: 1, Period: time.Hour},
+	})
+	attempt := func(ip string) string {
+		t.Helper()
+		_, limit, err := lim.Attempt(ctx, "alice", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return limit
+	}
+	if attempt("192.0.2.1") != "" || attempt("192.0.2.1") != ratelimit.LimitAccountIP || attempt("198.51.100.1") != ratelimit.LimitAccount {
+		t.Fatal("the limits do not hold alice back")
+	}
+	out, err := run(t, env, "", "users", "unlock", "ALICE", "--ip", "192.0.2.1")
+	if err != nil || !strings.Contains(out, "cleared the sign-in limit of user alice (the account-wide ceiling and at 192.0.2.1)") {
+		t.Fatalf("unlock: %v %s", err, out)
+	}
+	if l := attempt("192.0.2.1"); l != "" {
+		t.Fatalf("after unlock --ip: refused by %s", l)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if l := attempt("198.51.100.2"); l != "" { // a new address: only the ceiling applies
+		t.Fatalf("after unlock: refused by %s", l)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "nobody"); err == nil || !strings.Contains(err.Error(), `no user "nobody"`) {
+		t.Fatalf("unlock of an unknown user: %v", err)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "alice", "--ip", "not-an-ip"); err == nil || !strings.Contains(err.Error(), "not an IP address") {
+		t.Fatalf("unlock --ip not-an-ip: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +29,15 @@ func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the token service",
-		Args:  cobra.NoArgs,
+		Long: `Run the token service.
+
+tokend is configured by environment variables, or by a YAML file with the
+same keys (--config FILE). ` + "`tokend config`" + ` prints the effective values, secrets
+redacted; docs/configuration.md says what each one does and accepts.
+The variables, with their defaults:
+
+` + variablesHelp(),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.load()
 			if err != nil {
@@ -41,6 +51,22 @@ func (c *cli) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&dev, "dev", false, "development mode: embedded store seeded with a demo user and client")
 	return cmd
+}
+
+// variablesHelp lists the configuration variables and their defaults
+// (config.Variables, the one list), for serve --help.
+func variablesHelp() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, v := range config.Variables() {
+		def := v.Default
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, def)
+	}
+	_ = tw.Flush()
+	return strings.TrimRight(b.String(), "\n")
 }
 
 // serverKeys are the key sources serve runs with.
@@ -95,7 +121,7 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	log := c.logger(cfg)
 	reg := newRegistry()
-	b, err := openBackend(ctx, cfg, log, reg)
+	b, err := openBackend(ctx, cfg, log, reg, cfg.RedisStartupWait)
 	if err != nil {
 		return err
 	}
