@@ -4,67 +4,89 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
-// Set is an immutable set of keys: one that signs and all that are
-// published (in the JWKS and for verification). The signing key is always
-// published. A Set is safe for concurrent use; to change keys, build a new
-// Set and swap the pointer.
+// Ring is an immutable set of keys of one kind: the current key, in use
+// for what is made now (it signs new access tokens; new sessions derive
+// their refresh tokens from it), and every key that is kept — published
+// in the JWKS, verifying refresh tokens — the current one included. A
+// Ring is safe for concurrent use; to change keys, build a new one and
+// swap the pointer.
+type Ring[K dirKey] struct {
+	current K
+	keys    []K
+	byID    map[string]K
+}
+
+// NewRing returns a Ring whose current key is current (which must be able
+// to sign), keeping current and more. Keys with a kid already in the ring
+// are dropped, so the first occurrence wins and the current key is listed
+// first.
+func NewRing[K dirKey](current K, more ...K) (*Ring[K], error) {
+	var none K
+	if current == none {
+		return nil, errors.New("keys: no current key")
+	}
+	if current.complete() && !current.canSign() {
+		return nil, fmt.Errorf("keys: key %s has no private key to sign with", current.stamp().ID)
+	}
+	r := &Ring[K]{current: current, byID: make(map[string]K, 1+len(more))}
+	for _, k := range append([]K{current}, more...) {
+		if k == none || !k.complete() {
+			return nil, errors.New("keys: incomplete key (make keys with this package's Generate and Parse functions)")
+		}
+		id := k.stamp().ID
+		if _, dup := r.byID[id]; dup {
+			continue
+		}
+		r.byID[id] = k
+		r.keys = append(r.keys, k)
+	}
+	return r, nil
+}
+
+// Current returns the key in use.
+func (r *Ring[K]) Current() K { return r.current }
+
+// Lookup returns the kept key with the given kid.
+func (r *Ring[K]) Lookup(kid string) (K, bool) {
+	k, ok := r.byID[kid]
+	return k, ok
+}
+
+// Keys returns the kept keys, the current one first. The slice is a copy;
+// the keys are shared and must not be modified.
+func (r *Ring[K]) Keys() []K { return slices.Clone(r.keys) }
+
+// RefreshSet is the ring of refresh keys in use.
+type RefreshSet = Ring[*RefreshKey]
+
+// Set is the ring of signing keys in use — the current key signs, every
+// key is published — with its JWKS.
 type Set struct {
-	signing *Key
-	keys    []*Key
-	byID    map[string]*Key
-	jwks    []byte
+	Ring[*Key]
+	jwks []byte
 }
 
 // NewSet returns a Set signing with signing (which must have a private
-// key) and publishing signing and published. Keys with a kid already in the
-// set are dropped, so the first occurrence wins and the signing key is
-// listed first.
+// key) and publishing signing and published (see NewRing).
 func NewSet(signing *Key, published ...*Key) (*Set, error) {
-	if signing == nil {
-		return nil, errors.New("keys: no signing key")
+	r, err := NewRing(signing, published...)
+	if err != nil {
+		return nil, err
 	}
-	if signing.Signer == nil {
-		return nil, fmt.Errorf("keys: signing key %s has no private key", signing.ID)
-	}
-	s := &Set{signing: signing, byID: make(map[string]*Key, 1+len(published))}
-	for _, k := range append([]*Key{signing}, published...) {
-		if k == nil || k.ID == "" || k.Public == nil || k.Method == nil || k.Alg != k.Method.Alg() {
-			return nil, errors.New("keys: incomplete key (use Generate, ParsePEM or New)")
-		}
-		if _, dup := s.byID[k.ID]; dup {
-			continue
-		}
-		s.byID[k.ID] = k
-		s.keys = append(s.keys, k)
-	}
+	s := &Set{Ring: *r}
 	doc := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: make([]jwk, len(s.keys))}
 	for i, k := range s.keys {
 		doc.Keys[i] = k.jwk(true)
 	}
-	var err error
 	if s.jwks, err = json.Marshal(doc); err != nil {
 		return nil, fmt.Errorf("keys: encode JWKS: %w", err)
 	}
 	return s, nil
-}
-
-// Signing returns the key that signs new tokens.
-func (s *Set) Signing() *Key { return s.signing }
-
-// Lookup returns the published key with the given kid.
-func (s *Set) Lookup(kid string) (*Key, bool) {
-	k, ok := s.byID[kid]
-	return k, ok
-}
-
-// Keys returns the published keys, the signing key first. The slice is a
-// copy; the keys are shared and must not be modified.
-func (s *Set) Keys() []*Key {
-	return append([]*Key(nil), s.keys...)
 }
 
 // JWKS returns the RFC 7517 JSON Web Key Set of the published public keys,
@@ -85,4 +107,12 @@ func Ephemeral(alg string) (*Set, error) {
 		return nil, err
 	}
 	return NewSet(k)
+}
+
+// EphemeralRefresh returns a ring with one fresh random refresh key, kept
+// only in memory (development: refresh tokens become invalid when the
+// process exits, and replicas cannot check each other's).
+func EphemeralRefresh() *RefreshSet {
+	r, _ := NewRing(GenerateRefreshKey())
+	return r
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/verify"
 )
 
 const (
@@ -31,7 +32,7 @@ var (
 	t0        = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	testSets  = map[string]*keys.Set{}
 	setsMu    sync.Mutex
-	allAlgs   = []string{keys.ES256, keys.EdDSA, keys.RS256}
+	allAlgs   = []string{verify.ES256, verify.EdDSA, verify.RS256}
 	fullInput = Claims{Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", Roles: []string{"admin", "user"}}
 )
 
@@ -73,7 +74,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	for _, alg := range allAlgs {
 		t.Run(alg, func(t *testing.T) {
 			iss := newTestIssuer(t, alg)
-			k := testSet(t, alg).Signing()
+			k := testSet(t, alg).Current()
 			tok, err := iss.Issue(fullInput, t0)
 			if err != nil {
 				t.Fatal(err)
@@ -141,7 +142,7 @@ func equalClaims(a, b AccessClaims) bool {
 
 // client_credentials: no sid, no scope, no roles; roles still present as [].
 func TestIssueMinimalClaims(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	tok, err := iss.Issue(Claims{Subject: "svc", ClientID: "svc"}, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func TestIssueMinimalClaims(t *testing.T) {
 
 // Values that need JSON escaping are escaped.
 func TestIssueEscaping(t *testing.T) {
-	iss := NewIssuer(`iss"\`, nil, time.Minute, StaticKeys{testSet(t, keys.EdDSA)})
+	iss := NewIssuer(`iss"\`, nil, time.Minute, StaticKeys{testSet(t, verify.EdDSA)})
 	in := Claims{Subject: "a\"b\\c\nd", ClientID: "ünïcode ✓", Scope: "<x>&", Roles: []string{"r\x00", "\xff"}}
 	tok, err := iss.Issue(in, t0)
 	if err != nil {
@@ -185,7 +186,7 @@ func TestIssueEscaping(t *testing.T) {
 }
 
 func TestIssueErrors(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	for _, c := range []Claims{{ClientID: "web"}, {Subject: "u"}} {
 		if _, err := iss.Issue(c, t0); err == nil {
 			t.Errorf("Issue(%+v) succeeded", c)
@@ -217,7 +218,7 @@ func TestIssueErrors(t *testing.T) {
 }
 
 func TestJTIUnique(t *testing.T) {
-	iss := newTestIssuer(t, keys.EdDSA)
+	iss := newTestIssuer(t, verify.EdDSA)
 	seen := map[string]bool{}
 	for range 1000 {
 		tok, _ := iss.Issue(fullInput, t0)
@@ -258,16 +259,16 @@ func keySigner(t *testing.T, k *keys.Key) func(string) []byte {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	es := testSet(t, keys.ES256).Signing()
-	rs := testSet(t, keys.RS256).Signing()
-	ed := testSet(t, keys.EdDSA).Signing()
+	es := testSet(t, verify.ES256).Current()
+	rs := testSet(t, verify.RS256).Current()
+	ed := testSet(t, verify.EdDSA).Current()
 	// The issuer publishes all three keys; ES256 signs.
 	set, err := keys.NewSet(es, rs, ed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	iss := NewIssuer(testIss, []string{testAud}, 15*time.Minute, StaticKeys{set})
-	other, _ := keys.Generate(keys.ES256) // not in the set
+	other, _ := keys.Generate(verify.ES256) // not in the set
 
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "kid": kid, "typ": "at+jwt"} }
 	with := func(m map[string]any, kv ...any) map[string]any {
@@ -295,7 +296,7 @@ func TestVerifyRejects(t *testing.T) {
 	ecPoint, _ := es.Public.(*ecdsa.PublicKey).Bytes()
 	none := func(string) []byte { return nil }
 
-	good := craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, es))
+	good := craft(hdr(verify.ES256, es.ID), validPayload(), keySigner(t, es))
 	if _, err := iss.Verify(good, t0); err != nil {
 		t.Fatalf("control token rejected: %v", err)
 	}
@@ -307,32 +308,32 @@ func TestVerifyRejects(t *testing.T) {
 		"HS256 with EC PEM":      craft(hdr("HS256", es.ID), validPayload(), hmacWith(pubPEM(es))),
 		"HS256 with EC point":    craft(hdr("HS256", es.ID), validPayload(), hmacWith(ecPoint)),
 		"HS256 with kid":         craft(hdr("HS256", es.ID), validPayload(), hmacWith([]byte(es.ID))),
-		"alg swap ES256→RS256":   craft(hdr(keys.RS256, es.ID), validPayload(), keySigner(t, rs)),
-		"alg swap EdDSA kid":     craft(hdr(keys.ES256, ed.ID), validPayload(), keySigner(t, es)),
+		"alg swap ES256→RS256":   craft(hdr(verify.RS256, es.ID), validPayload(), keySigner(t, rs)),
+		"alg swap EdDSA kid":     craft(hdr(verify.ES256, ed.ID), validPayload(), keySigner(t, es)),
 		"PS256":                  craft(hdr("PS256", rs.ID), validPayload(), keySigner(t, rs)),
-		"unknown kid":            craft(hdr(keys.ES256, other.ID), validPayload(), keySigner(t, other)),
-		"unknown kid, known key": craft(hdr(keys.ES256, "nope"), validPayload(), keySigner(t, es)),
-		"no kid":                 craft(map[string]any{"alg": keys.ES256, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
-		"kid not string":         craft(map[string]any{"alg": keys.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
-		"signed by other key":    craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, other)),
-		"typ JWT":                craft(with(hdr(keys.ES256, es.ID), "typ", "JWT"), validPayload(), keySigner(t, es)),
-		"typ missing":            craft(with(hdr(keys.ES256, es.ID), "typ", nil), validPayload(), keySigner(t, es)),
-		"typ not string":         craft(with(hdr(keys.ES256, es.ID), "typ", 1), validPayload(), keySigner(t, es)),
-		"crit":                   craft(with(hdr(keys.ES256, es.ID), "crit", []string{"exp"}), validPayload(), keySigner(t, es)),
-		"wrong iss":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "https://evil"), keySigner(t, es)),
-		"no iss":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", nil), keySigner(t, es)),
-		"wrong aud":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", []string{"https://x"}), keySigner(t, es)),
-		"no aud":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", nil), keySigner(t, es)),
-		"no sub":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "sub", nil), keySigner(t, es)),
-		"no client_id":           craft(hdr(keys.ES256, es.ID), with(validPayload(), "client_id", nil), keySigner(t, es)),
-		"no jti":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "jti", nil), keySigner(t, es)),
-		"no iat":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", nil), keySigner(t, es)),
-		"no exp":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", nil), keySigner(t, es)),
-		"exp not a number":       craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", "soon"), keySigner(t, es)),
-		"roles not array":        craft(hdr(keys.ES256, es.ID), with(validPayload(), "roles", "admin"), keySigner(t, es)),
-		"nbf in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), keySigner(t, es)),
-		"iat in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), keySigner(t, es)),
-		"expired and wrong iss":  craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), keySigner(t, es)),
+		"unknown kid":            craft(hdr(verify.ES256, other.ID), validPayload(), keySigner(t, other)),
+		"unknown kid, known key": craft(hdr(verify.ES256, "nope"), validPayload(), keySigner(t, es)),
+		"no kid":                 craft(map[string]any{"alg": verify.ES256, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
+		"kid not string":         craft(map[string]any{"alg": verify.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
+		"signed by other key":    craft(hdr(verify.ES256, es.ID), validPayload(), keySigner(t, other)),
+		"typ JWT":                craft(with(hdr(verify.ES256, es.ID), "typ", "JWT"), validPayload(), keySigner(t, es)),
+		"typ missing":            craft(with(hdr(verify.ES256, es.ID), "typ", nil), validPayload(), keySigner(t, es)),
+		"typ not string":         craft(with(hdr(verify.ES256, es.ID), "typ", 1), validPayload(), keySigner(t, es)),
+		"crit":                   craft(with(hdr(verify.ES256, es.ID), "crit", []string{"exp"}), validPayload(), keySigner(t, es)),
+		"wrong iss":              craft(hdr(verify.ES256, es.ID), with(validPayload(), "iss", "https://evil"), keySigner(t, es)),
+		"no iss":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "iss", nil), keySigner(t, es)),
+		"wrong aud":              craft(hdr(verify.ES256, es.ID), with(validPayload(), "aud", []string{"https://x"}), keySigner(t, es)),
+		"no aud":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "aud", nil), keySigner(t, es)),
+		"no sub":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "sub", nil), keySigner(t, es)),
+		"no client_id":           craft(hdr(verify.ES256, es.ID), with(validPayload(), "client_id", nil), keySigner(t, es)),
+		"no jti":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "jti", nil), keySigner(t, es)),
+		"no iat":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "iat", nil), keySigner(t, es)),
+		"no exp":                 craft(hdr(verify.ES256, es.ID), with(validPayload(), "exp", nil), keySigner(t, es)),
+		"exp not a number":       craft(hdr(verify.ES256, es.ID), with(validPayload(), "exp", "soon"), keySigner(t, es)),
+		"roles not array":        craft(hdr(verify.ES256, es.ID), with(validPayload(), "roles", "admin"), keySigner(t, es)),
+		"nbf in future":          craft(hdr(verify.ES256, es.ID), with(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), keySigner(t, es)),
+		"iat in future":          craft(hdr(verify.ES256, es.ID), with(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), keySigner(t, es)),
+		"expired and wrong iss":  craft(hdr(verify.ES256, es.ID), with(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), keySigner(t, es)),
 		"tampered payload":       strings.Split(good, ".")[0] + "." + b64([]byte(`{"iss":"`+testIss+`","sub":"admin"}`)) + "." + strings.Split(good, ".")[2],
 		"tampered signature":     good[:len(good)-2] + flip(good[len(good)-2:]),
 		"truncated signature":    good[:len(good)-10],
@@ -362,7 +363,7 @@ func flip(s string) string {
 }
 
 func TestVerifyTime(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	tok, err := iss.Issue(fullInput, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -393,10 +394,10 @@ func TestVerifyTime(t *testing.T) {
 // The audience check accepts any configured audience; with none configured
 // it is skipped; a token with a lone string aud is accepted.
 func TestVerifyAudience(t *testing.T) {
-	es := testSet(t, keys.ES256).Signing()
-	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, keys.ES256)})
-	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, keys.ES256)})
-	hdr := map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "at+jwt"}
+	es := testSet(t, verify.ES256).Current()
+	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, verify.ES256)})
+	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, verify.ES256)})
+	hdr := map[string]any{"alg": verify.ES256, "kid": es.ID, "typ": "at+jwt"}
 	for _, c := range []struct {
 		aud   any
 		multi bool
@@ -421,8 +422,8 @@ func TestVerifyAudience(t *testing.T) {
 		}
 	}
 	// typ may be the full media type, in any case.
-	tok := craft(map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), keySigner(t, es))
-	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, keys.ES256)}).Verify(tok, t0); err != nil {
+	tok := craft(map[string]any{"alg": verify.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), keySigner(t, es))
+	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, verify.ES256)}).Verify(tok, t0); err != nil {
 		t.Errorf("typ application/at+jwt: %v", err)
 	}
 }
@@ -434,10 +435,10 @@ func (r *rotating) Keys() *keys.Set { return r.p.Load() }
 
 // Swapping the key set changes the signing key and which tokens verify.
 func TestKeyRotation(t *testing.T) {
-	oldKey := testSet(t, keys.ES256).Signing()
-	newKey, _ := keys.Generate(keys.EdDSA)
+	oldKey := testSet(t, verify.ES256).Current()
+	newKey, _ := keys.Generate(verify.EdDSA)
 	src := &rotating{}
-	src.p.Store(testSet(t, keys.ES256))
+	src.p.Store(testSet(t, verify.ES256))
 	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
 	oldTok, _ := iss.Issue(fullInput, t0)
 
@@ -464,7 +465,7 @@ func TestKeyRotation(t *testing.T) {
 
 func TestConcurrentIssueVerify(t *testing.T) {
 	src := &rotating{}
-	src.p.Store(testSet(t, keys.EdDSA))
+	src.p.Store(testSet(t, verify.EdDSA))
 	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -473,7 +474,7 @@ func TestConcurrentIssueVerify(t *testing.T) {
 			defer wg.Done()
 			for j := range 50 {
 				if g == 0 && j == 25 {
-					both, _ := keys.NewSet(testSet(t, keys.ES256).Signing(), testSet(t, keys.EdDSA).Signing())
+					both, _ := keys.NewSet(testSet(t, verify.ES256).Current(), testSet(t, verify.EdDSA).Current())
 					src.p.Store(both)
 				}
 				tok, err := iss.Issue(fullInput, t0)
@@ -491,9 +492,9 @@ func TestConcurrentIssueVerify(t *testing.T) {
 	wg.Wait()
 }
 
-func BenchmarkIssueES256(b *testing.B) { benchIssue(b, keys.ES256) }
-func BenchmarkIssueEdDSA(b *testing.B) { benchIssue(b, keys.EdDSA) }
-func BenchmarkIssueRS256(b *testing.B) { benchIssue(b, keys.RS256) }
+func BenchmarkIssueES256(b *testing.B) { benchIssue(b, verify.ES256) }
+func BenchmarkIssueEdDSA(b *testing.B) { benchIssue(b, verify.EdDSA) }
+func BenchmarkIssueRS256(b *testing.B) { benchIssue(b, verify.RS256) }
 
 func benchIssue(b *testing.B, alg string) {
 	iss := newTestIssuer(b, alg)
@@ -506,8 +507,8 @@ func benchIssue(b *testing.B, alg string) {
 	}
 }
 
-func BenchmarkVerifyES256(b *testing.B) { benchVerify(b, keys.ES256) }
-func BenchmarkVerifyEdDSA(b *testing.B) { benchVerify(b, keys.EdDSA) }
+func BenchmarkVerifyES256(b *testing.B) { benchVerify(b, verify.ES256) }
+func BenchmarkVerifyEdDSA(b *testing.B) { benchVerify(b, verify.EdDSA) }
 
 func benchVerify(b *testing.B, alg string) {
 	iss := newTestIssuer(b, alg)
@@ -527,7 +528,7 @@ func benchVerify(b *testing.B, alg string) {
 // BenchmarkGolangJWTSignES256 is the baseline: the same token made the
 // usual golang-jwt way.
 func BenchmarkGolangJWTSignES256(b *testing.B) {
-	k := testSet(b, keys.ES256).Signing()
+	k := testSet(b, verify.ES256).Current()
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -547,10 +548,10 @@ func BenchmarkGolangJWTSignES256(b *testing.B) {
 // BenchmarkGolangJWTVerifyES256 is the baseline for Verify: a bare
 // golang-jwt parse with the key known in advance.
 func BenchmarkGolangJWTVerifyES256(b *testing.B) {
-	iss := newTestIssuer(b, keys.ES256)
-	k := testSet(b, keys.ES256).Signing()
+	iss := newTestIssuer(b, verify.ES256)
+	k := testSet(b, verify.ES256).Current()
 	tok, _ := iss.Issue(fullInput, time.Now())
-	p := jwt.NewParser(jwt.WithValidMethods([]string{keys.ES256}))
+	p := jwt.NewParser(jwt.WithValidMethods([]string{verify.ES256}))
 	kf := func(*jwt.Token) (any, error) { return k.Public, nil }
 	b.ReportAllocs()
 	for b.Loop() {
@@ -561,7 +562,7 @@ func BenchmarkGolangJWTVerifyES256(b *testing.B) {
 }
 
 func FuzzAccessVerify(f *testing.F) {
-	iss := newTestIssuer(f, keys.ES256)
+	iss := newTestIssuer(f, verify.ES256)
 	tok, _ := iss.Issue(fullInput, t0)
 	f.Add(tok)
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
