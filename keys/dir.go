@@ -90,38 +90,30 @@ func (kd Kind[K, S]) WriteFile(dir string, k K) (path string, err error) {
 
 // file is a key with the file it came from.
 type file[K any] struct {
-	key  K
-	path string
+	key     K
+	path    string
+	version fileVersion
+}
+
+// fileVersion tells whether a file changed since it was parsed.
+type fileVersion struct {
+	size    int64
+	modTime time.Time
 }
 
 // load parses every key file of the kind in dir and returns the keys
 // sorted oldest to newest (see sortFiles), each Created set from its file
-// name. Every file must be named as fileName names it, and the kid in the
-// name must be the key's. Any bad file fails the whole load with an error
-// naming it. No key is no error; a dir that does not exist is a
+// name. No key is no error; a dir that does not exist is a
 // *MissingKeysError.
 func (kd Kind[K, S]) load(dir string) ([]file[K], error) {
 	entries, err := readDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, missing(nil, dir, true, kd)
+	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, missing(nil, dir, true, kd)
-		}
 		return nil, err
 	}
-	var files []file[K]
-	for _, e := range entries {
-		if !kd.isFile(e.Name()) {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		k, err := kd.loadFile(path, e.Name())
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, file[K]{k, path})
-	}
-	sortFiles(files)
-	return files, nil
+	return kd.scan(dir, entries, nil)
 }
 
 func readDir(dir string) ([]os.DirEntry, error) {
@@ -132,22 +124,57 @@ func readDir(dir string) ([]os.DirEntry, error) {
 	return entries, nil
 }
 
-// loadFile reads one key file of the kind.
+// scan parses the key files of the kind among the entries of dir and
+// returns them oldest first (see sortFiles). A file that prev holds with
+// the same size and modification time is not parsed again. Every file must
+// be named as fileName names it, and the kid in the name must be the
+// key's; any bad file fails the whole scan with an error naming it. Files
+// removed while the listing is read are skipped.
+func (kd Kind[K, S]) scan(dir string, entries []os.DirEntry, prev []file[K]) ([]file[K], error) {
+	byPath := make(map[string]file[K], len(prev))
+	for _, f := range prev {
+		byPath[f.path] = f
+	}
+	var files []file[K]
+	for _, e := range entries {
+		if !kd.isFile(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		// A key file must be a regular file; symlinks are followed, as in
+		// Kubernetes secret volumes.
+		info, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		if !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("keys: %s: not a regular file", path)
+		}
+		v := fileVersion{size: info.Size(), modTime: info.ModTime()}
+		if old, ok := byPath[path]; ok && old.version == v {
+			files = append(files, old)
+			continue
+		}
+		k, err := kd.loadFile(path, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file[K]{k, path, v})
+	}
+	sortFiles(files)
+	return files, nil
+}
+
+// loadFile parses one key file of the kind.
 func (kd Kind[K, S]) loadFile(path, name string) (K, error) {
 	var zero K
 	created, kid, ok := kd.parseFileName(name)
 	if !ok {
 		return zero, fmt.Errorf("keys: %s: a %s key file's name must be <yyyymmddThhmmssZ>-<kid of %d characters>%s (as tokend keys writes it)",
 			path, kd.name, kd.kidLen, kd.suffix)
-	}
-	// A key file must be a regular file (symlinks are followed, as in
-	// Kubernetes secret volumes).
-	info, err := os.Stat(path)
-	if err != nil {
-		return zero, fmt.Errorf("keys: %w", err)
-	}
-	if !info.Mode().IsRegular() {
-		return zero, fmt.Errorf("keys: %s: not a regular file", path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -220,8 +247,8 @@ func (kd Kind[K, S]) Prune(dir string, t Timing, now time.Time) ([]string, error
 // whole second of the file name so that rounding never shortens the
 // delay, and later than every other key's (two keys made in one second
 // keep their order). So k is used from t.PrePublish after that time (at
-// once when dir has no other key of the kind), and the key it replaces
-// stops being used then.
+// once when dir has no other key of the kind that can sign), and the key
+// it replaces stops being used then.
 func (kd Kind[K, S]) Add(dir string, k K, t Timing, now func() time.Time, prune bool) (path string, removed []string, err error) {
 	st := k.stamp()
 	st.Created = stampTime(now())

@@ -3,11 +3,8 @@ package keys
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,22 +73,8 @@ type view[K dirKey, S any] struct {
 type follower[K dirKey, S any] struct {
 	kind     Kind[K, S]
 	timing   Timing
-	required bool                // a load that finds no key that can sign fails
-	files    map[string]entry[K] // by file name
-	keys     []K                 // sorted oldest first
-}
-
-// entry is a parsed key file and the identity of the file it was parsed
-// from.
-type entry[K any] struct {
-	file[K]
-	stamp fileStamp
-}
-
-// fileStamp tells whether a file changed since it was parsed.
-type fileStamp struct {
-	size    int64
-	modTime time.Time
+	required bool      // a load that finds no key that can sign fails
+	files    []file[K] // oldest first
 }
 
 // NewDirSource reads dir and returns a source of its keys. It fails if a
@@ -170,81 +153,44 @@ func (s *DirSource) Reload() error {
 	if err != nil && !noDir {
 		return err
 	}
-	sfiles, sks, err := s.signing.read(s.dir, entries)
+	sfiles, err := s.signing.kind.scan(s.dir, entries, s.signing.files)
 	if err != nil {
 		return err
 	}
-	rfiles, rks, err := s.refresh.read(s.dir, entries)
+	rfiles, err := s.refresh.kind.scan(s.dir, entries, s.refresh.files)
 	if err != nil {
 		return err
 	}
-	if miss := s.refresh.check(s.signing.check(nil, s.dir, noDir, sks), s.dir, noDir, rks); miss != nil {
+	if miss := s.refresh.check(s.signing.check(nil, s.dir, noDir, sfiles), s.dir, noDir, rfiles); miss != nil {
 		return miss
 	}
-	changed := s.signing.swap(sfiles, sks)
-	changed = s.refresh.swap(rfiles, rks) || changed
+	changed := s.signing.swap(sfiles)
+	changed = s.refresh.swap(rfiles) || changed
 	if changed || s.snap.Load() == nil {
 		s.rebuildLocked()
 	}
 	return nil
 }
 
-// read parses the directory's files of f's kind, reusing the keys of
-// files unchanged since the last read, and returns them with the keys
-// sorted oldest first.
-func (f *follower[K, S]) read(dir string, entries []os.DirEntry) (map[string]entry[K], []K, error) {
-	files := make(map[string]entry[K])
-	for _, e := range entries {
-		name := e.Name()
-		if !f.kind.isFile(name) {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		info, err := os.Stat(path) // follows symlinks (Kubernetes secret volumes)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // removed while we read the listing
-			}
-			return nil, nil, fmt.Errorf("keys: %w", err)
-		}
-		st := fileStamp{size: info.Size(), modTime: info.ModTime()}
-		if old, ok := f.files[name]; ok && old.stamp == st {
-			files[name] = old
-			continue
-		}
-		k, err := f.kind.loadFile(path, name)
-		if err != nil {
-			return nil, nil, err
-		}
-		files[name] = entry[K]{file[K]{k, path}, st}
-	}
-	sorted := make([]file[K], 0, len(files))
-	for _, e := range files {
-		sorted = append(sorted, e.file)
-	}
-	sortFiles(sorted)
-	return files, keysOf(sorted), nil
-}
-
 // check adds f's kind to miss (a new error when miss is nil) if f
-// requires a key that can sign and ks has none.
-func (f *follower[K, S]) check(miss *MissingKeysError, dir string, noDir bool, ks []K) *MissingKeysError {
-	if f.required && !slices.ContainsFunc(ks, func(k K) bool { return k.canSign() }) {
+// requires a key that can sign and files have none.
+func (f *follower[K, S]) check(miss *MissingKeysError, dir string, noDir bool, files []file[K]) *MissingKeysError {
+	if f.required && !slices.ContainsFunc(files, func(f file[K]) bool { return f.key.canSign() }) {
 		return missing(miss, dir, noDir, f.kind)
 	}
 	return miss
 }
 
-// swap makes files and ks f's keys, and reports whether the keys changed.
-func (f *follower[K, S]) swap(files map[string]entry[K], ks []K) bool {
-	changed := !slices.Equal(ks, f.keys)
-	f.files, f.keys = files, ks
+// swap makes files f's, and reports whether its keys changed.
+func (f *follower[K, S]) swap(files []file[K]) bool {
+	changed := !slices.EqualFunc(files, f.files, func(a, b file[K]) bool { return a.key == b.key })
+	f.files = files
 	return changed
 }
 
 // view computes f's keys' states at now and the ring they make.
 func (f *follower[K, S]) view(now time.Time) (view[K, S], error) {
-	sts := Schedule(f.keys, f.timing, now)
+	sts := Schedule(keysOf(f.files), f.timing, now)
 	set, err := f.kind.setOf(sts)
 	return view[K, S]{sts, set}, err
 }
