@@ -297,7 +297,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
-			"At start-up, when JWT_KEYS_DIR is missing or empty, generate keys into it exactly as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. A directory with any file in it is left alone."},
+			"At start-up, generate into JWT_KEYS_DIR (made if missing) a key of each kind it has none of, as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. Only key files count; a directory with both kinds is left alone."},
 		parse: func(c *Config, raw string) string {
 			b, ok := parseBool(raw)
 			if !ok {

@@ -136,7 +136,7 @@ func (s *DirSource) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			if err := s.Reload(); err != nil {
-				s.log.LogAttrs(ctx, slog.LevelError, "reloading signing keys failed; keeping the current keys",
+				s.log.LogAttrs(ctx, slog.LevelError, "reloading the key directory failed; keeping the current keys",
 					slog.String("dir", s.dir), slog.String("error", err.Error()))
 			}
 		}
