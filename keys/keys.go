@@ -4,12 +4,14 @@
 // follow one life — pending, active, retired, expired — on a schedule
 // derived from their file names and the clock (Schedule).
 //
-// Each kind is described once, beside its key type — Signing (this file:
-// PEM private keys, their RFC 7638 thumbprints as kid, the RFC 7517 JWKS)
-// and Refresh (refresh.go: 32-byte HMAC secrets) — and everything else is
+// Each kind is a Kind (kind.go) described once, beside its key type and
+// its set of keys in use — Signing (this file: PEM private keys, their
+// RFC 7638 thumbprints as kid, Set with the RFC 7517 JWKS) and Refresh
+// (refresh.go: 32-byte HMAC secrets, RefreshSet) — and everything else is
 // written once for both: file names, loading, status, pruning and adding
-// keys (dir.go), the schedule (schedule.go), the immutable rings of keys
-// in use (set.go) and DirSource, which follows a directory (source.go).
+// keys (dir.go), the schedule (schedule.go), the immutable Ring of keys in
+// use that both sets are (set.go) and DirSource, which follows a
+// directory (source.go).
 //
 // Keys are parsed once, when loaded; signing code uses Key.Signer and
 // Key.Method directly. A Ring never changes after it is made, so a key
@@ -26,6 +28,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -269,4 +272,51 @@ func (k *Key) MarshalPEM() ([]byte, error) {
 		return nil, fmt.Errorf("keys: marshal private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// Set is the ring of signing keys in use — the current key signs, every
+// key is published — with its JWKS.
+type Set struct {
+	Ring[*Key]
+	jwks []byte
+}
+
+// NewSet returns a Set signing with signing (which must have a private
+// key) and publishing signing and published (see NewRing).
+func NewSet(signing *Key, published ...*Key) (*Set, error) {
+	r, err := NewRing(signing, published...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{Ring: *r}
+	doc := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: make([]jwk, len(s.keys))}
+	for i, k := range s.keys {
+		doc.Keys[i] = k.jwk(true)
+	}
+	if s.jwks, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("keys: encode JWKS: %w", err)
+	}
+	return s, nil
+}
+
+// JWKS returns the RFC 7517 JSON Web Key Set of the published public keys,
+//
+//	{"keys":[{"kty":"EC","use":"sig","alg":"ES256","kid":"…","crv":"P-256","x":"…","y":"…"}, …]}
+//
+// with kty OKP/crv Ed25519/x for EdDSA keys and kty RSA/n/e for RS256 keys.
+// It is computed once by NewSet; the returned slice is shared and must not
+// be modified.
+func (s *Set) JWKS() []byte { return s.jwks }
+
+// Ephemeral returns a Set with one freshly generated key for alg, kept only
+// in memory (for development: tokens it signs become unverifiable when the
+// process exits).
+func Ephemeral(alg string) (*Set, error) {
+	k, err := Generate(alg)
+	if err != nil {
+		return nil, err
+	}
+	return NewSet(k)
 }

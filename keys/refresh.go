@@ -161,3 +161,14 @@ func ParseRefreshPEM(data []byte, created time.Time) (*RefreshKey, error) {
 	}
 	return newRefreshKey([RefreshKeySize]byte(block.Bytes), created), nil
 }
+
+// RefreshSet is the ring of refresh keys in use.
+type RefreshSet = Ring[*RefreshKey]
+
+// EphemeralRefresh returns a ring with one fresh random refresh key, kept
+// only in memory (development: refresh tokens become invalid when the
+// process exits, and replicas cannot check each other's).
+func EphemeralRefresh() *RefreshSet {
+	r, _ := NewRing(GenerateRefreshKey())
+	return r
+}

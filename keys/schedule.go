@@ -5,20 +5,6 @@ import (
 	"time"
 )
 
-// Timing says how the keys of one kind move through their states (see
-// Schedule); each kind derives it from the shared Lifetimes by its own
-// rule (Kind.Timing). Every replica must use the same Timing, or they
-// disagree on which key is in use.
-type Timing struct {
-	// PrePublish is how long a new key is known — published, verifying —
-	// before it is used, so that every replica and every verifier has it
-	// by then. The first key of a directory is used at once.
-	PrePublish time.Duration
-	// RetireAfter is how long a replaced key stays after it stopped
-	// being used, so that everything it made has expired when it goes.
-	RetireAfter time.Duration
-}
-
 // State is where a key is in its life.
 type State int
 
