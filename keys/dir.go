@@ -218,12 +218,12 @@ func keysOf[K any](files []file[K]) []K {
 	return ks
 }
 
-// Prune deletes the files of dir's expired keys of the kind and returns
+// prune deletes the files of dir's expired keys of the kind and returns
 // their paths (a file already gone counts as removed). A key expires only
 // once nothing needs it any more — every token a signing key signed, every
 // session that started with a refresh key has expired — provided t is the
 // Timing the servers use (Kind.Timing of their Lifetimes).
-func (kd Kind[K, S]) Prune(dir string, t Timing, now time.Time) ([]string, error) {
+func (kd Kind[K, S]) prune(dir string, t Timing, now time.Time) ([]string, error) {
 	files, err := kd.load(dir)
 	if err != nil {
 		return nil, err
@@ -264,7 +264,7 @@ func (kd Kind[K, S]) Add(dir string, k K, t Timing, now func() time.Time, prune 
 		return "", nil, err
 	}
 	if prune {
-		removed, err = kd.Prune(dir, t, now())
+		removed, err = kd.prune(dir, t, now())
 	}
 	return path, removed, err
 }

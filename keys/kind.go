@@ -38,7 +38,7 @@ type dirKey interface {
 // (DirSource) are written once for both; S is the kind's set of keys in
 // use (*Set, *RefreshSet).
 //
-// The two Kind values are made once, here, and never changed.
+// Signing and Refresh are the only two Kind values; they never change.
 type Kind[K dirKey, S any] struct {
 	name   string // "signing" or "refresh", as `tokend keys rotate --only` names it
 	what   string // for errors: what a key of the kind is

@@ -300,7 +300,7 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	}
 
 	// Removing every refresh key fails the reload and keeps the keys.
-	removed, err := Refresh.Prune(dir, refreshTiming, clk.Now())
+	removed, err := Refresh.prune(dir, refreshTiming, clk.Now())
 	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
 		t.Fatalf("prune: %v %v", removed, err)
 	}
@@ -354,7 +354,7 @@ func TestAddRefresh(t *testing.T) {
 	if _, err := Signing.WriteFile(dir, keyAt(t, tBase)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Signing.Prune(dir, timing, later.Add(1000*time.Hour)); err != nil {
+	if _, err := Signing.prune(dir, timing, later.Add(1000*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if rks, _ := loadKeys(Refresh, dir); len(rks) != 2 {

@@ -303,7 +303,7 @@ func TestDirSource(t *testing.T) {
 	os.Remove(bad)
 
 	// Pruning removes k0's file; the next reload forgets it.
-	removed, err := Signing.Prune(dir, timing, clk.Now())
+	removed, err := Signing.prune(dir, timing, clk.Now())
 	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
 		t.Fatalf("prune: %v %v", removed, err)
 	}
