@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/verify"
 )
 
@@ -255,7 +256,7 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	if _, err := Refresh.WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	src, err := NewDirSource(dir, opts)
 	if err != nil {

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/verify"
 )
 
@@ -230,7 +230,7 @@ func TestDirSource(t *testing.T) {
 	if _, err := Signing.WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	src, err := NewDirSource(dir, DirOptions{Lifetimes: lifetimes, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -464,14 +464,6 @@ func TestAdd(t *testing.T) {
 		t.Fatalf("%+v", states(sts))
 	}
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
 
