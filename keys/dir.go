@@ -191,7 +191,7 @@ func (kd Kind[K, S]) loadFile(path, name string) (K, error) {
 }
 
 // sortFiles sorts oldest first by Created, ties broken by path.
-func sortFiles[K dirKey](files []file[K]) {
+func sortFiles[K KeyType](files []file[K]) {
 	slices.SortFunc(files, func(a, b file[K]) int {
 		if c := a.key.stamp().Created.Compare(b.key.stamp().Created); c != 0 {
 			return c

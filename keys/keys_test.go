@@ -599,7 +599,7 @@ func BenchmarkLookup(b *testing.B) {
 }
 
 // loadKeys is the keys of kind kd in dir, without their paths.
-func loadKeys[K dirKey, S any](kd Kind[K, S], dir string) ([]K, error) {
+func loadKeys[K KeyType, S any](kd Kind[K, S], dir string) ([]K, error) {
 	files, err := kd.load(dir)
 	return keysOf(files), err
 }

@@ -20,12 +20,12 @@ type Stamp struct {
 
 func (s *Stamp) stamp() *Stamp { return s }
 
-// dirKey is what the code common to both kinds needs of a key: its
-// stamp, whether it can sign (a signing key without a private part
-// cannot; every refresh key can), and whether it is complete (made by
-// this package's constructors).
-type dirKey interface {
-	comparable
+// KeyType is the type of a key of either kind, *Key or *RefreshKey, with
+// what the code common to both needs of it: its stamp, whether it can
+// sign (a signing key without a private part cannot; every refresh key
+// can), and whether it is complete (made by this package's constructors).
+type KeyType interface {
+	*Key | *RefreshKey
 	stamp() *Stamp
 	canSign() bool
 	complete() bool
@@ -39,7 +39,7 @@ type dirKey interface {
 // use (*Set, *RefreshSet).
 //
 // Signing and Refresh are the only two Kind values; they never change.
-type Kind[K dirKey, S any] struct {
+type Kind[K KeyType, S any] struct {
 	name   string // "signing" or "refresh", as `tokend keys rotate --only` names it
 	what   string // for errors: what a key of the kind is
 	suffix string // file name suffix
@@ -109,7 +109,7 @@ func (e *MissingKeysError) Error() string {
 }
 
 // missing adds kd to e (a new error when e is nil).
-func missing[K dirKey, S any](e *MissingKeysError, dir string, noDir bool, kd Kind[K, S]) *MissingKeysError {
+func missing[K KeyType, S any](e *MissingKeysError, dir string, noDir bool, kd Kind[K, S]) *MissingKeysError {
 	if e == nil {
 		e = &MissingKeysError{Dir: dir, NoDir: noDir}
 	}

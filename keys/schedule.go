@@ -74,7 +74,7 @@ type Status[K any] struct {
 //     until t.RetireAfter after they stopped signing, then expired.
 //
 // Exactly one key is active whenever ks holds a key that can sign.
-func Schedule[K dirKey](ks []K, t Timing, now time.Time) []Status[K] {
+func Schedule[K KeyType](ks []K, t Timing, now time.Time) []Status[K] {
 	out := make([]Status[K], len(ks))
 	chain := make([]int, 0, len(ks)) // indexes of keys that can sign
 	for i, k := range ks {

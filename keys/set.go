@@ -12,7 +12,7 @@ import (
 // in the JWKS, verifying refresh tokens — the current one included. A
 // Ring is safe for concurrent use; to change keys, build a new one and
 // swap the pointer.
-type Ring[K dirKey] struct {
+type Ring[K KeyType] struct {
 	current K
 	keys    []K
 	byID    map[string]K
@@ -22,7 +22,7 @@ type Ring[K dirKey] struct {
 // to sign), keeping current and more. Keys with a kid already in the ring
 // are dropped, so the first occurrence wins and the current key is listed
 // first.
-func NewRing[K dirKey](current K, more ...K) (*Ring[K], error) {
+func NewRing[K KeyType](current K, more ...K) (*Ring[K], error) {
 	var none K
 	if current == none {
 		return nil, errors.New("keys: no current key")

@@ -64,13 +64,13 @@ type snapshot struct {
 // view is one kind's part of a snapshot: every key of the directory
 // (expired ones included) with its state, oldest first, and the ring in
 // use.
-type view[K dirKey, S any] struct {
+type view[K KeyType, S any] struct {
 	status []Status[K]
 	set    S
 }
 
 // follower follows the keys of one kind in a DirSource's directory.
-type follower[K dirKey, S any] struct {
+type follower[K KeyType, S any] struct {
 	kind     Kind[K, S]
 	timing   Timing
 	required bool      // a load that finds no key that can sign fails

@@ -158,13 +158,17 @@ func addKeys(w io.Writer, o keyOptions, verb string, signing, refresh want, prun
 		return false, err
 	}
 	if signing == always || signing == ifNone && !anyActive(sts) {
-		if err := addSigningKey(w, o, verb, prune); err != nil {
+		k, err := keys.Generate(o.alg)
+		if err != nil {
+			return false, err
+		}
+		if err := addKey(w, o, verb, prune, keys.Signing, k, signingWords(o.cfg)); err != nil {
 			return false, err
 		}
 		added = true
 	}
 	if refresh == always || refresh == ifNone && !anyActive(rsts) {
-		if err := addRefreshKey(w, o, verb, prune); err != nil {
+		if err := addKey(w, o, verb, prune, keys.Refresh, keys.GenerateRefreshKey(), refreshWords); err != nil {
 			return added, err
 		}
 		added = true
@@ -184,78 +188,69 @@ func anyActive[K any](sts []keys.Status[K]) bool {
 	return slices.ContainsFunc(sts, func(st keys.Status[K]) bool { return st.State == keys.StateActive })
 }
 
-// addSigningKey adds a signing key to o.dir and says when it signs and
-// until when the keys it replaces do.
-func addSigningKey(w io.Writer, o keyOptions, verb string, prune bool) error {
-	k, err := keys.Generate(o.alg)
-	if err != nil {
-		return err
-	}
-	t := keys.Signing.Timing(keyLifetimes(o.cfg))
-	path, removed, err := keys.Signing.Add(o.dir, k, t, time.Now, prune)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "%s %s key %s\nwrote %s\n", verb, k.Alg, k.ID, path)
-	now := time.Now()
-	sts, err := keys.Signing.Status(o.dir, t, now)
-	if err != nil {
-		return err
-	}
-	for _, st := range sts { // the new key first
-		switch {
-		case st.Key.ID != k.ID:
-		case st.State == keys.StateActive:
-			fmt.Fprintln(w, "it is active: it signs at once (the directory has no other key that can sign)")
-		default:
-			fmt.Fprintf(w, "it is %s: published within %s; signs from %s (in %s)\n", st.State,
-				config.FormatDuration(o.cfg.KeysReloadInterval), fmtTime(st.SignsFrom), fmtIn(st.SignsFrom, now))
-		}
-	}
-	for _, st := range sts { // then the keys it replaces
-		if st.Key.ID != k.ID && (st.State == keys.StateActive || st.State == keys.StatePending) {
-			fmt.Fprintf(w, "%s key %s signs until %s and stays published until %s\n", st.State, st.Key.ID,
-				fmtTime(st.SignsUntil), fmtTime(st.DroppedAt))
-		}
-	}
-	for _, p := range removed {
-		fmt.Fprintf(w, "removed expired key file %s\n", p)
-	}
-	return nil
+// keyWords is how the CLI tells of a key of one kind that it added.
+type keyWords[K keys.KeyType] struct {
+	name     func(K) (kid, what string) // its kid, and what it is ("ES256 key", "refresh key")
+	active   string                     // the new key is used at once
+	pending  string                     // when the new key is used: a format of its state, the time, how long until then
+	replaced string                     // a key it replaces: a format of its state, kid, when it stops being used, when it goes
+	removed  string                     // a format of the path of a file deleted by pruning
 }
 
-// addRefreshKey adds a refresh key to o.dir and says when new sessions
-// use it and until when the keys it replaces verify.
-func addRefreshKey(w io.Writer, o keyOptions, verb string, prune bool) error {
-	k := keys.GenerateRefreshKey()
-	t := keys.Refresh.Timing(keyLifetimes(o.cfg))
-	path, removed, err := keys.Refresh.Add(o.dir, k, t, time.Now, prune)
+// signingWords says when a new signing key signs and until when the keys
+// it replaces do.
+func signingWords(cfg config.Config) keyWords[*keys.Key] {
+	return keyWords[*keys.Key]{
+		name:     func(k *keys.Key) (string, string) { return k.ID, k.Alg + " key" },
+		active:   "it is active: it signs at once (the directory has no other key that can sign)",
+		pending:  "it is %s: published within " + config.FormatDuration(cfg.KeysReloadInterval) + "; signs from %s (in %s)",
+		replaced: "%s key %s signs until %s and stays published until %s",
+		removed:  "removed expired key file %s",
+	}
+}
+
+// refreshWords says when new sessions use a new refresh key and until when
+// the keys it replaces verify their sessions.
+var refreshWords = keyWords[*keys.RefreshKey]{
+	name:     func(k *keys.RefreshKey) (string, string) { return k.ID, "refresh key" },
+	active:   "it is active: new sessions use it at once (the directory has no other refresh key)",
+	pending:  "it is %s: new sessions use it from %s (in %s)",
+	replaced: "%s refresh key %s is used for new sessions until %s and verifies its sessions until %s",
+	removed:  "removed expired refresh key file %s",
+}
+
+// addKey adds k, a key of kind kd, to o.dir (pruning with prune) and tells
+// w, in words, what it wrote, the new key's state and when it is used, and
+// until when the keys it replaces are.
+func addKey[K keys.KeyType, S any](w io.Writer, o keyOptions, verb string, prune bool, kd keys.Kind[K, S], k K, words keyWords[K]) error {
+	t := kd.Timing(keyLifetimes(o.cfg))
+	path, removed, err := kd.Add(o.dir, k, t, time.Now, prune)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%s refresh key %s\nwrote %s\n", verb, k.ID, path)
 	now := time.Now()
-	sts, err := keys.Refresh.Status(o.dir, t, now)
+	sts, err := kd.Status(o.dir, t, now)
 	if err != nil {
 		return err
 	}
+	kid, what := words.name(k)
+	fmt.Fprintf(w, "%s %s %s\nwrote %s\n", verb, what, kid, path)
 	for _, st := range sts { // the new key first
-		switch {
-		case st.Key.ID != k.ID:
+		switch id, _ := words.name(st.Key); {
+		case id != kid:
 		case st.State == keys.StateActive:
-			fmt.Fprintln(w, "it is active: new sessions use it at once (the directory has no other refresh key)")
+			fmt.Fprintln(w, words.active)
 		default:
-			fmt.Fprintf(w, "it is %s: new sessions use it from %s (in %s)\n", st.State, fmtTime(st.SignsFrom), fmtIn(st.SignsFrom, now))
+			fmt.Fprintf(w, words.pending+"\n", st.State, fmtTime(st.SignsFrom), fmtIn(st.SignsFrom, now))
 		}
 	}
 	for _, st := range sts { // then the keys it replaces
-		if st.Key.ID != k.ID && (st.State == keys.StateActive || st.State == keys.StatePending) {
-			fmt.Fprintf(w, "%s refresh key %s is used for new sessions until %s and verifies its sessions until %s\n",
-				st.State, st.Key.ID, fmtTime(st.SignsUntil), fmtTime(st.DroppedAt))
+		if id, _ := words.name(st.Key); id != kid && (st.State == keys.StateActive || st.State == keys.StatePending) {
+			fmt.Fprintf(w, words.replaced+"\n", st.State, id, fmtTime(st.SignsUntil), fmtTime(st.DroppedAt))
 		}
 	}
 	for _, p := range removed {
-		fmt.Fprintf(w, "removed expired refresh key file %s\n", p)
+		fmt.Fprintf(w, words.removed+"\n", p)
 	}
 	return nil
 }
