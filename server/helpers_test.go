@@ -22,6 +22,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/memstore"
 	"github.com/tokend/tokend/store/redisstore"
@@ -118,7 +119,7 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := server.New(o)
+	s, err := server.New(servertest.Defaults(o))
 	if err != nil {
 		t.Fatal(err)
 	}

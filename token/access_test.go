@@ -92,8 +92,8 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantC := AccessClaims{
-				Issuer: testIss, Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", ID: jti,
+			wantC := verify.Claims{
+				Issuer: testIss, Subject: "user1", ClientID: "web", Scopes: []string{"openid", "profile"}, SessionID: "sess1", ID: jti,
 				Audience: []string{testAud, "https://other.example.com"}, Roles: []string{"admin", "user"},
 				IssuedAt: t0, NotBefore: t0, ExpiresAt: t0.Add(15 * time.Minute),
 			}
@@ -118,8 +118,8 @@ func equalJSON(a, b map[string]any) bool {
 	return string(ja) == string(jb)
 }
 
-func equalClaims(a, b AccessClaims) bool {
-	return a.Issuer == b.Issuer && a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
+func equalClaims(a *verify.Claims, b verify.Claims) bool {
+	return a.Issuer == b.Issuer && a.Subject == b.Subject && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes) &&
 		a.SessionID == b.SessionID && a.ID == b.ID && slices.Equal(a.Audience, b.Audience) &&
 		slices.Equal(a.Roles, b.Roles) && a.IssuedAt.Equal(b.IssuedAt) && a.NotBefore.Equal(b.NotBefore) &&
 		a.ExpiresAt.Equal(b.ExpiresAt)
@@ -143,7 +143,7 @@ func TestIssueMinimalClaims(t *testing.T) {
 		t.Errorf("roles = %#v, want []", p["roles"])
 	}
 	c, err := iss.Verify(tok, t0)
-	if err != nil || c.SessionID != "" || c.Scope != "" || len(c.Roles) != 0 {
+	if err != nil || c.SessionID != "" || len(c.Scopes) != 0 || len(c.Roles) != 0 {
 		t.Fatalf("Verify = %+v, %v", c, err)
 	}
 }
@@ -164,7 +164,7 @@ func TestIssueEscaping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Issuer != `iss"\` || c.Subject != in.Subject || c.ClientID != in.ClientID || c.Scope != in.Scope ||
+	if c.Issuer != `iss"\` || c.Subject != in.Subject || c.ClientID != in.ClientID || !slices.Equal(c.Scopes, []string{"<x>&"}) ||
 		!slices.Equal(c.Roles, []string{"r\x00", "\ufffd"}) {
 		t.Errorf("claims %+v", c)
 	}
