@@ -170,13 +170,7 @@ var table = []variable{
 	{
 		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
 			"Address the HTTP server listens on."},
-		parse: func(c *Config, raw string) string {
-			if !isListenAddr(raw) {
-				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
-			}
-			c.HTTPAddr = raw
-			return ""
-		},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.HTTPAddr }, formAddr),
 		format: func(c Config) string { return c.HTTPAddr },
 	},
 	{
@@ -222,14 +216,7 @@ var table = []variable{
 	{
 		Variable: Variable{"REDIS_ALLOW_EVICTION", "false", formBool,
 			"Start even when Redis's maxmemory-policy is not noeviction. By default tokend refuses to start then, because an evicting Redis deletes users, clients and session indexes when memory runs short. true logs an error at every start instead; for a Redis you cannot reconfigure, and only with maxmemory far above what tokend uses."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.RedisAllowEviction = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.RedisAllowEviction }),
 		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
 	},
 	{
@@ -317,14 +304,7 @@ var table = []variable{
 	{
 		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
 			"At start-up, generate into JWT_KEYS_DIR (made if missing) a key of each kind it has none of, as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. Only key files count; a directory with both kinds is left alone."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.KeysGenerate = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.KeysGenerate }),
 		format: func(c Config) string { return strconv.FormatBool(c.KeysGenerate) },
 	},
 	{
@@ -342,14 +322,7 @@ var table = []variable{
 	{
 		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
 			"Enable self-registration (POST /users)."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.AllowSignup = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.AllowSignup }),
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
 	},
 	{
@@ -364,14 +337,7 @@ var table = []variable{
 	{
 		Variable: Variable{"TOKEND_ALLOW_DEV_SECRETS", "false", formBool,
 			"Start even though a TOKEND_BOOTSTRAP user's password is a development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read. Off, `tokend serve` refuses to start with such a password — in the file, or already set on the user — and says how to replace it. For a local trial only."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.AllowDevSecrets = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.AllowDevSecrets }),
 		format: func(c Config) string { return strconv.FormatBool(c.AllowDevSecrets) },
 	},
 	{
@@ -536,25 +502,13 @@ var table = []variable{
 	{
 		Variable: Variable{"DEBUG_ADDR", "", formDebugAddr,
 			"Address of a separate listener serving Go's pprof profiles (/debug/pprof/). Unset: off. Never exposed on HTTP_ADDR; bind it to loopback or a private network."},
-		parse: func(c *Config, raw string) string {
-			if !isListenAddr(raw) {
-				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formDebugAddr)
-			}
-			c.DebugAddr = raw
-			return ""
-		},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.DebugAddr }, formDebugAddr),
 		format: func(c Config) string { return c.DebugAddr },
 	},
 	{
 		Variable: Variable{"METRICS_ADDR", "", formMetricsAddr,
 			"Address of a separate listener serving the Prometheus metrics (/metrics), and then only there: HTTP_ADDR no longer serves them. Unset: /metrics is served on HTTP_ADDR to anyone who reaches it (restrict it at the proxy). Bind it to a network only the scraper reaches."},
-		parse: func(c *Config, raw string) string {
-			if !isListenAddr(raw) {
-				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formMetricsAddr)
-			}
-			c.MetricsAddr = raw
-			return ""
-		},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.MetricsAddr }, formMetricsAddr),
 		format: func(c Config) string { return c.MetricsAddr },
 	},
 }
@@ -599,6 +553,29 @@ func parseTTL(field func(*Config) *time.Duration) func(*Config, string) string {
 			return fmt.Sprintf("%q must be positive (use %s)", raw, formDuration)
 		}
 		*field(c) = d
+		return ""
+	}
+}
+
+// parseListenAddr parses a listen address (isListenAddr) into field.
+func parseListenAddr(field func(*Config) *string, form string) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		if !isListenAddr(raw) {
+			return fmt.Sprintf("%q is not a listen address (use %s)", raw, form)
+		}
+		*field(c) = raw
+		return ""
+	}
+}
+
+// parseBoolField parses a boolean (parseBool's forms) into field.
+func parseBoolField(field func(*Config) *bool) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		b, ok := parseBool(raw)
+		if !ok {
+			return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+		}
+		*field(c) = b
 		return ""
 	}
 }

@@ -253,23 +253,7 @@ func testUserConflicts(t *testing.T, e *env) {
 // testConcurrentCreateUser: of racing sign-ups for one name (in any
 // case), exactly one succeeds.
 func testConcurrentCreateUser(t *testing.T, e *env) {
-	const racers = 20
-	names := []string{"dave", "Dave", "DAVE", "dAvE"}
-	errs := make(chan error, racers)
-	for i := range racers {
-		go func() {
-			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
-		}()
-	}
-	won := 0
-	for range racers {
-		switch err := <-errs; {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrConflict):
-			t.Fatalf("CreateUser: %v", err)
-		}
-	}
+	won := e.raceCreateUser(20, "dave", "Dave", "DAVE", "dAvE")
 	users, err := e.st.ListUsers(e.ctx)
 	must(t, err)
 	if won != 1 || len(users) != 1 {
@@ -280,6 +264,27 @@ func testConcurrentCreateUser(t *testing.T, e *env) {
 	if got.ID != users[0].ID {
 		t.Fatalf("UserByName finds %s, ListUsers %s", got.ID, users[0].ID)
 	}
+}
+
+// raceCreateUser creates racers users at once, named by turns from names,
+// and returns how many were created; every refusal must be ErrConflict.
+func (e *env) raceCreateUser(racers int, names ...string) (won int) {
+	e.t.Helper()
+	errs := make(chan error, racers)
+	for i := range racers {
+		go func() {
+			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
+		}()
+	}
+	for range racers {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			e.t.Fatalf("CreateUser: %v", err)
+		}
+	}
+	return won
 }
 
 // testLookAlikeUsers: a name with the skeleton of an existing user's
@@ -313,25 +318,8 @@ func testLookAlikeUsers(t *testing.T, e *env) {
 	must(t, err)
 	sameUser(t, got, cyr)
 
-	const racers = 16
-	names := []string{"paypal", "\u0440\u0430\u0443\u0440\u0430\u04cf", "PAYPAL", "p\u0430yp\u0430l"}
-	errs := make(chan error, racers)
-	for i := range racers {
-		go func() {
-			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
-		}()
-	}
-	won := 0
-	for range racers {
-		switch err := <-errs; {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrConflict):
-			t.Fatalf("CreateUser: %v", err)
-		}
-	}
-	if won != 1 {
-		t.Fatalf("%d of %d racing look-alikes were created, want 1", won, racers)
+	if won := e.raceCreateUser(16, "paypal", "\u0440\u0430\u0443\u0440\u0430\u04cf", "PAYPAL", "p\u0430yp\u0430l"); won != 1 {
+		t.Fatalf("%d of 16 racing look-alikes were created, want 1", won)
 	}
 	users, err := e.st.ListUsers(e.ctx)
 	must(t, err)
