@@ -40,6 +40,14 @@ run: ## run a dev server: embedded store, ephemeral signing key, text logs
 build: ## build bin/tokend, a static binary (version from git describe; GOOS/GOARCH cross-compile)
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/tokend
 
+# make demo: tokend --dev and examples/orders following its revocation
+# feed (scripts/demo.sh says how); DEMO_ONCE=1 tells the story once and
+# stops (the tests), DEMO_TOKEND_ADDR and DEMO_ORDERS_ADDR move them off
+# 127.0.0.1:8080 and 127.0.0.1:9090.
+demo: build ## tokend --dev and examples/orders: sign in, call orders, log out, 401 at orders, as curl lines (Ctrl-C stops)
+	@$(GO) build -o bin/orders ./examples/orders
+	@TOKEND_BIN=$(BIN) ORDERS_BIN=bin/orders scripts/demo.sh
+
 # One binary per platform, named tokend-<version>-<os>-<arch>, and
 # SHA256SUMS over them (sha256sum's format: `sha256sum -c` and
 # `shasum -a 256 -c` check it). Each is `make build` for its GOOS/GOARCH.
