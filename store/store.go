@@ -335,10 +335,34 @@ type Verdict struct {
 	Write bool
 }
 
-// Decide is THE rotation rule, the one specification of it: memstore
-// calls it, redisstore's rotate and logout scripts implement the same
-// table in Lua, and store/storetest checks both stores against a table of
-// cases. s is the session record (nil if there is none), u the user record
+// Apply makes v's writes to s, the session record Decide was given with
+// r: the revocation of a refusal, or the rotation of an accepted
+// presentation that writes. It is what every store records.
+func (v Verdict) Apply(s *Session, r Rotation) {
+	if v.Revoke != "" {
+		s.RevokedAt, s.RevokeReason = v.RevokeAt, v.Revoke
+	}
+	if v.Write {
+		s.Generation, s.UpdatedAt, s.LastRequest = v.Generation, r.Now, r.RequestID
+	}
+}
+
+// EndSessions is "log out everywhere" (except = "") or "log out others"
+// on the user record: SessionsEnded = now, never moved back, with the
+// exempt session and the reason. One write, whatever the number of
+// sessions; Ended and Effective apply it.
+func EndSessions(u *User, except, reason string, now time.Time) {
+	if now.After(u.SessionsEnded) {
+		u.SessionsEnded = now
+	}
+	u.SessionsExempt, u.SessionsEndReason = except, reason
+}
+
+// Decide is THE rotation rule, and this comment is the one table of it:
+// memstore calls Decide, redisstore's rotate and logout scripts implement
+// it in Lua (checked against Decide on generated records by
+// redisstore's FuzzRule), and store/storetest runs one table of cases
+// through Rotate and Logout of both stores. s is the session record (nil if there is none), u the user record
 // (nil if there is none), r the presentation; p = r.Generation, g =
 // s.Generation. The first matching row decides:
 //
@@ -485,32 +509,21 @@ type Store interface {
 	// ids returned, for audit and revocation events. The new session is
 	// never evicted.
 	CreateSession(ctx context.Context, s NewSession) (evicted []string, err error)
-	// Rotate applies the rotation rule (Decide, which lists every row) to
-	// a presented, MAC-verified refresh token, atomically:
-	//   - accepted: Rotated with Outcome rotated (p == g; g becomes g+1),
-	//     recovered (p > g; g becomes p+1) or retried (p == g-1 presented
-	//     again by the same request — a resent call — or within
-	//     ReuseWindow of the rotation; nothing written, the same g);
-	//   - ErrTokenUnknown: no session record (nothing written);
-	//   - ErrUserInactive: user deleted or disabled (session recorded revoked);
-	//   - ErrTokenRevoked: revoked, or ended by the user's SessionsEnded
-	//     (the end is recorded if it was not);
-	//   - ErrTokenExpired; ErrClientMismatch (nothing written);
-	//   - *ReuseError (errors.Is ErrTokenReused): theft, session revoked;
-	//   - ErrScopeWidened: a would-be success asked for more scope than
-	//     granted (nothing written).
+	// Rotate applies the rotation rule to a presented, MAC-verified
+	// refresh token, atomically: Decide's doc comment is the table of
+	// what is answered and written for each presentation.
 	Rotate(ctx context.Context, r Rotation) (Rotated, error)
 	// Logout ends sessions with a presented refresh token in one atomic
-	// step, classifying it exactly as Rotate does (rows 1–5 and 9 answer
-	// the same errors with the same writes). An accepted token (current,
-	// ahead, or the previous one within ReuseWindow) performs l.Scope:
-	// local ends its session (reason logout); global sets the user's
-	// SessionsEnded = Now with no exemption; others sets SessionsEnded =
-	// Now exempting this session — each O(1), whatever the number of
-	// sessions. A used token (*ReuseError) revokes only its own session.
-	// The result is the presented token's session after the call.
-	// ErrTokenRevoked, ErrTokenExpired and ErrUserInactive mean "already
-	// ended" (the server answers 204).
+	// step, classifying it exactly as Rotate does (Decide, with no scope):
+	// every refusal answers the same error with the same writes. An
+	// accepted token performs l.Scope: local ends its session (reason
+	// logout); global sets the user's SessionsEnded = Now with no
+	// exemption; others sets SessionsEnded = Now exempting this session —
+	// each O(1), whatever the number of sessions. A used token
+	// (*ReuseError) revokes only its own session. The result is the
+	// presented token's session after the call. ErrTokenRevoked,
+	// ErrTokenExpired and ErrUserInactive mean "already ended" (the server
+	// answers 204).
 	Logout(ctx context.Context, l Logout) (Session, error)
 	// Session returns the session whatever its state, as Effective makes
 	// it (an end by the user's SessionsEnded shows as revoked), or

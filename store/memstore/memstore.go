@@ -239,7 +239,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	now = fields.Round(fields.NowOr(now))
 	u.Disabled, u.UpdatedAt = disabled, now
 	if disabled {
-		endSessions(&u, "", store.ReasonUserDisable, now)
+		store.EndSessions(&u, "", store.ReasonUserDisable, now)
 	}
 	s.users[id] = u
 	return nil
@@ -454,14 +454,11 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 	r.Now = fields.Round(fields.NowOr(r.Now))
 	x, sp, u := s.load(r.UserID, r.SessionID)
 	v := store.Decide(sp, u, r)
-	if v.Revoke != "" {
-		x.revoke(v.Revoke, v.RevokeAt)
+	if x != nil {
+		v.Apply(&x.s, r)
 	}
 	if v.Err != nil {
 		return store.Rotated{}, v.Err
-	}
-	if v.Write {
-		x.s.Generation, x.s.UpdatedAt, x.s.LastRequest = v.Generation, r.Now, r.RequestID
 	}
 	return store.Rotated{
 		Session: x.s, Scope: store.NormalScope(r.Scope, x.s.Scope), Roles: slices.Clone(u.Roles), Outcome: v.Outcome,
@@ -477,12 +474,13 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	defer s.mu.Unlock()
 	now := fields.Round(fields.NowOr(l.Now))
 	x, sp, u := s.load(l.UserID, l.SessionID)
-	v := store.Decide(sp, u, store.Rotation{
+	r := store.Rotation{
 		UserID: l.UserID, SessionID: l.SessionID, Generation: l.Generation, ClientID: l.ClientID,
 		Now: now, ReuseWindow: l.ReuseWindow,
-	})
-	if v.Revoke != "" {
-		x.revoke(v.Revoke, v.RevokeAt)
+	}
+	v := store.Decide(sp, u, r)
+	if x != nil && v.Revoke != "" {
+		v.Apply(&x.s, r)
 	}
 	if x == nil {
 		return store.Session{}, v.Err
@@ -490,9 +488,9 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	if v.Err == nil {
 		switch l.Scope {
 		case store.LogoutGlobal:
-			endSessions(u, "", store.ReasonLogout, now)
+			store.EndSessions(u, "", store.ReasonLogout, now)
 		case store.LogoutOthers:
-			endSessions(u, l.SessionID, store.ReasonLogout, now)
+			store.EndSessions(u, l.SessionID, store.ReasonLogout, now)
 		default:
 			x.revoke(store.ReasonLogout, now)
 		}
@@ -565,18 +563,9 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 	if !ok {
 		return nil
 	}
-	endSessions(&u, except, fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
+	store.EndSessions(&u, except, fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
 	s.users[userID] = u
 	return nil
-}
-
-// endSessions sets u's SessionsEnded to now (never moving it back), with
-// the exempt session and the reason.
-func endSessions(u *store.User, except, reason string, now time.Time) {
-	if now.After(u.SessionsEnded) {
-		u.SessionsEnded = now
-	}
-	u.SessionsExempt, u.SessionsEndReason = except, reason
 }
 
 // revoke marks the session revoked unless it already is.

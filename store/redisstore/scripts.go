@@ -39,8 +39,9 @@ import "github.com/redis/go-redis/v9"
 // Replies are status words ("ok", "unknown", ...) or arrays whose first
 // element is one; the Go side maps them to the store's sentinel errors.
 
-// recordsLua reads and writes records, and holds the rotation rule
-// (store.Decide) in classify.
+// recordsLua reads and writes records, and holds the rotation rule in
+// classify: a Lua implementation of store.Decide, whose doc comment is
+// the table (FuzzRule checks the two against each other).
 const recordsLua = `
 -- ruleNow is the "now" of the rotation rule: the caller's time, or, when
 -- the caller asks for it (Options.ServerClock), the later of that and
@@ -123,8 +124,8 @@ local function endAll(ukey, u, except, now, reason)
   u[9], u[10] = except, reason
   putUser(ukey, u)
 end
--- classify is the rotation rule (store.Decide), rows 1-5 and 7-10 but
--- the scope check. It returns the status, the session record (after any
+-- classify is the rotation rule (store.Decide) but the scope check. It
+-- returns the status, the session record (after any
 -- write), the user, and for an accepted token the generation to hand
 -- out, ca, ea and the granted scope; for 'reused' the cause.
 local function classify(skey, ukey, ikey, sid, p, client, now, window, req)

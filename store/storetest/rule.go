@@ -104,78 +104,105 @@ var ruleCases = []ruleCase{
 		want: store.ErrTokenReused, cause: store.CauseChildUsed, reason: store.ReasonReuse},
 }
 
-// testRotationRule runs every case of the table against the store.
+// testRotationRule runs every case of the table against the store, once
+// through Rotate and once through Logout (local), which classifies a
+// presentation exactly as Rotate does but presents no scope: a case that
+// Rotate accepts, or refuses only for its scope, ends the session.
 func testRotationRule(t *testing.T, e *env) {
 	for _, c := range ruleCases {
 		t.Run(c.name, func(t *testing.T) {
-			e := &env{t: t, st: e.st, ctx: e.ctx, now: e.now}
-			u := e.user("rule-" + newID())
-			last := e.now.Add(-c.ago)
-			created, expires := last.Add(-time.Minute), e.now.Add(24*time.Hour)
-			if c.expired {
-				created, expires = e.now.Add(-2*time.Hour), e.now.Add(-time.Minute)
-				last = created.Add(time.Second)
-			}
-			if c.nbFirst {
-				must(t, e.st.RevokeUserSessions(e.ctx, u.ID, "", store.ReasonLogout, created.Add(-time.Millisecond)))
-			}
-			s := e.session(u.ID, "openid profile", created, expires)
-			var rq store.RequestID
-			for gen := range c.g {
-				r := e.rotation(s, gen)
-				r.Now = last
-				if _, err := e.st.Rotate(e.ctx, r); err != nil {
-					t.Fatalf("setting up generation %d: %v", gen+1, err)
-				}
-				rq = r.RequestID
-			}
-			if c.prep != nil {
-				must(t, c.prep(e, s))
-			}
-			before := e.get(s)
-			r := e.rotation(s, uint64(int64(c.g)+c.off))
-			if c.missing {
-				r.SessionID = newID()
-			}
-			if c.client != "" {
-				r.ClientID = c.client
-			}
-			r.Scope, r.ReuseWindow = c.scope, c.window
-			if c.sameRequest {
-				r.RequestID = rq
-			}
-			got, err := e.st.Rotate(e.ctx, r)
-			if c.want != nil {
-				if !errors.Is(err, c.want) {
-					t.Fatalf("row %d: Rotate = %v, want %v", c.row, err, c.want)
-				}
-				var re *store.ReuseError
-				if errors.As(err, &re) != (c.cause != "") || re != nil && re.Cause != c.cause {
-					t.Fatalf("row %d: Rotate = %#v, want cause %q", c.row, err, c.cause)
-				}
-			} else {
-				if err != nil {
-					t.Fatalf("row %d: Rotate: %v", c.row, err)
-				}
-				if got.Outcome != c.outcome || got.Session.Generation != uint64(int64(c.g)+c.gen) {
-					t.Fatalf("row %d: outcome %v generation %d, want %v %d", c.row, got.Outcome,
-						got.Session.Generation, c.outcome, int64(c.g)+c.gen)
-				}
-				sameSession(t, e.get(s), got.Session)
-			}
-			if c.missing {
-				return
-			}
-			after := e.get(s)
-			if after.RevokeReason != c.reason || after.RevokedAt.IsZero() != (c.reason == "") {
-				t.Fatalf("row %d: session after: revoked %v (%q), want reason %q", c.row, after.RevokedAt, after.RevokeReason, c.reason)
-			}
-			want := before
-			want.RevokedAt, want.RevokeReason = after.RevokedAt, after.RevokeReason
-			if c.outcome == store.OutcomeRotated || c.outcome == store.OutcomeRecovered {
-				want.Generation, want.UpdatedAt, want.LastRequest = uint64(int64(c.g)+c.gen), e.now, r.RequestID
-			}
-			sameSession(t, after, want) // nothing else written
+			runRuleCase(&env{t: t, st: e.st, ctx: e.ctx, now: e.now}, c, false)
+		})
+		t.Run(c.name+"/logout", func(t *testing.T) {
+			runRuleCase(&env{t: t, st: e.st, ctx: e.ctx, now: e.now}, c, true)
 		})
 	}
+}
+
+// runRuleCase reaches the case's state through the Store API, presents
+// the token once (to Rotate, or to Logout) and checks the answer and that
+// nothing but the rule's writes changed the session.
+func runRuleCase(e *env, c ruleCase, logout bool) {
+	t := e.t
+	u := e.user("rule-" + newID())
+	last := e.now.Add(-c.ago)
+	created, expires := last.Add(-time.Minute), e.now.Add(24*time.Hour)
+	if c.expired {
+		created, expires = e.now.Add(-2*time.Hour), e.now.Add(-time.Minute)
+		last = created.Add(time.Second)
+	}
+	if c.nbFirst {
+		must(t, e.st.RevokeUserSessions(e.ctx, u.ID, "", store.ReasonLogout, created.Add(-time.Millisecond)))
+	}
+	s := e.session(u.ID, "openid profile", created, expires)
+	var rq store.RequestID
+	for gen := range c.g {
+		r := e.rotation(s, gen)
+		r.Now = last
+		if _, err := e.st.Rotate(e.ctx, r); err != nil {
+			t.Fatalf("setting up generation %d: %v", gen+1, err)
+		}
+		rq = r.RequestID
+	}
+	if c.prep != nil {
+		must(t, c.prep(e, s))
+	}
+	before := e.get(s)
+	r := e.rotation(s, uint64(int64(c.g)+c.off))
+	if c.missing {
+		r.SessionID = newID()
+	}
+	if c.client != "" {
+		r.ClientID = c.client
+	}
+	r.Scope, r.ReuseWindow = c.scope, c.window
+	if c.sameRequest {
+		r.RequestID = rq
+	}
+	want, outcome, reason, cause := c.want, c.outcome, c.reason, c.cause
+	var err error
+	if logout {
+		switch {
+		case c.sameRequest && c.row == 8: // a logout presents no request id
+			want, outcome, reason, cause = store.ErrTokenReused, 0, store.ReasonReuse, store.CauseWindowExpired
+		case want == nil || errors.Is(want, store.ErrScopeWidened):
+			want, outcome, reason = nil, 0, store.ReasonLogout
+		}
+		_, err = e.st.Logout(e.ctx, store.Logout{UserID: r.UserID, SessionID: r.SessionID, Generation: r.Generation,
+			ClientID: r.ClientID, Scope: store.LogoutLocal, Now: r.Now, ReuseWindow: r.ReuseWindow})
+	} else {
+		var got store.Rotated
+		got, err = e.st.Rotate(e.ctx, r)
+		if err == nil && want == nil {
+			if got.Outcome != c.outcome || got.Session.Generation != uint64(int64(c.g)+c.gen) {
+				t.Fatalf("row %d: outcome %v generation %d, want %v %d", c.row, got.Outcome,
+					got.Session.Generation, c.outcome, int64(c.g)+c.gen)
+			}
+			sameSession(t, e.get(s), got.Session)
+		}
+	}
+	if want != nil {
+		if !errors.Is(err, want) {
+			t.Fatalf("row %d: got %v, want %v", c.row, err, want)
+		}
+		var re *store.ReuseError
+		if errors.As(err, &re) != (cause != "") || re != nil && re.Cause != cause {
+			t.Fatalf("row %d: got %#v, want cause %q", c.row, err, cause)
+		}
+	} else if err != nil {
+		t.Fatalf("row %d: %v", c.row, err)
+	}
+	if c.missing {
+		return
+	}
+	after := e.get(s)
+	if after.RevokeReason != reason || after.RevokedAt.IsZero() != (reason == "") {
+		t.Fatalf("row %d: session after: revoked %v (%q), want reason %q", c.row, after.RevokedAt, after.RevokeReason, reason)
+	}
+	w := before
+	w.RevokedAt, w.RevokeReason = after.RevokedAt, after.RevokeReason
+	if outcome == store.OutcomeRotated || outcome == store.OutcomeRecovered {
+		w.Generation, w.UpdatedAt, w.LastRequest = uint64(int64(c.g)+c.gen), e.now, r.RequestID
+	}
+	sameSession(t, after, w) // nothing else written
 }

@@ -2,8 +2,7 @@
 // passes: store/redisstore and store/memstore run it from their tests.
 //
 // The rotation rule is checked row by row against one table (rule.go)
-// whose expectations follow store.Decide's documentation; the table also
-// runs against store.Decide itself (store/store_test.go). A session record
+// whose expectations follow store.Decide's documentation. A session record
 // outlives its expiry by store.TombstoneGrace. Expiry is tested by passing
 // times in the past or future, never by sleeping.
 package storetest
