@@ -87,8 +87,7 @@ func TestSessionMemory(t *testing.T) {
 	rotate := func(l *live) {
 		var rq store.RequestID
 		_, _ = rand.Read(rq[:])
-		if _, err := st.Rotate(ctx, store.Rotation{UserID: l.user, SessionID: l.session, Generation: l.gen,
-			ClientID: "web", Now: now, RequestID: rq}); err != nil {
+		if _, err := st.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: l.user, SessionID: l.session, Generation: l.gen, ClientID: "web", Now: now, RequestID: rq}}); err != nil {
 			t.Fatal(err)
 		}
 		l.gen++

@@ -70,7 +70,7 @@ func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clie
 			return "", "", "", false, nil
 		}
 		sess, err := s.store.Session(r.Context(), rt.UserID, rt.SessionID)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && sess.KeyID != rt.KeyID { // another key's token is none of the session's
 			return "", "", "", false, nil
 		}
 		if err != nil {
@@ -128,8 +128,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
 		slog.String("ip", clientIP(r))}
 	_, err = s.store.Logout(ctx, store.Logout{
-		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, ClientID: c.ID,
-		Scope: scope, Now: s.now(), ReuseWindow: s.reuseWindow,
+		Presentation: store.Presentation{
+			UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, KeyID: rt.KeyID, ClientID: c.ID,
+			Now: s.now(), ReuseWindow: s.reuseWindow,
+		},
+		Scope: scope,
 	})
 	var reuse *store.ReuseError
 	switch {

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 	"strconv"
 	"time"
 
@@ -13,106 +12,17 @@ import (
 
 // Record layouts (see recordsLua).
 const (
-	oldUserValues = 7  // a MessagePack user record: id name pw roles dis ca ua
-	userHeader    = 26 // version, dis, ca ua nb (8 bytes each)
-	sessionHeader = 49 // version, g ca la ea ra (8 bytes each), rq (8 bytes)
+	userVersion    = 3
+	userHeader     = 34 // version, dis, ca ua nb ls (8 bytes each)
+	userHeaderV2   = 26 // the same without ls
+	sessionVersion = 2
+	sessionHeader  = 49 // version, g ca la ea ra (8 bytes each), rq (8 bytes)
 )
 
-var errRecord = errors.New("malformed record")
-
-// unpack decodes a sequence of MessagePack values as cmsgpack writes them:
-// strings, integers, nil, booleans and floats. Strings stay strings
-// (binary-safe), numbers become int64.
-func unpack(b string) ([]any, error) {
-	var out []any
-	for len(b) > 0 {
-		v, rest, err := unpackOne(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-		b = rest
-	}
-	return out, nil
-}
-
-func unpackOne(b string) (any, string, error) {
-	c := b[0]
-	b = b[1:]
-	// take returns the next n bytes as a string.
-	take := func(n int) (any, string, error) {
-		if n < 0 || n > len(b) {
-			return nil, "", errRecord
-		}
-		return b[:n], b[n:], nil
-	}
-	// uint reads a big-endian unsigned integer of n bytes.
-	uint := func(n int) (uint64, string, error) {
-		if n > len(b) {
-			return 0, "", errRecord
-		}
-		var v uint64
-		for i := range n {
-			v = v<<8 | uint64(b[i])
-		}
-		return v, b[n:], nil
-	}
-	// sized reads a string whose length takes n bytes.
-	sized := func(n int) (any, string, error) {
-		size, rest, err := uint(n)
-		if err != nil || size > uint64(len(rest)) {
-			return nil, "", errRecord
-		}
-		return rest[:size], rest[size:], nil
-	}
-	switch {
-	case c <= 0x7f:
-		return int64(c), b, nil
-	case c >= 0xe0:
-		return int64(int8(c)), b, nil
-	case c >= 0xa0 && c <= 0xbf:
-		return take(int(c & 0x1f))
-	}
-	switch c {
-	case 0xc0:
-		return nil, b, nil
-	case 0xc2, 0xc3:
-		return c == 0xc3, b, nil
-	case 0xd9, 0xc4: // str8, bin8
-		return sized(1)
-	case 0xda, 0xc5: // str16, bin16
-		return sized(2)
-	case 0xdb, 0xc6: // str32, bin32
-		return sized(4)
-	case 0xcc, 0xcd, 0xce, 0xcf: // uint8/16/32/64
-		v, rest, err := uint(1 << (c - 0xcc))
-		if err != nil || v > math.MaxInt64 {
-			return nil, "", errRecord
-		}
-		return int64(v), rest, nil
-	case 0xd0, 0xd1, 0xd2, 0xd3: // int8/16/32/64
-		n := 1 << (c - 0xd0)
-		v, rest, err := uint(n)
-		if err != nil {
-			return nil, "", errRecord
-		}
-		shift := 64 - 8*n
-		return int64(v<<shift) >> shift, rest, nil
-	case 0xca:
-		v, rest, err := uint(4)
-		if err != nil {
-			return nil, "", errRecord
-		}
-		return float64(math.Float32frombits(uint32(v))), rest, nil
-	case 0xcb:
-		v, rest, err := uint(8)
-		if err != nil {
-			return nil, "", errRecord
-		}
-		return math.Float64frombits(v), rest, nil
-	}
-	return nil, "", errRecord
-}
+var (
+	errRecord  = errors.New("malformed record")
+	errOldUser = errors.New("user record of a layout before version 2 (MessagePack), no longer read: see docs/operations.md, \"Upgrades\"")
+)
 
 // str reads a string-valued reply or record element; numbers are
 // formatted.
@@ -145,7 +55,7 @@ func msTime(v any) time.Time { return fields.Time(num(v)) }
 
 // decodeSession decodes a session record (the layout is in scripts.go).
 func decodeSession(userID, sessionID, v string) (store.Session, error) {
-	if len(v) < sessionHeader || v[0] != 1 {
+	if len(v) < sessionHeader || v[0] != sessionVersion {
 		return store.Session{}, errRecord
 	}
 	at := func(i int) int64 { return int64(binary.BigEndian.Uint64([]byte(v[1+8*i : 9+8*i]))) }
@@ -159,44 +69,32 @@ func decodeSession(userID, sessionID, v string) (store.Session, error) {
 		RevokedAt:  fields.Time(at(4)),
 	}
 	copy(s.LastRequest[:], v[41:49])
-	strs, err := lengthPrefixed(v[sessionHeader:], 5)
+	strs, err := lengthPrefixed(v[sessionHeader:], 7)
 	if err != nil {
 		return store.Session{}, err
 	}
-	s.ClientID, s.Scope, s.RevokeReason, s.UserAgent, s.IP = strs[0], strs[1], strs[2], strs[3], strs[4]
+	s.KeyID, s.JKT, s.ClientID, s.Scope, s.RevokeReason, s.UserAgent, s.IP = strs[0], strs[1], strs[2], strs[3], strs[4], strs[5], strs[6]
 	return s, nil
 }
 
 // decodeUser decodes a user record (the layouts are in scripts.go).
 func decodeUser(v string) (store.User, error) {
-	if len(v) > 0 && v[0] == 2 {
-		return decodeUserV2(v)
+	header := userHeader
+	switch {
+	case len(v) > 0 && v[0] == 2:
+		header = userHeaderV2
+	case len(v) == 0 || v[0] != userVersion:
+		return store.User{}, errOldUser
 	}
-	f, err := unpack(v)
-	if err != nil || len(f) != oldUserValues {
-		return store.User{}, errRecord
-	}
-	return store.User{
-		ID:           str(f[0]),
-		Username:     str(f[1]),
-		PasswordHash: str(f[2]),
-		Roles:        fields.Words(str(f[3])),
-		Disabled:     num(f[4]) == 1,
-		CreatedAt:    msTime(f[5]),
-		UpdatedAt:    msTime(f[6]),
-	}, nil
-}
-
-func decodeUserV2(v string) (store.User, error) {
-	if len(v) < userHeader {
+	if len(v) < header {
 		return store.User{}, errRecord
 	}
 	at := func(i int) int64 { return int64(binary.BigEndian.Uint64([]byte(v[2+8*i : 10+8*i]))) }
-	strs, err := lengthPrefixed(v[userHeader:], 6)
+	strs, err := lengthPrefixed(v[header:], 6)
 	if err != nil {
 		return store.User{}, err
 	}
-	return store.User{
+	u := store.User{
 		ID:                strs[3],
 		Username:          strs[4],
 		PasswordHash:      strs[5],
@@ -207,7 +105,11 @@ func decodeUserV2(v string) (store.User, error) {
 		SessionsEnded:     fields.Time(at(2)),
 		SessionsExempt:    strs[1],
 		SessionsEndReason: strs[2],
-	}, nil
+	}
+	if header == userHeader {
+		u.LastSignIn = fields.Time(at(3))
+	}
+	return u, nil
 }
 
 // lengthPrefixed reads exactly n length-prefixed strings that fill b.

@@ -26,9 +26,11 @@
 //	p{uid}:user        STRING user record (with nb, nbx: see below)
 //	p{uid}:sessions    ZSET   session id → last use (unix ms): the user's session index
 //	p{uid}:s:<sid>     STRING session record; expires (PXAT) at expiry + store.TombstoneGrace
+//	p{uid}:p:<id>      STRING a DPoP proof id a sign-in or rotation recorded: the request id; expires with the proof
+//	pdpop:<id>         STRING the same for UseProof
 //	pname:<lowercase>  STRING uid
 //	pusers             SET    uids
-//	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) ca
+//	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) au(audiences) dp(DPoP required) ca
 //	pclients           SET    client ids
 //
 // Every key of a user carries the hash tag {uid}, so every script, which
@@ -296,6 +298,7 @@ func (s *Store) userKey(uid string) string         { return s.userTag(uid) + "us
 func (s *Store) indexKey(uid string) string        { return s.userTag(uid) + "sessions" }
 func (s *Store) sessionTag(uid string) string      { return s.userTag(uid) + "s:" }
 func (s *Store) sessionKey(uid, sid string) string { return s.sessionTag(uid) + sid }
+func (s *Store) proofKey(uid, id string) string    { return s.userTag(uid) + "p:" + id }
 func (s *Store) nameKey(username string) string {
 	return s.prefix + "name:" + strings.ToLower(username)
 }

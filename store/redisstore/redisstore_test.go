@@ -195,7 +195,7 @@ func (f *fixture) session(t testing.TB) store.Session {
 func (f *fixture) rotation(gen uint64) store.Rotation {
 	var rq store.RequestID
 	_, _ = rand.Read(rq[:])
-	return store.Rotation{UserID: f.u.ID, SessionID: f.ses.ID, Generation: gen, ClientID: "web", Now: f.now, RequestID: rq}
+	return store.Rotation{Presentation: store.Presentation{UserID: f.u.ID, SessionID: f.ses.ID, Generation: gen, ClientID: "web", Now: f.now, RequestID: rq}}
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -237,8 +237,8 @@ func TestSessionRecordLayout(t *testing.T) {
 	f := newFixture(t, Options{})
 	key := f.s.sessionKey(f.u.ID, f.ses.ID)
 	before := f.rdb.Get(f.ctx, key).Val()
-	want := sessionHeader + 5*2 + len("web") + len("openid profile") + len(f.ses.UserAgent) + len(f.ses.IP)
-	if len(before) != want || before[0] != 1 {
+	want := sessionHeader + 7*2 + len(f.ses.KeyID) + len("web") + len("openid profile") + len(f.ses.UserAgent) + len(f.ses.IP)
+	if len(before) != want || before[0] != sessionVersion {
 		t.Fatalf("record: %d bytes, want %d", len(before), want)
 	}
 	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); err != nil {
@@ -406,20 +406,22 @@ func TestNameReclaim(t *testing.T) {
 	}
 }
 
-// TestOldUserRecord: a user record of the earlier MessagePack layout is
-// read as one with no SessionsEnded, by Go and by the scripts, and the
-// next write converts it.
+// TestOldUserRecord: a user record of version 2 (before LastSignIn) is
+// read, by Go and by the scripts, as one with no last sign-in, and the
+// next write converts it; one of the MessagePack layout before it is an
+// error that names the upgrade notes, never a user that does not exist.
 func TestOldUserRecord(t *testing.T) {
 	f := newFixture(t, Options{})
 	err := f.rdb.Eval(f.ctx, `
-redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, tonumber(ARGV[3]), tonumber(ARGV[3])))`,
+redis.call('SET', KEYS[1], struct.pack('>BBi8i8i8Hc0Hc0Hc0Hc0Hc0Hc0', 2, 0, tonumber(ARGV[3]), tonumber(ARGV[3]), 0,
+  4, 'user', 0, '', 0, '', #ARGV[1], ARGV[1], 5, 'alice', #ARGV[2], ARGV[2]))`,
 		[]string{f.s.userKey(f.u.ID)}, f.u.ID, f.u.PasswordHash, f.now.UnixMilli()).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
 	}
 	u, err := f.s.User(f.ctx, f.u.ID)
-	if err != nil || u.Username != "alice" || !u.SessionsEnded.IsZero() {
-		t.Fatalf("old user record: %+v, %v", u, err)
+	if err != nil || u.Username != "alice" || u.PasswordHash != f.u.PasswordHash || !u.LastSignIn.IsZero() || !u.SessionsEnded.IsZero() {
+		t.Fatalf("version 2 user record: %+v, %v", u, err)
 	}
 	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); err != nil {
 		t.Fatal(err)
@@ -429,6 +431,24 @@ redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, t
 	}
 	if _, err := f.s.Rotate(f.ctx, f.rotation(1)); !errors.Is(err, store.ErrTokenRevoked) {
 		t.Fatalf("after log out everywhere: %v", err)
+	}
+	if v := f.rdb.Get(f.ctx, f.s.userKey(f.u.ID)).Val(); v[0] != userVersion {
+		t.Fatalf("the write left a version %d record", v[0])
+	}
+
+	err = f.rdb.Eval(f.ctx, `
+redis.call('SET', KEYS[1], cmsgpack.pack(ARGV[1], 'alice', ARGV[2], 'user', 0, tonumber(ARGV[3]), tonumber(ARGV[3])))`,
+		[]string{f.s.userKey(f.u.ID)}, f.u.ID, f.u.PasswordHash, f.now.UnixMilli()).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	_, err = f.s.User(f.ctx, f.u.ID)
+	if !errors.Is(err, errOldUser) {
+		t.Fatalf("MessagePack user record: %v", err)
+	}
+	if _, err := f.s.Rotate(f.ctx, f.rotation(0)); err == nil || errors.Is(err, store.ErrUserInactive) ||
+		!strings.Contains(err.Error(), "docs/operations.md") {
+		t.Fatalf("Rotate with a MessagePack user record: %v", err)
 	}
 }
 
@@ -497,8 +517,14 @@ func TestUnavailable(t *testing.T) {
 			_, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "x"}})
 			return err
 		},
-		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "x", SessionID: "s"}); return err },
-		"Logout":             func() error { _, err := s.Logout(ctx, store.Logout{UserID: "x", SessionID: "s"}); return err },
+		"Rotate": func() error {
+			_, err := s.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "x", SessionID: "s"}})
+			return err
+		},
+		"Logout": func() error {
+			_, err := s.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "x", SessionID: "s"}})
+			return err
+		},
 		"Session":            func() error { _, err := s.Session(ctx, "x", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "x", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "x", "s", "", now) },
@@ -584,7 +610,7 @@ func BenchmarkRotateParallel(b *testing.B) {
 		ses := f.session(b)
 		var gen uint64
 		for pb.Next() {
-			r := store.Rotation{UserID: f.u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web", Now: f.now}
+			r := store.Rotation{Presentation: store.Presentation{UserID: f.u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web", Now: f.now}}
 			if _, err := f.s.Rotate(f.ctx, r); err != nil {
 				b.Error(err)
 				return

@@ -81,6 +81,26 @@ func ruleSeeds() [][]byte {
 			}
 		}
 	}
+	for key := range byte(4) {
+		for bound := range byte(2) {
+			for proof := range byte(3) {
+				for rec := range byte(4) {
+					for presented := range byte(5) {
+						out = append(out, seed(map[int]byte{inKey: key, inBound: bound, inProof: proof, inRecorded: rec,
+							inPresented: presented, inGeneration: 2, inExpires: 6, inWindow: 1, inRequest: 1, inRequested: 3 * (presented % 2)}))
+					}
+				}
+			}
+		}
+	}
+	for bound := range byte(2) {
+		for rec := range byte(4) {
+			for req := range byte(3) {
+				out = append(out, seed(map[int]byte{inBound: bound, inProof: 1, inRecorded: rec, inRequest: req,
+					inGeneration: 2, inPresented: 2, inExpires: 6, inWindow: 1, inFlags: 4}))
+			}
+		}
+	}
 	for requested := range byte(6) {
 		for presented := range byte(5) {
 			out = append(out, seed(map[int]byte{inGeneration: 2, inPresented: presented, inRequested: requested, inExpires: 6,
@@ -92,9 +112,10 @@ func ruleSeeds() [][]byte {
 
 // ruleInput is one generated state and presentation.
 type ruleInput struct {
-	s *store.Session // nil: no session record
-	u *store.User    // nil: no user record
-	r store.Rotation
+	s        *store.Session   // nil: no session record
+	u        *store.User      // nil: no user record
+	r        store.Rotation   // Scope only for Rotate
+	recorded *store.RequestID // the request that recorded r.Proof.ID, or nil
 }
 
 // The input's first bytes are choices, one byte each, in this order;
@@ -119,7 +140,10 @@ const (
 	inGranted           // the granted scope
 	inRequested         // the requested scope
 	inRequest           // the presentation's request id
-	inStrings           // user agent, IP, roles, username, hash
+	inKey               // the presented key id, against the session's
+	inBound             // the session's DPoP key
+	inProof             // the presentation's proof: none, by the session's key, by another
+	inRecorded          // the proof id: not recorded, by this request, by another, by none
 	inChoices
 )
 
@@ -191,6 +215,8 @@ func newRuleCase(data []byte) ruleInput {
 		if flags&4 != 0 {
 			copy(s.LastRequest[:], g.bytes(8)+"\x01")
 		}
+		s.KeyID = g.text(inKey, "abcdefgh", "")
+		s.JKT = g.text(inBound, "", fuzzJKT)
 		c.s = s
 	}
 	if flags&8 == 0 {
@@ -207,7 +233,7 @@ func newRuleCase(data []byte) ruleInput {
 		}
 		c.u = u
 	}
-	r := store.Rotation{UserID: uid, SessionID: sid, ClientID: "web", Now: now, ReuseWindow: window}
+	r := store.Rotation{Presentation: store.Presentation{UserID: uid, SessionID: sid, ClientID: "web", Now: now, ReuseWindow: window}}
 	var g0 uint64
 	if c.s != nil {
 		g0 = c.s.Generation
@@ -233,9 +259,37 @@ func newRuleCase(data []byte) ruleInput {
 	case 1:
 		copy(r.RequestID[:], g.bytes(8)+"\x02")
 	}
+	r.KeyID = "abcdefgh"
+	if c.s != nil {
+		r.KeyID = c.s.KeyID
+	}
+	if k := g.pick(inKey, 4); k > 1 {
+		r.KeyID = []string{"", "abcdefgh", "ijklmnop", ""}[k]
+	}
+	if k := g.pick(inProof, 4); k > 0 {
+		r.Proof = &store.Proof{JKT: fuzzJKT, ID: "proof-" + randomID(), Expiry: time.Now().Add(time.Hour)}
+		if k == 2 {
+			r.Proof.JKT = "another key's thumbprint"
+		}
+		if k == 3 {
+			r.Proof.JKT = g.bytes(43)
+		}
+		switch g.pick(inRecorded, 4) {
+		case 1:
+			c.recorded = &r.RequestID
+		case 2:
+			c.recorded = &store.RequestID{9}
+		case 3:
+			c.recorded = &store.RequestID{}
+		}
+	}
 	c.r = r
 	return c
 }
+
+// fuzzJKT is the thumbprint of the DPoP key of the generated sessions and
+// proofs.
+const fuzzJKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
 
 // put writes c's records under fresh ids, so each operation starts from
 // the same state.
@@ -250,11 +304,12 @@ func (c ruleInput) put(t *testing.T, s *Store) ruleInput {
 		c.s = &x
 		err := s.rdb.Eval(ctx, recordsLua+`
 redis.call('SET', KEYS[1], packSession({tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
-  tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]}))
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[12])`,
+  tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]}))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[14])`,
 			[]string{s.sessionKey(x.UserID, x.ID), s.indexKey(x.UserID)},
 			x.Generation, fields.Millis(x.CreatedAt), fields.Millis(x.UpdatedAt), fields.Millis(x.ExpiresAt),
-			fields.Millis(x.RevokedAt), x.LastRequest[:], x.ClientID, x.Scope, x.RevokeReason, x.UserAgent, x.IP, x.ID).Err()
+			fields.Millis(x.RevokedAt), x.LastRequest[:], x.KeyID, x.JKT, x.ClientID, x.Scope, x.RevokeReason,
+			x.UserAgent, x.IP, x.ID).Err()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			t.Fatal(err)
 		}
@@ -268,12 +323,22 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[12])`,
 		c.u = &u
 		err := s.rdb.Eval(ctx, recordsLua+`
 putUser(KEYS[1], {ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
-  tonumber(ARGV[8]), ARGV[9], ARGV[10]})`, []string{s.userKey(u.ID)},
+  tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])})`, []string{s.userKey(u.ID)},
 			u.ID, u.Username, u.PasswordHash, strings.Join(u.Roles, " "), flag(u.Disabled),
 			fields.Millis(u.CreatedAt), fields.Millis(u.UpdatedAt), fields.Millis(u.SessionsEnded),
-			u.SessionsExempt, u.SessionsEndReason).Err()
+			u.SessionsExempt, u.SessionsEndReason, fields.Millis(u.LastSignIn)).Err()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			t.Fatal(err)
+		}
+	}
+	if c.r.Proof != nil {
+		x := *c.r.Proof
+		x.ID = "proof-" + randomID()
+		c.r.Proof = &x
+		if c.recorded != nil {
+			if err := s.rdb.Set(ctx, s.proofKey(c.r.UserID, x.ID), c.recorded[:], time.Hour).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	return c
@@ -286,10 +351,10 @@ func checkRuleCase(t *testing.T, s *Store, c ruleInput, op string) {
 	ctx := context.Background()
 	c = c.put(t, s)
 	r := c.r
-	if op != "rotate" { // a logout presents no scope and no request id
-		r.Scope, r.RequestID = "", store.RequestID{}
+	if op != "rotate" { // a logout presents no scope
+		r.Scope = ""
 	}
-	v := store.Decide(c.s, c.u, r)
+	v := store.Decide(c.s, c.u, r, c.recorded)
 	var ws *store.Session
 	var wu *store.User
 	ended := v.Revoke != ""
@@ -329,8 +394,7 @@ func checkRuleCase(t *testing.T, s *Store, c ruleInput, op string) {
 			}
 		}
 		var ses store.Session
-		ses, err = s.Logout(ctx, store.Logout{UserID: r.UserID, SessionID: r.SessionID, Generation: r.Generation,
-			ClientID: r.ClientID, Scope: scope, Now: r.Now, ReuseWindow: r.ReuseWindow})
+		ses, err = s.Logout(ctx, store.Logout{Presentation: r.Presentation, Scope: scope})
 		got, want = ses, store.Session{}
 		if ws != nil && !errors.Is(v.Err, store.ErrTokenUnknown) {
 			want = store.Effective(*ws, wu)
@@ -350,6 +414,22 @@ func checkRuleCase(t *testing.T, s *Store, c ruleInput, op string) {
 	}
 	if !reflect.DeepEqual(comparable(ru), comparable(wu)) {
 		t.Fatalf("%s: user record after\n got  %+v\n want %+v", what, ru, wu)
+	}
+	if r.Proof != nil {
+		key := s.proofKey(r.UserID, r.Proof.ID)
+		by, err := s.rdb.Get(ctx, key).Result()
+		switch {
+		case v.RecordProof:
+			at := s.rdb.PExpireTime(ctx, key).Val()
+			if err != nil || by != string(r.RequestID[:]) || at != time.Duration(fields.Millis(r.Proof.Expiry))*time.Millisecond {
+				t.Fatalf("%s: proof id recorded as %q (%v) until %v, want by %q until %v", what, by, err, at, r.RequestID[:], r.Proof.Expiry)
+			}
+		case c.recorded == nil && !errors.Is(err, redis.Nil):
+			t.Fatalf("%s: proof id recorded as %q (%v), Decide says not to", what, by, err)
+		case c.recorded != nil && by != string(c.recorded[:]):
+			t.Fatalf("%s: proof id's record changed to %q (%v)", what, by, err)
+		}
+		s.rdb.Del(ctx, key)
 	}
 	score, err := s.rdb.ZScore(ctx, s.indexKey(r.UserID), r.SessionID).Result()
 	switch {
@@ -373,7 +453,7 @@ func ruleError(err error) string {
 		return "reused " + re.Cause
 	}
 	for _, e := range []error{store.ErrTokenUnknown, store.ErrUserInactive, store.ErrTokenRevoked, store.ErrTokenExpired,
-		store.ErrClientMismatch, store.ErrScopeWidened} {
+		store.ErrClientMismatch, store.ErrScopeWidened, store.ErrProofRequired, store.ErrProofKeyMismatch, store.ErrProofReplayed} {
 		if errors.Is(err, e) {
 			return e.Error()
 		}
@@ -418,7 +498,7 @@ func (c ruleInput) String() string {
 		}
 		return fmt.Sprintf("%+v", comparable(v))
 	}
-	return fmt.Sprintf("session %s, user %s, presentation %+v", f(c.s), f(c.u), comparable(c.r))
+	return fmt.Sprintf("session %s, user %s, presentation %+v, proof recorded by %v", f(c.s), f(c.u), comparable(c.r), c.recorded)
 }
 
 // comparable returns v with every time.Time replaced by its unix

@@ -27,15 +27,23 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 	if x.ID == "" {
 		return nil, errors.New("redisstore: create session: empty session id")
 	}
+	if err := ns.Proof.Check(); err != nil {
+		return nil, err
+	}
 	limit := ns.Max
 	if limit <= 0 {
 		limit = store.DefaultMaxSessions
 	}
 	ea := fields.Millis(x.ExpiresAt)
-	res, err := createSession.Run(ctx, s.rdb,
-		[]string{s.userKey(x.UserID), s.indexKey(x.UserID), s.sessionKey(x.UserID, x.ID)},
-		x.ID, x.ClientID, x.Scope, store.TruncateUserAgent(x.UserAgent), x.IP,
-		fields.Millis(x.CreatedAt), ea, ea+store.TombstoneGrace.Milliseconds(), limit).StringSlice()
+	keys := []string{s.userKey(x.UserID), s.indexKey(x.UserID), s.sessionKey(x.UserID, x.ID)}
+	args := []any{x.ID, x.ClientID, x.Scope, store.TruncateUserAgent(x.UserAgent), x.IP,
+		fields.Millis(x.CreatedAt), ea, ea + store.TombstoneGrace.Milliseconds(), limit, x.KeyID, ""}
+	if p := ns.Proof; p != nil {
+		keys = append(keys, s.proofKey(x.UserID, p.ID))
+		args[10] = p.JKT
+		args = append(args, fields.Millis(p.Expiry))
+	}
+	res, err := createSession.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {
 		return nil, wrap("create session", err)
 	}
@@ -52,6 +60,8 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 		return nil, store.ErrUserInactive
 	case "conflict":
 		return nil, store.ErrConflict
+	case "replayed":
+		return nil, store.ErrProofReplayed
 	}
 	return nil, fmt.Errorf("redisstore: create session: unexpected reply %q", res[0])
 }
@@ -59,12 +69,15 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 // refusals maps the rotate and logout scripts' refusals to the store's
 // errors ("reused" carries a cause: reuseError).
 var refusals = map[string]error{
-	"unknown":  store.ErrTokenUnknown,
-	"inactive": store.ErrUserInactive,
-	"revoked":  store.ErrTokenRevoked,
-	"expired":  store.ErrTokenExpired,
-	"client":   store.ErrClientMismatch,
-	"scope":    store.ErrScopeWidened,
+	"unknown":        store.ErrTokenUnknown,
+	"inactive":       store.ErrUserInactive,
+	"revoked":        store.ErrTokenRevoked,
+	"expired":        store.ErrTokenExpired,
+	"client":         store.ErrClientMismatch,
+	"scope":          store.ErrScopeWidened,
+	"proof_required": store.ErrProofRequired,
+	"proof_key":      store.ErrProofKeyMismatch,
+	"replayed":       store.ErrProofReplayed,
 }
 
 var outcomes = map[string]store.Outcome{
@@ -87,14 +100,15 @@ func refusal(op, status, cause string) error {
 // Rotate applies the rotation rule (store.Decide) in one script, so of
 // concurrent presentations of one generation exactly one rotates.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
+	if err := r.Proof.Check(); err != nil {
+		return store.Rotated{}, err
+	}
 	if r.UserID == "" || r.SessionID == "" || r.Generation >= store.MaxGeneration {
 		return store.Rotated{}, store.ErrTokenUnknown
 	}
 	scope := strings.Join(store.ScopeFields(r.Scope), " ")
-	res, err := rotate.Run(ctx, s.rdb,
-		[]string{s.sessionKey(r.UserID, r.SessionID), s.userKey(r.UserID), s.indexKey(r.UserID)},
-		r.SessionID, strconv.FormatUint(r.Generation, 10), r.ClientID, scope,
-		fields.Millis(fields.NowOr(r.Now)), window(r.ReuseWindow), r.RequestID[:], s.serverClock).Slice()
+	keys, args := s.presentation(r.Presentation, scope)
+	res, err := rotate.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return store.Rotated{}, wrap("rotate", err)
 	}
@@ -122,6 +136,21 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 	}, nil
 }
 
+// presentation returns the keys and ARGV of the rotate and logout
+// scripts: first is ARGV[1], then the presentation as the scripts'
+// presentation() reads it.
+func (s *Store) presentation(p store.Presentation, first string) ([]string, []any) {
+	keys := []string{s.sessionKey(p.UserID, p.SessionID), s.userKey(p.UserID), s.indexKey(p.UserID)}
+	args := []any{first, p.SessionID, strconv.FormatUint(p.Generation, 10), p.ClientID, p.KeyID,
+		fields.Millis(fields.NowOr(p.Now)), window(p.ReuseWindow), p.RequestID[:], s.serverClock, "0"}
+	if p.Proof != nil {
+		keys = append(keys, s.proofKey(p.UserID, p.Proof.ID))
+		args[9] = "1"
+		args = append(args, p.Proof.JKT, fields.Millis(p.Proof.Expiry))
+	}
+	return keys, args
+}
+
 // window encodes a reuse window in whole milliseconds, as store.Decide
 // counts it.
 func window(d time.Duration) int64 { return max(d.Milliseconds(), 0) }
@@ -139,13 +168,14 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	if !ok {
 		return store.Session{}, fmt.Errorf("redisstore: logout: unknown scope %d", l.Scope)
 	}
+	if err := l.Proof.Check(); err != nil {
+		return store.Session{}, err
+	}
 	if l.UserID == "" || l.SessionID == "" || l.Generation >= store.MaxGeneration {
 		return store.Session{}, store.ErrTokenUnknown
 	}
-	res, err := logout.Run(ctx, s.rdb,
-		[]string{s.sessionKey(l.UserID, l.SessionID), s.userKey(l.UserID), s.indexKey(l.UserID)},
-		l.SessionID, strconv.FormatUint(l.Generation, 10), l.ClientID,
-		fields.Millis(fields.NowOr(l.Now)), window(l.ReuseWindow), scope, s.serverClock).Slice()
+	keys, args := s.presentation(l.Presentation, scope)
+	res, err := logout.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return store.Session{}, wrap("logout", err)
 	}
@@ -197,8 +227,8 @@ func (s *Store) Session(ctx context.Context, userID, sessionID string) (store.Se
 		return store.Session{}, store.ErrNotFound
 	}
 	ses, err := s.effective(userID, sessionID, vals[0], vals[1])
-	if errors.Is(err, errRecord) && len(str(vals[0])) > 0 && str(vals[0])[0] != 1 {
-		return store.Session{}, store.ErrNotFound // a record of the layout before generations
+	if errors.Is(err, errRecord) && len(str(vals[0])) > 0 && str(vals[0])[0] != sessionVersion {
+		return store.Session{}, store.ErrNotFound // a record of an earlier layout: its session ended
 	}
 	if err != nil {
 		return store.Session{}, wrap("session", err)
@@ -221,8 +251,8 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 	}
 	out := make([]store.Session, 0, len(res)/2)
 	for i := 1; i < len(res); i += 2 {
-		if v := str(res[i+1]); v != "" && v[0] != 1 {
-			continue // a record of the layout before generations: it cannot be used
+		if v := str(res[i+1]); v != "" && v[0] != sessionVersion {
+			continue // a record of an earlier layout: its session ended
 		}
 		ses, err := s.effective(userID, str(res[i]), res[i+1], res[0])
 		if err != nil {
@@ -267,6 +297,23 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 		except, fields.Millis(fields.NowOr(now)), fields.ReasonOr(reason)).Err()
 	if err != nil {
 		return wrap("revoke user sessions", err)
+	}
+	return nil
+}
+
+// UseProof records a DPoP proof's id for a request without a session
+// (one script on the key <prefix>dpop:<id>), or returns
+// ErrProofReplayed.
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	n, err := useProof.Run(ctx, s.rdb, []string{s.prefix + "dpop:" + p.ID}, req[:], fields.Millis(p.Expiry)).Int()
+	if err != nil {
+		return wrap("use proof", err)
+	}
+	if n == 0 {
+		return store.ErrProofReplayed
 	}
 	return nil
 }
