@@ -16,6 +16,7 @@ import (
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/ratelimit"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -98,7 +99,7 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := server.New(o)
+	s, err := server.New(servertest.Defaults(o))
 	if err != nil {
 		t.Fatal(err)
 	}

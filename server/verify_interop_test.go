@@ -25,6 +25,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -50,10 +51,10 @@ func startLiveTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration
 	must(t, err)
 	base := "http://" + ln.Addr().String()
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
-	srv, err := server.New(server.Options{
+	srv, err := server.New(servertest.Defaults(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()},
 		Passwords: h, Logger: slog.New(slog.DiscardHandler), Issuer: base, JWKSMaxAge: jwksMaxAge,
-	})
+	}))
 	must(t, err)
 	hs := &httptest.Server{Listener: ln, Config: &http.Server{Handler: srv.Handler()}}
 	hs.Start()

@@ -21,6 +21,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -60,11 +61,11 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	go hub.Run(hubCtx)
 	src := token.StaticKeys{Set: set}
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
-	srv, err := server.New(server.Options{
+	srv, err := server.New(servertest.Defaults(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, Passwords: h,
 		Events: hub,
 		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@
 // whose expectations follow store.Decide's documentation. A session record
 // outlives its expiry by store.TombstoneGrace. Expiry is tested by passing
 // times in the past or future, never by sleeping.
+//
+// It also checks decorators of store.Store: CheckMethodTable (methods.go)
+// holds each decorator's per-method table against store.Store's methods.
 package storetest
 
 import (
@@ -38,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentCreateUser", testConcurrentCreateUser},
 		{"UserNotFound", testUserNotFound},
 		{"UpdateUser", testUpdateUser},
+		{"InvalidRoles", testInvalidRoles},
 		{"ListUsers", testListUsers},
 		{"DisableUser", testDisableUser},
 		{"DeleteUser", testDeleteUser},
