@@ -31,7 +31,7 @@ func TestDecodeErrors(t *testing.T) {
 func TestCorruptRecords(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.rdb.Set(f.ctx, f.s.userKey(f.u.ID), "\xc1", 0)
-	f.rdb.Set(f.ctx, f.s.sessionKey(f.u.ID, f.ses.ID), "\x02", 0)
+	f.rdb.HSet(f.ctx, f.s.sessionsKey(f.u.ID), f.ses.ID, "\x03")
 	checks := map[string]error{}
 	_, checks["User"] = f.s.User(f.ctx, f.u.ID)
 	_, checks["UserByName"] = f.s.UserByName(f.ctx, f.u.Username)
@@ -47,6 +47,18 @@ func TestCorruptRecords(t *testing.T) {
 			if errors.Is(err, se) {
 				t.Errorf("%s of a corrupt record: %v", name, err)
 			}
+		}
+	}
+}
+
+// BenchmarkDecodeUserAgent is what reading a session's user agent costs
+// (every Rotate and Session returns it).
+func BenchmarkDecodeUserAgent(b *testing.B) {
+	v := encodeUA("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeUA(v); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

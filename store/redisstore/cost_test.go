@@ -73,9 +73,12 @@ func TestRedisCost(t *testing.T) {
 		for i := range ss {
 			ss[i] = store.Session{ID: randomID(), UserID: u.ID, ClientID: "web", Scope: "openid profile", UserAgent: ua,
 				IP: "203.0.113.7", CreatedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
-			ea := ss[i].ExpiresAt.UnixMilli()
-			createSession.EvalSha(ctx, pipe, []string{s.userKey(u.ID), s.indexKey(u.ID), s.sessionKey(u.ID, ss[i].ID)},
-				ss[i].ID, "web", ss[i].Scope, ua, ss[i].IP, ss[i].CreatedAt.UnixMilli(), ea, ea+store.TombstoneGrace.Milliseconds(), n+1, "", "")
+			x := ss[i]
+			x.UpdatedAt = x.CreatedAt
+			rec, err := encodeSession(x)
+			must(t, err)
+			createSession.EvalSha(ctx, pipe, []string{s.userKey(u.ID), s.sessionsKey(u.ID)},
+				x.ID, rec, x.CreatedAt.UnixMilli(), x.ExpiresAt.Add(store.TombstoneGrace).UnixMilli(), n+1)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)

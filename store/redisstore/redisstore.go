@@ -293,12 +293,10 @@ func (s *Store) Close() error {
 
 // Keys.
 
-func (s *Store) userTag(uid string) string         { return s.prefix + "{" + uid + "}:" }
-func (s *Store) userKey(uid string) string         { return s.userTag(uid) + "user" }
-func (s *Store) indexKey(uid string) string        { return s.userTag(uid) + "sessions" }
-func (s *Store) sessionTag(uid string) string      { return s.userTag(uid) + "s:" }
-func (s *Store) sessionKey(uid, sid string) string { return s.sessionTag(uid) + sid }
-func (s *Store) proofKey(uid, id string) string    { return s.userTag(uid) + "p:" + id }
+func (s *Store) userTag(uid string) string      { return s.prefix + "{" + uid + "}:" }
+func (s *Store) userKey(uid string) string      { return s.userTag(uid) + "user" }
+func (s *Store) sessionsKey(uid string) string  { return s.userTag(uid) + "s" }
+func (s *Store) proofKey(uid, id string) string { return s.userTag(uid) + "p:" + id }
 func (s *Store) nameKey(username string) string {
 	return s.prefix + "name:" + strings.ToLower(username)
 }
