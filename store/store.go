@@ -579,9 +579,9 @@ type Store interface {
 	// SessionsEnded = now (reason user_disabled), in O(1) — or re-enables
 	// it (sessions ended by the disabling stay ended).
 	SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error
-	// DeleteUser deletes the user, its session index and every indexed
-	// session record; records of sessions that had already ended expire
-	// by their TTL (a rotation with them finds no user: ErrUserInactive).
+	// DeleteUser deletes the user and every session record it owns (a
+	// rotation with one of its tokens then finds no session:
+	// ErrTokenUnknown).
 	DeleteUser(ctx context.Context, id string) error
 
 	// Clients.

@@ -210,9 +210,8 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	return nil
 }
 
-// DeleteUser deletes the user, its session index and every indexed
-// session record (records of sessions that already ended expire by their
-// TTL), then releases the username.
+// DeleteUser deletes the user and its sessions hash (one script), then
+// releases the username.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if id == "" {
 		return store.ErrNotFound
