@@ -20,6 +20,7 @@ import (
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 const (
@@ -65,7 +66,7 @@ func sharedRedisStore(t *testing.T) store.Store {
 // option turns it off.
 func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	t.Helper()
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/memstore"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // panicky is a store whose client lookup panics, standing in for any bug.
@@ -158,7 +159,7 @@ func grepLines(s, sub string) string {
 // New invents no defaults (they are the configuration's): a required
 // option that is missing or out of range is an error naming it.
 func TestNewRefusesMissingOptions(t *testing.T) {
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	must(t, err)
 	src := token.StaticKeys{Set: set}
 	valid := servertest.Defaults(server.Options{

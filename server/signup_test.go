@@ -18,13 +18,14 @@ import (
 	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // signupEnv is newEnv with self-registration set as given and the hasher
 // given (nil: the fast test hasher).
 func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher) *env {
 	t.Helper()
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	must(t, err)
 	src := token.StaticKeys{Set: set}
 	if h == nil {

@@ -152,10 +152,10 @@ func (i *Issuer) Issue(c Claims, now time.Time) (string, error) {
 		return "", errors.New("token: access token needs a subject and a client id")
 	}
 	set := i.src.Keys()
-	if set == nil || set.Signing() == nil {
+	if set == nil || set.Current() == nil {
 		return "", errors.New("token: no signing key")
 	}
-	k := set.Signing()
+	k := set.Current()
 	h := i.header(k)
 
 	var jti [16]byte

@@ -63,20 +63,17 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 			return serverKeys{}, err
 		}
 		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
-			slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
+			slog.String("kid", set.Current().ID), slog.String("alg", set.Current().Alg))
 		rset := keys.EphemeralRefresh()
 		log.Warn("JWT_KEYS_DIR is not set: refresh tokens are derived from an ephemeral refresh key; every session ends on restart and replicas cannot refresh each other's sessions (development only)",
 			slog.String("refresh_kid", rset.Current().ID))
 		return serverKeys{token.StaticKeys{Set: set}, token.StaticRefreshKeys{Set: rset}, func(context.Context) {}}, nil
 	}
-	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{
-		Timing: keyTiming(cfg), RefreshTiming: refreshKeyTiming(cfg), RequireRefreshKeys: true,
-		ReloadInterval: cfg.KeysReloadInterval, Logger: log,
-	})
+	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{Lifetimes: keyLifetimes(cfg), RequireRefreshKeys: true, Logger: log})
 	if err != nil {
-		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", err)
+		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", keysFix(err))
 	}
-	k := ds.Keys().Signing()
+	k := ds.Keys().Current()
 	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", k.ID), slog.String("alg", k.Alg),
 		slog.Int("published", len(ds.Keys().Keys())), slog.Duration("reload_interval", cfg.KeysReloadInterval))
 	log.Info("refresh keys loaded", slog.String("dir", cfg.KeysDir), slog.String("refresh_kid", ds.RefreshKeys().Current().ID),
@@ -146,7 +143,7 @@ func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, 
 		}
 	}
 	if cfg.KeysGenerate && cfg.KeysDir != "" {
-		return generateKeysIfEmpty(cfg.KeysDir, cfg.SigningAlg, log)
+		return generateMissingKeys(cfg, log)
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	evlog := events.NewRedisLog(rs.Redis(), prefix, events.Retention(15*time.Minute), 0)
 	st = events.Wrap(rs, evlog, events.Options{AccessTTL: 15 * time.Minute})
 
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
