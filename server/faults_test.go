@@ -399,7 +399,7 @@ func (r *refreshRing) RefreshKeys() *keys.RefreshSet { return r.p.Load() }
 
 func (r *refreshRing) use(t *testing.T, current *keys.RefreshKey, usable ...*keys.RefreshKey) {
 	t.Helper()
-	set, err := keys.NewRefreshSet(current, usable...)
+	set, err := keys.NewRing(current, usable...)
 	must(t, err)
 	r.p.Store(set)
 }
