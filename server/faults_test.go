@@ -217,23 +217,9 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 			unavailable.Add(1)
 		}
 	})
-	c.Sleep = func(context.Context, time.Duration) error { return nil } // Redis is up: no need to wait
-	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
 	var ty testclient.Tally
-	var wg sync.WaitGroup
-	for i := range rts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt := rts[i]
-			for r := 0; r < 30 && rt != ""; r++ {
-				res, err := c.Refresh(context.Background(), rt)
-				rt = ty.Record(t, i, res, err)
-			}
-			rts[i] = rt
-		}()
-	}
-	wg.Wait()
+	cutScriptReplies(proxy, c)
+	refreshAll(t, c, &ty, rts, 30, func(int) {})()
 	proxy.PassAll()
 	byCmd, lost := proxy.Lost()
 	if unavailable.Load() == 0 {
@@ -241,6 +227,36 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 	}
 	ty.Alive(t, c, rts)
 	ty.Check(t, fmt.Sprintf("%d Redis replies lost, %d answers 503", lost, unavailable.Load()), frontends)
+}
+
+// cutScriptReplies loses a third of Redis's replies to scripts (the proxy
+// breaks the connection): tokend's client resends, and answers 503 when
+// every resend is lost too. c retries at once: Redis is up.
+func cutScriptReplies(proxy *faultproxy.Proxy, c *testclient.Client) {
+	c.Sleep = func(context.Context, time.Duration) error { return nil }
+	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
+}
+
+// refreshAll starts every frontend refreshing its session (rts[i]) rounds
+// times at once, calling done(i) after each refresh of session i, and
+// returns the wait for them to finish, after which rts holds the tokens
+// held last ("" for a session that ended).
+func refreshAll(t *testing.T, c *testclient.Client, ty *testclient.Tally, rts []string, rounds int, done func(i int)) (wait func()) {
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := rts[i]
+			for r := 0; r < rounds && rt != ""; r++ {
+				res, err := c.Refresh(context.Background(), rt)
+				rt = ty.Record(t, i, res, err)
+				done(i)
+			}
+			rts[i] = rt
+		}()
+	}
+	return wg.Wait
 }
 
 // Redis stops (SIGSTOP) while 16 frontends refresh: the scripts tokend
@@ -423,24 +439,10 @@ func TestRefreshKeyRotatedUnderLoad(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: frontends}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
 	c := e.frontend(hc, nil)
-	c.Sleep = func(context.Context, time.Duration) error { return nil } // Redis is up: no need to wait
-	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
 	var ty testclient.Tally
 	var refreshed [frontends]atomic.Int64
-	var wg sync.WaitGroup
-	for i := range rts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt := rts[i]
-			for r := 0; r < 30 && rt != ""; r++ {
-				res, err := c.Refresh(context.Background(), rt)
-				rt = ty.Record(t, i, res, err)
-				refreshed[i].Add(1)
-			}
-			rts[i] = rt
-		}()
-	}
+	cutScriptReplies(proxy, c)
+	wait := refreshAll(t, c, &ty, rts, 30, func(i int) { refreshed[i].Add(1) })
 	// Rotate once every frontend is a third of the way.
 	for i := range refreshed {
 		for refreshed[i].Load() < 10 && !ty.HasEnded(i) {
@@ -448,7 +450,7 @@ func TestRefreshKeyRotatedUnderLoad(t *testing.T) {
 		}
 	}
 	ring.use(t, newKey, oldKey)
-	wg.Wait()
+	wait()
 	proxy.PassAll()
 	signedIn := e.signIn().str("refresh_token")
 

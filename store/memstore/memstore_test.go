@@ -18,6 +18,16 @@ func newTestStore(t *testing.T) store.Store {
 	return s
 }
 
+// clockedStore returns a store on a settable clock, sweeping every
+// interval, and the clock's start; it is closed when the test ends.
+func clockedStore(t *testing.T, every time.Duration) (*Store, *testclock.Clock, time.Time) {
+	now := time.Now().Truncate(time.Millisecond)
+	clock := testclock.New(now)
+	s := newStore(clock.Now, every)
+	t.Cleanup(func() { s.Close() })
+	return s, clock, now
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, newTestStore)
 }
@@ -26,10 +36,7 @@ func TestConformance(t *testing.T) {
 // after their expiry, by the wall clock, and Close stops it.
 func TestSweeper(t *testing.T) {
 	ctx := context.Background()
-	now := time.Now().Truncate(time.Millisecond)
-	clock := testclock.New(now)
-	s := newStore(clock.Now, time.Millisecond)
-	defer s.Close()
+	s, clock, now := clockedStore(t, time.Millisecond)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -116,6 +123,9 @@ func TestClosed(t *testing.T) {
 			_, err := s.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "u", SessionID: "s"}})
 			return err
 		},
+		"UseProof": func() error {
+			return s.UseProof(ctx, store.Proof{ID: "p", Expiry: time.Now().Add(time.Minute)}, store.RequestID{1})
+		},
 		"Session":            func() error { _, err := s.Session(ctx, "u", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "u", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "u", "s", "", now) },
@@ -161,10 +171,7 @@ func TestRotateDeletedUser(t *testing.T) {
 // replay.
 func TestProofBound(t *testing.T) {
 	ctx := context.Background()
-	now := time.Now().Truncate(time.Millisecond)
-	clock := testclock.New(now)
-	s := newStore(clock.Now, time.Hour)
-	defer s.Close()
+	s, clock, now := clockedStore(t, time.Hour)
 	proof := func(i int, ttl time.Duration) store.Proof {
 		return store.Proof{JKT: "k", ID: fmt.Sprint("p", i), Expiry: now.Add(ttl)}
 	}

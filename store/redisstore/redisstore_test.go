@@ -596,6 +596,9 @@ func TestUnavailable(t *testing.T) {
 			_, err := s.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "x", SessionID: "s"}})
 			return err
 		},
+		"UseProof": func() error {
+			return s.UseProof(ctx, store.Proof{ID: "p", Expiry: time.Now().Add(time.Minute)}, store.RequestID{1})
+		},
 		"Session":            func() error { _, err := s.Session(ctx, "x", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "x", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "x", "s", "", now) },
