@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/internal/fields"
 )
@@ -35,6 +36,7 @@ type Store struct {
 	closed   bool
 	users    map[string]store.User // by id
 	names    map[string]string     // lower-cased username → id
+	looks    map[string]string     // credential.Skeleton(username) → id
 	clients  map[string]store.Client
 	sessions map[string]map[string]*session // user id → session id → record
 	proofs   map[proofKey]recorded          // DPoP proof ids recorded
@@ -79,6 +81,7 @@ func newStore(clock func() time.Time, every time.Duration) *Store {
 		clock:    clock,
 		users:    map[string]store.User{},
 		names:    map[string]string{},
+		looks:    map[string]string{},
 		clients:  map[string]store.Client{},
 		sessions: map[string]map[string]*session{},
 		proofs:   map[proofKey]recorded{},
@@ -210,11 +213,16 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if _, ok := s.names[name]; ok {
 		return store.ErrConflict
 	}
+	look := credential.Skeleton(u.Username)
+	if _, ok := s.looks[look]; ok {
+		return store.ErrLookAlike
+	}
 	u.Roles = fields.Words(roles)
 	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
 	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason, u.LastSignIn = time.Time{}, "", "", time.Time{}
 	s.users[u.ID] = u
 	s.names[name] = u.ID
+	s.looks[look] = u.ID
 	return nil
 }
 
@@ -321,6 +329,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if name := strings.ToLower(u.Username); s.names[name] == id {
 		delete(s.names, name)
 	}
+	if look := credential.Skeleton(u.Username); s.looks[look] == id {
+		delete(s.looks, look)
+	}
 	delete(s.sessions, id)
 	return nil
 }
@@ -344,6 +355,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	c.Scopes = fields.Words(strings.Join(c.Scopes, " "))
 	c.Audiences = fields.Words(strings.Join(c.Audiences, " "))
 	c.CreatedAt = fields.Round(c.CreatedAt)
+	c.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = c
 	return nil
 }
@@ -376,7 +388,7 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 }
 
 // UpdateClient replaces the client's secret hash, grants, scopes,
-// audiences and RequireDPoP, or returns ErrNotFound.
+// audiences, RequireDPoP and TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -391,6 +403,7 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	old.Scopes = fields.Words(strings.Join(c.Scopes, " "))
 	old.Audiences = fields.Words(strings.Join(c.Audiences, " "))
 	old.RequireDPoP = c.RequireDPoP
+	old.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = old
 	return nil
 }

@@ -20,7 +20,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	created, err := hsetNew.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"id", c.ID, "sh", c.SecretHash, "pub", flag(c.Public), "gr", strings.Join(c.Grants, " "),
 		"sc", strings.Join(c.Scopes, " "), "au", strings.Join(c.Audiences, " "), "dp", flag(c.RequireDPoP),
-		"ca", fields.Millis(c.CreatedAt)).Int()
+		"ca", fields.Millis(c.CreatedAt), "nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("create client", err)
 	}
@@ -75,14 +75,14 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 }
 
 // UpdateClient replaces the client's secret hash, grants, scopes,
-// audiences and RequireDPoP, or returns ErrNotFound.
+// audiences, RequireDPoP and TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if c.ID == "" {
 		return store.ErrNotFound
 	}
 	done, err := hsetExisting.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"sh", c.SecretHash, "gr", strings.Join(c.Grants, " "), "sc", strings.Join(c.Scopes, " "),
-		"au", strings.Join(c.Audiences, " "), "dp", flag(c.RequireDPoP)).Int()
+		"au", strings.Join(c.Audiences, " "), "dp", flag(c.RequireDPoP), "nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("update client", err)
 	}
@@ -119,6 +119,8 @@ func parseClient(m map[string]string) store.Client {
 		Audiences:   fields.Words(m["au"]),
 		RequireDPoP: m["dp"] == "1",
 		CreatedAt:   msTime(m["ca"]),
+		// Absent in a record written before it existed: zero.
+		TokensNotBefore: msTime(m["nb"]),
 	}
 	if sh := m["sh"]; sh != "" {
 		c.SecretHash = []byte(sh)

@@ -77,6 +77,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 )
 
@@ -304,6 +305,9 @@ func (s *Store) sessionsKey(uid string) string  { return s.userTag(uid) + "s" }
 func (s *Store) proofKey(uid, id string) string { return s.userTag(uid) + "p:" + id }
 func (s *Store) nameKey(username string) string {
 	return s.prefix + "name:" + strings.ToLower(username)
+}
+func (s *Store) lookKey(username string) string {
+	return s.prefix + "look:" + credential.Skeleton(username)
 }
 func (s *Store) usersKey() string           { return s.prefix + "users" }
 func (s *Store) clientKey(id string) string { return s.prefix + "client:" + id }
