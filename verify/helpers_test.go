@@ -173,6 +173,7 @@ type fakeIssuer struct {
 	age          atomic.Pointer[string] // Age header of the JWKS; nil or "" = none
 	jwksOverride atomic.Pointer[[]byte] // served instead of the set's JWKS
 	jwksStatus   atomic.Int32           // 0 = 200
+	mdStatus     atomic.Int32           // of the metadata; 0 = 200
 	fetches      atomic.Int64           // JWKS requests
 	gate         atomic.Pointer[chan struct{}]
 }
@@ -190,6 +191,10 @@ func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 	f.cacheControl.Store(&cc)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		if st := f.mdStatus.Load(); st != 0 {
+			w.WriteHeader(int(st))
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": f.url, "jwks_uri": f.url + "/.well-known/jwks.json"})
 	})
