@@ -283,7 +283,7 @@ func RefuseDelegation() Option {
 // Verifier verifies access tokens of one issuer. It is safe for concurrent
 // use; make one per issuer and share it.
 type Verifier struct {
-	issuer   string
+	issuer     string
 	audience   []string                   // empty only with InsecureSkipAudienceCheck
 	algs       [len(jose.Algorithms)]bool // indexed like jose.Algorithms
 	leeway     time.Duration
@@ -299,10 +299,10 @@ type Verifier struct {
 	static    KeySet
 	endpoints endpoints
 	refetch   time.Duration
-	client  *http.Client
-	log     *slog.Logger
-	keys    atomic.Pointer[keyCache]
-	flights flights
+	client    *http.Client
+	log       *slog.Logger
+	keys      atomic.Pointer[keyCache]
+	flights   flights
 
 	// headers caches parsed, accepted JOSE headers by their encoded form:
 	// every token a key signs has the same header, so a warm verifier
