@@ -2,6 +2,7 @@ package dpop
 
 import (
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -12,10 +13,11 @@ var errURL = errors.New("dpop: not an absolute http(s) URL")
 // normalised as RFC 9449 §4.3 asks before htu is compared: RFC 3986
 // §6.2.2 (case, percent-encoding, dot segments) and §6.2.3 (default port,
 // empty path). It refuses anything but an absolute http or https URL with
-// a host and no user information, and any byte outside printable ASCII.
+// a host — a DNS name or an IP address — and no user information, and any
+// character RFC 3986 §3.3 does not allow in a path.
 func normalizeURL(u string) (string, error) {
 	for i := 0; i < len(u); i++ {
-		if u[i] <= 0x20 || u[i] >= 0x7f {
+		if c := u[i]; c <= 0x20 || c >= 0x7f || strings.IndexByte(`"<>\^`+"`{|}", c) >= 0 {
 			return "", errURL
 		}
 	}
@@ -71,9 +73,8 @@ func normalizeURL(u string) (string, error) {
 // splitHostPort splits an authority into its host, in lower case, and its
 // port as a decimal number without leading zeros ("" if none).
 func splitHostPort(a string) (host, port string, err error) {
-	if strings.ContainsAny(a, "@%") {
-		// User information (RFC 9110 §4.2.4: not in http(s) URIs), or a
-		// percent-encoded host, which no real host needs.
+	if strings.IndexByte(a, '@') >= 0 {
+		// User information: not in http(s) URIs (RFC 9110 §4.2.4).
 		return "", "", errURL
 	}
 	host = a
@@ -92,9 +93,15 @@ func splitHostPort(a string) (host, port string, err error) {
 	}
 	switch {
 	case host == "",
-		host[0] == '[' && (len(host) < 3 || strings.ContainsAny(host[1:len(host)-1], "[]")),
-		host[0] != '[' && strings.ContainsAny(host, "[]"):
+		host[0] != '[' && strings.Trim(host, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-._~") != "":
 		return "", "", errURL
+	case host[0] == '[':
+		// An IPv6 address (RFC 3986 §3.2.2), written as RFC 5952 does.
+		ip, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !ip.Is6() || ip.Zone() != "" {
+			return "", "", errURL
+		}
+		host = "[" + ip.String() + "]"
 	}
 	if port != "" {
 		if len(port) > 5 || strings.Trim(port, "0123456789") != "" {

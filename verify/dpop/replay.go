@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,12 +51,8 @@ func newMemoryReplayCache(max int, now func() time.Time) *memoryReplayCache {
 	if max < 4*shards {
 		shards = 1
 	}
-	c := &memoryReplayCache{seed: maphash.MakeSeed(), now: now, shards: make([]replayShard, shards)}
+	c := &memoryReplayCache{seed: maphash.MakeSeed(), now: now, max: int64(max), shards: make([]replayShard, shards)}
 	for i := range c.shards {
-		c.shards[i].max = max / shards
-		if i < max%shards {
-			c.shards[i].max++
-		}
 		c.shards[i].ids = map[string]int64{}
 	}
 	return c
@@ -64,12 +61,13 @@ func newMemoryReplayCache(max int, now func() time.Time) *memoryReplayCache {
 type memoryReplayCache struct {
 	seed   maphash.Seed
 	now    func() time.Time
+	max    int64
+	n      atomic.Int64 // ids held, in all shards
 	shards []replayShard
 }
 
 type replayShard struct {
 	mu  sync.Mutex
-	max int
 	ids map[string]int64 // id → until, Unix nanoseconds
 	exp expiryHeap       // the same ids, soonest until first
 }
@@ -77,24 +75,46 @@ type replayShard struct {
 func (c *memoryReplayCache) Seen(_ context.Context, id string, until time.Time) (bool, error) {
 	s := &c.shards[maphash.String(c.seed, id)%uint64(len(c.shards))]
 	now := c.now().UnixNano()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for len(s.exp) > 0 && s.exp[0].until <= now {
-		e := heap.Pop(&s.exp).(expiry)
-		if s.ids[e.id] == e.until {
-			delete(s.ids, e.id)
+	seen, full := c.seen(s, id, until.UnixNano(), now)
+	if full {
+		// Other shards may hold expired ids no request has swept yet.
+		for i := range c.shards {
+			o := &c.shards[i]
+			o.mu.Lock()
+			c.expire(o, now)
+			o.mu.Unlock()
+		}
+		if seen, full = c.seen(s, id, until.UnixNano(), now); full {
+			return false, ErrReplayCacheFull
 		}
 	}
-	if u, ok := s.ids[id]; ok && u > now {
-		return true, nil
+	return seen, nil
+}
+
+// seen is Seen in shard s, which it locks; full reports that the cache
+// had no room for id.
+func (c *memoryReplayCache) seen(s *replayShard, id string, until, now int64) (seen, full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.expire(s, now)
+	if _, ok := s.ids[id]; ok {
+		return true, false
 	}
-	if len(s.ids) >= s.max {
-		return false, ErrReplayCacheFull
+	if c.n.Add(1) > c.max {
+		c.n.Add(-1)
+		return false, true
 	}
-	u := until.UnixNano()
-	s.ids[id] = u
-	heap.Push(&s.exp, expiry{id: id, until: u})
-	return false, nil
+	s.ids[id] = until
+	heap.Push(&s.exp, expiry{id: id, until: until})
+	return false, false
+}
+
+// expire forgets the ids of s past their until, s.mu held.
+func (c *memoryReplayCache) expire(s *replayShard, now int64) {
+	for len(s.exp) > 0 && s.exp[0].until <= now {
+		delete(s.ids, heap.Pop(&s.exp).(expiry).id)
+		c.n.Add(-1)
+	}
 }
 
 // expiry is an id and its until; expiryHeap is a min-heap of them.
