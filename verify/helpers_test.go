@@ -230,6 +230,8 @@ func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 type tokenClaims struct {
 	Subject, ClientID, Scope, SessionID string
 	Roles                               []string
+	JKT                                 string   // cnf.jkt: the token is DPoP-bound
+	Actors                              []string // act: the current actor first
 }
 
 var defaultClaims = tokenClaims{Subject: "user-1", ClientID: "web", Scope: "read write", SessionID: "sess-1", Roles: []string{"user"}}
@@ -259,6 +261,19 @@ func (f *fakeIssuer) issue(c tokenClaims, now time.Time) (string, error) {
 	p += `,"roles":` + strs(c.Roles)
 	if c.SessionID != "" {
 		p += `,"sid":` + str(c.SessionID)
+	}
+	if c.JKT != "" {
+		p += `,"cnf":{"jkt":` + str(c.JKT) + `}`
+	}
+	if len(c.Actors) > 0 {
+		act := ""
+		for i := len(c.Actors) - 1; i >= 0; i-- {
+			if act != "" {
+				act = `,"act":` + act
+			}
+			act = `{"sub":` + str(c.Actors[i]) + act + `}`
+		}
+		p += `,"act":` + act
 	}
 	p += "}"
 	h := `{"alg":` + str(k.Alg) + `,"kid":` + str(k.ID) + `,"typ":"at+jwt"}`
