@@ -1,7 +1,10 @@
 package verify
 
 import (
-	"crypto"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"hash/maphash"
 	"sync"
 
@@ -148,8 +151,23 @@ func (c *tokenCache) len() int {
 	return n
 }
 
-// sameKey reports whether a and b are the same key for the same alg.
+// sameKey reports whether a and b are the same key for the same alg. The
+// same pointer is the common case — a KeySet gives the same key each time,
+// and a refetched JWKS keeps the keys it had — and costs no comparison.
 func sameKey(a, b jose.PublicKey) bool {
-	e, ok := a.Pub.(interface{ Equal(crypto.PublicKey) bool })
-	return a.Alg == b.Alg && ok && e.Equal(b.Pub)
+	if a.Alg != b.Alg {
+		return false
+	}
+	switch p := a.Pub.(type) {
+	case *ecdsa.PublicKey:
+		q, ok := b.Pub.(*ecdsa.PublicKey)
+		return ok && (p == q || p.Equal(q))
+	case *rsa.PublicKey:
+		q, ok := b.Pub.(*rsa.PublicKey)
+		return ok && (p == q || p.Equal(q))
+	case ed25519.PublicKey:
+		q, ok := b.Pub.(ed25519.PublicKey)
+		return ok && bytes.Equal(p, q)
+	}
+	return false
 }

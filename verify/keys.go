@@ -133,6 +133,15 @@ func (v *Verifier) refresh(ctx context.Context, unknownKid bool) (*keyCache, err
 			}
 			return nil, &tokenError{kind: ErrUnavailable, desc: "the signing keys are unavailable", cause: err}
 		}
+		if cur != nil {
+			// Keep the keys that did not change, so that tokens cached
+			// with them find the very same key.
+			for kid, k := range c.keys {
+				if o, ok := cur.keys[kid]; ok && sameKey(*o, *k) {
+					c.keys[kid] = o
+				}
+			}
+		}
 		if old := v.keys.Swap(c); old != nil && v.cache != nil {
 			v.cache.dropKeys(gone(old.keys, c.keys))
 		}
