@@ -9,6 +9,8 @@
 // Check accepts a proof (the value of the DPoP request header) only if
 //   - it is at most MaxProofBytes long, and a compact JWS: three base64url
 //     segments, no padding, nothing else;
+//   - its header and claims are JSON objects (with no whitespace around
+//     them);
 //   - its header has typ "dpop+jwt" (RFC 9449 §4.2), no "crit", an alg on
 //     the allow-list (ES256 and EdDSA by default, RS256 if asked; never
 //     "none" or HMAC) and a "jwk" that is a public key of that alg's key
@@ -350,6 +352,16 @@ func replayID(jkt, htm, htu, jti string) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
+// newObjectReader reads a JSON object written without whitespace around
+// it: a header or claims set that some JOSE libraries (jwx) would refuse
+// is refused here too, and no client writes one.
+func newObjectReader(raw []byte) (*jose.ObjectReader, error) {
+	if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' {
+		return nil, errors.New("not a JSON object")
+	}
+	return jose.NewObjectReader(raw)
+}
+
 // header is a proof's JOSE header.
 type header struct {
 	typ, alg string
@@ -358,7 +370,7 @@ type header struct {
 }
 
 func decodeHeader(raw []byte) (*header, error) {
-	r, err := jose.NewObjectReader(raw)
+	r, err := newObjectReader(raw)
 	if err != nil {
 		return nil, invalid("the DPoP proof's header is not a JSON object")
 	}
@@ -395,7 +407,7 @@ type claims struct {
 }
 
 func decodeClaims(raw []byte) (*claims, error) {
-	r, err := jose.NewObjectReader(raw)
+	r, err := newObjectReader(raw)
 	if err != nil {
 		return nil, invalid("the DPoP proof's claims are not a JSON object")
 	}

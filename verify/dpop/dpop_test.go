@@ -240,6 +240,8 @@ func TestCheckRefuses(t *testing.T) {
 		// Header.
 		{"header not JSON", b64([]byte("hi")) + "." + parts[1] + "." + parts[2], nil, dpop.ErrInvalidProof, "header is not a JSON object"},
 		{"header an array", es.sign(t, `[]`, goodClaims()), nil, dpop.ErrInvalidProof, "header is not a JSON object"},
+		{"header with spaces around", es.sign(t, " "+string(toJSON(es.header())), goodClaims()), nil, dpop.ErrInvalidProof, "header is not a JSON object"},
+		{"claims with spaces around", es.sign(t, es.header(), string(toJSON(goodClaims()))+"\n"), nil, dpop.ErrInvalidProof, "claims are not a JSON object"},
 		{"no typ", es.sign(t, with(es.header(), "typ", nil), goodClaims()), nil, dpop.ErrInvalidProof, "typ"},
 		{"typ JWT", es.sign(t, with(es.header(), "typ", "JWT"), goodClaims()), nil, dpop.ErrInvalidProof, "typ"},
 		{"typ at+jwt", es.sign(t, with(es.header(), "typ", "at+jwt"), goodClaims()), nil, dpop.ErrInvalidProof, "typ"},
