@@ -99,7 +99,7 @@ fuzz: ## run every Fuzz* test (the verify module's too) for FUZZTIME each (defau
 		done <<< "$$pairs"; \
 	done
 
-# Load benchmark (SPEC §11): starts a private redis-server (or uses
+# Load benchmark (docs/performance.md): starts a private redis-server (or uses
 # REDIS_URL) and bin/tokend, drives every scenario with cmd/loadgen, then
 # runs tokend and the bare go-oauth2 server of ../shared/baseline side by
 # side (refresh and client_credentials, alternating, BENCH_ROUNDS rounds),

@@ -67,5 +67,6 @@ require (
 
 require github.com/tokend/tokend/verify v0.0.0-00010101000000-000000000000
 
-// verify is a module of its own (issue #13), used from this repository.
+// verify is a module of its own (a service on an older Go imports it without
+// the server's dependencies), used from this repository.
 replace github.com/tokend/tokend/verify => ./verify

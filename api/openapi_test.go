@@ -35,6 +35,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/api"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store/redisstore"
@@ -89,7 +90,7 @@ func TestOpenAPIDocument(t *testing.T) {
 						t.Errorf("%s %s: request body has no example", name, ct)
 					}
 				}
-				// Every OAuth-style body is accepted as a form and as JSON (docs/design.md, "Decisions where the spec is silent").
+				// Every OAuth-style body is accepted as a form and as JSON (docs/design.md, "Decisions of our own").
 				c := op.RequestBody.Value.Content
 				if c.Get("application/x-www-form-urlencoded") == nil || c.Get("application/json") == nil {
 					t.Errorf("%s: request body must be documented as form and as JSON", name)
@@ -708,15 +709,7 @@ func outage(t *testing.T, seen map[string]bool) {
 // sessionID returns the sid claim of an access token (read, not verified).
 func sessionID(t *testing.T, at string) string {
 	t.Helper()
-	parts := strings.Split(at, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", at)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	must(t, err)
-	var cl struct {
-		Sid string `json:"sid"`
-	}
-	must(t, json.Unmarshal(b, &cl))
-	return cl.Sid
+	_, c := testkit.Decode(t, at)
+	sid, _ := c["sid"].(string)
+	return sid
 }

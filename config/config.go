@@ -39,7 +39,8 @@ import (
 	"unicode"
 
 	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/tokend/tokend/credential"
 )
 
 // Config is the effective, validated configuration.
@@ -641,23 +642,30 @@ func (e *Error) Error() string {
 // wins, as with os.Getenv), on top of the defaults. It validates everything
 // and returns all problems at once.
 func Load(file string, environ []string) (Config, error) {
-	v := viper.New()
-	v.SetConfigType("yaml")
-
 	known := make(map[string]bool, len(table))
 	for _, t := range table {
 		known[strings.ToLower(t.Name)] = true
 	}
 
+	// viper decodes the file, once; checkFileKeys sees the keys as written
+	// before viper folds their case.
+	v := viper.NewWithOptions(viper.WithDecoderRegistry(checkedDecoders{
+		base:  viper.NewCodecRegistry(),
+		check: func(m map[string]any) error { return checkFileKeys(file, m, known) },
+	}))
+	v.SetConfigType("yaml")
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return Config{}, fmt.Errorf("config file: %w", err)
 		}
-		if err := checkFileKeys(file, data, known); err != nil {
-			return Config{}, err
-		}
 		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			if keys := (keyError{}); errors.As(err, &keys) {
+				return Config{}, keys.err
+			}
+			if parse := (viper.ConfigParseError{}); errors.As(err, &parse) {
+				err = parse.Unwrap() // the YAML decoder's own words
+			}
 			return Config{}, fmt.Errorf("config file %s: not a YAML mapping of variable names to values: %w", file, err)
 		}
 	}
@@ -733,13 +741,44 @@ func Load(file string, environ []string) (Config, error) {
 	return c, nil
 }
 
+// checkedDecoders is a viper.DecoderRegistry: base's decoders, with check
+// run on what they decoded, its keys as the file spells them.
+type checkedDecoders struct {
+	base  viper.DecoderRegistry
+	check func(map[string]any) error
+}
+
+func (r checkedDecoders) Decoder(format string) (viper.Decoder, error) {
+	d, err := r.base.Decoder(format)
+	if err != nil {
+		return nil, err
+	}
+	return checkedDecoder{d, r.check}, nil
+}
+
+type checkedDecoder struct {
+	viper.Decoder
+	check func(map[string]any) error
+}
+
+func (d checkedDecoder) Decode(b []byte, m map[string]any) error {
+	if err := d.Decoder.Decode(b, m); err != nil {
+		return err
+	}
+	if err := d.check(m); err != nil {
+		return keyError{err}
+	}
+	return nil
+}
+
+// keyError carries checkFileKeys's error through viper unchanged.
+type keyError struct{ err error }
+
+func (e keyError) Error() string { return e.err.Error() }
+
 // checkFileKeys rejects keys that are not variables, keys given twice with
 // different case, and nested values (which viper would flatten silently).
-func checkFileKeys(file string, data []byte, known map[string]bool) error {
-	var m map[string]any
-	if err := yaml.Unmarshal(data, &m); err != nil {
-		return fmt.Errorf("config file %s: not a YAML mapping of variable names to values: %w", file, err)
-	}
+func checkFileKeys(file string, m map[string]any, known map[string]bool) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -799,6 +838,15 @@ func fileValue(v any, list bool) (string, error) {
 	default:
 		return "", fmt.Errorf("has an unsupported YAML type %T (use a single value)", v)
 	}
+}
+
+// Argon2 returns the argon2id parameters of new password hashes:
+// PASSWORD_HASH_MEMORY, _ITERATIONS and _PARALLELISM, with
+// credential.DefaultArgon2's salt and key lengths.
+func (c Config) Argon2() credential.Argon2Params {
+	p := credential.DefaultArgon2()
+	p.Memory, p.Iterations, p.Parallelism = c.PasswordHashMemory, c.PasswordHashIterations, c.PasswordHashParallelism
+	return p
 }
 
 // Settings returns every variable, in documented order, with its effective

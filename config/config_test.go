@@ -566,6 +566,9 @@ func TestFileErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
+			if strings.Contains(err.Error(), "While parsing config") {
+				t.Errorf("error %q carries viper's wrapping", err)
+			}
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 )
 
 var refreshTiming = Timing{PrePublish: 15 * time.Second, RetireAfter: 24*time.Hour + 30*time.Second}
@@ -225,7 +226,7 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	if _, err := WriteRefreshFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	src, err := NewDirSource(dir, opts)
 	if err != nil {

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 )
 
 var (
@@ -214,7 +214,7 @@ func TestDirSource(t *testing.T) {
 	if _, err := WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuf
+	var logs testkit.SyncBuffer
 	src, err := NewDirSource(dir, DirOptions{Timing: timing, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -440,14 +440,6 @@ func TestRotate(t *testing.T) {
 		t.Fatal("HS256 accepted")
 	}
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
 

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -21,45 +19,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/token"
 	"github.com/tokend/tokend/verify"
 )
-
-var b64 = base64.RawURLEncoding
-
-// rawJWT assembles a token from a header and claims, signed by sign (nil:
-// no signature).
-func rawJWT(t *testing.T, header, claims map[string]any, sign func(signingInput string) []byte) string {
-	t.Helper()
-	h, err := json.Marshal(header)
-	must(t, err)
-	c, err := json.Marshal(claims)
-	must(t, err)
-	in := b64.EncodeToString(h) + "." + b64.EncodeToString(c)
-	var sig []byte
-	if sign != nil {
-		sig = sign(in)
-	}
-	return in + "." + b64.EncodeToString(sig)
-}
-
-// signWith signs with a real key (its own algorithm), whatever the header says.
-func signWith(t *testing.T, k *keys.Key) func(string) []byte {
-	return func(in string) []byte {
-		sig, err := k.Method.Sign(in, k.Signer)
-		must(t, err)
-		return sig
-	}
-}
-
-func hs256(secret []byte) func(string) []byte {
-	return func(in string) []byte {
-		m := hmac.New(sha256.New, secret)
-		m.Write([]byte(in))
-		return m.Sum(nil)
-	}
-}
 
 // Forged and misused tokens, each refused by tokend's introspection
 // (active: false), by tokend's own verification, and by the verify package
@@ -71,7 +35,7 @@ func TestTokenAttacks(t *testing.T) {
 	if live.status != 200 {
 		t.Fatalf("sign in: %d %s", live.status, live.body)
 	}
-	_, liveClaims := jwtParts(t, live.str("access_token"))
+	_, liveClaims := testkit.Decode(t, live.str("access_token"))
 	real := e.keys.Signing()
 	now := e.clock.Now()
 
@@ -83,31 +47,11 @@ func TestTokenAttacks(t *testing.T) {
 	t.Cleanup(resource.Close)
 
 	header := func(kv ...any) map[string]any {
-		h := map[string]any{"alg": real.Alg, "typ": "at+jwt", "kid": real.ID}
-		for i := 0; i < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(h, kv[i].(string))
-			} else {
-				h[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return h
+		return testkit.Edit(map[string]any{"alg": real.Alg, "typ": "at+jwt", "kid": real.ID}, kv...)
 	}
 	claims := func(kv ...any) map[string]any {
-		c := map[string]any{}
-		for k, val := range liveClaims {
-			c[k] = val
-		}
-		c["jti"] = "forged-" + token.NewID()
-		c["iat"], c["nbf"], c["exp"] = now.Unix(), now.Unix(), now.Add(10*time.Minute).Unix()
-		for i := 0; i < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(c, kv[i].(string))
-			} else {
-				c[kv[i].(string)] = kv[i+1]
-			}
-		}
-		return c
+		c := testkit.Edit(liveClaims, "jti", "forged-"+token.NewID(), "iat", now.Unix(), "nbf", now.Unix(), "exp", now.Add(10*time.Minute).Unix())
+		return testkit.Edit(c, kv...)
 	}
 
 	// The attacker's own key, and the public key in the forms an HS256
@@ -127,10 +71,12 @@ func TestTokenAttacks(t *testing.T) {
 	must(t, err)
 	otherCurve, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	must(t, err)
+	realSig := testkit.Signer(t, real.Method, real.Signer)
+	evilSig := testkit.Signer(t, evilKey.Method, evilKey.Signer)
 
 	// The genuine article, rebuilt the same way, is accepted: every refusal
 	// below is down to its one change.
-	control := rawJWT(t, header(), claims(), signWith(t, real))
+	control := testkit.Encode(t, header(), claims(), realSig)
 	if a := e.post("/oauth/introspect", url.Values{"token": {control}}, basic...); a.json["active"] != true {
 		t.Fatalf("the control token is not active: %s", a.body)
 	}
@@ -139,46 +85,46 @@ func TestTokenAttacks(t *testing.T) {
 	}
 
 	attacks := []struct{ name, tok string }{
-		{"alg none", rawJWT(t, header("alg", "none"), claims(), nil)},
-		{"alg None", rawJWT(t, header("alg", "None"), claims(), nil)},
-		{"alg none, real signature kept", rawJWT(t, header("alg", "none"), claims(), signWith(t, real))},
-		{"HS256 keyed with the public key PEM", rawJWT(t, header("alg", "HS256"), claims(), hs256(pubPEM))},
-		{"HS256 keyed with the public key DER", rawJWT(t, header("alg", "HS256"), claims(), hs256(der))},
-		{"HS256 keyed with the JWKS document", rawJWT(t, header("alg", "HS256"), claims(), hs256(realJWKS))},
-		{"HS256 keyed with the public point", rawJWT(t, header("alg", "HS256"), claims(), hs256(point.Bytes()))},
-		{"HS512 keyed with the public key PEM", rawJWT(t, header("alg", "HS512"), claims(), hs256(pubPEM))},
-		{"unknown kid, attacker's key", rawJWT(t, header("kid", evilKey.ID), claims(), signWith(t, evilKey))},
-		{"no kid", rawJWT(t, header("kid", nil), claims(), signWith(t, real))},
-		{"kid path traversal, HMAC with empty key", rawJWT(t, header("alg", "HS256", "kid", "../../../../../../dev/null"), claims(), hs256(nil))},
-		{"kid path traversal, real signature", rawJWT(t, header("kid", "../../keys/"+real.ID+".pem"), claims(), signWith(t, real))},
-		{"kid injection", rawJWT(t, header("kid", real.ID+"' OR '1'='1"), claims(), signWith(t, real))},
-		{"kid not a string", rawJWT(t, header("kid", []string{real.ID}), claims(), signWith(t, real))},
-		{"embedded jwk, attacker's key", rawJWT(t, header("kid", evilKey.ID, "jwk", evilJWK), claims(), signWith(t, evilKey))},
-		{"embedded jwk, real kid", rawJWT(t, header("jwk", evilJWK), claims(), signWith(t, evilKey))},
-		{"jku to the attacker", rawJWT(t, header("kid", evilKey.ID, "jku", "https://evil.test/jwks.json"), claims(), signWith(t, evilKey))},
-		{"x5u to the attacker", rawJWT(t, header("kid", evilKey.ID, "x5u", "https://evil.test/cert.pem"), claims(), signWith(t, evilKey))},
-		{"x5c chain, attacker's key", rawJWT(t, header("x5c", []string{base64.StdEncoding.EncodeToString(der)}), claims(), signWith(t, evilKey))},
-		{"alg switched to ES384", rawJWT(t, header("alg", "ES384"), claims(), func(in string) []byte {
+		{"alg none", testkit.Encode(t, header("alg", "none"), claims(), nil)},
+		{"alg None", testkit.Encode(t, header("alg", "None"), claims(), nil)},
+		{"alg none, real signature kept", testkit.Encode(t, header("alg", "none"), claims(), realSig)},
+		{"HS256 keyed with the public key PEM", testkit.Encode(t, header("alg", "HS256"), claims(), testkit.HS256(pubPEM))},
+		{"HS256 keyed with the public key DER", testkit.Encode(t, header("alg", "HS256"), claims(), testkit.HS256(der))},
+		{"HS256 keyed with the JWKS document", testkit.Encode(t, header("alg", "HS256"), claims(), testkit.HS256(realJWKS))},
+		{"HS256 keyed with the public point", testkit.Encode(t, header("alg", "HS256"), claims(), testkit.HS256(point.Bytes()))},
+		{"HS512 keyed with the public key PEM", testkit.Encode(t, header("alg", "HS512"), claims(), testkit.HS256(pubPEM))},
+		{"unknown kid, attacker's key", testkit.Encode(t, header("kid", evilKey.ID), claims(), evilSig)},
+		{"no kid", testkit.Encode(t, header("kid", nil), claims(), realSig)},
+		{"kid path traversal, HMAC with empty key", testkit.Encode(t, header("alg", "HS256", "kid", "../../../../../../dev/null"), claims(), testkit.HS256(nil))},
+		{"kid path traversal, real signature", testkit.Encode(t, header("kid", "../../keys/"+real.ID+".pem"), claims(), realSig)},
+		{"kid injection", testkit.Encode(t, header("kid", real.ID+"' OR '1'='1"), claims(), realSig)},
+		{"kid not a string", testkit.Encode(t, header("kid", []string{real.ID}), claims(), realSig)},
+		{"embedded jwk, attacker's key", testkit.Encode(t, header("kid", evilKey.ID, "jwk", evilJWK), claims(), evilSig)},
+		{"embedded jwk, real kid", testkit.Encode(t, header("jwk", evilJWK), claims(), evilSig)},
+		{"jku to the attacker", testkit.Encode(t, header("kid", evilKey.ID, "jku", "https://evil.test/jwks.json"), claims(), evilSig)},
+		{"x5u to the attacker", testkit.Encode(t, header("kid", evilKey.ID, "x5u", "https://evil.test/cert.pem"), claims(), evilSig)},
+		{"x5c chain, attacker's key", testkit.Encode(t, header("x5c", []string{base64.StdEncoding.EncodeToString(der)}), claims(), evilSig)},
+		{"alg switched to ES384", testkit.Encode(t, header("alg", "ES384"), claims(), func(in string) []byte {
 			s, err := jwt.SigningMethodES384.Sign(in, otherCurve)
 			must(t, err)
 			return s
 		})},
-		{"alg switched to RS256", rawJWT(t, header("alg", "RS256"), claims(), signWith(t, real))},
-		{"crit header", rawJWT(t, header("crit", []string{"exp"}, "exp", 1), claims(), signWith(t, real))},
-		{"typ JWT", rawJWT(t, header("typ", "JWT"), claims(), signWith(t, real))},
-		{"typ missing", rawJWT(t, header("typ", nil), claims(), signWith(t, real))},
-		{"typ of an ID token", rawJWT(t, header("typ", "id_token+jwt"), claims(), signWith(t, real))},
-		{"expired", rawJWT(t, header(), claims("iat", now.Add(-2*time.Hour).Unix(), "nbf", now.Add(-2*time.Hour).Unix(), "exp", now.Add(-time.Hour).Unix()), signWith(t, real))},
-		{"no exp", rawJWT(t, header(), claims("exp", nil), signWith(t, real))},
-		{"not yet valid", rawJWT(t, header(), claims("nbf", now.Add(time.Hour).Unix()), signWith(t, real))},
-		{"issued in the future", rawJWT(t, header(), claims("iat", now.Add(time.Hour).Unix(), "nbf", now.Add(time.Hour).Unix()), signWith(t, real))},
-		{"wrong aud", rawJWT(t, header(), claims("aud", []string{"billing"}), signWith(t, real))},
-		{"no aud", rawJWT(t, header(), claims("aud", nil), signWith(t, real))},
-		{"wrong iss", rawJWT(t, header(), claims("iss", "https://evil.test"), signWith(t, real))},
-		{"iss with a trailing slash", rawJWT(t, header(), claims("iss", testIssuer+"/"), signWith(t, real))},
+		{"alg switched to RS256", testkit.Encode(t, header("alg", "RS256"), claims(), realSig)},
+		{"crit header", testkit.Encode(t, header("crit", []string{"exp"}, "exp", 1), claims(), realSig)},
+		{"typ JWT", testkit.Encode(t, header("typ", "JWT"), claims(), realSig)},
+		{"typ missing", testkit.Encode(t, header("typ", nil), claims(), realSig)},
+		{"typ of an ID token", testkit.Encode(t, header("typ", "id_token+jwt"), claims(), realSig)},
+		{"expired", testkit.Encode(t, header(), claims("iat", now.Add(-2*time.Hour).Unix(), "nbf", now.Add(-2*time.Hour).Unix(), "exp", now.Add(-time.Hour).Unix()), realSig)},
+		{"no exp", testkit.Encode(t, header(), claims("exp", nil), realSig)},
+		{"not yet valid", testkit.Encode(t, header(), claims("nbf", now.Add(time.Hour).Unix()), realSig)},
+		{"issued in the future", testkit.Encode(t, header(), claims("iat", now.Add(time.Hour).Unix(), "nbf", now.Add(time.Hour).Unix()), realSig)},
+		{"wrong aud", testkit.Encode(t, header(), claims("aud", []string{"billing"}), realSig)},
+		{"no aud", testkit.Encode(t, header(), claims("aud", nil), realSig)},
+		{"wrong iss", testkit.Encode(t, header(), claims("iss", "https://evil.test"), realSig)},
+		{"iss with a trailing slash", testkit.Encode(t, header(), claims("iss", testIssuer+"/"), realSig)},
 		{"payload changed after signing", func() string {
 			parts := strings.Split(control, ".")
-			forged := strings.Split(rawJWT(t, header(), claims("roles", []string{"admin"}), nil), ".")
+			forged := strings.Split(testkit.Encode(t, header(), claims("roles", []string{"admin"}), nil), ".")
 			return parts[0] + "." + forged[1] + "." + parts[2]
 		}()},
 		{"signature stripped", strings.Join(strings.Split(control, ".")[:2], ".") + "."},

@@ -23,7 +23,7 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 // required: it lists what the authorization endpoint supports, tokend has
 // none, and §3.2 says claims with zero elements must be omitted (the OAuth
 // working group's reading for servers without an authorization endpoint;
-// see docs/design.md, "Decisions where the spec is silent").
+// see docs/design.md, "Decisions of our own").
 func (s *Server) buildMetadata() ([]byte, error) {
 	base := strings.TrimRight(s.issuer, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}

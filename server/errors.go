@@ -30,7 +30,7 @@ func (e *oauthError) Error() string {
 
 func (e *oauthError) Unwrap() error { return e.cause }
 
-// statusFor maps an RFC 6749 error code to the status docs/design.md ("Decisions where the spec is silent") gives it: RFC 6749 §5.2's 400, 401 for invalid_client.
+// statusFor maps an RFC 6749 error code to the status docs/design.md ("Decisions of our own") gives it: RFC 6749 §5.2's 400, 401 for invalid_client.
 func statusFor(code error) int {
 	switch code {
 	case oautherrors.ErrInvalidClient:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/events"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
@@ -137,14 +138,9 @@ func basic(id, secret string) string {
 
 func sidOf(t *testing.T, at string) string {
 	t.Helper()
-	parts := strings.Split(at, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	must(t, err)
-	var c struct {
-		Sid string `json:"sid"`
-	}
-	must(t, json.Unmarshal(raw, &c))
-	return c.Sid
+	_, c := testkit.Decode(t, at)
+	sid, _ := c["sid"].(string)
+	return sid
 }
 
 // Only confidential clients with events:read read the feed.

@@ -1,13 +1,13 @@
 package server_test
 
-// Fault injection (issue 9): 16 frontends, each with its own session,
+// Fault injection (docs/design.md, "Fault injection"): 16 frontends, each with its own session,
 // refresh exactly as docs/integration.md tells them to (the same token
 // again after a 503, a 429 or a network error; only invalid_grant sends
 // the person to sign in) while an answer is lost, a Redis reply is lost,
 // or Redis stalls. No session may end: a retry either gets the child the
 // first attempt made or rotates once (docs/design.md, rotation). Every test
 // counts the sessions that ended and reports the count when it fails, the
-// figure of the issue's table.
+// figure of the table in docs/design.md, "Fault injection".
 
 import (
 	"context"
@@ -252,7 +252,7 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 // production): the queued rotations run when Redis resumes and are dated
 // then (redisstore.Options.ServerClock), so the frontends' retries right
 // after that are retries of a rotation that has just happened, not theft
-// ("a 503 is always safe to retry", issue 9). Redis resumes once every
+// ("a 503 is always safe to retry": docs/design.md, "Redis outages"). Redis resumes once every
 // frontend has seen the fault; every session goes on.
 func TestRedisStalled(t *testing.T) {
 	cases := []struct {

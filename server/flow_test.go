@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -11,24 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
-
-func jwtParts(t *testing.T, at string) (header, claims map[string]any) {
-	t.Helper()
-	parts := strings.Split(at, ".")
-	if len(parts) != 3 {
-		t.Fatalf("access token is not a compact JWS: %q", at)
-	}
-	for i, dst := range []*map[string]any{&header, &claims} {
-		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
-		must(t, err)
-		must(t, json.Unmarshal(raw, dst))
-	}
-	return header, claims
-}
 
 // User story 1 (docs/design.md, "User stories"): configurable refresh lifetime; refresh verifies the
 // token and loads the user by sub; expired and inactive are refused (400).
@@ -56,7 +42,7 @@ func TestStory1ConfigurableRefreshLifetime(t *testing.T) {
 		if b.status != 200 || b.str("access_token") == "" || b.str("refresh_token") == "" {
 			t.Fatalf("refresh: %d %s", b.status, b.body)
 		}
-		_, claims := jwtParts(t, b.str("access_token"))
+		_, claims := testkit.Decode(t, b.str("access_token"))
 		if claims["sub"] != e.userID {
 			t.Fatalf("refreshed token sub %v, want %s", claims["sub"], e.userID)
 		}
@@ -199,7 +185,7 @@ func TestStory5RotatingRefresh(t *testing.T) {
 func TestAccessTokenClaims(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
 	a := e.signIn()
-	h, c := jwtParts(t, a.str("access_token"))
+	h, c := testkit.Decode(t, a.str("access_token"))
 	if h["typ"] != "at+jwt" || h["alg"] != "ES256" || h["kid"] == "" {
 		t.Fatalf("header %v", h)
 	}
@@ -214,13 +200,13 @@ func TestAccessTokenClaims(t *testing.T) {
 	if b := e.signIn(); jwtSID(t, b.str("access_token")) == jwtSID(t, a.str("access_token")) {
 		t.Fatal("two sign-ins share a session id")
 	}
-	_, c2 := jwtParts(t, e.signIn().str("access_token"))
+	_, c2 := testkit.Decode(t, e.signIn().str("access_token"))
 	if c2["jti"] == c["jti"] {
 		t.Fatal("jti repeated")
 	}
 }
 
-func jwtSID(t *testing.T, at string) any { _, c := jwtParts(t, at); return c["sid"] }
+func jwtSID(t *testing.T, at string) any { _, c := testkit.Decode(t, at); return c["sid"] }
 
 func TestClientCredentials(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
@@ -228,7 +214,7 @@ func TestClientCredentials(t *testing.T) {
 	if a.status != 200 || a.str("refresh_token") != "" || a.str("scope") != "read" {
 		t.Fatalf("client_credentials: %d %s", a.status, a.body)
 	}
-	_, c := jwtParts(t, a.str("access_token"))
+	_, c := testkit.Decode(t, a.str("access_token"))
 	if c["sub"] != backendApp || c["sid"] != nil {
 		t.Fatalf("claims %v", c)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
@@ -41,7 +41,7 @@ type env struct {
 	refresher *token.Refresher
 	clock     *testclock.Clock
 	hasher    server.PasswordHasher
-	logs      *syncBuffer
+	logs      *testkit.SyncBuffer
 
 	userID string
 	secret string // secret of the confidential client "backend"
@@ -92,18 +92,6 @@ func redisStore(t testing.TB) store.Store {
 	return st
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // fastArgon keeps tests quick; production uses credential.DefaultArgon2.
 var fastArgon = credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}
 
@@ -118,7 +106,7 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 	rsrc := token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}
 	clk := testclock.New(time.Now())
 	e := &env{t: t, store: st, keys: set, refresher: token.NewRefresher(rsrc), clock: clk,
-		hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &syncBuffer{}}
+		hasher: &countingHasher{PasswordHasher: credential.NewHasher(fastArgon, 0)}, logs: &testkit.SyncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, []string{"orders"}, 15*time.Minute, src)
 	o := server.Options{
 		Store: st, Tokens: e.issuer, Keys: src, RefreshKeys: rsrc, Passwords: e.hasher,

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/url"
 	"strconv"
@@ -9,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/verify"
 )
 
 // Introspection and a resource server's verify.Verifier run one check
 // (docs/design.md, "Access tokens"), so they give one verdict on every
-// token. These are the inputs on which they once disagreed (issue #13:
-// introspection took exp or iat as a string, and exp = 1e16), and
+// token. These are the inputs on which they once disagreed
+// (introspection took exp or iat as a string, and exp = 1e16), and
 // neighbours of them.
 func TestIntrospectionAgreesWithVerify(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
@@ -24,7 +26,7 @@ func TestIntrospectionAgreesWithVerify(t *testing.T) {
 	if live.status != 200 {
 		t.Fatalf("sign in: %d %s", live.status, live.body)
 	}
-	_, liveClaims := jwtParts(t, live.str("access_token"))
+	_, liveClaims := testkit.Decode(t, live.str("access_token"))
 	real := e.keys.Signing()
 	now := e.clock.Now()
 	v, err := verify.New(context.Background(), testIssuer, verify.WithJWKSURL(e.srv.URL+"/.well-known/jwks.json"),
@@ -55,8 +57,9 @@ func TestIntrospectionAgreesWithVerify(t *testing.T) {
 	}
 	header := `{"alg":"` + real.Alg + `","kid":"` + real.ID + `","typ":"at+jwt"}`
 	token := func(header string, payload []byte) string {
+		b64 := base64.RawURLEncoding
 		in := b64.EncodeToString([]byte(header)) + "." + b64.EncodeToString(payload)
-		return in + "." + b64.EncodeToString(signWith(t, real)(in))
+		return in + "." + b64.EncodeToString(testkit.Signer(t, real.Method, real.Signer)(in))
 	}
 	str := func(d time.Duration) string { return `"` + strconv.FormatInt(now.Add(d).Unix(), 10) + `"` }
 

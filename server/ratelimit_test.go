@@ -165,8 +165,9 @@ func TestLoginRateLimit(t *testing.T) {
 	})
 }
 
-// Issue 11.4 through HTTP, counted: an attacker spreading guesses over
-// 300 addresses gets exactly the account ceiling's guesses (each a real
+// No lockout, bounded guessing (docs/design.md, "Brute-force protection
+// (password grant)") through HTTP, counted: an attacker spreading guesses
+// over 300 addresses gets exactly the account ceiling's guesses (each a real
 // password check), while the owner keeps signing in from their own address,
 // and the per-address limit still stops guessing from that address.
 func TestLoginNoLockout(t *testing.T) {

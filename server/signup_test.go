@@ -12,6 +12,7 @@ import (
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/internal/testclock"
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
@@ -28,7 +29,7 @@ func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher
 	if h == nil {
 		h = credential.NewHasher(fastArgon, 0)
 	}
-	e := &env{t: t, store: st, clock: testclock.New(time.Now()), hasher: h, logs: &syncBuffer{}}
+	e := &env{t: t, store: st, clock: testclock.New(time.Now()), hasher: h, logs: &testkit.SyncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, nil, 15*time.Minute, src)
 	s, err := server.New(server.Options{
 		Store: st, Tokens: e.issuer, Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}, Passwords: h,
@@ -84,7 +85,7 @@ func TestSignup(t *testing.T) {
 		if tok.status != http.StatusOK {
 			t.Fatalf("sign in: %d %s", tok.status, tok.body)
 		}
-		_, claims := jwtParts(t, tok.str("access_token"))
+		_, claims := testkit.Decode(t, tok.str("access_token"))
 		if claims["sub"] != u.ID {
 			t.Fatalf("sub %v", claims["sub"])
 		}

@@ -1,6 +1,6 @@
 package server_test
 
-// Requests real third-party clients and frontends send (issue 12): a
+// Requests real third-party clients and frontends send: a
 // Bearer header on /logout and /oauth/revoke, duplicate JSON keys, and the
 // headers every JSON answer carries.
 

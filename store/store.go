@@ -64,7 +64,7 @@ type User struct {
 	ID           string   // opaque, token.NewID(); the `sub` of access tokens
 	Username     string   // as entered; looked up case-insensitively
 	PasswordHash string   // PHC-formatted argon2id hash
-	Roles        []string // single words: stored space-joined
+	Roles        []string // each a credential.Role, none twice; stored space-joined
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
@@ -439,17 +439,18 @@ func NormalScope(requested, granted string) string {
 	return granted
 }
 
-// Times passed to a Store ("now") must not be zero.
-//
 // Store is tokend's state. Implementations must be safe for concurrent use
 // and must make each method atomic: in particular, of N concurrent Rotate
 // calls presenting the same generation at most one writes, and every
-// accepted one answers the same generation.
+// accepted one answers the same generation. Times passed to a Store
+// ("now") must not be zero.
 //
 // Errors other than the sentinels above (and *ReuseError) mean the store
 // could not be reached or failed; callers treat them as "unavailable".
 type Store interface {
-	// Users.
+	// Users. CreateUser and UpdateUser refuse roles that credential.Roles
+	// refuses, writing nothing; callers check roles first, so that error
+	// means a bug, not an outage.
 	CreateUser(ctx context.Context, u User) error // ErrConflict if the username is taken
 	User(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)

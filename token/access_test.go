@@ -2,14 +2,11 @@ package token
 
 import (
 	"crypto/ecdsa"
-	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
 )
 
@@ -56,19 +54,6 @@ func newTestIssuer(t testing.TB, alg string) *Issuer {
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-func decodeSegment(t *testing.T, s string) map[string]any {
-	t.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatalf("%s: %v", raw, err)
-	}
-	return m
-}
-
 func TestIssueVerifyRoundTrip(t *testing.T) {
 	for _, alg := range allAlgs {
 		t.Run(alg, func(t *testing.T) {
@@ -86,7 +71,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			if want := `{"alg":"` + alg + `","kid":"` + k.ID + `","typ":"at+jwt"}`; string(hdr) != want {
 				t.Errorf("header %s, want %s", hdr, want)
 			}
-			p := decodeSegment(t, parts[1])
+			_, p := testkit.Decode(t, tok)
 			want := map[string]any{
 				"iss": testIss, "sub": "user1", "client_id": "web", "scope": "openid profile", "sid": "sess1",
 				"aud":   []any{testAud, "https://other.example.com"},
@@ -146,7 +131,7 @@ func TestIssueMinimalClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := decodeSegment(t, strings.Split(tok, ".")[1])
+	_, p := testkit.Decode(t, tok)
 	if _, ok := p["sid"]; ok {
 		t.Error("sid present")
 	}
@@ -170,7 +155,7 @@ func TestIssueEscaping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := decodeSegment(t, strings.Split(tok, ".")[1])
+	_, p := testkit.Decode(t, tok)
 	if _, ok := p["aud"]; ok {
 		t.Error("aud present with no audience configured")
 	}
@@ -232,28 +217,10 @@ func TestJTIUnique(t *testing.T) {
 	}
 }
 
-// craft builds a token from raw header and payload maps, signed by sign.
-func craft(header, payload map[string]any, sign func(signingString string) []byte) string {
-	h, _ := json.Marshal(header)
-	p, _ := json.Marshal(payload)
-	s := b64(h) + "." + b64(p)
-	return s + "." + b64(sign(s))
-}
-
 func validPayload() map[string]any {
 	return map[string]any{
 		"iss": testIss, "sub": "user1", "aud": []string{testAud}, "client_id": "web",
 		"jti": "abc", "iat": t0.Unix(), "nbf": t0.Unix(), "exp": t0.Add(15 * time.Minute).Unix(),
-	}
-}
-
-func keySigner(t *testing.T, k *keys.Key) func(string) []byte {
-	return func(s string) []byte {
-		sig, err := k.Method.Sign(s, k.Signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
 	}
 }
 
@@ -270,69 +237,53 @@ func TestVerifyRejects(t *testing.T) {
 	other, _ := keys.Generate(keys.ES256) // not in the set
 
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "kid": kid, "typ": "at+jwt"} }
-	with := func(m map[string]any, kv ...any) map[string]any {
-		m = maps.Clone(m)
-		for j := 0; j < len(kv); j += 2 {
-			if kv[j+1] == nil {
-				delete(m, kv[j].(string))
-			} else {
-				m[kv[j].(string)] = kv[j+1]
-			}
-		}
-		return m
-	}
-	hmacWith := func(secret []byte) func(string) []byte {
-		return func(s string) []byte {
-			m := hmac.New(sha256.New, secret)
-			m.Write([]byte(s))
-			return m.Sum(nil)
-		}
-	}
 	pubPEM := func(k *keys.Key) []byte {
 		der, _ := x509.MarshalPKIXPublicKey(k.Public)
 		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}
 	ecPoint, _ := es.Public.(*ecdsa.PublicKey).Bytes()
 	none := func(string) []byte { return nil }
+	esSig, rsSig := testkit.Signer(t, es.Method, es.Signer), testkit.Signer(t, rs.Method, rs.Signer)
+	otherSig := testkit.Signer(t, other.Method, other.Signer)
 
-	good := craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, es))
+	good := testkit.Encode(t, hdr(keys.ES256, es.ID), validPayload(), esSig)
 	if _, err := iss.Verify(good, t0); err != nil {
 		t.Fatalf("control token rejected: %v", err)
 	}
 
 	cases := map[string]string{
-		"alg none":               craft(hdr("none", es.ID), validPayload(), none),
-		"alg none no kid":        craft(map[string]any{"alg": "none", "typ": "at+jwt"}, validPayload(), none),
-		"HS256 with RSA PEM":     craft(hdr("HS256", rs.ID), validPayload(), hmacWith(pubPEM(rs))),
-		"HS256 with EC PEM":      craft(hdr("HS256", es.ID), validPayload(), hmacWith(pubPEM(es))),
-		"HS256 with EC point":    craft(hdr("HS256", es.ID), validPayload(), hmacWith(ecPoint)),
-		"HS256 with kid":         craft(hdr("HS256", es.ID), validPayload(), hmacWith([]byte(es.ID))),
-		"alg swap ES256→RS256":   craft(hdr(keys.RS256, es.ID), validPayload(), keySigner(t, rs)),
-		"alg swap EdDSA kid":     craft(hdr(keys.ES256, ed.ID), validPayload(), keySigner(t, es)),
-		"PS256":                  craft(hdr("PS256", rs.ID), validPayload(), keySigner(t, rs)),
-		"unknown kid":            craft(hdr(keys.ES256, other.ID), validPayload(), keySigner(t, other)),
-		"unknown kid, known key": craft(hdr(keys.ES256, "nope"), validPayload(), keySigner(t, es)),
-		"no kid":                 craft(map[string]any{"alg": keys.ES256, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
-		"kid not string":         craft(map[string]any{"alg": keys.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), keySigner(t, es)),
-		"signed by other key":    craft(hdr(keys.ES256, es.ID), validPayload(), keySigner(t, other)),
-		"typ JWT":                craft(with(hdr(keys.ES256, es.ID), "typ", "JWT"), validPayload(), keySigner(t, es)),
-		"typ missing":            craft(with(hdr(keys.ES256, es.ID), "typ", nil), validPayload(), keySigner(t, es)),
-		"typ not string":         craft(with(hdr(keys.ES256, es.ID), "typ", 1), validPayload(), keySigner(t, es)),
-		"crit":                   craft(with(hdr(keys.ES256, es.ID), "crit", []string{"exp"}), validPayload(), keySigner(t, es)),
-		"wrong iss":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "https://evil"), keySigner(t, es)),
-		"no iss":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", nil), keySigner(t, es)),
-		"wrong aud":              craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", []string{"https://x"}), keySigner(t, es)),
-		"no aud":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "aud", nil), keySigner(t, es)),
-		"no sub":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "sub", nil), keySigner(t, es)),
-		"no client_id":           craft(hdr(keys.ES256, es.ID), with(validPayload(), "client_id", nil), keySigner(t, es)),
-		"no jti":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "jti", nil), keySigner(t, es)),
-		"no iat":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", nil), keySigner(t, es)),
-		"no exp":                 craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", nil), keySigner(t, es)),
-		"exp not a number":       craft(hdr(keys.ES256, es.ID), with(validPayload(), "exp", "soon"), keySigner(t, es)),
-		"roles not array":        craft(hdr(keys.ES256, es.ID), with(validPayload(), "roles", "admin"), keySigner(t, es)),
-		"nbf in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), keySigner(t, es)),
-		"iat in future":          craft(hdr(keys.ES256, es.ID), with(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), keySigner(t, es)),
-		"expired and wrong iss":  craft(hdr(keys.ES256, es.ID), with(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), keySigner(t, es)),
+		"alg none":               testkit.Encode(t, hdr("none", es.ID), validPayload(), none),
+		"alg none no kid":        testkit.Encode(t, map[string]any{"alg": "none", "typ": "at+jwt"}, validPayload(), none),
+		"HS256 with RSA PEM":     testkit.Encode(t, hdr("HS256", rs.ID), validPayload(), testkit.HS256(pubPEM(rs))),
+		"HS256 with EC PEM":      testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256(pubPEM(es))),
+		"HS256 with EC point":    testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256(ecPoint)),
+		"HS256 with kid":         testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256([]byte(es.ID))),
+		"alg swap ES256→RS256":   testkit.Encode(t, hdr(keys.RS256, es.ID), validPayload(), rsSig),
+		"alg swap EdDSA kid":     testkit.Encode(t, hdr(keys.ES256, ed.ID), validPayload(), esSig),
+		"PS256":                  testkit.Encode(t, hdr("PS256", rs.ID), validPayload(), rsSig),
+		"unknown kid":            testkit.Encode(t, hdr(keys.ES256, other.ID), validPayload(), otherSig),
+		"unknown kid, known key": testkit.Encode(t, hdr(keys.ES256, "nope"), validPayload(), esSig),
+		"no kid":                 testkit.Encode(t, map[string]any{"alg": keys.ES256, "typ": "at+jwt"}, validPayload(), esSig),
+		"kid not string":         testkit.Encode(t, map[string]any{"alg": keys.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), esSig),
+		"signed by other key":    testkit.Encode(t, hdr(keys.ES256, es.ID), validPayload(), otherSig),
+		"typ JWT":                testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", "JWT"), validPayload(), esSig),
+		"typ missing":            testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", nil), validPayload(), esSig),
+		"typ not string":         testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", 1), validPayload(), esSig),
+		"crit":                   testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "crit", []string{"exp"}), validPayload(), esSig),
+		"wrong iss":              testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", "https://evil"), esSig),
+		"no iss":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", nil), esSig),
+		"wrong aud":              testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "aud", []string{"https://x"}), esSig),
+		"no aud":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "aud", nil), esSig),
+		"no sub":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "sub", nil), esSig),
+		"no client_id":           testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "client_id", nil), esSig),
+		"no jti":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "jti", nil), esSig),
+		"no iat":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iat", nil), esSig),
+		"no exp":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "exp", nil), esSig),
+		"exp not a number":       testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "exp", "soon"), esSig),
+		"roles not array":        testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "roles", "admin"), esSig),
+		"nbf in future":          testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), esSig),
+		"iat in future":          testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), esSig),
+		"expired and wrong iss":  testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), esSig),
 		"tampered payload":       strings.Split(good, ".")[0] + "." + b64([]byte(`{"iss":"`+testIss+`","sub":"admin"}`)) + "." + strings.Split(good, ".")[2],
 		"tampered signature":     good[:len(good)-2] + flip(good[len(good)-2:]),
 		"truncated signature":    good[:len(good)-10],
@@ -397,6 +348,7 @@ func TestVerifyAudience(t *testing.T) {
 	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, keys.ES256)})
 	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, keys.ES256)})
 	hdr := map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "at+jwt"}
+	esSig := testkit.Signer(t, es.Method, es.Signer)
 	for _, c := range []struct {
 		aud   any
 		multi bool
@@ -412,7 +364,7 @@ func TestVerifyAudience(t *testing.T) {
 		} else {
 			p["aud"] = c.aud
 		}
-		tok := craft(hdr, p, keySigner(t, es))
+		tok := testkit.Encode(t, hdr, p, esSig)
 		if _, err := multi.Verify(tok, t0); (err == nil) != c.multi {
 			t.Errorf("aud %v: multi err = %v", c.aud, err)
 		}
@@ -421,7 +373,7 @@ func TestVerifyAudience(t *testing.T) {
 		}
 	}
 	// typ may be the full media type, in any case.
-	tok := craft(map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), keySigner(t, es))
+	tok := testkit.Encode(t, map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), esSig)
 	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, keys.ES256)}).Verify(tok, t0); err != nil {
 		t.Errorf("typ application/at+jwt: %v", err)
 	}

@@ -264,7 +264,7 @@ var headerSeeds = []string{
 // FuzzVerifyClaims signs fuzzed headers and payloads with the trusted key,
 // which is how claim rules are reached at all: verify and golang-jwt must
 // agree on each. A mismatch found here once was a parser differential in
-// tokend (issue #13: introspection took exp as a string, and exp = 1e16).
+// tokend (introspection took exp as a string, and exp = 1e16).
 func FuzzVerifyClaims(f *testing.F) {
 	for _, h := range headerSeeds {
 		f.Add(h, claimSeeds[0])

@@ -543,7 +543,7 @@ func TestOptions(t *testing.T) {
 
 // The audience is checked unless the Verifier is told, by name, not to:
 // New without WithAudience fails, and a token for another service is
-// refused (issue #12: a token for one service must not open another).
+// refused: a token for one service must not open another.
 func TestAudienceRequired(t *testing.T) {
 	ctx := context.Background()
 	f := newFakeIssuer(t, verify.ES256, "billing")

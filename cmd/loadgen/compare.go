@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// The side-by-side comparison (docs/performance.md, issue 14): tokend and the bare
+// The side-by-side comparison (docs/performance.md, "Side by side"): tokend and the bare
 // go-oauth2 server of ../shared/baseline, on the refresh and
 // client_credentials workloads, measured alternately in one sitting. Every
 // run uses a fresh server process (the baseline's in-memory store grows

@@ -14,16 +14,13 @@ import (
 	"github.com/tokend/tokend/store"
 )
 
-// Account and client administration (issue 11.6): set-password, roles,
+// Account and client administration: set-password, roles,
 // rotate-secret, update.
 
 // adminHasher is the argon2id hasher the configuration asks for, one hash
 // at a time (the CLI and start-up work).
 func adminHasher(cfg config.Config) *credential.Hasher {
-	return credential.NewHasher(credential.Argon2Params{
-		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations,
-		Parallelism: cfg.PasswordHashParallelism, SaltLen: 16, KeyLen: 32,
-	}, 1)
+	return credential.NewHasher(cfg.Argon2(), 1)
 }
 
 func (c *cli) usersSetPasswordCmd() *cobra.Command {
@@ -89,19 +86,18 @@ func (c *cli) usersRolesCmd() *cobra.Command {
 		Short: "Show, grant or take away a user's roles (in access tokens from the next refresh on)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, r := range append(slices.Clone(add), remove...) {
-				if r == "" || strings.ContainsAny(r, " \t\n") {
-					return fmt.Errorf("role %q: a role is one word without spaces", r)
+			for _, r := range add { // any role may be removed, one kept by an earlier version too
+				if err := credential.Role(r); err != nil {
+					return err
 				}
 			}
 			return c.withUser(cmd, args[0], func(st store.Store, u store.User) error {
-				roles := slices.Clone(u.Roles)
-				for _, r := range add {
-					if !slices.Contains(roles, r) {
+				var roles []string // the user's, then the added ones, each once
+				for _, r := range append(slices.Clone(u.Roles), add...) {
+					if !slices.Contains(roles, r) && !slices.Contains(remove, r) {
 						roles = append(roles, r)
 					}
 				}
-				roles = slices.DeleteFunc(roles, func(r string) bool { return slices.Contains(remove, r) })
 				if len(add)+len(remove) > 0 {
 					u.Roles, u.UpdatedAt = roles, time.Now()
 					if err := st.UpdateUser(cmd.Context(), u); err != nil {

@@ -19,7 +19,7 @@ import (
 )
 
 // bootstrapFile is TOKEND_BOOTSTRAP: users and clients that serve creates
-// at start-up when they do not exist (issue 11.7). Secrets are never in
+// at start-up when they do not exist (docs/design.md, "Bootstrap"). Secrets are never in
 // the file itself: each comes from a file (docker/compose secrets) or an
 // environment variable.
 type bootstrapFile struct {
@@ -105,10 +105,8 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 			bad("users[%d]: %q is listed twice", i, u.Username)
 		}
 		seen["u:"+strings.ToLower(u.Username)] = true
-		for _, r := range u.Roles {
-			if r == "" || strings.ContainsAny(r, " \t\n") {
-				bad("users[%d]: role %q: a role is one word without spaces", i, r)
-			}
+		if err := credential.Roles(u.Roles); err != nil {
+			bad("users[%d] (%s): %v", i, u.Username, err)
 		}
 		if (u.PasswordFile == "") == (u.PasswordEnv == "") {
 			bad("users[%d] (%s): give exactly one of password_file and password_env", i, u.Username)

@@ -1,6 +1,6 @@
 package main
 
-// The CLI as issue 12 found it: one username and password rule shared with
+// The CLI's rules: one username and password rule shared with
 // signup, a password prompt without echo at a terminal, a non-zero exit
 // for a mistyped subcommand, and keys generate following the
 // configuration.
@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/internal/testkit"
 )
 
 // The CLI refuses what signup refuses, and canonicalises names the same
@@ -155,7 +156,7 @@ func TestUsersCreatePromptsAtATerminal(t *testing.T) {
 				}
 			}
 		}()
-		errb := &syncWriter{}
+		errb := &testkit.SyncBuffer{}
 		root := newRoot(slave, &bytes.Buffer{}, errb, env)
 		root.SetArgs([]string{"users", "create", name})
 		done := make(chan error, 1)

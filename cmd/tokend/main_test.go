@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -12,10 +11,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/internal/testredis"
 )
 
@@ -130,13 +129,13 @@ func TestConfigVersionKeys(t *testing.T) {
 }
 
 // serveFor starts `tokend serve` in-process and returns its base URL.
-func serveFor(t *testing.T, environ []string, args ...string) (string, *syncWriter) {
+func serveFor(t *testing.T, environ []string, args ...string) (string, *testkit.SyncBuffer) {
 	t.Helper()
 	return serveOn(t, "127.0.0.1", environ, args...)
 }
 
 // serveOn is serveFor listening on host (any address of 127.0.0.0/8).
-func serveOn(t *testing.T, host string, environ []string, args ...string) (string, *syncWriter) {
+func serveOn(t *testing.T, host string, environ []string, args ...string) (string, *testkit.SyncBuffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -144,7 +143,7 @@ func serveOn(t *testing.T, host string, environ []string, args ...string) (strin
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	out := &syncWriter{}
+	out := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	root := newRoot(strings.NewReader(""), out, out, append(environ, "HTTP_ADDR="+addr))
@@ -170,18 +169,6 @@ func serveOn(t *testing.T, host string, environ []string, args ...string) (strin
 	}
 	return base, out
 }
-
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.buf.String() }
 
 func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
 	t.Helper()
@@ -262,20 +249,9 @@ func TestIssuerFromHTTPAddr(t *testing.T) {
 		t.Fatalf("sign in: %d %v", status, m)
 	}
 	at, _ := m["access_token"].(string)
-	parts := strings.Split(at, ".")
-	if len(parts) != 3 {
-		t.Fatalf("access token %q", at)
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims struct {
-		Aud []string `json:"aud"`
-		Iss string   `json:"iss"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss != base || len(claims.Aud) != 1 || claims.Aud[0] != base {
-		t.Fatalf("claims %s: want iss and aud %q (RFC 9068 §2.2: aud is required)", payload, base)
+	_, claims := testkit.Decode(t, at)
+	if aud, _ := claims["aud"].([]any); claims["iss"] != base || len(aud) != 1 || aud[0] != base {
+		t.Fatalf("claims %v: want iss and aud %q (RFC 9068 §2.2: aud is required)", claims, base)
 	}
 	addr := strings.TrimPrefix(base, "http://")
 	if out, err := run(t, []string{"HTTP_ADDR=" + addr}, "", "healthcheck"); err != nil {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/internal/testredis"
 )
 
@@ -112,8 +113,8 @@ func mustRunBin(t *testing.T, bin string, env []string, stdin string, args ...st
 
 // replica is one `tokend serve` process.
 type replica struct {
-	base string      // http://127.0.0.1:port
-	out  *syncWriter // stdout and stderr
+	base string              // http://127.0.0.1:port
+	out  *testkit.SyncBuffer // stdout and stderr
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -129,7 +130,7 @@ func startServe(t *testing.T, bin string, env []string) *replica {
 // address).
 func startServeAt(t *testing.T, bin string, env []string, addr string) *replica {
 	t.Helper()
-	r := &replica{base: "http://" + addr, out: &syncWriter{}, done: make(chan struct{})}
+	r := &replica{base: "http://" + addr, out: &testkit.SyncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "serve")
 	r.cmd.Env = procEnv(append(env, "HTTP_ADDR="+addr)...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

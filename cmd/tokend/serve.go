@@ -147,10 +147,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	keysCtx, stopKeys := context.WithCancel(ctx)
 	defer stopKeys()
 	go ks.run(keysCtx)
-	hasher := credential.NewHasher(credential.Argon2Params{
-		Memory: cfg.PasswordHashMemory, Iterations: cfg.PasswordHashIterations, Parallelism: cfg.PasswordHashParallelism,
-		SaltLen: 16, KeyLen: 32,
-	}, 0)
+	hasher := credential.NewHasher(cfg.Argon2(), 0)
 	srv, err := server.New(server.Options{
 		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
 		Keys: ks.signing, RefreshKeys: ks.refresh,

@@ -40,10 +40,8 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 			if err != nil {
 				return err
 			}
-			for _, r := range roles {
-				if r == "" || strings.ContainsAny(r, " \t\n") {
-					return fmt.Errorf("--role %q: a role is one word without spaces", r)
-				}
+			if err := credential.Roles(roles); err != nil {
+				return fmt.Errorf("--role: %w", err)
 			}
 			password, err := c.readPassword(username)
 			if err != nil {

@@ -320,7 +320,8 @@ func (ty *Tally) Alive(t testing.TB, c *Client, rts []string) []string {
 }
 
 // Check logs, and fails the test unless it is 0, how many of n sessions
-// ended under fault, and why: the figure of issue 9's table.
+// ended under fault, and why: the figure of the table in docs/design.md,
+// "Fault injection".
 func (ty *Tally) Check(t testing.TB, fault string, n int) {
 	t.Helper()
 	ty.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -141,6 +142,10 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if u.ID == "" {
 		return errors.New("memstore: create user: empty id")
 	}
+	roles, err := fields.JoinRoles(u.Roles)
+	if err != nil {
+		return fmt.Errorf("memstore: create user: %w", err)
+	}
 	if err := s.lock(); err != nil {
 		return err
 	}
@@ -152,7 +157,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if _, ok := s.names[name]; ok {
 		return store.ErrConflict
 	}
-	u.Roles = fields.Words(strings.Join(u.Roles, " "))
+	u.Roles = fields.Words(roles)
 	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
 	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason = time.Time{}, "", ""
 	s.users[u.ID] = u
@@ -209,6 +214,10 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 // UpdateUser replaces the user's password hash and roles and sets
 // UpdatedAt; the other fields are ignored. ErrNotFound if absent.
 func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
+	roles, err := fields.JoinRoles(u.Roles)
+	if err != nil {
+		return fmt.Errorf("memstore: update user: %w", err)
+	}
 	if err := s.lock(); err != nil {
 		return err
 	}
@@ -218,7 +227,7 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 		return store.ErrNotFound
 	}
 	cur.PasswordHash = u.PasswordHash
-	cur.Roles = fields.Words(strings.Join(u.Roles, " "))
+	cur.Roles = fields.Words(roles)
 	cur.UpdatedAt = fields.Round(u.UpdatedAt)
 	s.users[u.ID] = cur
 	return nil

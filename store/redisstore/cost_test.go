@@ -185,8 +185,8 @@ func must(t testing.TB, err error) {
 // Redis, dated by Redis's clock as tokend serve does (ServerClock), with a
 // browser's User-Agent in the record, and reports what Redis spends per
 // rotation beside the usual figures, for benchstat: redis-script-µs/op,
-// the script's own time (INFO commandstats, usec of evalsha; issue 14
-// bounds it at 15 µs), and redis-cpu-µs/op, the Redis process's CPU (INFO
+// the script's own time (INFO commandstats, usec of evalsha; its budget
+// is 15 µs, docs/performance.md), and redis-cpu-µs/op, the Redis process's CPU (INFO
 // cpu), which adds reading, parsing and answering the command:
 //
 //	go test -run '^$' -bench RotateRedisCost -count 6 ./store/redisstore/

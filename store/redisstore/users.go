@@ -22,8 +22,12 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if u.ID == "" {
 		return errors.New("redisstore: create user: empty id")
 	}
+	roles, err := fields.JoinRoles(u.Roles)
+	if err != nil {
+		return wrap("create user", err)
+	}
 	created, err := createUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
-		u.ID, u.Username, u.PasswordHash, strings.Join(u.Roles, " "), flag(u.Disabled),
+		u.ID, u.Username, u.PasswordHash, roles, flag(u.Disabled),
 		fields.Millis(u.CreatedAt), fields.Millis(u.UpdatedAt)).Int()
 	if err != nil {
 		return wrap("create user", err)
@@ -173,8 +177,12 @@ func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
 	if u.ID == "" {
 		return store.ErrNotFound
 	}
+	roles, err := fields.JoinRoles(u.Roles)
+	if err != nil {
+		return wrap("update user", err)
+	}
 	done, err := updateUser.Run(ctx, s.rdb, []string{s.userKey(u.ID)},
-		u.PasswordHash, strings.Join(u.Roles, " "), fields.Millis(u.UpdatedAt)).Int()
+		u.PasswordHash, roles, fields.Millis(u.UpdatedAt)).Int()
 	if err != nil {
 		return wrap("update user", err)
 	}

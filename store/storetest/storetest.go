@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentCreateUser", testConcurrentCreateUser},
 		{"UserNotFound", testUserNotFound},
 		{"UpdateUser", testUpdateUser},
+		{"InvalidRoles", testInvalidRoles},
 		{"ListUsers", testListUsers},
 		{"DisableUser", testDisableUser},
 		{"DeleteUser", testDeleteUser},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 )
 
@@ -45,6 +46,16 @@ func ReasonOr(r string) string {
 		return store.ReasonRevoked
 	}
 	return r
+}
+
+// JoinRoles returns a user's roles space-joined, the form both stores
+// keep, or credential.Roles's error: a role with a space of any kind in it
+// would be read back as two roles.
+func JoinRoles(roles []string) (string, error) {
+	if err := credential.Roles(roles); err != nil {
+		return "", err
+	}
+	return strings.Join(roles, " "), nil
 }
 
 // Words splits a space-joined list; empty gives nil.
