@@ -279,7 +279,34 @@ func TestRun(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler), verify.WithAudience("orders")); err == nil {
-		t.Fatal("run without a reachable tokend succeeded")
+	// Started before tokend: it serves, and answers 503 until it can
+	// read tokend's keys.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go func() { done <- run(ctx, addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler), verify.WithAudience("orders")) }()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/orders", nil)
+		req.Header.Set("Authorization", "Bearer "+unknownKeyToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("GET /orders before tokend: %d", resp.StatusCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
+
+// unknownKeyToken is a well-formed access token of an unknown key: checking
+// it needs the JWKS.
+const unknownKeyToken = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.e30.AAAA"
