@@ -1,7 +1,8 @@
-// Package dpoporacle tests the verify module's DPoP proof parser
-// (verify/dpop) against an independent JOSE implementation,
-// lestrrat-go/jwx, as the oracle. It lives in tokend's module because jwx
-// is one of tokend's dependencies and must not become one of verify's.
+// Package dpoptest holds the tests of the verify module's DPoP package
+// (verify/dpop) that need what tokend's module has and verify's must not:
+// the proof parser fuzzed against an independent JOSE implementation,
+// lestrrat-go/jwx, as the oracle (this file), and a replay cache shared
+// in Redis by the replicas of a service (redis_test.go).
 //
 // The rule checked on every input: whenever dpop.Check accepts a proof,
 // jwx parses the same compact JWS, verifies its signature with the key of
@@ -9,7 +10,7 @@
 // RFC 9449 rules jwx does not know (typ, the allow-list, no private key
 // members, the claims, htu normalised with net/url) hold — each written
 // once, below, next to the call. What jwx refuses, dpop refuses.
-package dpoporacle
+package dpoptest
 
 import (
 	"crypto"
