@@ -23,6 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokend/tokend/verify"
+	"github.com/tokend/tokend/verify/internal/testkit"
 )
 
 // The tests of this module build what they need of tokend here — keys, a
@@ -328,20 +329,8 @@ func (f *fakeIssuer) goodClaims() map[string]any {
 	}
 }
 
-func with(m map[string]any, kv ...any) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
-	}
-	for i := 0; i < len(kv); i += 2 {
-		if kv[i+1] == nil {
-			delete(out, kv[i].(string))
-		} else {
-			out[kv[i].(string)] = kv[i+1]
-		}
-	}
-	return out
-}
+// with edits a copy of a token's header or claims.
+var with = testkit.Edit
 
 func segment(tok string, i int) string { return strings.Split(tok, ".")[i] }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/tokend/tokend/verify/dpop"
 )
@@ -60,12 +59,10 @@ func (v *Verifier) refuse(w http.ResponseWriter, scheme string, err error) {
 		v.challenge(w, scheme, "invalid_request", desc, "")
 		writeBody(w, http.StatusBadRequest, "invalid_request", desc)
 	case errors.Is(err, ErrUnavailable):
-		msg := "the token signing keys cannot be fetched; retry later"
-		if desc == feedDown || strings.Contains(desc, "replay") {
-			msg = desc + "; retry later"
-		}
+		// The signing keys, the revocation feed (failing closed) or the
+		// replay cache, as desc says.
 		w.Header().Set("Retry-After", "1")
-		writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", msg)
+		writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc+"; retry later")
 	case errors.Is(err, dpop.ErrUseNonce):
 		v.challenge(w, schemeDPoP, "use_dpop_nonce", desc, "")
 		writeBody(w, http.StatusUnauthorized, "use_dpop_nonce", desc)

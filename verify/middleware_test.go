@@ -1,8 +1,6 @@
 package verify_test
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -28,12 +26,7 @@ func call(t *testing.T, h http.Handler, auth ...string) result {
 	for _, a := range auth {
 		req.Header.Add("Authorization", a)
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	r := result{status: rec.Code, header: rec.Header()}
-	b, _ := io.ReadAll(rec.Body)
-	_ = json.Unmarshal(b, &r.body)
-	return r
+	return serve(h, req)
 }
 
 func TestMiddleware(t *testing.T) {

@@ -7,12 +7,13 @@
 // metadata, fetches the JSON Web Key Set and caches it for as long as its
 // Cache-Control max-age says. If tokend cannot be reached when New runs
 // (the service started first), New still returns a Verifier, which reads
-// the metadata on first use and answers ErrUnavailable until it can. A token signed by a key it does not know
-// (tokend rotated keys, or restarted with a new development key) makes it
-// fetch the set again at once, shared by every concurrent caller and at
-// most once per WithRefetchInterval, so forged kids cannot make it hammer
-// tokend. If tokend cannot be reached, the keys it has keep working. A
-// Verifier made by NewWithKeys checks tokens against keys it is given.
+// the metadata on first use and answers ErrUnavailable until it can. A
+// token signed by a key it does not know (tokend rotated keys, or
+// restarted with a new development key) makes it fetch the set again at
+// once, shared by every concurrent caller and at most once per
+// WithRefetchInterval, so forged kids cannot make it hammer tokend. If
+// tokend cannot be reached, the keys it has keep working. A Verifier made
+// by NewWithKeys checks tokens against keys it is given.
 //
 // Verify accepts an access token (RFC 9068) only if
 //   - it is a compact JWS with header typ "at+jwt" and no "crit";
@@ -43,9 +44,12 @@
 // every other failure an error matching ErrInvalid (or ErrUnavailable when
 // the keys could not be fetched).
 //
-// Middleware puts the Claims of a valid token in the request context
-// (ClaimsFrom) and answers the others as RFC 6750 §3 says; RequireScope
-// and RequireRole answer 403 insufficient_scope.
+// VerifyRequest checks the token of an HTTP request — Bearer, or DPoP
+// with its proof (RFC 9449 §7.1) — and Middleware puts the Claims of a
+// valid one in the request context (ClaimsFrom) and answers the others as
+// RFC 6750 §3 and RFC 9449 §7.1 say; RequireScope and RequireRole answer
+// 403 insufficient_scope. The DPoP proofs themselves are checked by the
+// package verify/dpop, which also makes them for clients (dpop.Transport).
 //
 // The package is a Go module of its own (github.com/tokend/tokend/verify)
 // that depends only on golang-jwt, for the signature algorithms, and on
@@ -347,6 +351,8 @@ func New(ctx context.Context, issuerURL string, opts ...Option) (*Verifier, erro
 			return nil, fmt.Errorf("verify: jwks_uri: %w", err)
 		}
 		v.endpoints.jwks, v.endpoints.known = o.jwksURL, true
+	} else if err := checkURL(issuerURL); err != nil {
+		return nil, fmt.Errorf("verify: issuer: %w", err)
 	} else if _, _, err := v.resolve(ctx); err != nil {
 		if !isTransient(err) {
 			return nil, err

@@ -274,6 +274,9 @@ func TestDiscovery(t *testing.T) {
 	if _, err := verify.New(ctx, "", aud); err == nil {
 		t.Fatal("empty issuer accepted")
 	}
+	if _, err := verify.New(ctx, "ftp://auth.example.com", aud); err == nil {
+		t.Fatal("an issuer whose metadata cannot be fetched accepted")
+	}
 	f.mdStatus.Store(http.StatusNotFound) // a wrong issuer URL, say
 	if _, err := verify.New(ctx, f.url, aud); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("metadata 404: %v", err)

@@ -269,9 +269,17 @@ func check(t *testing.T, proof string) (accepted bool) {
 // goodHeader is the header of a proof by key; goodClaims its claims.
 var (
 	goodHeader = `{"typ":"dpop+jwt","alg":"EdDSA","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + b64(key.Public().(ed25519.PublicKey)) + `"}}`
-	ecHeader   = `{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"` + b64(ecKey.X.FillBytes(make([]byte, 32))) + `","y":"` + b64(ecKey.Y.FillBytes(make([]byte, 32))) + `"}}`
+	ecPoint, _ = ecKey.PublicKey.Bytes() // 4 || x || y
+	ecHeader   = `{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"` + b64(ecPoint[1:33]) + `","y":"` + b64(ecPoint[33:]) + `"}}`
 	goodClaims = `{"jti":"jti-1","htm":"GET","htu":"https://api.example.com/orders","iat":1767225600,"ath":"` + athOf(token) + `"}`
 )
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
 
 func athOf(tok string) string {
 	sum := sha256.Sum256([]byte(tok))

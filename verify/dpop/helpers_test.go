@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/verify/internal/testkit"
 )
 
 var b64 = base64.RawURLEncoding.EncodeToString
@@ -100,18 +102,5 @@ func toJSON(v any) []byte {
 	return b
 }
 
-// with returns a copy of m with kv set (a nil value deletes).
-func with(m map[string]any, kv ...any) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
-	}
-	for i := 0; i < len(kv); i += 2 {
-		if kv[i+1] == nil {
-			delete(out, kv[i].(string))
-		} else {
-			out[kv[i].(string)] = kv[i+1]
-		}
-	}
-	return out
-}
+// with edits a copy of a token's header or claims.
+var with = testkit.Edit
