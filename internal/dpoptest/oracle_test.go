@@ -360,7 +360,7 @@ var ecHeaderSeeds = []string{
 	strings.Replace(ecHeader, `"x":"`, `"x":"A`, 1),
 	strings.Replace(ecHeader, `"alg":"ES256"`, `"alg":"EdDSA"`, 1),
 	strings.Replace(ecHeader, `"alg":"ES256"`, `"alg":"ES384"`, 1),
-	strings.Replace(ecHeader, `"crv":"P-256"`, `"crv":"P-256","d":"`+b64(ecKey.D.FillBytes(make([]byte, 32)))+`"`, 1),
+	strings.Replace(ecHeader, `"crv":"P-256"`, `"crv":"P-256","d":"`+b64(must(ecKey.Bytes()))+`"`, 1),
 	`{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"` + b64(make([]byte, 32)) + `","y":"` + b64(make([]byte, 32)) + `"}}`,
 }
 
