@@ -16,9 +16,11 @@ import (
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/ratelimit"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 const (
@@ -64,7 +66,7 @@ func sharedRedisStore(t *testing.T) store.Store {
 // option turns it off.
 func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	t.Helper()
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func newEnv(t *testing.T, st store.Store, opts ...func(*server.Options)) *env {
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := server.New(o)
+	s, err := server.New(servertest.Defaults(o))
 	if err != nil {
 		t.Fatal(err)
 	}

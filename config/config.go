@@ -41,6 +41,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/verify"
 )
 
 // Config is the effective, validated configuration.
@@ -106,13 +107,6 @@ type Setting struct {
 
 // Redacted replaces secrets in Settings, String and LogValue.
 const Redacted = "REDACTED"
-
-// Supported signing algorithms (JWS "alg" values).
-const (
-	AlgES256 = "ES256"
-	AlgEdDSA = "EdDSA"
-	AlgRS256 = "RS256"
-)
 
 // Log formats.
 const (
@@ -280,16 +274,15 @@ var table = []variable{
 		format: func(c Config) string { return FormatDuration(c.ReuseWindow) },
 	},
 	{
-		Variable: Variable{"JWT_SIGNING_ALG", AlgES256, formAlg,
+		Variable: Variable{"JWT_SIGNING_ALG", verify.ES256, formAlg,
 			"Algorithm of new signing keys and access tokens."},
 		parse: func(c *Config, raw string) string {
-			for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
-				if strings.EqualFold(raw, alg) {
-					c.SigningAlg = alg
-					return ""
-				}
+			alg, err := SigningAlg(raw)
+			if err != nil {
+				return err.Error()
 			}
-			return fmt.Sprintf("%q is not a supported algorithm (use %s)", raw, formAlg)
+			c.SigningAlg = alg
+			return ""
 		},
 		format: func(c Config) string { return c.SigningAlg },
 	},
@@ -304,7 +297,7 @@ var table = []variable{
 	},
 	{
 		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
-			"At start-up, when JWT_KEYS_DIR is missing or empty, generate keys into it exactly as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. A directory with any file in it is left alone."},
+			"At start-up, generate into JWT_KEYS_DIR (made if missing) a key of each kind it has none of, as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. Only key files count; a directory with both kinds is left alone."},
 		parse: func(c *Config, raw string) string {
 			b, ok := parseBool(raw)
 			if !ok {
@@ -595,6 +588,19 @@ func LocalAddr(httpAddr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// SigningAlg returns the algorithm of new signing keys that name names,
+// in any case (es256 is ES256), in its canonical spelling: one of
+// verify.ES256, verify.EdDSA and verify.RS256. JWT_SIGNING_ALG and the
+// CLI's --alg both read it.
+func SigningAlg(name string) (string, error) {
+	for _, alg := range []string{verify.ES256, verify.EdDSA, verify.RS256} {
+		if strings.EqualFold(name, alg) {
+			return alg, nil
+		}
+	}
+	return "", fmt.Errorf("%q is not a supported algorithm (use %s)", name, formAlg)
 }
 
 // parseBool accepts true/false, 1/0, yes/no and on/off, in any case.

@@ -13,6 +13,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/memstore"
+	"github.com/tokend/tokend/store/storetest"
 )
 
 // logs returns a constructor of each Log implementation, so one suite
@@ -328,6 +329,41 @@ func TestStoreEmits(t *testing.T) {
 	if lost != 1 {
 		t.Fatalf("lost = %d, want 1", lost)
 	}
+}
+
+// Every store.Store method is in the emits table (TestStoreEmits checks
+// what the emitting ones append), and the ones that emit nothing append
+// nothing: a method added to store.Store fails here until the decorator
+// says whether it emits.
+func TestEveryMethodDecided(t *testing.T) {
+	storetest.CheckMethodTable(t, "events' emits table", events.Emits)
+	ctx := context.Background()
+	log := events.NewMemoryLog(time.Hour, 0, nil)
+	st := events.Wrap(memstore.New(), log, events.Options{AccessTTL: time.Minute})
+	if err := st.CreateUser(ctx, store.User{ID: "u1", Username: "ann", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range storetest.Methods() {
+		if events.Emits[m] == "" && m != "Close" {
+			_ = storetest.Call(ctx, st, m) // zero arguments: an answer or a refusal
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := log.Read(ctx, events.ID{}, 10, 0); err != nil || len(got) != 0 {
+		t.Fatalf("methods listed as emitting nothing appended %+v (%v)", got, err)
+	}
+}
+
+// The decorator is a store.Store like any other: the conformance suite
+// holds through it.
+func TestStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		st := events.Wrap(memstore.New(), events.NewMemoryLog(time.Hour, 0, nil), events.Options{AccessTTL: time.Minute})
+		t.Cleanup(func() { st.Close() })
+		return st
+	})
 }
 
 // Each kind has its SSE event name and SET event type; the "tokend" member

@@ -19,8 +19,13 @@ import (
 // servers refuse a live session until its tokens expire. If the append
 // fails (the store wrote, then Redis failed), the store's answer stands,
 // the event is lost, and that is logged as an error and counted (Lost).
+//
+// Store writes out every method of store.Store (no embedding), and emits
+// says which events each emits, so a method added to store.Store — one
+// that ends sessions, say — does not compile here until it is decided
+// whether it emits.
 type Store struct {
-	store.Store
+	next      store.Store
 	log       Log
 	accessTTL time.Duration
 	logger    *slog.Logger
@@ -50,14 +55,37 @@ func Wrap(st store.Store, log Log, o Options) *Store {
 	if o.Lost == nil {
 		o.Lost = func() {}
 	}
-	return &Store{Store: st, log: log, accessTTL: o.AccessTTL, logger: o.Logger, now: o.Now, lost: o.Lost}
+	return &Store{next: st, log: log, accessTTL: o.AccessTTL, logger: o.Logger, now: o.Now, lost: o.Lost}
 }
 
-// Unwrap returns the wrapped store.
-func (s *Store) Unwrap() store.Store { return s.Store }
+var _ store.Store = (*Store)(nil)
 
-// Log returns the log the store appends to.
-func (s *Store) Log() Log { return s.log }
+// emits says, for every store.Store method, which events it appends (""
+// for none: it ends no session and changes no client). A test checks that
+// it lists every method, and that the methods listed with "" emit nothing.
+var emits = map[string]string{
+	"SetUserDisabled":    "a user event when it disables",
+	"DeleteUser":         "a user event",
+	"UpdateClient":       "a client-updated event",
+	"DeleteClient":       "a client event",
+	"CreateSession":      "a session event per session the cap evicted",
+	"Rotate":             "a session event when it revokes the session for reuse",
+	"Logout":             "a session event (local, or reuse) or a user event (global, others)",
+	"RevokeSession":      "a session event",
+	"RevokeUserSessions": "a user event",
+	"CreateUser":         "",
+	"User":               "",
+	"UserByName":         "",
+	"ListUsers":          "",
+	"UpdateUser":         "", // a new password ends sessions through RevokeUserSessions
+	"CreateClient":       "",
+	"Client":             "",
+	"ListClients":        "",
+	"Session":            "",
+	"ListSessions":       "",
+	"Ping":               "",
+	"Close":              "",
+}
 
 // emit appends e, filling Time and Until.
 func (s *Store) emit(ctx context.Context, e Event) {
@@ -91,7 +119,7 @@ func (s *Store) emit(ctx context.Context, e Event) {
 // O(1); this read is the price of refusing their tokens exactly, paid
 // only on user-wide ends. If it fails the event goes without the list.
 func (s *Store) active(ctx context.Context, userID, except string, now time.Time) []string {
-	list, err := s.Store.ListSessions(ctx, userID, now)
+	list, err := s.next.ListSessions(ctx, userID, now)
 	if err != nil {
 		return nil
 	}
@@ -110,7 +138,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	if disabled {
 		sids = s.active(ctx, id, "", now)
 	}
-	if err := s.Store.SetUserDisabled(ctx, id, disabled, now); err != nil {
+	if err := s.next.SetUserDisabled(ctx, id, disabled, now); err != nil {
 		return err
 	}
 	if disabled {
@@ -123,7 +151,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	now := s.now()
 	sids := s.active(ctx, id, "", now)
-	if err := s.Store.DeleteUser(ctx, id); err != nil {
+	if err := s.next.DeleteUser(ctx, id); err != nil {
 		return err
 	}
 	s.emit(ctx, Event{Kind: KindUser, Subject: id, NotBefore: now, Sessions: sids, Reason: store.ReasonUserDeleted, Time: now})
@@ -134,7 +162,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 // replica drops it from its client cache, and resource servers refuse the
 // access tokens it was issued before now.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	if err := s.Store.DeleteClient(ctx, id); err != nil {
+	if err := s.next.DeleteClient(ctx, id); err != nil {
 		return err
 	}
 	now := s.now()
@@ -147,7 +175,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 // grants take effect everywhere within the feed's delay. Resource servers
 // refuse nothing for it.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
-	if err := s.Store.UpdateClient(ctx, c); err != nil {
+	if err := s.next.UpdateClient(ctx, c); err != nil {
 		return err
 	}
 	s.emit(ctx, Event{Kind: KindClientUpdated, Client: c.ID, Reason: ReasonClientUpdated})
@@ -157,7 +185,7 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 // Rotate rotates; when it revokes the session for reuse it emits a
 // session event.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
-	out, err := s.Store.Rotate(ctx, r)
+	out, err := s.next.Rotate(ctx, r)
 	if errors.Is(err, store.ErrTokenReused) {
 		s.emit(ctx, Event{Kind: KindSession, Subject: r.UserID, Session: r.SessionID, Client: r.ClientID, Reason: store.ReasonReuse, Time: r.Now})
 	}
@@ -167,7 +195,7 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 // RevokeSession revokes the session and emits a session event (also when
 // it was already revoked: the event is idempotent for a consumer).
 func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason string, now time.Time) error {
-	if err := s.Store.RevokeSession(ctx, userID, sessionID, reason, now); err != nil {
+	if err := s.next.RevokeSession(ctx, userID, sessionID, reason, now); err != nil {
 		return err
 	}
 	s.emit(ctx, Event{Kind: KindSession, Subject: userID, Session: sessionID, Reason: reason, Time: now})
@@ -178,7 +206,7 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 // user event (not-before now, except exempt), whatever their number.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
 	sids := s.active(ctx, userID, except, now)
-	if err := s.Store.RevokeUserSessions(ctx, userID, except, reason, now); err != nil {
+	if err := s.next.RevokeUserSessions(ctx, userID, except, reason, now); err != nil {
 		return err
 	}
 	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Sessions: sids, Reason: reason, Time: now})
@@ -188,7 +216,7 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 // CreateSession starts a session; every session the per-user cap ends to
 // make room is a session event.
 func (s *Store) CreateSession(ctx context.Context, n store.NewSession) ([]string, error) {
-	evicted, err := s.Store.CreateSession(ctx, n)
+	evicted, err := s.next.CreateSession(ctx, n)
 	if err != nil {
 		return evicted, err
 	}
@@ -210,7 +238,7 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	case store.LogoutOthers:
 		sids = s.active(ctx, l.UserID, l.SessionID, l.Now)
 	}
-	sess, err := s.Store.Logout(ctx, l)
+	sess, err := s.next.Logout(ctx, l)
 	switch {
 	case errors.Is(err, store.ErrTokenReused):
 		s.emit(ctx, Event{Kind: KindSession, Subject: l.UserID, Session: l.SessionID, Client: l.ClientID, Reason: store.ReasonReuse, Time: l.Now})
@@ -224,3 +252,32 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	}
 	return sess, err
 }
+
+// The methods that end no session and change no client pass through.
+
+func (s *Store) CreateUser(ctx context.Context, u store.User) error { return s.next.CreateUser(ctx, u) }
+func (s *Store) User(ctx context.Context, id string) (store.User, error) {
+	return s.next.User(ctx, id)
+}
+func (s *Store) UserByName(ctx context.Context, username string) (store.User, error) {
+	return s.next.UserByName(ctx, username)
+}
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) { return s.next.ListUsers(ctx) }
+func (s *Store) UpdateUser(ctx context.Context, u store.User) error  { return s.next.UpdateUser(ctx, u) }
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	return s.next.CreateClient(ctx, c)
+}
+func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
+	return s.next.Client(ctx, id)
+}
+func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	return s.next.ListClients(ctx)
+}
+func (s *Store) Session(ctx context.Context, userID, sessionID string) (store.Session, error) {
+	return s.next.Session(ctx, userID, sessionID)
+}
+func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) ([]store.Session, error) {
+	return s.next.ListSessions(ctx, userID, now)
+}
+func (s *Store) Ping(ctx context.Context) error { return s.next.Ping(ctx) }
+func (s *Store) Close() error                   { return s.next.Close() }

@@ -1,10 +1,21 @@
-// Package keys holds tokend's signing key material: generating, storing and
-// loading private keys (PEM, one file per key), their RFC 7638 thumbprints
-// (used as kid), and immutable key sets with a precomputed RFC 7517 JWKS.
+// Package keys holds tokend's key material: the JWT signing keys and the
+// refresh keys refresh tokens are derived from. Both kinds live as files
+// in one key directory shared by every replica, one file per key, and
+// follow one life — pending, active, retired, expired — on a schedule
+// derived from their file names and the clock (Schedule).
+//
+// Each kind is a Kind (kind.go) described once, beside its key type and
+// its set of keys in use — Signing (this file: PEM private keys, their
+// RFC 7638 thumbprints as kid, Set with the RFC 7517 JWKS) and Refresh
+// (refresh.go: 32-byte HMAC secrets, RefreshSet) — and everything else is
+// written once for both: file names, loading, status, pruning and adding
+// keys (dir.go), the schedule (schedule.go), the immutable Ring of keys in
+// use that both sets are (set.go) and DirSource, which follows a
+// directory (source.go).
 //
 // Keys are parsed once, when loaded; signing code uses Key.Signer and
-// Key.Method directly. A Set never changes after NewSet, so a key rotator can
-// build a new Set and swap it in atomically.
+// Key.Method directly. A Ring never changes after it is made, so a key
+// rotator can build a new one and swap it in atomically.
 package keys
 
 import (
@@ -17,21 +28,41 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/verify"
 )
 
-// Supported JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1).
-const (
-	ES256 = "ES256" // ECDSA P-256 with SHA-256 (tokend's default)
-	EdDSA = "EdDSA" // Ed25519
-	RS256 = "RS256" // RSASSA-PKCS1-v1_5 with SHA-256
-)
+// Signing is the kind of the JWT signing keys (docs/design.md, "Signing
+// keys and rotation"). A signing key file is "<yyyymmddThhmmssZ>-<kid>.pem"
+// holding one PEM private key (see ParsePEM), or a public key that is
+// published and never signs; kid is its RFC 7638 thumbprint.
+//
+// Schedule rule: a new key is published JWKS_MAX_AGE + the reload
+// interval before it signs — by then every replica has read its file and
+// every verifier's cached JWKS has it — and a replaced key stays published
+// for the access-token lifetime + leeway after it stopped signing, until
+// every token it signed has expired.
+var Signing = Kind[*Key, *Set]{
+	name: "signing", what: "signing key (a *.pem file with a private key)",
+	suffix: ".pem", kidLen: thumbprintLen,
+	parse:   ParsePEM,
+	marshal: (*Key).MarshalPEM,
+	timing: func(l Lifetimes) Timing {
+		return Timing{PrePublish: l.JWKSMaxAge + l.Reload, RetireAfter: l.Access + l.Leeway}
+	},
+	set:     NewSet,
+	logName: "signing key", logActive: "signing with key", logFrom: "signs_from",
+	logAttrs: func(k *Key) []slog.Attr { return []slog.Attr{slog.String("alg", k.Alg)} },
+}
 
 // RSABits is the modulus size Generate uses for RS256 keys. 2048 bits is
 // the NIST SP 800-57 minimum through 2030 and what most identity providers
@@ -39,14 +70,20 @@ const (
 // 2048 bits or more.
 const RSABits = 2048
 
-// Key is a parsed signing (or verification) key.
+// Key is a parsed signing (or verification) key. Its Stamp's ID is the
+// RFC 7638 JWK thumbprint (unpadded base64url of SHA-256).
 type Key struct {
-	ID      string            // kid: RFC 7638 JWK thumbprint (unpadded base64url of SHA-256)
-	Alg     string            // ES256, EdDSA or RS256
-	Signer  crypto.Signer     // *ecdsa.PrivateKey, ed25519.PrivateKey or *rsa.PrivateKey; nil for a public-only key
-	Public  crypto.PublicKey  // *ecdsa.PublicKey, ed25519.PublicKey or *rsa.PublicKey
-	Method  jwt.SigningMethod // jwt.SigningMethodES256, jwt.SigningMethodEdDSA or jwt.SigningMethodRS256
-	Created time.Time         // when the key was made (second precision, UTC)
+	Stamp
+	Alg    string            // verify.ES256, verify.EdDSA or verify.RS256
+	Signer crypto.Signer     // *ecdsa.PrivateKey, ed25519.PrivateKey or *rsa.PrivateKey; nil for a public-only key
+	Public crypto.PublicKey  // *ecdsa.PublicKey, ed25519.PublicKey or *rsa.PublicKey
+	Method jwt.SigningMethod // jwt.SigningMethodES256, jwt.SigningMethodEdDSA or jwt.SigningMethodRS256
+}
+
+func (k *Key) canSign() bool { return k.Signer != nil }
+
+func (k *Key) complete() bool {
+	return k.ID != "" && k.Public != nil && k.Method != nil && k.Alg == k.Method.Alg()
 }
 
 // Generate makes a new key for alg: a P-256 key for ES256, an Ed25519 key
@@ -56,14 +93,14 @@ func Generate(alg string) (*Key, error) {
 	var signer crypto.Signer
 	var err error
 	switch alg {
-	case ES256:
+	case verify.ES256:
 		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case EdDSA:
+	case verify.EdDSA:
 		_, signer, err = ed25519.GenerateKey(rand.Reader)
-	case RS256:
+	case verify.RS256:
 		signer, err = rsa.GenerateKey(rand.Reader, RSABits)
 	default:
-		return nil, fmt.Errorf("keys: unsupported algorithm %q (want %s, %s or %s)", alg, ES256, EdDSA, RS256)
+		return nil, fmt.Errorf("keys: unsupported algorithm %q (want %s, %s or %s)", alg, verify.ES256, verify.EdDSA, verify.RS256)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keys: generate %s key: %w", alg, err)
@@ -72,7 +109,7 @@ func Generate(alg string) (*Key, error) {
 }
 
 func newKey(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Key, error) {
-	k := &Key{Signer: signer, Public: pub, Created: created}
+	k := &Key{Stamp: Stamp{Created: created}, Signer: signer, Public: pub}
 	switch p := pub.(type) {
 	case *ecdsa.PublicKey:
 		if p.Curve != elliptic.P256() {
@@ -81,17 +118,17 @@ func newKey(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Key
 		if _, err := p.Bytes(); err != nil {
 			return nil, fmt.Errorf("keys: invalid ECDSA public key: %w", err)
 		}
-		k.Alg, k.Method = ES256, jwt.SigningMethodES256
+		k.Alg, k.Method = verify.ES256, jwt.SigningMethodES256
 	case ed25519.PublicKey:
 		if len(p) != ed25519.PublicKeySize {
 			return nil, errors.New("keys: bad Ed25519 public key length")
 		}
-		k.Alg, k.Method = EdDSA, jwt.SigningMethodEdDSA
+		k.Alg, k.Method = verify.EdDSA, jwt.SigningMethodEdDSA
 	case *rsa.PublicKey:
 		if p.N.BitLen() < RSABits {
 			return nil, fmt.Errorf("keys: RSA key of %d bits is too small (minimum %d)", p.N.BitLen(), RSABits)
 		}
-		k.Alg, k.Method = RS256, jwt.SigningMethodRS256
+		k.Alg, k.Method = verify.RS256, jwt.SigningMethodRS256
 	default:
 		return nil, fmt.Errorf("keys: unsupported key type %T", pub)
 	}
@@ -114,6 +151,10 @@ type jwk struct {
 }
 
 var b64 = base64.RawURLEncoding
+
+// thumbprintLen is the length of a signing key's kid: a SHA-256 in
+// unpadded base64url.
+const thumbprintLen = 43
 
 // jwk returns the public JWK of k; with meta, kid, alg and use are set.
 func (k *Key) jwk(meta bool) jwk {
@@ -231,4 +272,51 @@ func (k *Key) MarshalPEM() ([]byte, error) {
 		return nil, fmt.Errorf("keys: marshal private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// Set is the ring of signing keys in use — the current key signs, every
+// key is published — with its JWKS.
+type Set struct {
+	Ring[*Key]
+	jwks []byte
+}
+
+// NewSet returns a Set signing with signing (which must have a private
+// key) and publishing signing and published (see NewRing).
+func NewSet(signing *Key, published ...*Key) (*Set, error) {
+	r, err := NewRing(signing, published...)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{Ring: *r}
+	doc := struct {
+		Keys []jwk `json:"keys"`
+	}{Keys: make([]jwk, len(s.keys))}
+	for i, k := range s.keys {
+		doc.Keys[i] = k.jwk(true)
+	}
+	if s.jwks, err = json.Marshal(doc); err != nil {
+		return nil, fmt.Errorf("keys: encode JWKS: %w", err)
+	}
+	return s, nil
+}
+
+// JWKS returns the RFC 7517 JSON Web Key Set of the published public keys,
+//
+//	{"keys":[{"kty":"EC","use":"sig","alg":"ES256","kid":"…","crv":"P-256","x":"…","y":"…"}, …]}
+//
+// with kty OKP/crv Ed25519/x for EdDSA keys and kty RSA/n/e for RS256 keys.
+// It is computed once by NewSet; the returned slice is shared and must not
+// be modified.
+func (s *Set) JWKS() []byte { return s.jwks }
+
+// Ephemeral returns a Set with one freshly generated key for alg, kept only
+// in memory (for development: tokens it signs become unverifiable when the
+// process exits).
+func Ephemeral(alg string) (*Set, error) {
+	k, err := Generate(alg)
+	if err != nil {
+		return nil, err
+	}
+	return NewSet(k)
 }

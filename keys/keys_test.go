@@ -23,9 +23,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tokend/tokend/verify"
 )
 
-var allAlgs = []string{ES256, EdDSA, RS256}
+var allAlgs = []string{verify.ES256, verify.EdDSA, verify.RS256}
 
 // testKeys caches one generated key per algorithm (RSA generation is slow).
 var testKeys = map[string]*Key{}
@@ -57,9 +59,9 @@ func TestGenerate(t *testing.T) {
 		method jwt.SigningMethod
 		signer string
 	}{
-		ES256: {jwt.SigningMethodES256, "*ecdsa.PrivateKey"},
-		EdDSA: {jwt.SigningMethodEdDSA, "ed25519.PrivateKey"},
-		RS256: {jwt.SigningMethodRS256, "*rsa.PrivateKey"},
+		verify.ES256: {jwt.SigningMethodES256, "*ecdsa.PrivateKey"},
+		verify.EdDSA: {jwt.SigningMethodEdDSA, "ed25519.PrivateKey"},
+		verify.RS256: {jwt.SigningMethodRS256, "*rsa.PrivateKey"},
 	}
 	for _, alg := range allAlgs {
 		k := genKey(t, alg)
@@ -87,7 +89,7 @@ func TestGenerate(t *testing.T) {
 			t.Fatalf("%s: verify: %v", alg, err)
 		}
 	}
-	if rk := genKey(t, RS256); rk.Public.(*rsa.PublicKey).N.BitLen() != 2048 {
+	if rk := genKey(t, verify.RS256); rk.Public.(*rsa.PublicKey).N.BitLen() != 2048 {
 		t.Errorf("RSA key has %d bits", rk.Public.(*rsa.PublicKey).N.BitLen())
 	}
 	if _, err := Generate("HS256"); err == nil {
@@ -146,7 +148,7 @@ func TestPEMRoundTrip(t *testing.T) {
 
 // Traditional (non-PKCS#8) encodings, as OpenSSL writes them.
 func TestParsePEMLegacy(t *testing.T) {
-	ec := genKey(t, ES256)
+	ec := genKey(t, verify.ES256)
 	der, err := x509.MarshalECPrivateKey(ec.Signer.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
@@ -155,15 +157,15 @@ func TestParsePEMLegacy(t *testing.T) {
 	sec1 := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 	for _, data := range [][]byte{sec1, append(params, sec1...)} {
 		k, err := ParsePEM(data, time.Time{})
-		if err != nil || k.ID != ec.ID || k.Alg != ES256 {
+		if err != nil || k.ID != ec.ID || k.Alg != verify.ES256 {
 			t.Fatalf("SEC 1: %+v, %v", k, err)
 		}
 	}
 
-	rk := genKey(t, RS256)
+	rk := genKey(t, verify.RS256)
 	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk.Signer.(*rsa.PrivateKey))})
 	k, err := ParsePEM(pkcs1, time.Time{})
-	if err != nil || k.ID != rk.ID || k.Alg != RS256 {
+	if err != nil || k.ID != rk.ID || k.Alg != verify.RS256 {
 		t.Fatalf("PKCS#1: %+v, %v", k, err)
 	}
 }
@@ -173,7 +175,7 @@ func TestParsePEMErrors(t *testing.T) {
 	p384der, _ := x509.MarshalPKCS8PrivateKey(p384)
 	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
 	rsa1024der, _ := x509.MarshalPKCS8PrivateKey(rsa1024)
-	good, _ := genKey(t, ES256).MarshalPEM()
+	good, _ := genKey(t, verify.ES256).MarshalPEM()
 	enc := func(typ string, b []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}) }
 	cases := map[string][]byte{
 		"empty":       nil,
@@ -291,15 +293,15 @@ func TestWriteFileLoadDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "keys")
 	base := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	var written []*Key
-	// Write out of order: EdDSA newest, then RS256 oldest, ES256 in between.
-	for i, alg := range []string{EdDSA, RS256, ES256} {
+	// Write out of order: verify.EdDSA newest, then verify.RS256 oldest, verify.ES256 in between.
+	for i, alg := range []string{verify.EdDSA, verify.RS256, verify.ES256} {
 		k := *genKey(t, alg)
 		k.Created = base.Add(time.Duration([]int{2, 0, 1}[i]) * time.Hour)
-		path, err := WriteFile(dir, &k)
+		path, err := Signing.WriteFile(dir, &k)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := filepath.Join(dir, FileName(&k)); path != want {
+		if want := filepath.Join(dir, Signing.fileName(&k)); path != want {
 			t.Errorf("path %s, want %s", path, want)
 		}
 		fi, err := os.Stat(path)
@@ -311,11 +313,11 @@ func TestWriteFileLoadDir(t *testing.T) {
 		}
 		written = append(written, &k)
 		// Refuses to overwrite.
-		if _, err := WriteFile(dir, &k); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
+		if _, err := Signing.WriteFile(dir, &k); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
 			t.Errorf("second WriteFile: %v", err)
 		}
 	}
-	if name := FileName(written[0]); name != "20240102T050405Z-"+written[0].ID+".pem" {
+	if name := Signing.fileName(written[0]); name != "20240102T050405Z-"+written[0].ID+".pem" {
 		t.Errorf("FileName = %s", name)
 	}
 	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
@@ -331,11 +333,11 @@ func TestWriteFileLoadDir(t *testing.T) {
 		}
 	}
 
-	ks, err := loadKeys(dir)
+	ks, err := loadKeys(Signing, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ks) != 3 || ks[0].Alg != RS256 || ks[1].Alg != ES256 || ks[2].Alg != EdDSA {
+	if len(ks) != 3 || ks[0].Alg != verify.RS256 || ks[1].Alg != verify.ES256 || ks[2].Alg != verify.EdDSA {
 		t.Fatalf("LoadDir order: %v", algs(ks))
 	}
 	for i, k := range ks {
@@ -355,9 +357,9 @@ func algs(ks []*Key) []string {
 }
 
 func TestLoadDirErrors(t *testing.T) {
-	k := genKey(t, ES256)
+	k := genKey(t, verify.ES256)
 	good, _ := k.MarshalPEM()
-	name := FileName(k)
+	name := Signing.fileName(k)
 	cases := map[string]struct {
 		file string
 		data []byte
@@ -365,7 +367,7 @@ func TestLoadDirErrors(t *testing.T) {
 		"bad name":       {"mykey.pem", good},
 		"bad timestamp":  {"20241302T000000Z-" + k.ID + ".pem", good},
 		"no kid":         {"20240102T030405Z-.pem", good},
-		"kid mismatch":   {"20240102T030405Z-" + genKey(t, EdDSA).ID + ".pem", good},
+		"kid mismatch":   {"20240102T030405Z-" + genKey(t, verify.EdDSA).ID + ".pem", good},
 		"bad pem":        {name, []byte("not a key")},
 		"truncated":      {name, good[:len(good)/2]},
 		"cert not a key": {name, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}})},
@@ -375,7 +377,7 @@ func TestLoadDirErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, c.file), c.data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := loadKeys(dir)
+		_, err := loadKeys(Signing, dir)
 		if err == nil || !strings.Contains(err.Error(), c.file) {
 			t.Errorf("%s: err = %v, want an error naming %s", what, err, c.file)
 		}
@@ -385,56 +387,56 @@ func TestLoadDirErrors(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadKeys(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := loadKeys(Signing, dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory named .pem: %v", err)
 	}
 
-	if _, err := loadKeys(filepath.Join(t.TempDir(), "missing")); err == nil {
+	if _, err := loadKeys(Signing, filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("loadKeys(missing) succeeded")
 	}
 	empty := t.TempDir()
-	if ks, err := loadKeys(empty); err != nil || len(ks) != 0 {
-		t.Errorf("loadKeys(empty) = %v, %v", ks, err)
+	if ks, err := loadKeys(Signing, empty); err != nil || len(ks) != 0 {
+		t.Errorf("loadKeys(Signing, empty) = %v, %v", ks, err)
 	}
 }
 
 func TestLoadDirSymlink(t *testing.T) {
-	k := genKey(t, ES256)
+	k := genKey(t, verify.ES256)
 	src := t.TempDir()
-	path, err := WriteFile(src, k)
+	path, err := Signing.WriteFile(src, k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := os.Symlink(path, filepath.Join(dir, FileName(k))); err != nil {
+	if err := os.Symlink(path, filepath.Join(dir, Signing.fileName(k))); err != nil {
 		t.Skip(err)
 	}
-	ks, err := loadKeys(dir)
+	ks, err := loadKeys(Signing, dir)
 	if err != nil || len(ks) != 1 || ks[0].ID != k.ID {
 		t.Fatalf("LoadDir via symlink = %v, %v", ks, err)
 	}
 }
 
 func TestWriteFileErrors(t *testing.T) {
-	k := genKey(t, ES256)
+	k := genKey(t, verify.ES256)
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := WriteFile(file, k); err == nil {
+	if _, err := Signing.WriteFile(file, k); err == nil {
 		t.Error("WriteFile into a file succeeded")
 	}
-	if _, err := WriteFile(t.TempDir(), &Key{Public: "not a key"}); err == nil {
+	if _, err := Signing.WriteFile(t.TempDir(), &Key{Public: "not a key"}); err == nil {
 		t.Error("WriteFile of a bad public key succeeded")
 	}
 }
 
 func TestSet(t *testing.T) {
-	es, ed, rs := genKey(t, ES256), genKey(t, EdDSA), genKey(t, RS256)
+	es, ed, rs := genKey(t, verify.ES256), genKey(t, verify.EdDSA), genKey(t, verify.RS256)
 	s, err := NewSet(es, ed, es, rs, ed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Signing() != es {
-		t.Error("Signing() is not the signing key")
+	if s.Current() != es {
+		t.Error("Current() is not the signing key")
 	}
 	ks := s.Keys()
 	if len(ks) != 3 || ks[0] != es || ks[1] != ed || ks[2] != rs {
@@ -468,7 +470,7 @@ func TestSet(t *testing.T) {
 		"public signing": {pub},
 		"nil published":  {es, nil},
 		"empty key":      {es, {}},
-		"alg mismatch":   {es, {ID: "x", Alg: RS256, Public: es.Public, Method: jwt.SigningMethodES256}},
+		"alg mismatch":   {es, {Stamp: Stamp{ID: "x"}, Alg: verify.RS256, Public: es.Public, Method: jwt.SigningMethodES256}},
 	} {
 		if _, err := NewSet(args[0], args[1:]...); err == nil {
 			t.Errorf("%s: NewSet succeeded", name)
@@ -484,7 +486,7 @@ func TestSet(t *testing.T) {
 // are the set's public keys: rebuild each from its JWK and verify a
 // signature made by the private key.
 func TestJWKS(t *testing.T) {
-	es, ed, rs := genKey(t, ES256), genKey(t, EdDSA), genKey(t, RS256)
+	es, ed, rs := genKey(t, verify.ES256), genKey(t, verify.EdDSA), genKey(t, verify.RS256)
 	s, err := NewSet(es, ed, rs)
 	if err != nil {
 		t.Fatal(err)
@@ -501,9 +503,9 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("JWKS has %d keys", len(doc.Keys))
 	}
 	wantMembers := map[string][]string{
-		ES256: {"kty", "crv", "x", "y", "kid", "alg", "use"},
-		EdDSA: {"kty", "crv", "x", "kid", "alg", "use"},
-		RS256: {"kty", "n", "e", "kid", "alg", "use"},
+		verify.ES256: {"kty", "crv", "x", "y", "kid", "alg", "use"},
+		verify.EdDSA: {"kty", "crv", "x", "kid", "alg", "use"},
+		verify.RS256: {"kty", "n", "e", "kid", "alg", "use"},
 	}
 	for i, k := range []*Key{es, ed, rs} {
 		j := doc.Keys[i]
@@ -520,18 +522,18 @@ func TestJWKS(t *testing.T) {
 		}
 		var pub crypto.PublicKey
 		switch k.Alg {
-		case ES256:
+		case verify.ES256:
 			if j["kty"] != "EC" || j["crv"] != "P-256" {
 				t.Fatalf("EC jwk %v", j)
 			}
 			raw := append([]byte{4}, append(mustDecode(t, j["x"]), mustDecode(t, j["y"])...)...)
 			pub, err = ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
-		case EdDSA:
+		case verify.EdDSA:
 			if j["kty"] != "OKP" || j["crv"] != "Ed25519" {
 				t.Fatalf("OKP jwk %v", j)
 			}
 			pub = ed25519.PublicKey(mustDecode(t, j["x"]))
-		case RS256:
+		case verify.RS256:
 			if j["kty"] != "RSA" || j["e"] != "AQAB" {
 				t.Fatalf("RSA jwk %v", j)
 			}
@@ -555,9 +557,9 @@ func TestJWKS(t *testing.T) {
 }
 
 func TestEphemeral(t *testing.T) {
-	for _, alg := range []string{ES256, EdDSA} {
+	for _, alg := range []string{verify.ES256, verify.EdDSA} {
 		s, err := Ephemeral(alg)
-		if err != nil || s.Signing().Alg != alg || len(s.Keys()) != 1 {
+		if err != nil || s.Current().Alg != alg || len(s.Keys()) != 1 {
 			t.Fatalf("Ephemeral(%s) = %v, %v", alg, s, err)
 		}
 	}
@@ -568,14 +570,14 @@ func TestEphemeral(t *testing.T) {
 
 func BenchmarkGenerateES256(b *testing.B) {
 	for b.Loop() {
-		if _, err := Generate(ES256); err != nil {
+		if _, err := Generate(verify.ES256); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkParsePEM(b *testing.B) {
-	k, _ := Generate(ES256)
+	k, _ := Generate(verify.ES256)
 	data, _ := k.MarshalPEM()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -586,7 +588,7 @@ func BenchmarkParsePEM(b *testing.B) {
 }
 
 func BenchmarkLookup(b *testing.B) {
-	k, _ := Generate(ES256)
+	k, _ := Generate(verify.ES256)
 	s, _ := NewSet(k)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -596,17 +598,10 @@ func BenchmarkLookup(b *testing.B) {
 	}
 }
 
-// loadKeys is loadDir's keys without their paths.
-func loadKeys(dir string) ([]*Key, error) {
-	ls, err := loadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	ks := make([]*Key, len(ls))
-	for i, l := range ls {
-		ks[i] = l.key
-	}
-	return ks, nil
+// loadKeys is the keys of kind kd in dir, without their paths.
+func loadKeys[K KeyType, S any](kd Kind[K, S], dir string) ([]K, error) {
+	files, err := kd.load(dir)
+	return keysOf(files), err
 }
 
 // wrapKey wraps an existing private key (signer set) or public key (pub

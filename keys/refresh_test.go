@@ -17,9 +17,8 @@ import (
 
 	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/internal/testkit"
+	"github.com/tokend/tokend/verify"
 )
-
-var refreshTiming = Timing{PrePublish: 15 * time.Second, RetireAfter: 24*time.Hour + 30*time.Second}
 
 func refreshKeyAt(created time.Time) *RefreshKey {
 	k := GenerateRefreshKey()
@@ -62,6 +61,34 @@ func TestRefreshKeyPEMRoundTrip(t *testing.T) {
 	}
 }
 
+// Derive is HMAC-SHA256 under the secret of a fixed label: the same from
+// every copy of a key, different for another label or another key, and
+// the kid is made from it.
+func TestRefreshKeyDerive(t *testing.T) {
+	k := GenerateRefreshKey()
+	m := hmac.New(sha256.New, k.secret[:])
+	m.Write([]byte("tokend-dpop-nonce-v1"))
+	want := m.Sum(nil)
+	copyOf, err := ParseRefreshPEM(k.MarshalPEM(), k.Created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := copyOf.Derive("tokend-dpop-nonce-v1")
+	if !bytes.Equal(got, want) || len(got) != 32 {
+		t.Fatalf("Derive %x, want HMAC-SHA256 %x", got, want)
+	}
+	got[0]++ // the result is the caller's
+	if !bytes.Equal(k.Derive("tokend-dpop-nonce-v1"), want) {
+		t.Fatal("a caller changed the next result")
+	}
+	if bytes.Equal(k.Derive("another label"), want) || bytes.Equal(GenerateRefreshKey().Derive("tokend-dpop-nonce-v1"), want) {
+		t.Fatal("another label or key derives the same")
+	}
+	if k.ID != kidEncoding.EncodeToString(k.Derive(refreshKIDLabel)[:5]) {
+		t.Fatal("the kid is not derived from the key")
+	}
+}
+
 func TestParseRefreshPEMRefuses(t *testing.T) {
 	k := GenerateRefreshKey()
 	good := k.MarshalPEM()
@@ -76,7 +103,7 @@ func TestParseRefreshPEMRefuses(t *testing.T) {
 		"long":        block(refreshPEMType, append(k.secret[:], 0), nil),
 		"headers":     block(refreshPEMType, k.secret[:], map[string]string{"Proc-Type": "4,ENCRYPTED"}),
 		"two blocks":  append(slices.Clone(good), good...),
-		"signing key": mustPEM(t, genKey(t, ES256)),
+		"signing key": mustPEM(t, genKey(t, verify.ES256)),
 	}
 	for name, data := range cases {
 		if _, err := ParseRefreshPEM(data, tBase); err == nil {
@@ -116,25 +143,25 @@ func TestRefreshKeyNeverPrintsSecret(t *testing.T) {
 func TestRefreshKeyFiles(t *testing.T) {
 	dir := t.TempDir()
 	sk := keyAt(t, tBase)
-	if _, err := WriteFile(dir, sk); err != nil {
+	if _, err := Signing.WriteFile(dir, sk); err != nil {
 		t.Fatal(err)
 	}
 	rk := refreshKeyAt(tBase)
-	path, err := WriteRefreshFile(dir, rk)
+	path, err := Refresh.WriteFile(dir, rk)
 	if err != nil || filepath.Base(path) != tBase.Format(fileTimeLayout)+"-"+rk.ID+".refresh" {
 		t.Fatalf("%s %v", path, err)
 	}
 	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v %v", info.Mode(), err)
 	}
-	if _, err := WriteRefreshFile(dir, rk); err == nil {
+	if _, err := Refresh.WriteFile(dir, rk); err == nil {
 		t.Fatal("overwrote an existing file")
 	}
-	signing, err := loadKeys(dir)
+	signing, err := loadKeys(Signing, dir)
 	if err != nil || len(signing) != 1 || signing[0].ID != sk.ID {
 		t.Fatalf("signing loader: %v %v", signing, err)
 	}
-	rks, err := LoadRefreshDir(dir)
+	rks, err := loadKeys(Refresh, dir)
 	if err != nil || len(rks) != 1 || rks[0].ID != rk.ID || rks[0].secret != rk.secret || !rks[0].Created.Equal(tBase) {
 		t.Fatalf("refresh loader: %v %v", rks, err)
 	}
@@ -152,7 +179,7 @@ func TestRefreshKeyFiles(t *testing.T) {
 		if err := os.WriteFile(bad, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadRefreshDir(dir); err == nil || !strings.Contains(err.Error(), bad) {
+		if _, err := loadKeys(Refresh, dir); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("%s: %v", name, err)
 		}
 		os.Remove(bad)
@@ -161,7 +188,7 @@ func TestRefreshKeyFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".x.refresh"), []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadRefreshDir(dir); err != nil {
+	if _, err := loadKeys(Refresh, dir); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -180,7 +207,7 @@ func TestRefreshSchedule(t *testing.T) {
 		{drop.Add(-time.Nanosecond), []State{StateRetired, StateActive}},
 		{drop, []State{StateExpired, StateActive}},
 	} {
-		sts := RefreshSchedule([]*RefreshKey{k0, k1}, refreshTiming, c.now)
+		sts := Schedule([]*RefreshKey{k0, k1}, refreshTiming, c.now)
 		var got []State
 		for _, st := range sts {
 			got = append(got, st.State)
@@ -188,7 +215,10 @@ func TestRefreshSchedule(t *testing.T) {
 		if !slices.Equal(got, c.want) || !sts[0].DroppedAt.Equal(drop) || !sts[1].SignsFrom.Equal(use) {
 			t.Errorf("at +%v: %v (%+v), want %v", c.now.Sub(k1.Created), got, sts, c.want)
 		}
-		set := refreshSetOf(sts)
+		set, err := Refresh.setOf(sts)
+		if err != nil {
+			t.Fatal(err)
+		}
 		active := k0
 		if c.want[1] == StateActive {
 			active = k1
@@ -204,8 +234,8 @@ func TestRefreshSchedule(t *testing.T) {
 			t.Errorf("at +%v: lookup k0 %v k1 %v", c.now.Sub(k1.Created), ok0, ok1)
 		}
 	}
-	if refreshSetOf(nil) != nil {
-		t.Fatal("a set of no keys")
+	if set, err := Refresh.setOf(nil); set != nil || err != nil {
+		t.Fatalf("a set of no keys: %v %v", set, err)
 	}
 }
 
@@ -215,15 +245,15 @@ func TestRefreshSchedule(t *testing.T) {
 func TestDirSourceRefreshKeys(t *testing.T) {
 	dir := t.TempDir()
 	clk := testclock.New(tBase)
-	if _, err := WriteFile(dir, keyAt(t, tBase.Add(-48*time.Hour))); err != nil {
+	if _, err := Signing.WriteFile(dir, keyAt(t, tBase.Add(-48*time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	opts := DirOptions{Timing: timing, RefreshTiming: refreshTiming, Now: clk.Now, RequireRefreshKeys: true}
+	opts := DirOptions{Lifetimes: lifetimes, Now: clk.Now, RequireRefreshKeys: true}
 	if _, err := NewDirSource(dir, opts); err == nil || !strings.Contains(err.Error(), "no refresh key") {
 		t.Fatalf("no refresh key: %v", err)
 	}
 	k0 := refreshKeyAt(tBase.Add(-48 * time.Hour))
-	if _, err := WriteRefreshFile(dir, k0); err != nil {
+	if _, err := Refresh.WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
 	var logs testkit.SyncBuffer
@@ -237,7 +267,7 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	}
 
 	k1 := refreshKeyAt(tBase)
-	if _, err := WriteRefreshFile(dir, k1); err != nil {
+	if _, err := Refresh.WriteFile(dir, k1); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := src.RefreshKeys().Lookup(k1.ID); ok {
@@ -262,7 +292,7 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	if _, ok := src.RefreshKeys().Lookup(k0.ID); ok {
 		t.Fatal("k0 usable after it expired")
 	}
-	sts := src.RefreshStatus()
+	sts := src.current().refresh.status
 	if len(sts) != 2 || sts[0].State != StateExpired || sts[1].State != StateActive {
 		t.Fatalf("status %+v", sts)
 	}
@@ -271,11 +301,11 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	}
 
 	// Removing every refresh key fails the reload and keeps the keys.
-	removed, err := PruneRefresh(dir, refreshTiming, clk.Now())
+	removed, err := Refresh.prune(dir, refreshTiming, clk.Now())
 	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
 		t.Fatalf("prune: %v %v", removed, err)
 	}
-	if err := os.Remove(filepath.Join(dir, RefreshFileName(k1))); err != nil {
+	if err := os.Remove(filepath.Join(dir, Refresh.fileName(k1))); err != nil {
 		t.Fatal(err)
 	}
 	before := src.RefreshKeys()
@@ -287,41 +317,48 @@ func TestDirSourceRefreshKeys(t *testing.T) {
 	}
 
 	// Without RequireRefreshKeys a directory of signing keys is fine.
-	plain, err := NewDirSource(dir, DirOptions{Timing: timing, Now: clk.Now})
+	plain, err := NewDirSource(dir, DirOptions{Lifetimes: lifetimes, Now: clk.Now})
 	if err != nil || plain.RefreshKeys() != nil {
 		t.Fatalf("%v %v", plain.RefreshKeys(), err)
 	}
 }
 
-func TestRotateRefresh(t *testing.T) {
+func TestAddRefresh(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2025, 6, 1, 12, 0, 0, 300_000_000, time.UTC)
-	k0, path, removed, err := RotateRefresh(dir, refreshTiming, fixed(now), true)
-	if err != nil || len(removed) != 0 || filepath.Base(path) != RefreshFileName(k0) || !k0.Created.Equal(now.Truncate(time.Second).Add(time.Second)) {
-		t.Fatalf("first: %v %v %v %v", k0.Created, path, removed, err)
+	add := func(now time.Time) (*RefreshKey, string, []string) {
+		t.Helper()
+		k := GenerateRefreshKey()
+		path, removed, err := Refresh.Add(dir, k, refreshTiming, fixed(now), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, path, removed
 	}
-	k1, _, _, err := RotateRefresh(dir, refreshTiming, fixed(now), true) // same second
-	if err != nil || !k1.Created.Equal(k0.Created.Add(time.Second)) {
-		t.Fatalf("second: %v %v", k1.Created, err)
+	k0, path, removed := add(now)
+	if len(removed) != 0 || filepath.Base(path) != Refresh.fileName(k0) || !k0.Created.Equal(now.Truncate(time.Second).Add(time.Second)) {
+		t.Fatalf("first: %v %v %v", k0.Created, path, removed)
 	}
-	sts, _, err := RefreshDirStatus(dir, refreshTiming, now)
+	if k1, _, _ := add(now); !k1.Created.Equal(k0.Created.Add(time.Second)) { // same second
+		t.Fatalf("second: %v", k1.Created)
+	}
+	sts, err := Refresh.Status(dir, refreshTiming, now)
 	if err != nil || len(sts) != 2 || sts[0].State != StateActive || sts[1].State != StatePending {
 		t.Fatalf("%+v %v", sts, err)
 	}
-	// Long after, a third rotation prunes k0 (k1 replaced it long ago).
+	// Long after, a third key prunes k0 (k1 replaced it long ago).
 	later := now.Add(refreshTiming.PrePublish + refreshTiming.RetireAfter + time.Minute)
-	_, _, removed, err = RotateRefresh(dir, refreshTiming, fixed(later), true)
-	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
-		t.Fatalf("third: %v %v", removed, err)
+	if _, _, removed := add(later); len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
+		t.Fatalf("third: %v", removed)
 	}
 	// Signing keys are left alone by refresh pruning and vice versa.
-	if _, err := WriteFile(dir, keyAt(t, tBase)); err != nil {
+	if _, err := Signing.WriteFile(dir, keyAt(t, tBase)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Prune(dir, timing, later.Add(1000*time.Hour)); err != nil {
+	if _, err := Signing.prune(dir, timing, later.Add(1000*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if rks, _ := LoadRefreshDir(dir); len(rks) != 2 {
+	if rks, _ := loadKeys(Refresh, dir); len(rks) != 2 {
 		t.Fatalf("%d refresh keys left", len(rks))
 	}
 }

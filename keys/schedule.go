@@ -5,32 +5,18 @@ import (
 	"time"
 )
 
-// Timing says how the keys of a directory move through their states (see
-// Schedule). Every replica must use the same Timing, or they disagree on
-// which key signs.
-type Timing struct {
-	// PrePublish is how long a new key is published before it signs: at
-	// least the JWKS Cache-Control max-age plus the key directory's reload
-	// interval, so that every resource server has it before the first
-	// token it signs. The first key of a directory signs at once.
-	PrePublish time.Duration
-	// RetireAfter is how long a replaced key stays published after it
-	// stopped signing: the access-token lifetime plus the verifiers'
-	// clock leeway, so every token it signed has expired when it goes.
-	RetireAfter time.Duration
-}
-
 // State is where a key is in its life.
 type State int
 
-// Key states, in life order. StatePublicOnly is a key without a private
-// part (a PKIX "PUBLIC KEY" file): published for as long as its file is
-// there, never signing.
+// Key states, in life order. StatePublicOnly is a signing key without a
+// private part (a PKIX "PUBLIC KEY" file): published for as long as its
+// file is there, never signing. For a refresh key, "published" means
+// "verifies refresh tokens" and "signs" means "is used for new sessions".
 const (
 	StatePending    State = iota + 1 // published, not signing yet
 	StateActive                      // published and signing new tokens
-	StateRetired                     // published so tokens it signed still verify; no longer signing
-	StateExpired                     // no longer published: every token it signed has expired; its file can go
+	StateRetired                     // published so what it signed still verifies; no longer signing
+	StateExpired                     // no longer published: everything it signed has expired; its file can go
 	StatePublicOnly                  // published, cannot sign
 )
 
@@ -50,12 +36,13 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int(s))
 }
 
-// Published reports whether a key in state s is in the JWKS.
+// Published reports whether a key in state s is in the JWKS (a refresh
+// key: verifies).
 func (s State) Published() bool { return s != StateExpired }
 
 // Status is a key's state at one instant and the times that bound it.
-type Status struct {
-	Key   *Key
+type Status[K any] struct {
+	Key   K
 	State State
 	// SignsFrom is when the key starts (or started) signing: its Created
 	// time plus Timing.PrePublish, or its Created time for the oldest key.
@@ -64,46 +51,39 @@ type Status struct {
 	// SignsUntil is when the key stops (or stopped) signing: the SignsFrom
 	// of the next newer key. Zero while there is no newer key.
 	SignsUntil time.Time
-	// DroppedAt is when the key leaves the JWKS: SignsUntil plus
-	// Timing.RetireAfter. Zero while SignsUntil is zero.
+	// DroppedAt is when the key leaves the JWKS, or stops verifying
+	// refresh tokens: SignsUntil plus Timing.RetireAfter. Zero while
+	// SignsUntil is zero.
 	DroppedAt time.Time
 }
 
 // Schedule returns the status of each of ks at now. ks must be sorted
-// oldest first, as loadDir returns them; the result is in the same order.
+// oldest first, as the loaders return them; the result is in the same
+// order.
 //
 // The states follow from the keys' Created times (their file names), t and
 // the clock alone, so every replica that reads the same directory derives
 // the same states without talking to the others:
 //
-//   - keys that can sign (those with a private key) form a chain, oldest
-//     first. The oldest signs from the start; every later key signs from
-//     Created + t.PrePublish until the next key's start.
+//   - keys that can sign (every refresh key; signing keys with a private
+//     part) form a chain, oldest first. The oldest signs from the start;
+//     every later key signs from Created + t.PrePublish until the next
+//     key's start.
 //   - at any instant the active key is the newest whose start has passed
 //     (the oldest if none has); newer keys are pending, older ones retired
 //     until t.RetireAfter after they stopped signing, then expired.
 //
-// Exactly one key is active whenever ks holds a key with a private key.
-func Schedule(ks []*Key, t Timing, now time.Time) []Status {
-	out := schedule(len(ks), func(i int) (time.Time, bool) { return ks[i].Created, ks[i].Signer != nil }, t, now)
+// Exactly one key is active whenever ks holds a key that can sign.
+func Schedule[K KeyType](ks []K, t Timing, now time.Time) []Status[K] {
+	out := make([]Status[K], len(ks))
+	chain := make([]int, 0, len(ks)) // indexes of keys that can sign
 	for i, k := range ks {
 		out[i].Key = k
-	}
-	return out
-}
-
-// schedule computes the states of n keys, oldest first, from each key's
-// Created time and whether it can sign (for Schedule and RefreshSchedule).
-// The statuses it returns have no Key.
-func schedule(n int, key func(i int) (created time.Time, canSign bool), t Timing, now time.Time) []Status {
-	out := make([]Status, n)
-	chain := make([]int, 0, n) // indexes of keys that can sign
-	for i := range n {
-		created, canSign := key(i)
-		if !canSign {
+		if !k.canSign() {
 			out[i].State = StatePublicOnly
 			continue
 		}
+		created := k.stamp().Created
 		if len(chain) == 0 {
 			out[i].SignsFrom = created
 		} else {
@@ -140,41 +120,53 @@ func schedule(n int, key func(i int) (created time.Time, canSign bool), t Timing
 // nextChange returns the earliest instant after now at which a status
 // changes (a pending key starts signing, or a retired key is dropped), or
 // the zero time if none will.
-func nextChange(sts []Status, now time.Time) time.Time {
+func nextChange[K any](sts []Status[K], now time.Time) time.Time {
 	var next time.Time
-	consider := func(t time.Time) {
-		if !t.IsZero() && t.After(now) && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
-	}
 	for _, st := range sts {
+		var t time.Time
 		switch st.State {
 		case StatePending:
-			consider(st.SignsFrom)
+			t = st.SignsFrom
 		case StateRetired:
-			consider(st.DroppedAt)
+			t = st.DroppedAt
 		}
+		next = earliest(next, t, now)
 	}
 	return next
 }
 
-// setOf builds the Set that sts describe: the active key signs; pending,
-// active, retired and public-only keys are published, newest first after
-// the signing key.
-func setOf(sts []Status) (*Set, error) {
-	var signing *Key
-	published := make([]*Key, 0, len(sts))
+// earliest returns the earlier of a and b that is after now, or the zero
+// time if neither is.
+func earliest(a, b, now time.Time) time.Time {
+	if b.IsZero() || !b.After(now) {
+		return a
+	}
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// setOf builds the set that sts describe: the active key is current;
+// pending, active, retired and public-only keys are kept (published,
+// usable), newest first after the current one. Pending keys are kept so
+// that a replica whose clock runs ahead, and uses a key first, is
+// understood by the others. The zero S (nil) when no key is active.
+func (kd Kind[K, S]) setOf(sts []Status[K]) (S, error) {
+	var current, none K
+	kept := make([]K, 0, len(sts))
 	for i := len(sts) - 1; i >= 0; i-- {
 		st := sts[i]
 		if st.State == StateActive {
-			signing = st.Key
+			current = st.Key
 		}
 		if st.State.Published() {
-			published = append(published, st.Key)
+			kept = append(kept, st.Key)
 		}
 	}
-	if signing == nil {
-		return nil, fmt.Errorf("keys: no key with a private key to sign with")
+	if current == none {
+		var zero S
+		return zero, nil
 	}
-	return NewSet(signing, published...)
+	return kd.set(current, kept...)
 }

@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -15,17 +16,32 @@ import (
 
 	"github.com/tokend/tokend/internal/testclock"
 	"github.com/tokend/tokend/internal/testkit"
+	"github.com/tokend/tokend/verify"
 )
 
 var (
-	tBase  = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	timing = Timing{PrePublish: 5 * time.Minute, RetireAfter: 15*time.Minute + 30*time.Second}
+	tBase     = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	lifetimes = Lifetimes{Reload: 15 * time.Second, JWKSMaxAge: 4*time.Minute + 45*time.Second,
+		Access: 15 * time.Minute, Refresh: 24 * time.Hour, Leeway: 30 * time.Second}
+	timing        = Signing.Timing(lifetimes) // pre-publication 5m, retired for 15m30s
+	refreshTiming = Refresh.Timing(lifetimes) // used after 15s, retired for 24h0m30s
 )
 
-// keyAt makes a fresh ES256 key created at t.
+// Each kind's schedule rule (docs/design.md, "Signing keys and rotation",
+// "Refresh keys"): they differ on purpose.
+func TestKindTiming(t *testing.T) {
+	if want := (Timing{PrePublish: 5 * time.Minute, RetireAfter: 15*time.Minute + 30*time.Second}); timing != want {
+		t.Errorf("signing timing %+v, want %+v (JWKS_MAX_AGE + reload before; access lifetime + leeway after)", timing, want)
+	}
+	if want := (Timing{PrePublish: 15 * time.Second, RetireAfter: 24*time.Hour + 30*time.Second}); refreshTiming != want {
+		t.Errorf("refresh timing %+v, want %+v (reload before; refresh lifetime + leeway after)", refreshTiming, want)
+	}
+}
+
+// keyAt makes a fresh verify.ES256 key created at t.
 func keyAt(t *testing.T, created time.Time) *Key {
 	t.Helper()
-	k, err := Generate(ES256)
+	k, err := Generate(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +49,7 @@ func keyAt(t *testing.T, created time.Time) *Key {
 	return k
 }
 
-func states(sts []Status) []State {
+func states[K any](sts []Status[K]) []State {
 	out := make([]State, len(sts))
 	for i, st := range sts {
 		out[i] = st.State
@@ -117,15 +133,15 @@ func TestSchedulePublicOnly(t *testing.T) {
 	if !sts[0].SignsFrom.IsZero() || !sts[1].SignsFrom.Equal(tBase) {
 		t.Fatalf("%+v", sts)
 	}
-	set, err := setOf(sts)
+	set, err := Signing.setOf(sts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.Signing() != k0 || len(set.Keys()) != 3 {
-		t.Fatalf("set: signing %s, %d keys", set.Signing().ID, len(set.Keys()))
+	if set.Current() != k0 || len(set.Keys()) != 3 {
+		t.Fatalf("set: signing %s, %d keys", set.Current().ID, len(set.Keys()))
 	}
-	if _, err := setOf(Schedule([]*Key{pub}, timing, tBase)); err == nil {
-		t.Fatal("a set of public keys only can sign")
+	if set, err := Signing.setOf(Schedule([]*Key{pub}, timing, tBase)); set != nil || err != nil {
+		t.Fatalf("a set of public keys only: %v %v", set, err)
 	}
 }
 
@@ -211,21 +227,21 @@ func TestDirSource(t *testing.T) {
 	dir := t.TempDir()
 	clk := testclock.New(tBase)
 	k0 := keyAt(t, tBase.Add(-48*time.Hour))
-	if _, err := WriteFile(dir, k0); err != nil {
+	if _, err := Signing.WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
 	var logs testkit.SyncBuffer
-	src, err := NewDirSource(dir, DirOptions{Timing: timing, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	src, err := NewDirSource(dir, DirOptions{Lifetimes: lifetimes, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := src.Keys().Signing().ID; got != k0.ID {
+	if got := src.Keys().Current().ID; got != k0.ID {
 		t.Fatalf("signing %s, want k0", got)
 	}
 
 	// Rotate: k1 is published at the next reload, but k0 signs on.
 	k1 := keyAt(t, tBase)
-	if _, err := WriteFile(dir, k1); err != nil {
+	if _, err := Signing.WriteFile(dir, k1); err != nil {
 		t.Fatal(err)
 	}
 	if kids := jwksKids(t, src.Keys()); len(kids) != 1 {
@@ -235,8 +251,8 @@ func TestDirSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := src.Keys()
-	if set.Signing().ID != k0.ID || !slices.Equal(jwksKids(t, set), sorted(k0.ID, k1.ID)) {
-		t.Fatalf("after reload: signing %s, published %v", set.Signing().ID, jwksKids(t, set))
+	if set.Current().ID != k0.ID || !slices.Equal(jwksKids(t, set), sorted(k0.ID, k1.ID)) {
+		t.Fatalf("after reload: signing %s, published %v", set.Current().ID, jwksKids(t, set))
 	}
 	if !strings.Contains(logs.String(), "state=pending") {
 		t.Errorf("no log of the pending key:\n%s", logs.String())
@@ -245,13 +261,13 @@ func TestDirSource(t *testing.T) {
 	// The pre-publication delay passes: k1 signs, with no reload needed.
 	clk.Set(tBase.Add(timing.PrePublish))
 	set = src.Keys()
-	if set.Signing().ID != k1.ID || !slices.Equal(jwksKids(t, set), sorted(k0.ID, k1.ID)) {
-		t.Fatalf("after pre-publication: signing %s, published %v", set.Signing().ID, jwksKids(t, set))
+	if set.Current().ID != k1.ID || !slices.Equal(jwksKids(t, set), sorted(k0.ID, k1.ID)) {
+		t.Fatalf("after pre-publication: signing %s, published %v", set.Current().ID, jwksKids(t, set))
 	}
 	if _, ok := set.Lookup(k0.ID); !ok {
 		t.Fatal("retired key not verifiable")
 	}
-	if sts := src.Status(); !slices.Equal(states(sts), []State{StateRetired, StateActive}) {
+	if sts := src.current().signing.status; !slices.Equal(states(sts), []State{StateRetired, StateActive}) {
 		t.Fatalf("status %v", states(sts))
 	}
 	// Keys is stable between changes: the same Set, no rebuild.
@@ -268,7 +284,7 @@ func TestDirSource(t *testing.T) {
 	if kids := jwksKids(t, src.Keys()); !slices.Equal(kids, []string{k1.ID}) {
 		t.Fatalf("after retirement: published %v", kids)
 	}
-	if sts := src.Status(); !slices.Equal(states(sts), []State{StateExpired, StateActive}) {
+	if sts := src.current().signing.status; !slices.Equal(states(sts), []State{StateExpired, StateActive}) {
 		t.Fatalf("status %v", states(sts))
 	}
 
@@ -287,23 +303,23 @@ func TestDirSource(t *testing.T) {
 	os.Remove(bad)
 
 	// Pruning removes k0's file; the next reload forgets it.
-	removed, err := Prune(dir, timing, clk.Now())
+	removed, err := Signing.prune(dir, timing, clk.Now())
 	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
 		t.Fatalf("prune: %v %v", removed, err)
 	}
 	if err := src.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if sts := src.Status(); len(sts) != 1 || sts[0].Key.ID != k1.ID || sts[0].State != StateActive {
+	if sts := src.current().signing.status; len(sts) != 1 || sts[0].Key.ID != k1.ID || sts[0].State != StateActive {
 		t.Fatalf("after prune: %+v", sts)
 	}
 
 	// Deleting every key fails the reload and keeps signing.
-	os.Remove(filepath.Join(dir, FileName(k1)))
+	os.Remove(filepath.Join(dir, Signing.fileName(k1)))
 	if err := src.Reload(); err == nil {
 		t.Fatal("reload of an empty dir succeeded")
 	}
-	if src.Keys().Signing().ID != k1.ID {
+	if src.Keys().Current().ID != k1.ID {
 		t.Fatal("lost the signing key")
 	}
 }
@@ -312,18 +328,18 @@ func TestDirSourceErrors(t *testing.T) {
 	if _, err := NewDirSource(filepath.Join(t.TempDir(), "missing"), DirOptions{}); err == nil {
 		t.Fatal("missing dir accepted")
 	}
-	if _, err := NewDirSource(t.TempDir(), DirOptions{}); err == nil || !strings.Contains(err.Error(), "no private key") {
+	if _, err := NewDirSource(t.TempDir(), DirOptions{}); err == nil || !strings.Contains(err.Error(), "no signing key") {
 		t.Fatalf("empty dir: %v", err)
 	}
 	dir := t.TempDir()
 	pub, _ := wrapKey(nil, keyAt(t, tBase).Public, tBase)
-	if _, err := WriteFile(dir, pub); err != nil {
+	if _, err := Signing.WriteFile(dir, pub); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewDirSource(dir, DirOptions{}); err == nil {
 		t.Fatal("public-only dir accepted")
 	}
-	if _, err := NewDirSource(dir, DirOptions{Timing: Timing{PrePublish: -1}}); err == nil {
+	if _, err := NewDirSource(dir, DirOptions{Lifetimes: Lifetimes{Reload: -1}}); err == nil {
 		t.Fatal("negative timing accepted")
 	}
 }
@@ -332,10 +348,10 @@ func TestDirSourceErrors(t *testing.T) {
 func TestDirSourceRun(t *testing.T) {
 	dir := t.TempDir()
 	k0 := keyAt(t, time.Now().Add(-time.Hour).Truncate(time.Second))
-	if _, err := WriteFile(dir, k0); err != nil {
+	if _, err := Signing.WriteFile(dir, k0); err != nil {
 		t.Fatal(err)
 	}
-	src, err := NewDirSource(dir, DirOptions{Timing: Timing{PrePublish: time.Hour, RetireAfter: time.Hour}, ReloadInterval: 5 * time.Millisecond})
+	src, err := NewDirSource(dir, DirOptions{Lifetimes: Lifetimes{Reload: 5 * time.Millisecond, JWKSMaxAge: time.Hour, Access: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +359,7 @@ func TestDirSourceRun(t *testing.T) {
 	done := make(chan struct{})
 	go func() { src.Run(ctx); close(done) }()
 	k1 := keyAt(t, time.Now().Truncate(time.Second))
-	if _, err := WriteFile(dir, k1); err != nil {
+	if _, err := Signing.WriteFile(dir, k1); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -356,7 +372,7 @@ func TestDirSourceRun(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if src.Keys().Signing().ID != k0.ID {
+	if src.Keys().Current().ID != k0.ID {
 		t.Fatal("the new key signs at once")
 	}
 	cancel()
@@ -368,12 +384,11 @@ func TestDirSourceConcurrent(t *testing.T) {
 	dir := t.TempDir()
 	clk := testclock.New(tBase)
 	for i := range 3 {
-		if _, err := WriteFile(dir, keyAt(t, tBase.Add(time.Duration(i)*time.Minute))); err != nil {
+		if _, err := Signing.WriteFile(dir, keyAt(t, tBase.Add(time.Duration(i)*time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tm := Timing{PrePublish: time.Minute, RetireAfter: time.Minute}
-	src, err := NewDirSource(dir, DirOptions{Timing: tm, Now: clk.Now})
+	src, err := NewDirSource(dir, DirOptions{Lifetimes: Lifetimes{JWKSMaxAge: time.Minute, Access: time.Minute}, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +396,7 @@ func TestDirSourceConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				if s := src.Keys(); s == nil || s.Signing() == nil {
+				if s := src.Keys(); s == nil || s.Current() == nil {
 					t.Error("no signing key")
 					return
 				}
@@ -399,63 +414,69 @@ func TestDirSourceConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-func TestRotate(t *testing.T) {
-	dir := t.TempDir()
+// addKey generates a key for alg and adds it to dir with Signing.Add,
+// pruning.
+func addKey(t *testing.T, dir, alg string, now func() time.Time) (*Key, string, []string) {
+	t.Helper()
+	k, err := Generate(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, removed, err := Signing.Add(dir, k, timing, now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, path, removed
+}
+
+func TestAdd(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys") // made by Add
 	now := time.Date(2025, 6, 1, 12, 0, 0, 300_000_000, time.UTC)
 	// Into an empty dir: the first key signs at once.
-	k0, path, removed, err := Rotate(dir, ES256, timing, fixed(now), true)
-	if err != nil || len(removed) != 0 || !strings.HasSuffix(path, FileName(k0)) {
-		t.Fatalf("first rotate: %v %v %v", path, removed, err)
+	k0, path, removed := addKey(t, dir, verify.ES256, fixed(now))
+	if len(removed) != 0 || !strings.HasSuffix(path, Signing.fileName(k0)) {
+		t.Fatalf("first add: %v %v", path, removed)
 	}
 	// The timestamp is rounded up, never down.
 	if want := now.Truncate(time.Second).Add(time.Second); !k0.Created.Equal(want) {
 		t.Fatalf("Created %v, want %v", k0.Created, want)
 	}
-	sts, _, err := DirStatus(dir, timing, now)
+	sts, err := Signing.Status(dir, timing, now)
 	if err != nil || len(sts) != 1 || sts[0].State != StateActive {
 		t.Fatalf("%+v %v", sts, err)
 	}
-	// A second rotation is pending for PrePublish.
+	// A second key is pending for PrePublish.
 	now2 := now.Add(time.Hour)
-	k1, _, _, err := Rotate(dir, EdDSA, timing, fixed(now2), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sts, _, _ = DirStatus(dir, timing, now2)
+	k1, _, _ := addKey(t, dir, verify.EdDSA, fixed(now2))
+	sts, _ = Signing.Status(dir, timing, now2)
 	if !slices.Equal(states(sts), []State{StateActive, StatePending}) || sts[1].Key.ID != k1.ID || sts[1].SignsFrom.Before(now2.Add(timing.PrePublish)) {
 		t.Fatalf("%+v", sts)
 	}
-	// Long after: a third rotation prunes k0, but keeps k1 (retired only
-	// when the new key signs).
+	// Long after: a third key prunes k0, but keeps k1 (retired only when
+	// the new key signs).
 	now3 := now2.Add(24 * time.Hour)
-	k2, _, removed, err := Rotate(dir, RS256, timing, fixed(now3), true)
-	if err != nil || len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
-		t.Fatalf("third rotate: removed %v, %v", removed, err)
+	k2, _, removed := addKey(t, dir, verify.RS256, fixed(now3))
+	if len(removed) != 1 || !strings.Contains(removed[0], k0.ID) {
+		t.Fatalf("third add: removed %v", removed)
 	}
-	sts, _, _ = DirStatus(dir, timing, now3)
+	sts, _ = Signing.Status(dir, timing, now3)
 	if !slices.Equal(states(sts), []State{StateActive, StatePending}) || sts[0].Key.ID != k1.ID || sts[1].Key.ID != k2.ID {
 		t.Fatalf("%+v", states(sts))
-	}
-	if _, _, _, err := Rotate(dir, "HS256", timing, fixed(now3), true); err == nil {
-		t.Fatal("HS256 accepted")
 	}
 }
 
 func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
 
-// Keys rotated within one second keep their order.
-func TestRotateSameSecond(t *testing.T) {
+// Keys added within one second keep their order.
+func TestAddSameSecond(t *testing.T) {
 	dir := t.TempDir()
 	now := fixed(time.Date(2025, 6, 1, 12, 0, 0, 500_000_000, time.UTC))
 	var kids []string
 	for range 3 {
-		k, _, _, err := Rotate(dir, ES256, timing, now, true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		k, _, _ := addKey(t, dir, verify.ES256, now)
 		kids = append(kids, k.ID)
 	}
-	sts, _, err := DirStatus(dir, timing, now())
+	sts, err := Signing.Status(dir, timing, now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,5 +487,58 @@ func TestRotateSameSecond(t *testing.T) {
 	}
 	if !slices.Equal(states(sts), []State{StateActive, StatePending, StatePending}) {
 		t.Fatalf("%v", states(sts))
+	}
+}
+
+// A directory without a kind of key it needs, or without the directory,
+// fails the load with a *MissingKeysError naming the kinds missing, so
+// that the caller can name the fix.
+func TestDirSourceMissingKeys(t *testing.T) {
+	pub, _ := wrapKey(nil, keyAt(t, tBase).Public, tBase)
+	for _, c := range []struct {
+		name    string
+		files   []any // *Key or *RefreshKey
+		noDir   bool
+		require bool
+		want    []string
+	}{
+		{"no directory", nil, true, true, []string{"signing", "refresh"}},
+		{"no directory, no refresh keys needed", nil, true, false, []string{"signing"}},
+		{"empty", nil, false, true, []string{"signing", "refresh"}},
+		{"public-only signing key", []any{pub, refreshKeyAt(tBase)}, false, true, []string{"signing"}},
+		{"signing keys only", []any{keyAt(t, tBase)}, false, true, []string{"refresh"}},
+	} {
+		dir := t.TempDir()
+		if c.noDir {
+			dir = filepath.Join(dir, "keys")
+		}
+		for _, f := range c.files {
+			var err error
+			switch k := f.(type) {
+			case *Key:
+				_, err = Signing.WriteFile(dir, k)
+			case *RefreshKey:
+				_, err = Refresh.WriteFile(dir, k)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := NewDirSource(dir, DirOptions{RequireRefreshKeys: c.require})
+		var miss *MissingKeysError
+		if !errors.As(err, &miss) || miss.Dir != dir || miss.NoDir != c.noDir || !slices.Equal(miss.Kinds, c.want) {
+			t.Errorf("%s: %#v", c.name, err)
+			continue
+		}
+		for _, kind := range c.want {
+			if !c.noDir && !strings.Contains(err.Error(), "no "+kind+" key (a *.") {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		}
+	}
+	// The CLI's loaders say the same of a missing directory.
+	_, err := Refresh.Status(filepath.Join(t.TempDir(), "keys"), refreshTiming, tBase)
+	if miss := (*MissingKeysError)(nil); !errors.As(err, &miss) || !miss.NoDir || !slices.Equal(miss.Kinds, []string{"refresh"}) {
+		t.Fatalf("Status of a missing dir: %v", err)
 	}
 }

@@ -36,7 +36,7 @@ func TestTokenAttacks(t *testing.T) {
 		t.Fatalf("sign in: %d %s", live.status, live.body)
 	}
 	_, liveClaims := testkit.Decode(t, live.str("access_token"))
-	real := e.keys.Signing()
+	real := e.keys.Current()
 	now := e.clock.Now()
 
 	v, err := verify.New(context.Background(), testIssuer, verify.WithJWKSURL(e.srv.URL+"/.well-known/jwks.json"), verify.WithAudience("orders"))
@@ -56,7 +56,7 @@ func TestTokenAttacks(t *testing.T) {
 
 	// The attacker's own key, and the public key in the forms an HS256
 	// "public key as secret" attack tries.
-	evilKey, err := keys.Generate(keys.ES256)
+	evilKey, err := keys.Generate(verify.ES256)
 	must(t, err)
 	evilSet, err := keys.NewSet(evilKey)
 	must(t, err)

@@ -59,7 +59,7 @@ func (s *Server) clientAddr(r *http.Request) string {
 
 // trusted reports whether a is one of the configured proxies.
 func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.proxies {
+	for _, p := range s.o.TrustedProxies {
 		if p.Contains(a) {
 			return true
 		}

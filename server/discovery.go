@@ -13,8 +13,8 @@ import (
 func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.jwksMaxAge.Seconds())))
-	_, _ = w.Write(s.keys.Keys().JWKS())
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.o.JWKSMaxAge.Seconds())))
+	_, _ = w.Write(s.o.Keys.Keys().JWKS())
 }
 
 // buildMetadata renders the RFC 8414 authorization server metadata once.
@@ -25,10 +25,10 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 // working group's reading for servers without an authorization endpoint;
 // see docs/design.md, "Decisions of our own").
 func (s *Server) buildMetadata() ([]byte, error) {
-	base := strings.TrimRight(s.issuer, "/")
+	base := strings.TrimRight(s.o.Issuer, "/")
 	auth := []string{"client_secret_basic", "client_secret_post", "none"}
 	return json.Marshal(map[string]any{
-		"issuer":                                        s.issuer,
+		"issuer":                                        s.o.Issuer,
 		"token_endpoint":                                base + "/oauth/token",
 		"revocation_endpoint":                           base + "/oauth/revoke",
 		"introspection_endpoint":                        base + "/oauth/introspect",
@@ -63,7 +63,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
-	if err := s.ready(ctx); err != nil {
+	if err := s.o.Ready(ctx); err != nil {
 		info(r.Context()).errLog = err.Error()
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		w.WriteHeader(http.StatusServiceUnavailable)

@@ -33,7 +33,7 @@ const eventsPage = 256
 // first. The stream ends when the server shuts down or the log cannot be
 // read; the consumer reconnects with Last-Event-ID, to any replica.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	if s.events == nil {
+	if s.o.Events == nil {
 		http.NotFound(w, r)
 		return
 	}
@@ -47,7 +47,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	log := s.events.Log()
+	log := s.o.Events.Log()
 	st, err := log.State(ctx)
 	if err != nil {
 		writeError(w, r, storeErr(ctx, err))
@@ -69,7 +69,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	if !write([]byte("retry: 1000\n\n")) {
 		return
 	}
-	if events.Gap(after, st, s.now(), log.Retention()) {
+	if events.Gap(after, st, s.o.Now(), log.Retention()) {
 		s.metrics.eventGaps.Inc()
 		if !write(events.GapFrame(st)) {
 			return
@@ -78,12 +78,12 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.eventStreams.Inc()
 	defer s.metrics.eventStreams.Dec()
-	tick := time.NewTicker(s.eventsHeartbeat)
+	tick := time.NewTicker(s.o.EventsHeartbeat)
 	defer tick.Stop()
 	var buf []byte
 	caughtUp := false // a heartbeat went out since the stream started
 	for {
-		items, ok, changed := s.events.Since(after, eventsPage)
+		items, ok, changed := s.o.Events.Since(after, eventsPage)
 		if !ok {
 			// Older than the hub's memory: from the log itself.
 			evs, err := log.Read(ctx, after, eventsPage, 0)
@@ -93,7 +93,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			items = items[:0]
 			for _, e := range evs {
-				items = append(items, events.Item{Event: e, Frame: events.Frame(e, s.events.Issuer())})
+				items = append(items, events.Item{Event: e, Frame: events.Frame(e, s.o.Events.Issuer())})
 			}
 		}
 		if len(items) > 0 {
@@ -108,11 +108,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			after = items[len(items)-1].ID
 			continue
 		}
-		if !caughtUp && s.events.Fresh() {
+		if !caughtUp && s.o.Events.Fresh() {
 			// The replay is done: say so at once, so a consumer starting
 			// up (or failing closed) need not wait for the first tick.
 			caughtUp = true
-			if !write(events.HeartbeatFrame(s.now())) {
+			if !write(events.HeartbeatFrame(s.o.Now())) {
 				return
 			}
 			continue
@@ -122,7 +122,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 			// Only when the hub reads the log: a heartbeat promises the
 			// consumer it has missed nothing up to now.
-			if s.events.Fresh() && !write(events.HeartbeatFrame(s.now())) {
+			if s.o.Events.Fresh() && !write(events.HeartbeatFrame(s.o.Now())) {
 				return
 			}
 		case <-ctx.Done():
@@ -151,17 +151,21 @@ func (s *Server) authorizeEvents(r *http.Request) error {
 		}
 		return nil
 	}
-	cl, err := s.verified.Verify(strings.TrimSpace(tok), s.now())
+	// A client's own token is the only kind accepted, and it has no
+	// session: checkAccessToken would check nothing more than
+	// verifySignature does. A user's token is refused below, whatever its
+	// session; the client's existence is checked last.
+	cl, err := s.verifySignature(strings.TrimSpace(tok), s.o.Now())
 	if err != nil {
 		e := invalidClient("the access token is invalid or expired")
 		e.header = http.Header{"Www-Authenticate": {`Bearer error="invalid_token"`}}
 		return e
 	}
-	if cl.SessionID != "" || cl.Subject != cl.ClientID || !slices.Contains(strings.Fields(cl.Scope), EventsScope) {
+	if cl.SessionID != "" || cl.Subject != cl.ClientID || !cl.HasScope(EventsScope) {
 		return newError(oautherrors.ErrAccessDenied, "the access token must be a client_credentials token with the scope "+EventsScope)
 	}
 	// A deleted client's token no longer reads the feed.
-	if _, err := s.store.Client(r.Context(), cl.ClientID); err != nil {
+	if _, err := s.o.Store.Client(r.Context(), cl.ClientID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return invalidClient("unknown client")
 		}

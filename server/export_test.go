@@ -7,5 +7,5 @@ import (
 
 // AuditForTest calls audit on a bare Server with the given logger.
 func AuditForTest(log *slog.Logger, ctx context.Context, event string, attrs ...slog.Attr) {
-	(&Server{log: log}).audit(ctx, event, attrs...)
+	(&Server{o: Options{Logger: log}}).audit(ctx, event, attrs...)
 }

@@ -22,10 +22,12 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/memstore"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // env is one tokend server over one store, with a user and clients.
@@ -98,7 +100,7 @@ var fastArgon = credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 
 // newEnv builds the env; opts may change the server's options.
 func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func(*server.Options)) *env {
 	t.Helper()
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func newEnv(t testing.TB, st store.Store, refreshTTL time.Duration, opts ...func
 	for _, f := range opts {
 		f(&o)
 	}
-	s, err := server.New(o)
+	s, err := server.New(servertest.Defaults(o))
 	if err != nil {
 		t.Fatal(err)
 	}

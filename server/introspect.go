@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // introspection is the RFC 7662 §2.2 answer.
@@ -47,7 +48,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out introspection
-	if strings.HasPrefix(raw, "rt_") {
+	if strings.HasPrefix(raw, token.RefreshPrefix) {
 		out, err = s.introspectRefresh(r, c, raw)
 	} else {
 		out, err = s.introspectAccess(r, raw)
@@ -60,7 +61,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, error) {
-	cl, why, err := s.activeAccess(r.Context(), raw, s.now())
+	cl, why, err := s.checkAccessToken(r.Context(), raw)
 	if err != nil {
 		return inactive, err
 	}
@@ -68,7 +69,7 @@ func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, e
 		return inactive, nil
 	}
 	return introspection{
-		Active: true, Scope: cl.Scope, ClientID: cl.ClientID, TokenType: "Bearer",
+		Active: true, Scope: strings.Join(cl.Scopes, " "), ClientID: cl.ClientID, TokenType: "Bearer",
 		Exp: cl.ExpiresAt.Unix(), Iat: cl.IssuedAt.Unix(), Nbf: cl.NotBefore.Unix(),
 		Sub: cl.Subject, Aud: cl.Audience, Iss: cl.Issuer, Jti: cl.ID, Sid: cl.SessionID, Roles: cl.Roles,
 	}, nil
@@ -77,32 +78,42 @@ func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, e
 // errSessionEnded says why an otherwise valid access token is not active.
 var errSessionEnded = errors.New("the session of this access token has ended")
 
-// activeAccess is the one check of an access token that tokend itself
-// relies on (introspection and its own bearer-authenticated endpoints): the
-// signature and claims as a resource server verifies them (package token,
-// through the verification cache), then, for a user's token, that its
-// session is still active — the online check that notices a revoked
-// session before the JWT expires. why is nil for an active token, else the
-// reason it is not (wrapping token.ErrExpired, token.ErrInvalid or
-// errSessionEnded); err is a store failure (a 503).
-func (s *Server) activeAccess(ctx context.Context, raw string, now time.Time) (cl token.AccessClaims, why, err error) {
-	cl, why = s.verified.Verify(raw, now)
-	if why != nil {
-		return token.AccessClaims{}, why, nil
+// checkAccessToken is THE check of an access token that tokend itself
+// relies on (introspection and its own bearer-authenticated endpoints):
+// verifySignature — the signature and claims as a resource server
+// verifies them — then, for a user's token, that its session is still
+// active: the online check that notices a revoked session before the JWT
+// expires. why is nil for an active token, else the reason it is not
+// (wrapping token.ErrExpired, token.ErrInvalid or errSessionEnded); err is
+// a store failure (a 503). A token without a session (client_credentials)
+// has nothing more to check than its signature.
+func (s *Server) checkAccessToken(ctx context.Context, raw string) (cl *verify.Claims, why, err error) {
+	now := s.o.Now()
+	cl, why = s.verifySignature(raw, now)
+	if why != nil || cl.SessionID == "" {
+		return cl, why, nil
 	}
-	if cl.SessionID != "" {
-		sess, err := s.store.Session(ctx, cl.Subject, cl.SessionID)
-		if errors.Is(err, store.ErrNotFound) {
-			return token.AccessClaims{}, errSessionEnded, nil
-		}
-		if err != nil {
-			return token.AccessClaims{}, nil, storeErr(ctx, err)
-		}
-		if !sess.Active(now) {
-			return token.AccessClaims{}, errSessionEnded, nil
-		}
+	sess, err := s.o.Store.Session(ctx, cl.Subject, cl.SessionID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errSessionEnded, nil
+	case err != nil:
+		return nil, nil, storeErr(ctx, err)
+	case !sess.Active(now):
+		return nil, errSessionEnded, nil
 	}
 	return cl, nil, nil
+}
+
+// verifySignature checks only what the token itself says — the signature
+// and the claims (iss, aud, exp, ...), through the verification cache — and
+// NOT whether its session is still active: a token of a session that was
+// revoked, logged out or evicted passes until it expires. Use
+// checkAccessToken unless the caller's own store write settles the
+// session (each caller says why it may). The claims may be shared with
+// other requests: read only.
+func (s *Server) verifySignature(raw string, now time.Time) (*verify.Claims, error) {
+	return s.verified.Verify(raw, now)
 }
 
 // introspectRefresh describes a refresh token to the client it was issued
@@ -115,7 +126,7 @@ func (s *Server) introspectRefresh(r *http.Request, c store.Client, raw string) 
 	if err != nil {
 		return inactive, nil
 	}
-	sess, err := s.store.Session(r.Context(), rt.UserID, rt.SessionID)
+	sess, err := s.o.Store.Session(r.Context(), rt.UserID, rt.SessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return inactive, nil
 	}
@@ -123,11 +134,11 @@ func (s *Server) introspectRefresh(r *http.Request, c store.Client, raw string) 
 		return inactive, storeErr(r.Context(), err)
 	}
 	if pos := store.Place(sess, rt.Generation); pos != store.PositionCurrent && pos != store.PositionAhead ||
-		!sess.Active(s.now()) || sess.ClientID != c.ID {
+		!sess.Active(s.o.Now()) || sess.ClientID != c.ID {
 		return inactive, nil
 	}
 	return introspection{
 		Active: true, Scope: sess.Scope, ClientID: sess.ClientID, TokenType: "refresh_token",
-		Exp: sess.ExpiresAt.Unix(), Iat: sess.UpdatedAt.Unix(), Sub: sess.UserID, Iss: s.issuer, Sid: sess.ID,
+		Exp: sess.ExpiresAt.Unix(), Iat: sess.UpdatedAt.Unix(), Sub: sess.UserID, Iss: s.o.Issuer, Sid: sess.ID,
 	}, nil
 }

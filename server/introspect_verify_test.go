@@ -27,7 +27,7 @@ func TestIntrospectionAgreesWithVerify(t *testing.T) {
 		t.Fatalf("sign in: %d %s", live.status, live.body)
 	}
 	_, liveClaims := testkit.Decode(t, live.str("access_token"))
-	real := e.keys.Signing()
+	real := e.keys.Current()
 	now := e.clock.Now()
 	v, err := verify.New(context.Background(), testIssuer, verify.WithJWKSURL(e.srv.URL+"/.well-known/jwks.json"),
 		verify.WithAudience("orders"), verify.WithClock(e.clock.Now))

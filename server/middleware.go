@@ -107,7 +107,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					}
 					panic(p)
 				}
-				s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				s.o.Logger.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
 					slog.String("request_id", id), slog.String("path", r.URL.Path), slog.Any("panic", p))
 				if sw.status == 0 {
 					writeError(sw, r, serverError(nil))
@@ -166,7 +166,7 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 			attrs = append(attrs, a)
 		}
 	}
-	s.log.LogAttrs(r.Context(), level, msg, attrs...)
+	s.o.Logger.LogAttrs(r.Context(), level, msg, attrs...)
 	s.metrics.observeRequest(r.Pattern, status, d)
 }
 
@@ -182,5 +182,5 @@ func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 		return
 	}
 	attrs = append([]slog.Attr{slog.String("event", event), slog.String("request_id", requestID(ctx))}, attrs...)
-	s.log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+	s.o.Logger.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
 }

@@ -9,7 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/credential"
+	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
+	"github.com/tokend/tokend/store/memstore"
+	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // panicky is a store whose client lookup panics, standing in for any bug.
@@ -147,4 +154,39 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// New invents no defaults (they are the configuration's): a required
+// option that is missing or out of range is an error naming it.
+func TestNewRefusesMissingOptions(t *testing.T) {
+	set, err := keys.Ephemeral(verify.ES256)
+	must(t, err)
+	src := token.StaticKeys{Set: set}
+	valid := servertest.Defaults(server.Options{
+		Store: memstore.New(), Tokens: token.NewIssuer(testIssuer, nil, time.Minute, src), Keys: src,
+		Passwords: credential.NewHasher(fastArgon, 0), Issuer: testIssuer,
+	})
+	if _, err := server.New(valid); err != nil {
+		t.Fatalf("valid options: %v", err)
+	}
+	for name, spoil := range map[string]func(*server.Options){
+		"Store":           func(o *server.Options) { o.Store = nil },
+		"Tokens":          func(o *server.Options) { o.Tokens = nil },
+		"Keys":            func(o *server.Options) { o.Keys = nil },
+		"RefreshKeys":     func(o *server.Options) { o.RefreshKeys = nil },
+		"Passwords":       func(o *server.Options) { o.Passwords = nil },
+		"Logger":          func(o *server.Options) { o.Logger = nil },
+		"Issuer":          func(o *server.Options) { o.Issuer = "" },
+		"RefreshTTL":      func(o *server.Options) { o.RefreshTTL = 0 },
+		"JWKSMaxAge":      func(o *server.Options) { o.JWKSMaxAge = 0 },
+		"ReuseWindow":     func(o *server.Options) { o.ReuseWindow = -time.Second },
+		"MaxSessions":     func(o *server.Options) { o.MaxSessions = -1 },
+		"EventsHeartbeat": func(o *server.Options) { o.EventsHeartbeat = -time.Second },
+	} {
+		o := valid
+		spoil(&o)
+		if _, err := server.New(o); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("without a valid %s: %v, want an error naming it", name, err)
+		}
+	}
 }

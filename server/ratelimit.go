@@ -40,11 +40,11 @@ func accountKey(username string) string { return strings.ToLower(username) }
 
 // limitLogin asks the limiter whether this password attempt may go ahead.
 func (s *Server) limitLogin(r *http.Request, c store.Client, username string) error {
-	if s.limiter == nil {
+	if s.o.LoginLimiter == nil {
 		return nil
 	}
 	ctx := r.Context()
-	wait, limit, err := s.limiter.Attempt(ctx, accountKey(username), clientIP(r))
+	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, accountKey(username), clientIP(r))
 	if err != nil {
 		return storeErr(ctx, err)
 	}
@@ -62,11 +62,11 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 // sign-in, and the name has a budget of its own ("signup <name>": a space
 // never occurs in a username, so it cannot collide with an account).
 func (s *Server) limitSignup(r *http.Request, username string) error {
-	if s.limiter == nil {
+	if s.o.LoginLimiter == nil {
 		return nil
 	}
 	ctx := r.Context()
-	wait, limit, err := s.limiter.Attempt(ctx, "signup "+accountKey(username), clientIP(r))
+	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, "signup "+accountKey(username), clientIP(r))
 	if err != nil {
 		return storeErr(ctx, err)
 	}
@@ -84,11 +84,11 @@ func (s *Server) limitSignup(r *http.Request, username string) error {
 // loginSucceeded tells the limiter about a correct password from ip. A
 // failure to do so is logged, not fatal: the sign-in stands.
 func (s *Server) loginSucceeded(ctx context.Context, username, ip string) {
-	if s.limiter == nil {
+	if s.o.LoginLimiter == nil {
 		return
 	}
-	if err := s.limiter.Succeeded(ctx, accountKey(username), ip); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
+	if err := s.o.LoginLimiter.Succeeded(ctx, accountKey(username), ip); err != nil {
+		s.o.Logger.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
 			slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokend/tokend/events"
-	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
 )
@@ -33,26 +32,27 @@ type PasswordHasher interface {
 	VerifyDummy(ctx context.Context, password string)
 }
 
-// Options configure a Server. Store, Tokens, Keys, Passwords and Logger are
-// required.
+// Options configure a Server. New checks them and fills in nothing that
+// has a configured value: the defaults are the configuration's
+// (docs/configuration.md); a field marked "required" that is missing or
+// out of range is an error. The optional ones say what their zero value
+// means.
 type Options struct {
-	Store  store.Store
-	Tokens *token.Issuer   // signs and verifies access tokens
-	Keys   token.KeySource // published keys for the JWKS document
+	Store  store.Store     // required
+	Tokens *token.Issuer   // required: signs and verifies access tokens
+	Keys   token.KeySource // required: published keys for the JWKS document
 	// RefreshKeys are the keys refresh tokens are derived from (serve: the
-	// *.refresh files of JWT_KEYS_DIR). Nil means an ephemeral key of this
-	// Server's own, with a warning: its refresh tokens die with it.
+	// *.refresh files of JWT_KEYS_DIR); required.
 	RefreshKeys token.RefreshKeySource
-	Passwords   PasswordHasher // argon2id: *credential.Hasher
-	Logger      *slog.Logger
+	Passwords   PasswordHasher // required: argon2id, *credential.Hasher
+	Logger      *slog.Logger   // required
 
-	Issuer     string        // the issuer URL, for metadata
-	RefreshTTL time.Duration // absolute session lifetime [24h]
-	JWKSMaxAge time.Duration // Cache-Control max-age of the JWKS [5m]
+	Issuer     string        // required: the issuer URL (JWT_ISSUER), for metadata
+	RefreshTTL time.Duration // required, > 0: absolute session lifetime (JWT_REFRESH_EXPIRES_IN)
+	JWKSMaxAge time.Duration // required, > 0: Cache-Control max-age of the JWKS (JWKS_MAX_AGE)
 	// ReuseWindow is REFRESH_REUSE_WINDOW: for how long after a rotation
 	// the token just rotated is answered with the same child (a retry, a
-	// second tab). 0 is strict single use; the configuration's default is
-	// 30s.
+	// second tab). 0 is strict single use.
 	ReuseWindow time.Duration
 	// MaxSessions is the per-user session cap (store.NewSession.Max); 0
 	// means store.DefaultMaxSessions.
@@ -85,12 +85,39 @@ type Options struct {
 	// Events, if set, serves the revocation feed GET /events from this
 	// replica's hub (package events); nil answers 404 there.
 	Events *events.Hub
-	// EventsHeartbeat is how often an idle feed stream sends a heartbeat
-	// [DefaultEventsHeartbeat].
+	// EventsHeartbeat is how often an idle feed stream sends a heartbeat;
+	// 0 means DefaultEventsHeartbeat.
 	EventsHeartbeat time.Duration
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// check reports the first required option that is missing or out of
+// range.
+func (o *Options) check() error {
+	for _, f := range []struct {
+		problem string
+		bad     bool
+	}{
+		{"Store is required", o.Store == nil},
+		{"Tokens is required", o.Tokens == nil},
+		{"Keys is required", o.Keys == nil},
+		{"RefreshKeys is required", o.RefreshKeys == nil},
+		{"Passwords is required", o.Passwords == nil},
+		{"Logger is required", o.Logger == nil},
+		{"Issuer is required", o.Issuer == ""},
+		{"RefreshTTL must be positive", o.RefreshTTL <= 0},
+		{"JWKSMaxAge must be positive", o.JWKSMaxAge <= 0},
+		{"ReuseWindow must not be negative", o.ReuseWindow < 0},
+		{"MaxSessions must not be negative", o.MaxSessions < 0},
+		{"EventsHeartbeat must not be negative", o.EventsHeartbeat < 0},
+	} {
+		if f.bad {
+			return errors.New("server: Options." + f.problem)
+		}
+	}
+	return nil
 }
 
 // ErrStoreFull is what a readiness check returns (wrapped) when the store
@@ -100,73 +127,36 @@ var ErrStoreFull = errors.New("the store is out of memory")
 
 // Server serves tokend's HTTP API.
 type Server struct {
-	store      store.Store
-	tokens     *token.Issuer
-	refresh    *token.Refresher
-	verified   *token.VerifyCache // Verify with verified tokens remembered until they expire
-	keys       token.KeySource
-	passwords  PasswordHasher
-	log        *slog.Logger
-	issuer     string
-	refreshTTL time.Duration
-	jwksMaxAge time.Duration
-	// reuseWindow is REFRESH_REUSE_WINDOW (0 = strict single use).
-	reuseWindow time.Duration
-	maxSessions int
-	signup      bool
-	limiter     LoginLimiter
-	proxies     []netip.Prefix
-	metrics     *metrics
-	now         func() time.Time
-	ready       func(ctx context.Context) error
-	metadata    []byte
-	handler     http.Handler
-	mux         *router // the routes, for Routes
-	origins     []string
+	o        Options            // as checked by New, the optional ones filled in
+	refresh  *token.Refresher   // mints and verifies refresh tokens under o.RefreshKeys
+	verified *token.VerifyCache // o.Tokens.Verify with verified tokens remembered until they expire
+	metrics  *metrics
+	metadata []byte
+	handler  http.Handler
+	mux      *router // the routes, for Routes
 
-	events          *events.Hub
-	eventsHeartbeat time.Duration
-	closing         chan struct{} // closed by CloseStreams
-	closeOnce       sync.Once
+	closing   chan struct{} // closed by CloseStreams
+	closeOnce sync.Once
 }
 
 // New checks the options and builds the server and its routes.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.Tokens == nil || o.Keys == nil || o.Passwords == nil || o.Logger == nil {
-		return nil, errors.New("server: Store, Tokens, Keys, Passwords and Logger are required")
+	if err := o.check(); err != nil {
+		return nil, err
 	}
-	if o.RefreshKeys == nil {
-		set := keys.EphemeralRefresh()
-		o.Logger.Warn("server: no refresh keys given: an ephemeral refresh key; refresh tokens die with this server",
-			slog.String("refresh_kid", set.Current().ID))
-		o.RefreshKeys = token.StaticRefreshKeys{Set: set}
+	o.TrustedProxies, o.CORSAllowedOrigins = slices.Clone(o.TrustedProxies), slices.Clone(o.CORSAllowedOrigins)
+	if o.Ready == nil {
+		o.Ready = o.Store.Ping
 	}
-	if o.ReuseWindow < 0 || o.MaxSessions < 0 {
-		return nil, errors.New("server: ReuseWindow and MaxSessions must not be negative")
+	if o.EventsHeartbeat == 0 {
+		o.EventsHeartbeat = DefaultEventsHeartbeat
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	s := &Server{
-		store: o.Store, tokens: o.Tokens, refresh: token.NewRefresher(o.RefreshKeys), verified: token.NewVerifyCache(o.Tokens, 0),
-		keys: o.Keys, passwords: o.Passwords, log: o.Logger,
-		issuer: o.Issuer, refreshTTL: o.RefreshTTL, jwksMaxAge: o.JWKSMaxAge, now: o.Now,
-		reuseWindow: o.ReuseWindow, maxSessions: o.MaxSessions,
-		signup: o.AllowSignup, limiter: o.LoginLimiter, proxies: slices.Clone(o.TrustedProxies),
-		origins: slices.Clone(o.CORSAllowedOrigins), ready: o.Ready,
-		events: o.Events, eventsHeartbeat: o.EventsHeartbeat, closing: make(chan struct{}),
-	}
-	if s.ready == nil {
-		s.ready = s.store.Ping
-	}
-	if s.eventsHeartbeat <= 0 {
-		s.eventsHeartbeat = DefaultEventsHeartbeat
-	}
-	if s.refreshTTL <= 0 {
-		s.refreshTTL = 24 * time.Hour
-	}
-	if s.jwksMaxAge <= 0 {
-		s.jwksMaxAge = 5 * time.Minute
-	}
-	if s.now == nil {
-		s.now = time.Now
+		o: o, refresh: token.NewRefresher(o.RefreshKeys), verified: token.NewVerifyCache(o.Tokens, 0),
+		closing: make(chan struct{}),
 	}
 	m, err := newMetrics(o.Metrics)
 	if err != nil {
@@ -210,7 +200,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)
 	mux.HandleFunc("GET /docs/{file}", s.handleDocsAsset)
-	return s.observe(commonHeaders(withCORS(s.origins, mux)))
+	return s.observe(commonHeaders(withCORS(s.o.CORSAllowedOrigins, mux)))
 }
 
 // storeErr maps an unexpected store error to a 503 (the store is

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // sessionView is one session as GET /sessions shows it to its owner.
@@ -50,27 +51,28 @@ func bearerError(desc string, presented, expired bool) *oauthError {
 }
 
 // signedInUser authenticates the request's bearer access token
-// (RFC 6750 §2.1) with activeAccess, the check introspection makes, and
-// requires a user's token: one with a session, whose session is active.
-func (s *Server) signedInUser(r *http.Request) (token.AccessClaims, error) {
+// (RFC 6750 §2.1) with checkAccessToken, the check introspection makes,
+// and requires a user's token: one with a session, whose session is
+// active.
+func (s *Server) signedInUser(r *http.Request) (*verify.Claims, error) {
 	scheme, raw, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
-		return token.AccessClaims{}, bearerError("an access token is required (Authorization: Bearer)", false, false)
+		return nil, bearerError("an access token is required (Authorization: Bearer)", false, false)
 	}
-	cl, why, err := s.activeAccess(r.Context(), strings.TrimSpace(raw), s.now())
+	cl, why, err := s.checkAccessToken(r.Context(), strings.TrimSpace(raw))
 	switch {
 	case err != nil:
-		return token.AccessClaims{}, err
+		return nil, err
 	case errors.Is(why, token.ErrExpired):
-		return token.AccessClaims{}, bearerError("the access token has expired", true, true)
+		return nil, bearerError("the access token has expired", true, true)
 	case errors.Is(why, errSessionEnded):
-		return token.AccessClaims{}, bearerError("the session of the access token has ended", true, false)
+		return nil, bearerError("the session of the access token has ended", true, false)
 	case why != nil:
-		return token.AccessClaims{}, bearerError("the access token is invalid", true, false)
+		return nil, bearerError("the access token is invalid", true, false)
 	case cl.SessionID == "":
 		// A client_credentials token speaks for a client, which has no
 		// sessions.
-		return token.AccessClaims{}, bearerError("the access token is not a user's (it has no session)", true, false)
+		return nil, bearerError("the access token is not a user's (it has no session)", true, false)
 	}
 	return cl, nil
 }
@@ -83,7 +85,7 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	sessions, err := s.store.ListSessions(r.Context(), cl.Subject, s.now())
+	sessions, err := s.o.Store.ListSessions(r.Context(), cl.Subject, s.o.Now())
 	if err != nil {
 		writeError(w, r, storeErr(r.Context(), err))
 		return
@@ -121,12 +123,12 @@ func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ctx, id, now := r.Context(), r.PathValue("id"), s.now()
+	ctx, id, now := r.Context(), r.PathValue("id"), s.o.Now()
 	if !token.ValidID(id) {
 		writeError(w, r, errNoSuchSession())
 		return
 	}
-	sess, err := s.store.Session(ctx, cl.Subject, id)
+	sess, err := s.o.Store.Session(ctx, cl.Subject, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, r, errNoSuchSession())
@@ -138,7 +140,7 @@ func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNoSuchSession())
 		return
 	}
-	err = s.store.RevokeSession(ctx, cl.Subject, id, store.ReasonLogout, now)
+	err = s.o.Store.RevokeSession(ctx, cl.Subject, id, store.ReasonLogout, now)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, r, errNoSuchSession())

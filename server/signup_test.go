@@ -15,15 +15,17 @@ import (
 	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/token"
+	"github.com/tokend/tokend/verify"
 )
 
 // signupEnv is newEnv with self-registration set as given and the hasher
 // given (nil: the fast test hasher).
 func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher) *env {
 	t.Helper()
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	must(t, err)
 	src := token.StaticKeys{Set: set}
 	if h == nil {
@@ -31,11 +33,11 @@ func signupEnv(t *testing.T, st store.Store, allow bool, h server.PasswordHasher
 	}
 	e := &env{t: t, store: st, clock: testclock.New(time.Now()), hasher: h, logs: &testkit.SyncBuffer{}}
 	e.issuer = token.NewIssuer(testIssuer, nil, 15*time.Minute, src)
-	s, err := server.New(server.Options{
+	s, err := server.New(servertest.Defaults(server.Options{
 		Store: st, Tokens: e.issuer, Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()}, Passwords: h,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Issuer: testIssuer, Now: e.clock.Now,
 		AllowSignup: allow,
-	})
+	}))
 	must(t, err)
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)

@@ -65,7 +65,7 @@ func (s *Server) authenticateClient(r *http.Request, p params) (store.Client, er
 	if err != nil {
 		return store.Client{}, err
 	}
-	c, err := s.store.Client(r.Context(), cc.id)
+	c, err := s.o.Store.Client(r.Context(), cc.id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, invalidClient("unknown client or wrong client secret")
 	}
@@ -168,19 +168,19 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	}
 	s.loginSucceeded(ctx, username, clientIP(r))
 
-	now := s.now()
+	now := s.o.Now()
 	sid := token.NewID()
 	// The token first: a missing refresh key must not leave a session behind.
 	rt, _, err := s.refresh.Mint(u.ID, sid, 0)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
-	evicted, err := s.store.CreateSession(ctx, store.NewSession{
+	evicted, err := s.o.Store.CreateSession(ctx, store.NewSession{
 		Session: store.Session{
 			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: r.UserAgent(), IP: clientIP(r),
-			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL),
 		},
-		Max: s.maxSessions,
+		Max: s.o.MaxSessions,
 	})
 	switch {
 	case errors.Is(err, store.ErrUserInactive), errors.Is(err, store.ErrNotFound):
@@ -192,14 +192,14 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 		s.audit(ctx, "session.revoked", slog.String("user_id", u.ID), slog.String("session_id", id),
 			slog.String("reason", store.ReasonEvicted))
 	}
-	at, err := s.tokens.Issue(token.Claims{Subject: u.ID, ClientID: c.ID, Scope: scope, SessionID: sid, Roles: u.Roles}, now)
+	at, err := s.o.Tokens.Issue(token.Claims{Subject: u.ID, ClientID: c.ID, Scope: scope, SessionID: sid, Roles: u.Roles}, now)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
 	s.audit(ctx, "signin.success", slog.String("user_id", u.ID), slog.String("client_id", c.ID),
 		slog.String("session_id", sid), slog.String("ip", clientIP(r)))
 	return tokenResponse{
-		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
+		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.o.Tokens.TTL().Seconds()),
 		RefreshToken: rt, Scope: scope,
 	}, nil
 }
@@ -239,15 +239,15 @@ var errBadCredentials = invalidGrant("invalid username or password")
 // checkPassword finds the user and verifies the password, spending the
 // same argon2id work whether or not the user exists.
 func (s *Server) checkPassword(ctx context.Context, username, password string) (store.User, error) {
-	u, err := s.store.UserByName(ctx, username)
+	u, err := s.o.Store.UserByName(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {
-		s.passwords.VerifyDummy(ctx, password)
+		s.o.Passwords.VerifyDummy(ctx, password)
 		return store.User{}, errBadCredentials
 	}
 	if err != nil {
 		return store.User{}, storeErr(ctx, err)
 	}
-	ok, err := s.passwords.Verify(ctx, password, u.PasswordHash)
+	ok, err := s.o.Passwords.Verify(ctx, password, u.PasswordHash)
 	if err != nil {
 		if ctx.Err() != nil {
 			return store.User{}, ctx.Err()
@@ -291,11 +291,11 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 			return tokenResponse{}, newError(oautherrors.ErrInvalidScope, "scope contains invalid characters")
 		}
 	}
-	now := s.now()
-	rot, err := s.store.Rotate(ctx, store.Rotation{
+	now := s.o.Now()
+	rot, err := s.o.Store.Rotate(ctx, store.Rotation{
 		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation,
 		ClientID: c.ID, Scope: strings.Join(strings.Fields(requested), " "), Now: now,
-		ReuseWindow: s.reuseWindow, RequestID: newStoreRequestID(),
+		ReuseWindow: s.o.ReuseWindow, RequestID: newStoreRequestID(),
 	})
 	if err != nil {
 		return tokenResponse{}, s.refreshFailed(r, c, rt, err)
@@ -304,7 +304,7 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 	if err != nil { // the session's key vanished since Verify: nothing to hand out
 		return tokenResponse{}, serverError(err)
 	}
-	at, err := s.tokens.Issue(token.Claims{
+	at, err := s.o.Tokens.Issue(token.Claims{
 		Subject: rt.UserID, ClientID: c.ID, Scope: rot.Scope, SessionID: rt.SessionID, Roles: rot.Roles,
 	}, now)
 	if err != nil {
@@ -322,7 +322,7 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
 		slog.Uint64("generation", rot.Session.Generation), slog.String("ip", clientIP(r)))
 	return tokenResponse{
-		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()),
+		AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.o.Tokens.TTL().Seconds()),
 		RefreshToken: child, Scope: rot.Scope,
 	}, nil
 }
@@ -411,9 +411,9 @@ func (s *Server) clientCredentialsGrant(r *http.Request, p params) (tokenRespons
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	at, err := s.tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, s.now())
+	at, err := s.o.Tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, s.o.Now())
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
-	return tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.tokens.TTL().Seconds()), Scope: scope}, nil
+	return tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.o.Tokens.TTL().Seconds()), Scope: scope}, nil
 }

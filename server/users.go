@@ -29,7 +29,7 @@ type signupResponse struct {
 // name cost the same argon2id work: the 409 is the only difference between
 // them.
 func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
-	if !s.signup {
+	if !s.o.AllowSignup {
 		http.NotFound(w, r)
 		return
 	}
@@ -57,14 +57,14 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	hash, err := s.passwords.Hash(ctx, password)
+	hash, err := s.o.Passwords.Hash(ctx, password)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	now := s.now()
+	now := s.o.Now()
 	u := store.User{ID: token.NewID(), Username: username, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
-	switch err := s.store.CreateUser(ctx, u); {
+	switch err := s.o.Store.CreateUser(ctx, u); {
 	case errors.Is(err, store.ErrConflict):
 		e := newError(errUsernameTaken, "this username is already taken")
 		e.status = http.StatusConflict

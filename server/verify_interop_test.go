@@ -25,6 +25,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -50,10 +51,10 @@ func startLiveTokend(t *testing.T, src token.KeySource, jwksMaxAge time.Duration
 	must(t, err)
 	base := "http://" + ln.Addr().String()
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
-	srv, err := server.New(server.Options{
+	srv, err := server.New(servertest.Defaults(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, RefreshKeys: token.StaticRefreshKeys{Set: keys.EphemeralRefresh()},
 		Passwords: h, Logger: slog.New(slog.DiscardHandler), Issuer: base, JWKSMaxAge: jwksMaxAge,
-	})
+	}))
 	must(t, err)
 	hs := &httptest.Server{Listener: ln, Config: &http.Server{Handler: srv.Handler()}}
 	hs.Start()
@@ -99,7 +100,7 @@ func (td *liveTokend) clientToken(t testing.TB) string {
 // (lestrrat-go/jwx) through the published JWKS, for every algorithm, and
 // with this package.
 func TestInteropJWX(t *testing.T) {
-	for _, alg := range []string{keys.ES256, keys.EdDSA, keys.RS256} {
+	for _, alg := range []string{verify.ES256, verify.EdDSA, verify.RS256} {
 		t.Run(alg, func(t *testing.T) {
 			set, err := keys.Ephemeral(alg)
 			must(t, err)
@@ -115,7 +116,7 @@ func TestInteropJWX(t *testing.T) {
 			kid, _ := key.KeyID()
 			tp, err := key.Thumbprint(crypto.SHA256)
 			must(t, err)
-			if kid != set.Signing().ID || base64.RawURLEncoding.EncodeToString(tp) != kid {
+			if kid != set.Current().ID || base64.RawURLEncoding.EncodeToString(tp) != kid {
 				t.Fatalf("kid %q is not jwx's RFC 7638 thumbprint %q", kid, base64.RawURLEncoding.EncodeToString(tp))
 			}
 

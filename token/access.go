@@ -152,10 +152,10 @@ func (i *Issuer) Issue(c Claims, now time.Time) (string, error) {
 		return "", errors.New("token: access token needs a subject and a client id")
 	}
 	set := i.src.Keys()
-	if set == nil || set.Signing() == nil {
+	if set == nil || set.Current() == nil {
 		return "", errors.New("token: no signing key")
 	}
-	k := set.Signing()
+	k := set.Current()
 	h := i.header(k)
 
 	var jti [16]byte
@@ -258,25 +258,9 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 	return append(b, ']')
 }
 
-// AccessClaims are the claims of a verified access token.
-type AccessClaims struct {
-	Issuer    string    // iss
-	Subject   string    // sub
-	ClientID  string    // client_id
-	Scope     string    // scope
-	SessionID string    // sid; empty for client_credentials
-	ID        string    // jti
-	Audience  []string  // aud
-	Roles     []string  // roles
-	IssuedAt  time.Time // iat (UTC)
-	NotBefore time.Time // nbf (UTC); zero if absent
-	ExpiresAt time.Time // exp (UTC)
-	KeyID     string    // kid of the key that signed it
-}
-
 // Verify checks tok as a resource server would — with package verify's
-// Verifier, over the Issuer's current key set — and returns its claims.
-// It requires
+// Verifier, over the Issuer's current key set — and returns its claims,
+// verify.Claims as a resource server gets them. It requires
 //   - a signature by a key in the current set named by the header kid, with
 //     that key's algorithm (so "none", HMAC and algorithm substitution are
 //     refused);
@@ -288,25 +272,8 @@ type AccessClaims struct {
 //
 // Expiry is checked last: an error matching ErrExpired means the token is
 // otherwise valid. Every other failure matches ErrInvalid.
-func (i *Issuer) Verify(tok string, now time.Time) (AccessClaims, error) {
-	c, err := i.verifier.VerifyAt(context.Background(), tok, now)
-	if err != nil {
-		return AccessClaims{}, err
-	}
-	return AccessClaims{
-		Issuer:    c.Issuer,
-		Subject:   c.Subject,
-		ClientID:  c.ClientID,
-		Scope:     strings.Join(c.Scopes, " "),
-		SessionID: c.SessionID,
-		ID:        c.ID,
-		Audience:  c.Audience,
-		Roles:     c.Roles,
-		IssuedAt:  c.IssuedAt.UTC(),
-		NotBefore: c.NotBefore,
-		ExpiresAt: c.ExpiresAt.UTC(),
-		KeyID:     c.KeyID,
-	}, nil
+func (i *Issuer) Verify(tok string, now time.Time) (*verify.Claims, error) {
+	return i.verifier.VerifyAt(context.Background(), tok, now)
 }
 
 // verifyKeys is the Issuer's KeySource as a verify.KeySet: each lookup

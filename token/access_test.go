@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokend/tokend/internal/testkit"
 	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/verify"
 )
 
 const (
@@ -29,7 +30,7 @@ var (
 	t0        = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	testSets  = map[string]*keys.Set{}
 	setsMu    sync.Mutex
-	allAlgs   = []string{keys.ES256, keys.EdDSA, keys.RS256}
+	allAlgs   = []string{verify.ES256, verify.EdDSA, verify.RS256}
 	fullInput = Claims{Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", Roles: []string{"admin", "user"}}
 )
 
@@ -58,7 +59,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	for _, alg := range allAlgs {
 		t.Run(alg, func(t *testing.T) {
 			iss := newTestIssuer(t, alg)
-			k := testSet(t, alg).Signing()
+			k := testSet(t, alg).Current()
 			tok, err := iss.Issue(fullInput, t0)
 			if err != nil {
 				t.Fatal(err)
@@ -91,8 +92,8 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantC := AccessClaims{
-				Issuer: testIss, Subject: "user1", ClientID: "web", Scope: "openid profile", SessionID: "sess1", ID: jti,
+			wantC := verify.Claims{
+				Issuer: testIss, Subject: "user1", ClientID: "web", Scopes: []string{"openid", "profile"}, SessionID: "sess1", ID: jti,
 				Audience: []string{testAud, "https://other.example.com"}, Roles: []string{"admin", "user"},
 				IssuedAt: t0, NotBefore: t0, ExpiresAt: t0.Add(15 * time.Minute),
 			}
@@ -117,8 +118,8 @@ func equalJSON(a, b map[string]any) bool {
 	return string(ja) == string(jb)
 }
 
-func equalClaims(a, b AccessClaims) bool {
-	return a.Issuer == b.Issuer && a.Subject == b.Subject && a.ClientID == b.ClientID && a.Scope == b.Scope &&
+func equalClaims(a *verify.Claims, b verify.Claims) bool {
+	return a.Issuer == b.Issuer && a.Subject == b.Subject && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes) &&
 		a.SessionID == b.SessionID && a.ID == b.ID && slices.Equal(a.Audience, b.Audience) &&
 		slices.Equal(a.Roles, b.Roles) && a.IssuedAt.Equal(b.IssuedAt) && a.NotBefore.Equal(b.NotBefore) &&
 		a.ExpiresAt.Equal(b.ExpiresAt)
@@ -126,7 +127,7 @@ func equalClaims(a, b AccessClaims) bool {
 
 // client_credentials: no sid, no scope, no roles; roles still present as [].
 func TestIssueMinimalClaims(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	tok, err := iss.Issue(Claims{Subject: "svc", ClientID: "svc"}, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -142,14 +143,14 @@ func TestIssueMinimalClaims(t *testing.T) {
 		t.Errorf("roles = %#v, want []", p["roles"])
 	}
 	c, err := iss.Verify(tok, t0)
-	if err != nil || c.SessionID != "" || c.Scope != "" || len(c.Roles) != 0 {
+	if err != nil || c.SessionID != "" || len(c.Scopes) != 0 || len(c.Roles) != 0 {
 		t.Fatalf("Verify = %+v, %v", c, err)
 	}
 }
 
 // Values that need JSON escaping are escaped.
 func TestIssueEscaping(t *testing.T) {
-	iss := NewIssuer(`iss"\`, nil, time.Minute, StaticKeys{testSet(t, keys.EdDSA)})
+	iss := NewIssuer(`iss"\`, nil, time.Minute, StaticKeys{testSet(t, verify.EdDSA)})
 	in := Claims{Subject: "a\"b\\c\nd", ClientID: "ünïcode ✓", Scope: "<x>&", Roles: []string{"r\x00", "\xff"}}
 	tok, err := iss.Issue(in, t0)
 	if err != nil {
@@ -163,14 +164,14 @@ func TestIssueEscaping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Issuer != `iss"\` || c.Subject != in.Subject || c.ClientID != in.ClientID || c.Scope != in.Scope ||
+	if c.Issuer != `iss"\` || c.Subject != in.Subject || c.ClientID != in.ClientID || !slices.Equal(c.Scopes, []string{"<x>&"}) ||
 		!slices.Equal(c.Roles, []string{"r\x00", "\ufffd"}) {
 		t.Errorf("claims %+v", c)
 	}
 }
 
 func TestIssueErrors(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	for _, c := range []Claims{{ClientID: "web"}, {Subject: "u"}} {
 		if _, err := iss.Issue(c, t0); err == nil {
 			t.Errorf("Issue(%+v) succeeded", c)
@@ -202,7 +203,7 @@ func TestIssueErrors(t *testing.T) {
 }
 
 func TestJTIUnique(t *testing.T) {
-	iss := newTestIssuer(t, keys.EdDSA)
+	iss := newTestIssuer(t, verify.EdDSA)
 	seen := map[string]bool{}
 	for range 1000 {
 		tok, _ := iss.Issue(fullInput, t0)
@@ -225,16 +226,16 @@ func validPayload() map[string]any {
 }
 
 func TestVerifyRejects(t *testing.T) {
-	es := testSet(t, keys.ES256).Signing()
-	rs := testSet(t, keys.RS256).Signing()
-	ed := testSet(t, keys.EdDSA).Signing()
+	es := testSet(t, verify.ES256).Current()
+	rs := testSet(t, verify.RS256).Current()
+	ed := testSet(t, verify.EdDSA).Current()
 	// The issuer publishes all three keys; ES256 signs.
 	set, err := keys.NewSet(es, rs, ed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	iss := NewIssuer(testIss, []string{testAud}, 15*time.Minute, StaticKeys{set})
-	other, _ := keys.Generate(keys.ES256) // not in the set
+	other, _ := keys.Generate(verify.ES256) // not in the set
 
 	hdr := func(alg, kid string) map[string]any { return map[string]any{"alg": alg, "kid": kid, "typ": "at+jwt"} }
 	pubPEM := func(k *keys.Key) []byte {
@@ -246,7 +247,7 @@ func TestVerifyRejects(t *testing.T) {
 	esSig, rsSig := testkit.Signer(t, es.Method, es.Signer), testkit.Signer(t, rs.Method, rs.Signer)
 	otherSig := testkit.Signer(t, other.Method, other.Signer)
 
-	good := testkit.Encode(t, hdr(keys.ES256, es.ID), validPayload(), esSig)
+	good := testkit.Encode(t, hdr(verify.ES256, es.ID), validPayload(), esSig)
 	if _, err := iss.Verify(good, t0); err != nil {
 		t.Fatalf("control token rejected: %v", err)
 	}
@@ -258,32 +259,32 @@ func TestVerifyRejects(t *testing.T) {
 		"HS256 with EC PEM":      testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256(pubPEM(es))),
 		"HS256 with EC point":    testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256(ecPoint)),
 		"HS256 with kid":         testkit.Encode(t, hdr("HS256", es.ID), validPayload(), testkit.HS256([]byte(es.ID))),
-		"alg swap ES256→RS256":   testkit.Encode(t, hdr(keys.RS256, es.ID), validPayload(), rsSig),
-		"alg swap EdDSA kid":     testkit.Encode(t, hdr(keys.ES256, ed.ID), validPayload(), esSig),
+		"alg swap ES256→RS256":   testkit.Encode(t, hdr(verify.RS256, es.ID), validPayload(), rsSig),
+		"alg swap EdDSA kid":     testkit.Encode(t, hdr(verify.ES256, ed.ID), validPayload(), esSig),
 		"PS256":                  testkit.Encode(t, hdr("PS256", rs.ID), validPayload(), rsSig),
-		"unknown kid":            testkit.Encode(t, hdr(keys.ES256, other.ID), validPayload(), otherSig),
-		"unknown kid, known key": testkit.Encode(t, hdr(keys.ES256, "nope"), validPayload(), esSig),
-		"no kid":                 testkit.Encode(t, map[string]any{"alg": keys.ES256, "typ": "at+jwt"}, validPayload(), esSig),
-		"kid not string":         testkit.Encode(t, map[string]any{"alg": keys.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), esSig),
-		"signed by other key":    testkit.Encode(t, hdr(keys.ES256, es.ID), validPayload(), otherSig),
-		"typ JWT":                testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", "JWT"), validPayload(), esSig),
-		"typ missing":            testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", nil), validPayload(), esSig),
-		"typ not string":         testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "typ", 1), validPayload(), esSig),
-		"crit":                   testkit.Encode(t, testkit.Edit(hdr(keys.ES256, es.ID), "crit", []string{"exp"}), validPayload(), esSig),
-		"wrong iss":              testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", "https://evil"), esSig),
-		"no iss":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", nil), esSig),
-		"wrong aud":              testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "aud", []string{"https://x"}), esSig),
-		"no aud":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "aud", nil), esSig),
-		"no sub":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "sub", nil), esSig),
-		"no client_id":           testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "client_id", nil), esSig),
-		"no jti":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "jti", nil), esSig),
-		"no iat":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iat", nil), esSig),
-		"no exp":                 testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "exp", nil), esSig),
-		"exp not a number":       testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "exp", "soon"), esSig),
-		"roles not array":        testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "roles", "admin"), esSig),
-		"nbf in future":          testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), esSig),
-		"iat in future":          testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), esSig),
-		"expired and wrong iss":  testkit.Encode(t, hdr(keys.ES256, es.ID), testkit.Edit(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), esSig),
+		"unknown kid":            testkit.Encode(t, hdr(verify.ES256, other.ID), validPayload(), otherSig),
+		"unknown kid, known key": testkit.Encode(t, hdr(verify.ES256, "nope"), validPayload(), esSig),
+		"no kid":                 testkit.Encode(t, map[string]any{"alg": verify.ES256, "typ": "at+jwt"}, validPayload(), esSig),
+		"kid not string":         testkit.Encode(t, map[string]any{"alg": verify.ES256, "kid": 1, "typ": "at+jwt"}, validPayload(), esSig),
+		"signed by other key":    testkit.Encode(t, hdr(verify.ES256, es.ID), validPayload(), otherSig),
+		"typ JWT":                testkit.Encode(t, testkit.Edit(hdr(verify.ES256, es.ID), "typ", "JWT"), validPayload(), esSig),
+		"typ missing":            testkit.Encode(t, testkit.Edit(hdr(verify.ES256, es.ID), "typ", nil), validPayload(), esSig),
+		"typ not string":         testkit.Encode(t, testkit.Edit(hdr(verify.ES256, es.ID), "typ", 1), validPayload(), esSig),
+		"crit":                   testkit.Encode(t, testkit.Edit(hdr(verify.ES256, es.ID), "crit", []string{"exp"}), validPayload(), esSig),
+		"wrong iss":              testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "iss", "https://evil"), esSig),
+		"no iss":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "iss", nil), esSig),
+		"wrong aud":              testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "aud", []string{"https://x"}), esSig),
+		"no aud":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "aud", nil), esSig),
+		"no sub":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "sub", nil), esSig),
+		"no client_id":           testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "client_id", nil), esSig),
+		"no jti":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "jti", nil), esSig),
+		"no iat":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "iat", nil), esSig),
+		"no exp":                 testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "exp", nil), esSig),
+		"exp not a number":       testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "exp", "soon"), esSig),
+		"roles not array":        testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "roles", "admin"), esSig),
+		"nbf in future":          testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "nbf", t0.Add(31*time.Second).Unix()), esSig),
+		"iat in future":          testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "iat", t0.Add(31*time.Second).Unix(), "nbf", nil), esSig),
+		"expired and wrong iss":  testkit.Encode(t, hdr(verify.ES256, es.ID), testkit.Edit(validPayload(), "iss", "x", "exp", t0.Add(-time.Hour).Unix()), esSig),
 		"tampered payload":       strings.Split(good, ".")[0] + "." + b64([]byte(`{"iss":"`+testIss+`","sub":"admin"}`)) + "." + strings.Split(good, ".")[2],
 		"tampered signature":     good[:len(good)-2] + flip(good[len(good)-2:]),
 		"truncated signature":    good[:len(good)-10],
@@ -313,7 +314,7 @@ func flip(s string) string {
 }
 
 func TestVerifyTime(t *testing.T) {
-	iss := newTestIssuer(t, keys.ES256)
+	iss := newTestIssuer(t, verify.ES256)
 	tok, err := iss.Issue(fullInput, t0)
 	if err != nil {
 		t.Fatal(err)
@@ -344,10 +345,10 @@ func TestVerifyTime(t *testing.T) {
 // The audience check accepts any configured audience; with none configured
 // it is skipped; a token with a lone string aud is accepted.
 func TestVerifyAudience(t *testing.T) {
-	es := testSet(t, keys.ES256).Signing()
-	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, keys.ES256)})
-	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, keys.ES256)})
-	hdr := map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "at+jwt"}
+	es := testSet(t, verify.ES256).Current()
+	multi := NewIssuer(testIss, []string{"a", "b"}, time.Minute, StaticKeys{testSet(t, verify.ES256)})
+	noAud := NewIssuer(testIss, nil, time.Minute, StaticKeys{testSet(t, verify.ES256)})
+	hdr := map[string]any{"alg": verify.ES256, "kid": es.ID, "typ": "at+jwt"}
 	esSig := testkit.Signer(t, es.Method, es.Signer)
 	for _, c := range []struct {
 		aud   any
@@ -373,8 +374,8 @@ func TestVerifyAudience(t *testing.T) {
 		}
 	}
 	// typ may be the full media type, in any case.
-	tok := testkit.Encode(t, map[string]any{"alg": keys.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), esSig)
-	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, keys.ES256)}).Verify(tok, t0); err != nil {
+	tok := testkit.Encode(t, map[string]any{"alg": verify.ES256, "kid": es.ID, "typ": "Application/AT+JWT"}, validPayload(), esSig)
+	if _, err := NewIssuer(testIss, []string{testAud}, time.Minute, StaticKeys{testSet(t, verify.ES256)}).Verify(tok, t0); err != nil {
 		t.Errorf("typ application/at+jwt: %v", err)
 	}
 }
@@ -386,10 +387,10 @@ func (r *rotating) Keys() *keys.Set { return r.p.Load() }
 
 // Swapping the key set changes the signing key and which tokens verify.
 func TestKeyRotation(t *testing.T) {
-	oldKey := testSet(t, keys.ES256).Signing()
-	newKey, _ := keys.Generate(keys.EdDSA)
+	oldKey := testSet(t, verify.ES256).Current()
+	newKey, _ := keys.Generate(verify.EdDSA)
 	src := &rotating{}
-	src.p.Store(testSet(t, keys.ES256))
+	src.p.Store(testSet(t, verify.ES256))
 	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
 	oldTok, _ := iss.Issue(fullInput, t0)
 
@@ -416,7 +417,7 @@ func TestKeyRotation(t *testing.T) {
 
 func TestConcurrentIssueVerify(t *testing.T) {
 	src := &rotating{}
-	src.p.Store(testSet(t, keys.EdDSA))
+	src.p.Store(testSet(t, verify.EdDSA))
 	iss := NewIssuer(testIss, []string{testAud}, time.Minute, src)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -425,7 +426,7 @@ func TestConcurrentIssueVerify(t *testing.T) {
 			defer wg.Done()
 			for j := range 50 {
 				if g == 0 && j == 25 {
-					both, _ := keys.NewSet(testSet(t, keys.ES256).Signing(), testSet(t, keys.EdDSA).Signing())
+					both, _ := keys.NewSet(testSet(t, verify.ES256).Current(), testSet(t, verify.EdDSA).Current())
 					src.p.Store(both)
 				}
 				tok, err := iss.Issue(fullInput, t0)
@@ -443,9 +444,9 @@ func TestConcurrentIssueVerify(t *testing.T) {
 	wg.Wait()
 }
 
-func BenchmarkIssueES256(b *testing.B) { benchIssue(b, keys.ES256) }
-func BenchmarkIssueEdDSA(b *testing.B) { benchIssue(b, keys.EdDSA) }
-func BenchmarkIssueRS256(b *testing.B) { benchIssue(b, keys.RS256) }
+func BenchmarkIssueES256(b *testing.B) { benchIssue(b, verify.ES256) }
+func BenchmarkIssueEdDSA(b *testing.B) { benchIssue(b, verify.EdDSA) }
+func BenchmarkIssueRS256(b *testing.B) { benchIssue(b, verify.RS256) }
 
 func benchIssue(b *testing.B, alg string) {
 	iss := newTestIssuer(b, alg)
@@ -458,8 +459,8 @@ func benchIssue(b *testing.B, alg string) {
 	}
 }
 
-func BenchmarkVerifyES256(b *testing.B) { benchVerify(b, keys.ES256) }
-func BenchmarkVerifyEdDSA(b *testing.B) { benchVerify(b, keys.EdDSA) }
+func BenchmarkVerifyES256(b *testing.B) { benchVerify(b, verify.ES256) }
+func BenchmarkVerifyEdDSA(b *testing.B) { benchVerify(b, verify.EdDSA) }
 
 func benchVerify(b *testing.B, alg string) {
 	iss := newTestIssuer(b, alg)
@@ -479,7 +480,7 @@ func benchVerify(b *testing.B, alg string) {
 // BenchmarkGolangJWTSignES256 is the baseline: the same token made the
 // usual golang-jwt way.
 func BenchmarkGolangJWTSignES256(b *testing.B) {
-	k := testSet(b, keys.ES256).Signing()
+	k := testSet(b, verify.ES256).Current()
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -499,10 +500,10 @@ func BenchmarkGolangJWTSignES256(b *testing.B) {
 // BenchmarkGolangJWTVerifyES256 is the baseline for Verify: a bare
 // golang-jwt parse with the key known in advance.
 func BenchmarkGolangJWTVerifyES256(b *testing.B) {
-	iss := newTestIssuer(b, keys.ES256)
-	k := testSet(b, keys.ES256).Signing()
+	iss := newTestIssuer(b, verify.ES256)
+	k := testSet(b, verify.ES256).Current()
 	tok, _ := iss.Issue(fullInput, time.Now())
-	p := jwt.NewParser(jwt.WithValidMethods([]string{keys.ES256}))
+	p := jwt.NewParser(jwt.WithValidMethods([]string{verify.ES256}))
 	kf := func(*jwt.Token) (any, error) { return k.Public, nil }
 	b.ReportAllocs()
 	for b.Loop() {
@@ -513,7 +514,7 @@ func BenchmarkGolangJWTVerifyES256(b *testing.B) {
 }
 
 func FuzzAccessVerify(f *testing.F) {
-	iss := newTestIssuer(f, keys.ES256)
+	iss := newTestIssuer(f, verify.ES256)
 	tok, _ := iss.Issue(fullInput, t0)
 	f.Add(tok)
 	f.Add("eyJhbGciOiJub25lIn0.e30.")

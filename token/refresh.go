@@ -36,16 +36,17 @@ import (
 // to escape). It parses by fixed rules: the ids at fixed offsets from the
 // left, the MAC and kid at fixed offsets from the right, the generation in
 // between; the MAC's base64url must be canonical, so every token has
-// exactly one spelling. The "rt_" prefix makes refresh tokens findable by
-// secret scanners and impossible to confuse with a JWT (which has dots).
+// exactly one spelling. The RefreshPrefix "rt_" makes refresh tokens
+// findable by secret scanners and impossible to confuse with a JWT (which
+// has dots): the server tells the two kinds apart by it.
 const (
-	refreshPrefix = "rt_"
+	RefreshPrefix = "rt_"
 	idLen         = 26
 	macBytes      = 32
 	macLen        = 43 // base64.RawURLEncoding.EncodedLen(macBytes)
 	maxGenLen     = 20 // len("18446744073709551615")
 	// fixedLen is everything but the generation's digits.
-	fixedLen = len(refreshPrefix) + idLen + 1 + idLen + 1 + 1 + keys.RefreshKeyIDLen + 1 + macLen
+	fixedLen = len(RefreshPrefix) + idLen + 1 + idLen + 1 + 1 + keys.RefreshKeyIDLen + 1 + macLen
 	// MinRefreshLen and MaxRefreshLen bound the length of a refresh token.
 	MinRefreshLen = fixedLen + 1
 	MaxRefreshLen = fixedLen + maxGenLen
@@ -199,7 +200,7 @@ func encodeRefresh(k *keys.RefreshKey, rt Refresh) string {
 	var mac [macBytes]byte
 	k.MAC(mac[:0], macInput(&msg, rt))
 	var buf [MaxRefreshLen]byte
-	b := append(buf[:0], refreshPrefix...)
+	b := append(buf[:0], RefreshPrefix...)
 	b = append(b, rt.UserID...)
 	b = append(b, '_')
 	b = append(b, rt.SessionID...)
@@ -216,15 +217,15 @@ func encodeRefresh(k *keys.RefreshKey, rt Refresh) string {
 func parseRefresh(s string) (Refresh, [macBytes]byte, error) {
 	var mac [macBytes]byte
 	n := len(s)
-	if n < MinRefreshLen || n > MaxRefreshLen || s[:len(refreshPrefix)] != refreshPrefix {
+	if n < MinRefreshLen || n > MaxRefreshLen || s[:len(RefreshPrefix)] != RefreshPrefix {
 		return Refresh{}, mac, ErrMalformed
 	}
-	const sidAt = len(refreshPrefix) + idLen + 1
+	const sidAt = len(RefreshPrefix) + idLen + 1
 	const genAt = sidAt + idLen + 1
 	macAt := n - macLen
 	kidAt := macAt - 1 - keys.RefreshKeyIDLen
 	genEnd := kidAt - 1
-	uid, sid := s[len(refreshPrefix):sidAt-1], s[sidAt:genAt-1]
+	uid, sid := s[len(RefreshPrefix):sidAt-1], s[sidAt:genAt-1]
 	gen, kid := s[genAt:genEnd], s[kidAt:macAt-1]
 	if s[sidAt-1] != '_' || s[genAt-1] != '_' || s[genEnd] != '_' || s[macAt-1] != '_' ||
 		!ValidID(uid) || !ValidID(sid) || !validKeyID(kid) {

@@ -20,7 +20,7 @@ func (s *swapRefreshKeys) RefreshKeys() *keys.RefreshSet { return s.set }
 
 func newRefreshSet(t *testing.T, current *keys.RefreshKey, more ...*keys.RefreshKey) *keys.RefreshSet {
 	t.Helper()
-	s, err := keys.NewRefreshSet(current, more...)
+	s, err := keys.NewRing(current, more...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/tokend/tokend/verify"
 )
 
 // VerifyCache remembers access tokens that verified, so that a token
@@ -22,7 +24,7 @@ type VerifyCache struct {
 	max    int
 
 	mu       sync.RWMutex
-	cur, old map[[32]byte]AccessClaims
+	cur, old map[[32]byte]*verify.Claims // shared with callers: read only
 }
 
 // NewVerifyCache returns a cache of at most about 2×max verified tokens in
@@ -31,11 +33,12 @@ func NewVerifyCache(issuer *Issuer, max int) *VerifyCache {
 	if max <= 0 {
 		max = 10_000
 	}
-	return &VerifyCache{issuer: issuer, max: max, cur: make(map[[32]byte]AccessClaims), old: map[[32]byte]AccessClaims{}}
+	return &VerifyCache{issuer: issuer, max: max, cur: make(map[[32]byte]*verify.Claims), old: map[[32]byte]*verify.Claims{}}
 }
 
-// Verify is Issuer.Verify with the cache in front.
-func (c *VerifyCache) Verify(tok string, now time.Time) (AccessClaims, error) {
+// Verify is Issuer.Verify with the cache in front. The claims it returns
+// may be shared with other callers: they must not be modified.
+func (c *VerifyCache) Verify(tok string, now time.Time) (*verify.Claims, error) {
 	key := sha256.Sum256([]byte(tok))
 	c.mu.RLock()
 	cl, ok := c.cur[key]
@@ -56,7 +59,7 @@ func (c *VerifyCache) Verify(tok string, now time.Time) (AccessClaims, error) {
 	}
 	c.mu.Lock()
 	if len(c.cur) >= c.max {
-		c.old, c.cur = c.cur, make(map[[32]byte]AccessClaims, c.max)
+		c.old, c.cur = c.cur, make(map[[32]byte]*verify.Claims, c.max)
 	}
 	c.cur[key] = cl
 	c.mu.Unlock()

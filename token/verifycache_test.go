@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/keys"
+	"github.com/tokend/tokend/verify"
 )
 
 // swapKeys is a KeySource whose set a test can replace.
@@ -15,11 +16,11 @@ type swapKeys struct{ set atomic.Pointer[keys.Set] }
 func (s *swapKeys) Keys() *keys.Set { return s.set.Load() }
 
 func TestVerifyCache(t *testing.T) {
-	k1, err := keys.Generate(keys.ES256)
+	k1, err := keys.Generate(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := keys.Generate(keys.ES256)
+	k2, err := keys.Generate(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestVerifyCache(t *testing.T) {
 }
 
 func BenchmarkVerifyCachedES256(b *testing.B) {
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -224,29 +224,3 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 	}
 	return nil
 }
-
-// generateKeysIfEmpty is JWT_KEYS_GENERATE: keys for a missing or empty
-// JWT_KEYS_DIR, made by the code of `tokend keys generate`. A directory
-// with any entry (other than dot files) is left alone, so a restart never
-// adds keys.
-func generateKeysIfEmpty(dir, alg string, log *slog.Logger) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") && e.Name() != "lost+found" {
-			return nil
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
-	}
-	var out strings.Builder
-	if err := generateKeys(&out, dir, alg); err != nil {
-		return fmt.Errorf("JWT_KEYS_GENERATE: %w", err)
-	}
-	log.Info("JWT_KEYS_DIR was empty: generated keys (as `tokend keys generate` does)", slog.String("dir", dir),
-		slog.String("output", strings.TrimSpace(out.String())))
-	return nil
-}

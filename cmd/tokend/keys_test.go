@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/verify"
 )
@@ -126,11 +130,11 @@ func TestRotationWhileVerifying(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Use up the unknown-kid refetch allowance for the next hour.
-	stranger, err := keys.Ephemeral(keys.ES256)
+	stranger, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(ctx, foreignToken(t, stranger.Signing())); !errors.Is(err, verify.ErrInvalid) {
+	if _, err := v.Verify(ctx, foreignToken(t, stranger.Current())); !errors.Is(err, verify.ErrInvalid) {
 		t.Fatalf("foreign token: %v", err)
 	}
 
@@ -270,11 +274,11 @@ func TestRolesEndToEnd(t *testing.T) {
 // command that fixes it, which then makes the directory complete.
 func TestServeNeedsRefreshKey(t *testing.T) {
 	dir := t.TempDir()
-	k, err := keys.Generate(keys.ES256)
+	k, err := keys.Generate(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := keys.WriteFile(dir, k); err != nil {
+	if _, err := keys.Signing.WriteFile(dir, k); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"JWT_KEYS_DIR=" + dir, "HTTP_ADDR=127.0.0.1:0"}
@@ -293,5 +297,166 @@ func TestServeNeedsRefreshKey(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"refresh keys loaded"`) {
 		t.Fatalf("no refresh key log:\n%s", logs.String())
+	}
+}
+
+// Every way a key directory can be unfit to serve from stops start-up
+// with the command that fixes it, and that command, run as printed, makes
+// it fit: a missing directory, an empty one, one with files that are not
+// keys, one with signing keys only and one with refresh keys only (where
+// the advice used to be a command after which start-up failed again,
+// without a hint).
+func TestKeysDirErrorsNameTheFix(t *testing.T) {
+	withSigning := func(t *testing.T, dir string) {
+		k, err := keys.Generate(verify.ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.Signing.WriteFile(dir, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the JWT_KEYS_DIR to use
+		fix   string
+	}{
+		{"missing", func(t *testing.T, dir string) string { return filepath.Join(dir, "keys") }, "keys generate --dir"},
+		{"empty", func(t *testing.T, dir string) string { return dir }, "keys generate --dir"},
+		{"no key files", func(t *testing.T, dir string) string {
+			writeFiles(t, dir, "README", ".gitkeep")
+			return dir
+		}, "keys generate --dir"},
+		{"signing keys only", func(t *testing.T, dir string) string { withSigning(t, dir); return dir }, "keys rotate --only refresh --dir"},
+		{"refresh keys only", func(t *testing.T, dir string) string {
+			if _, err := keys.Refresh.WriteFile(dir, keys.GenerateRefreshKey()); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, "keys rotate --only signing --dir"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := c.setup(t, t.TempDir())
+			env := []string{"JWT_KEYS_DIR=" + dir, "PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1"}
+			_, err := run(t, append(env, "HTTP_ADDR=127.0.0.1:0"), "", "serve", "--dev")
+			if err == nil || !strings.Contains(err.Error(), c.fix+" "+dir+"`") || !strings.Contains(err.Error(), "JWT_KEYS_GENERATE=true") {
+				t.Fatalf("serve: %v; want the advice %q and JWT_KEYS_GENERATE=true", err, c.fix)
+			}
+			fix := regexp.MustCompile("`tokend ([^`]+)`").FindStringSubmatch(err.Error())
+			if fix == nil {
+				t.Fatalf("no command in %v", err)
+			}
+			// Run the command in an environment without JWT_KEYS_DIR: the
+			// advice must name the directory itself.
+			if out, err := run(t, nil, "", strings.Fields(fix[1])...); err != nil {
+				t.Fatalf("tokend %s: %v\n%s", fix[1], err, out)
+			}
+			serveFor(t, env, "--dev")
+		})
+	}
+	if _, err := run(t, nil, "", "keys", "list", "--dir", filepath.Join(t.TempDir(), "missing")); err == nil ||
+		!strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "keys generate --dir") {
+		t.Fatalf("keys list of a missing directory: %v", err)
+	}
+}
+
+func writeFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("not a key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// JWT_KEYS_GENERATE looks at key files, not at any file: a directory
+// holding a README, a .gitkeep and lost+found gets both kinds of key; one
+// that lacks a kind gets that kind; one with both gets nothing, so a
+// restart adds no key.
+func TestKeysGenerateLooksAtKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, "README", ".gitkeep")
+	if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load("", []string{"JWT_KEYS_DIR=" + dir, "JWT_KEYS_GENERATE=true", "JWT_SIGNING_ALG=EdDSA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() (pem, refresh int) {
+		p, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+		r, _ := filepath.Glob(filepath.Join(dir, "*.refresh"))
+		return len(p), len(r)
+	}
+	generate := func() string {
+		t.Helper()
+		var logs bytes.Buffer
+		if err := generateMissingKeys(cfg, slog.New(slog.NewJSONHandler(&logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	if logs := generate(); !strings.Contains(logs, "generated EdDSA key") || !strings.Contains(logs, "generated refresh key") {
+		t.Fatalf("a directory without key files: %s", logs)
+	}
+	if p, r := count(); p != 1 || r != 1 {
+		t.Fatalf("%d signing and %d refresh key files", p, r)
+	}
+	if logs := generate(); logs != "" {
+		t.Fatalf("a directory with both kinds: %s", logs)
+	}
+	refreshFiles, _ := filepath.Glob(filepath.Join(dir, "*.refresh"))
+	if err := os.Remove(refreshFiles[0]); err != nil {
+		t.Fatal(err)
+	}
+	if logs := generate(); strings.Contains(logs, "EdDSA key") || !strings.Contains(logs, "generated refresh key") {
+		t.Fatalf("a directory without refresh keys: %s", logs)
+	}
+	if p, r := count(); p != 1 || r != 1 {
+		t.Fatalf("%d signing and %d refresh key files", p, r)
+	}
+	// A bad key file stops it before it writes anything.
+	writeFiles(t, dir, "20250601T120000Z-"+strings.Repeat("a", 43)+".pem")
+	if err := os.Remove(mustGlob(t, dir, "*.refresh")); err != nil {
+		t.Fatal(err)
+	}
+	if err := generateMissingKeys(cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "JWT_KEYS_GENERATE") {
+		t.Fatalf("a bad key file: %v", err)
+	}
+	if _, r := count(); r != 0 {
+		t.Fatal("wrote a refresh key beside a bad key file")
+	}
+}
+
+func mustGlob(t *testing.T, dir, pattern string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(m) != 1 {
+		t.Fatalf("%s: %v", pattern, m)
+	}
+	return m[0]
+}
+
+// keys generate into a directory that has keys says that the new key is
+// pending, when it starts signing and until when the active key signs,
+// and keys list agrees.
+func TestKeysGenerateIntoKeysSaysWhen(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := run(t, nil, "", "keys", "generate", "--dir", dir); err != nil || !strings.Contains(out, "it is active: it signs at once") ||
+		!strings.Contains(out, "generated refresh key") {
+		t.Fatalf("first generate: %v\n%s", err, out)
+	}
+	out, err := run(t, nil, "", "keys", "generate", "--dir", dir, "--alg", "EdDSA")
+	if err != nil || strings.Contains(out, "refresh key") {
+		t.Fatalf("second generate: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`generated EdDSA key (\S+)\n.*\nit is pending: published within 15s; signs from (\S+) \(in 5m1[5-7]s\)\nactive key (\S+) signs until (\S+) and stays published until \S+\n$`).FindStringSubmatch(out)
+	if m == nil || m[2] != m[4] {
+		t.Fatalf("second generate:\n%s", out)
+	}
+	list, err := run(t, nil, "", "keys", "list", "--dir", dir)
+	if err != nil || !regexp.MustCompile(m[1]+`\s+EdDSA\s+pending\s+\S+\s+`+regexp.QuoteMeta(m[2])).MatchString(list) ||
+		!regexp.MustCompile(m[3]+`\s+ES256\s+active`).MatchString(list) {
+		t.Fatalf("keys list:\n%s", list)
 	}
 }

@@ -17,10 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/events"
 	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/store/memstore"
-	"github.com/tokend/tokend/store/redisstore"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -129,7 +126,11 @@ func roundDuration(d time.Duration) time.Duration {
 // errNoRedis explains why admin commands need REDIS_URL.
 var errNoRedis = errors.New("REDIS_URL is not set: the embedded store lives inside a running `tokend serve` and cannot be reached from another process; set REDIS_URL (e.g. redis://127.0.0.1:6379/0) to manage users, clients and sessions")
 
-// adminStore opens the Redis store named by the configuration.
+// adminStore opens the Redis store named by the configuration, as serve
+// does (openBackend): session ends by the CLI (users disable, delete and
+// set-password, sessions revoke) and client changes (clients delete,
+// rotate-secret, update) reach resource servers and every replica like
+// the server's.
 func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error) {
 	cfg, err := c.load()
 	if err != nil {
@@ -138,44 +139,11 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 	if cfg.RedisURL == "" {
 		return nil, cfg, errNoRedis
 	}
-	setRedisLogger(c.logger(cfg), cfg.RedisURL)
-	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix, ServerClock: true})
+	b, err := openBackend(ctx, cfg, c.logger(cfg), nil)
 	if err != nil {
-		return nil, cfg, fmt.Errorf("open store: %w", err)
+		return nil, cfg, err
 	}
-	// Session ends by the CLI (users disable, delete and set-password,
-	// sessions revoke) and client changes (clients delete, rotate-secret,
-	// update) reach resource servers and every replica like the server's.
-	return events.Wrap(st, eventLog(cfg, st), events.Options{AccessTTL: cfg.AccessTTL, Logger: c.logger(cfg)}), cfg, nil
-}
-
-// eventLog is the revocation event log that goes with st: a Redis Stream
-// next to the Redis store, in-process with the embedded one
-// (docs/design.md, "Revocation events").
-func eventLog(cfg config.Config, st store.Store) events.Log {
-	retention := events.Retention(cfg.AccessTTL)
-	if rs, ok := st.(*redisstore.Store); ok {
-		prefix := cfg.RedisKeyPrefix
-		if prefix == "" {
-			prefix = redisstore.DefaultPrefix
-		}
-		return events.NewRedisLog(rs.Redis(), prefix, retention, 0)
-	}
-	return events.NewMemoryLog(retention, 0, nil)
-}
-
-// openStore is serve's store: Redis when configured, else embedded.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
-	if cfg.RedisURL == "" {
-		log.Warn("REDIS_URL is not set: using the embedded in-process store; all data is lost on restart (development only)")
-		return memstore.New(), nil
-	}
-	setRedisLogger(log, cfg.RedisURL)
-	st, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix, ServerClock: true})
-	if err != nil {
-		return nil, fmt.Errorf("open redis store: %w", err)
-	}
-	return st, nil
+	return b.store, cfg, nil
 }
 
 func (c *cli) versionCmd() *cobra.Command {

@@ -12,40 +12,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/config"
-	"github.com/tokend/tokend/ratelimit"
-	"github.com/tokend/tokend/server"
-	"github.com/tokend/tokend/store"
-	"github.com/tokend/tokend/store/redisstore"
-	"github.com/tokend/tokend/store/storemetrics"
 )
 
-// instrument builds serve's metrics registry (Go runtime, process, store
-// latency; the server adds its own) and the sign-in rate limiter that
-// matches the store: in Redis next to the data, or in memory with the
-// embedded store. It returns the measured store.
-func instrument(cfg config.Config, st store.Store, log *slog.Logger) (store.Store, server.LoginLimiter, *prometheus.Registry, error) {
+// newRegistry is serve's metrics registry, with the Go runtime and
+// process collectors; the store (openBackend) and the server add theirs.
+func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	measured, err := storemetrics.Wrap(st, reg)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("metrics: %w", err)
-	}
-	limits := ratelimit.Limits{
-		PerAccount:   ratelimit.Rate{N: cfg.LoginRateAccount.N, Period: cfg.LoginRateAccount.Period},
-		PerAccountIP: ratelimit.Rate{N: cfg.LoginRateAccountIP.N, Period: cfg.LoginRateAccountIP.Period},
-		PerIP:        ratelimit.Rate{N: cfg.LoginRateIP.N, Period: cfg.LoginRateIP.Period},
-	}
-	log.Info("sign-in rate limits",
-		slog.String("per_account", cfg.LoginRateAccount.String()), slog.String("per_account_ip", cfg.LoginRateAccountIP.String()),
-		slog.String("per_ip", cfg.LoginRateIP.String()),
-		slog.Int("trusted_proxies", len(cfg.TrustedProxies)))
-	if !limits.Enabled() {
-		return measured, nil, reg, nil
-	}
-	if rs, ok := st.(*redisstore.Store); ok {
-		return measured, ratelimit.NewRedis(rs.Redis(), cfg.RedisKeyPrefix, limits), reg, nil
-	}
-	return measured, ratelimit.NewMemory(limits, ratelimit.MemoryOptions{}), reg, nil
+	return reg
 }
 
 // redisLogger sends go-redis's own log lines (dial failures, pool

@@ -7,7 +7,6 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/server"
-	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
 )
@@ -25,11 +24,11 @@ import (
 //
 // It returns the readiness check for /readyz: a ping, then whether Redis
 // is out of memory (so a full Redis, which answers 503 to every sign-in
-// and refresh, says why). st that is not Redis gets a plain ping.
-func checkRedis(ctx context.Context, st store.Store, cfg config.Config, log *slog.Logger) (func(context.Context) error, error) {
-	rs, ok := st.(*redisstore.Store)
-	if !ok {
-		return st.Ping, nil
+// and refresh, says why). The embedded store gets a plain ping.
+func checkRedis(ctx context.Context, b *backend, cfg config.Config, log *slog.Logger) (func(context.Context) error, error) {
+	rs := b.redis
+	if rs == nil {
+		return b.store.Ping, nil
 	}
 	nodes, err := rs.Settings(ctx)
 	if err != nil {

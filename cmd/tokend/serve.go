@@ -63,20 +63,17 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 			return serverKeys{}, err
 		}
 		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
-			slog.String("kid", set.Signing().ID), slog.String("alg", set.Signing().Alg))
+			slog.String("kid", set.Current().ID), slog.String("alg", set.Current().Alg))
 		rset := keys.EphemeralRefresh()
 		log.Warn("JWT_KEYS_DIR is not set: refresh tokens are derived from an ephemeral refresh key; every session ends on restart and replicas cannot refresh each other's sessions (development only)",
 			slog.String("refresh_kid", rset.Current().ID))
 		return serverKeys{token.StaticKeys{Set: set}, token.StaticRefreshKeys{Set: rset}, func(context.Context) {}}, nil
 	}
-	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{
-		Timing: keyTiming(cfg), RefreshTiming: refreshKeyTiming(cfg), RequireRefreshKeys: true,
-		ReloadInterval: cfg.KeysReloadInterval, Logger: log,
-	})
+	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{Lifetimes: keyLifetimes(cfg), RequireRefreshKeys: true, Logger: log})
 	if err != nil {
-		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", err)
+		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", keysFix(err))
 	}
-	k := ds.Keys().Signing()
+	k := ds.Keys().Current()
 	log.Info("signing keys loaded", slog.String("dir", cfg.KeysDir), slog.String("kid", k.ID), slog.String("alg", k.Alg),
 		slog.Int("published", len(ds.Keys().Keys())), slog.Duration("reload_interval", cfg.KeysReloadInterval))
 	log.Info("refresh keys loaded", slog.String("dir", cfg.KeysDir), slog.String("refresh_kid", ds.RefreshKeys().Current().ID),
@@ -88,17 +85,54 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 	return serverKeys{ds, ds, ds.Run}, nil
 }
 
+// serve runs the token service until ctx ends, then drains requests for
+// up to SHUTDOWN_TIMEOUT. Every step is a function of its own; the
+// background work they start (event hub, key reloads, debug listener)
+// ends with serve.
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	log := c.logger(cfg)
-	st, err := openStore(ctx, cfg, log)
+	reg := newRegistry()
+	b, err := openBackend(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	ready, err := checkRedis(ctx, st, cfg, log)
+	defer b.close()
+	ctx, stop := context.WithCancel(ctx) // the background work ends before the store closes
+	defer stop()
+	ready, err := checkRedis(ctx, b, cfg, log)
 	if err != nil {
 		return err
 	}
+	if err := c.provision(ctx, cfg, b.store, log); err != nil {
+		return err
+	}
+	ks, err := loadKeys(cfg, log)
+	if err != nil {
+		return err
+	}
+	go ks.run(ctx)
+	hasher := credential.NewHasher(cfg.Argon2(), 0)
+	srv, err := newServer(ctx, cfg, b, ks, hasher, ready, reg, log)
+	if err != nil {
+		return err
+	}
+	if dev {
+		if err := seedDev(ctx, b.store, hasher); err != nil {
+			return fmt.Errorf("seed dev data: %w", err)
+		}
+	}
+	if cfg.DebugAddr != "" {
+		if _, err := startDebug(ctx, cfg.DebugAddr, log); err != nil {
+			return err
+		}
+	}
+	return c.listen(ctx, cfg, srv, log, dev)
+}
+
+// provision prepares what the configuration asks to exist before serving:
+// the users and clients of the TOKEND_BOOTSTRAP file, and keys in an empty
+// JWT_KEYS_DIR when JWT_KEYS_GENERATE is set.
+func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger) error {
 	if cfg.Bootstrap != "" {
 		f, err := loadBootstrap(cfg.Bootstrap)
 		if err != nil {
@@ -109,71 +143,44 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 		}
 	}
 	if cfg.KeysGenerate && cfg.KeysDir != "" {
-		if err := generateKeysIfEmpty(cfg.KeysDir, cfg.SigningAlg, log); err != nil {
-			return err
+		return generateMissingKeys(cfg, log)
+	}
+	return nil
+}
+
+// newServer builds the HTTP server on b, with this replica's event hub
+// (following b's log until ctx ends: the GET /events feed, and the end of
+// cached clients deleted or updated through any replica or the CLI) and
+// client cache.
+func newServer(ctx context.Context, cfg config.Config, b *backend, ks serverKeys, hasher *credential.Hasher,
+	ready func(context.Context) error, reg *prometheus.Registry, log *slog.Logger) (*server.Server, error) {
+	hub := events.NewHub(b.log, events.HubOptions{Issuer: cfg.Issuer, Logger: log})
+	cache := clientcache.Wrap(b.store, cfg.ClientCacheTTL)
+	hub.OnEvent(func(e events.Event) {
+		if e.Kind == events.KindClient || e.Kind == events.KindClientUpdated {
+			cache.Forget(e.Client)
 		}
-	}
-	evlog := eventLog(cfg, st) // before instrument: it needs the Redis store itself
-	st, limiter, reg, err := instrument(cfg, st, log)
-	if err != nil {
-		return err
-	}
-	// Every session end becomes a revocation event (package events); this
-	// replica's hub follows the log for GET /events and its client cache.
-	lost := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tokend_events_lost_total",
-		Help: "Revocation events (session ends, client deletions and updates) that could not be appended to the event log.",
 	})
-	reg.MustRegister(lost)
-	st = events.Wrap(st, evlog, events.Options{AccessTTL: cfg.AccessTTL, Logger: log, Lost: lost.Inc})
-	hub := events.NewHub(evlog, events.HubOptions{Issuer: cfg.Issuer, Logger: log})
-	cached := clientcache.Wrap(st, cfg.ClientCacheTTL)
-	if cc, ok := cached.(*clientcache.Store); ok {
-		// A client deleted or updated through any replica or the CLI
-		// leaves this replica's cache as soon as the hub reads the event.
-		hub.OnEvent(func(e events.Event) {
-			if e.Kind == events.KindClient || e.Kind == events.KindClientUpdated {
-				cc.Forget(e.Client)
-			}
-		})
-	}
-	hubCtx, stopHub := context.WithCancel(ctx)
-	defer stopHub()
-	go hub.Run(hubCtx)
-	ks, err := loadKeys(cfg, log)
-	if err != nil {
-		return err
-	}
-	keysCtx, stopKeys := context.WithCancel(ctx)
-	defer stopKeys()
-	go ks.run(keysCtx)
-	hasher := credential.NewHasher(cfg.Argon2(), 0)
-	srv, err := server.New(server.Options{
-		Store: cached, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
+	go hub.Run(ctx)
+	log.Info("sign-in rate limits",
+		slog.String("per_account", cfg.LoginRateAccount.String()), slog.String("per_account_ip", cfg.LoginRateAccountIP.String()),
+		slog.String("per_ip", cfg.LoginRateIP.String()),
+		slog.Int("trusted_proxies", len(cfg.TrustedProxies)))
+	return server.New(server.Options{
+		Store: cache, Tokens: token.NewIssuer(cfg.Issuer, cfg.Audience, cfg.AccessTTL, ks.signing),
 		Keys: ks.signing, RefreshKeys: ks.refresh,
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
+		LoginLimiter: b.limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
 		Events: hub,
 	})
-	if err != nil {
-		return err
-	}
-	if dev {
-		if err := seedDev(ctx, st, hasher); err != nil {
-			return fmt.Errorf("seed dev data: %w", err)
-		}
-	}
+}
 
-	if cfg.DebugAddr != "" {
-		debugCtx, stopDebug := context.WithCancel(ctx)
-		defer stopDebug()
-		if _, err := startDebug(debugCtx, cfg.DebugAddr, log); err != nil {
-			return err
-		}
-	}
-
+// listen serves srv on HTTP_ADDR until ctx ends, then shuts down
+// gracefully: new connections are refused, requests in flight get up to
+// SHUTDOWN_TIMEOUT, and GET /events streams are ended.
+func (c *cli) listen(ctx context.Context, cfg config.Config, srv *server.Server, log *slog.Logger, dev bool) error {
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
@@ -190,16 +197,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	hs.RegisterOnShutdown(srv.CloseStreams) // GET /events streams never end by themselves
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("tokend listening", slog.String("addr", ln.Addr().String()), slog.String("version", version),
-		slog.String("issuer", cfg.Issuer), slog.Any("audience", cfg.Audience))
-	if cfg.IssuerDerived {
-		log.Info("JWT_ISSUER is not set: the issuer is derived from HTTP_ADDR; set JWT_ISSUER to the URL clients use when it differs",
-			slog.String("issuer", cfg.Issuer))
-	}
-	if cfg.AudienceDefaulted {
-		log.Info("JWT_AUDIENCE is not set: access tokens carry the issuer URL as their audience (RFC 9068 §3 default resource)",
-			slog.String("aud", cfg.Issuer))
-	}
+	logListening(cfg, ln.Addr().String(), log)
 	if dev {
 		printDevBanner(c.stdout, ln.Addr().String())
 	}
@@ -217,6 +215,20 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logListening says where tokend listens, and which settings it derived.
+func logListening(cfg config.Config, addr string, log *slog.Logger) {
+	log.Info("tokend listening", slog.String("addr", addr), slog.String("version", version),
+		slog.String("issuer", cfg.Issuer), slog.Any("audience", cfg.Audience))
+	if cfg.IssuerDerived {
+		log.Info("JWT_ISSUER is not set: the issuer is derived from HTTP_ADDR; set JWT_ISSUER to the URL clients use when it differs",
+			slog.String("issuer", cfg.Issuer))
+	}
+	if cfg.AudienceDefaulted {
+		log.Info("JWT_AUDIENCE is not set: access tokens carry the issuer URL as their audience (RFC 9068 §3 default resource)",
+			slog.String("aud", cfg.Issuer))
+	}
 }
 
 // Demo data for `tokend serve --dev` (embedded store only).

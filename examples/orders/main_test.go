@@ -21,6 +21,7 @@ import (
 	"github.com/tokend/tokend/internal/testredis"
 	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
+	"github.com/tokend/tokend/server/servertest"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -45,7 +46,7 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	evlog := events.NewRedisLog(rs.Redis(), prefix, events.Retention(15*time.Minute), 0)
 	st = events.Wrap(rs, evlog, events.Options{AccessTTL: 15 * time.Minute})
 
-	set, err := keys.Ephemeral(keys.ES256)
+	set, err := keys.Ephemeral(verify.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +61,11 @@ func startTokend(t *testing.T, clk *testclock.Clock) (base string, st store.Stor
 	go hub.Run(hubCtx)
 	src := token.StaticKeys{Set: set}
 	h := credential.NewHasher(credential.Argon2Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}, 0)
-	srv, err := server.New(server.Options{
+	srv, err := server.New(servertest.Defaults(server.Options{
 		Store: st, Tokens: token.NewIssuer(base, []string{"orders"}, 15*time.Minute, src), Keys: src, Passwords: h,
 		Events: hub,
 		Logger: slog.New(slog.DiscardHandler), Issuer: base, Now: clk.Now, AllowSignup: true,
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,15 +34,22 @@ func (c *counting) Client(ctx context.Context, id string) (store.Client, error) 
 	return c.Store.Client(ctx, id)
 }
 
-func TestCachesForTTL(t *testing.T) {
-	ctx := context.Background()
+// webStore is an embedded store holding the public client "web", its
+// Client lookups counted.
+func webStore(t *testing.T) *counting {
+	t.Helper()
 	mem := memstore.New()
-	defer mem.Close()
-	if err := mem.CreateClient(ctx, store.Client{ID: "web", Public: true, CreatedAt: time.Now()}); err != nil {
+	t.Cleanup(func() { mem.Close() })
+	if err := mem.CreateClient(context.Background(), store.Client{ID: "web", Public: true, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	inner := &counting{Store: mem}
-	c := Wrap(inner, time.Minute).(*Store)
+	return &counting{Store: mem}
+}
+
+func TestCachesForTTL(t *testing.T) {
+	ctx := context.Background()
+	inner := webStore(t)
+	c := Wrap(inner, time.Minute)
 	clock := time.Now()
 	c.now = func() time.Time { return clock }
 
@@ -80,7 +87,69 @@ func TestCachesForTTL(t *testing.T) {
 	if _, err := c.Client(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted client still served: %v", err)
 	}
-	if Wrap(mem, 0) != store.Store(mem) {
-		t.Fatal("ttl 0 should return the store unchanged")
+}
+
+// CLIENT_CACHE_TTL=0 caches nothing: every lookup reads the store.
+func TestTTLZeroCachesNothing(t *testing.T) {
+	ctx := context.Background()
+	inner := webStore(t)
+	c := Wrap(inner, 0)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Client(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := inner.loads.Load(); n != 3 {
+		t.Fatalf("3 lookups with ttl 0 loaded %d times, want 3", n)
+	}
+}
+
+// Every store.Store method is in the effects table; the methods that pass
+// leave a cached client cached, the ones that forget drop it: a method
+// added to store.Store fails here until the cache says what it does.
+func TestEveryMethodDecided(t *testing.T) {
+	storetest.CheckMethodTable(t, "clientcache's effects table", effects)
+	ctx := context.Background()
+	inner := webStore(t)
+	c := Wrap(inner, time.Minute)
+	lookup := func(wantLoads int64) {
+		t.Helper()
+		if _, err := c.Client(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		if n := inner.loads.Load(); n != wantLoads {
+			t.Fatalf("%d loads, want %d", n, wantLoads)
+		}
+	}
+	lookup(1)
+	for _, m := range storetest.Methods() {
+		if effects[m] == passes && m != "Close" {
+			_ = storetest.Call(ctx, c, m) // zero arguments: an answer or a refusal
+		}
+	}
+	lookup(1) // still cached
+	for _, f := range []struct {
+		m      string
+		forget func() error
+	}{
+		{"UpdateClient", func() error { return c.UpdateClient(ctx, store.Client{ID: "web", Grants: []string{"password"}}) }},
+		{"DeleteClient", func() error { return c.DeleteClient(ctx, "web") }}, // last: the client is gone
+	} {
+		m, forget := f.m, f.forget
+		if effects[m] != forgets {
+			t.Fatalf("effects[%s] = %q, want %q", m, effects[m], forgets)
+		}
+		lookup(inner.loads.Load()) // cache it
+		if err := forget(); err != nil {
+			t.Fatal(err)
+		}
+		before := inner.loads.Load()
+		_, _ = c.Client(ctx, "web")
+		if inner.loads.Load() != before+1 {
+			t.Fatalf("%s left the client cached", m)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,9 @@
 // runs against store.Decide itself (store/store_test.go). A session record
 // outlives its expiry by store.TombstoneGrace. Expiry is tested by passing
 // times in the past or future, never by sleeping.
+//
+// It also checks decorators of store.Store: CheckMethodTable (methods.go)
+// holds each decorator's per-method table against store.Store's methods.
 package storetest
 
 import (

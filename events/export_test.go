@@ -1,0 +1,4 @@
+package events
+
+// Emits is emits, for the tests.
+var Emits = emits

@@ -1,0 +1,4 @@
+package storemetrics
+
+// Operations is operations, for the tests.
+var Operations = operations
