@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -59,28 +58,8 @@ func (k *testKey) jwk() map[string]string {
 
 func generateKey(t testing.TB, alg string) *testKey {
 	t.Helper()
-	var (
-		signer crypto.Signer
-		err    error
-		method jwt.SigningMethod
-	)
-	switch alg {
-	case verify.ES256:
-		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		method = jwt.SigningMethodES256
-	case verify.EdDSA:
-		_, signer, err = ed25519.GenerateKey(rand.Reader)
-		method = jwt.SigningMethodEdDSA
-	case verify.RS256:
-		signer, err = rsa.GenerateKey(rand.Reader, 2048)
-		method = jwt.SigningMethodRS256
-	default:
-		t.Fatalf("no test keys for %q", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &testKey{Alg: alg, Public: signer.Public(), Signer: signer, Method: method}
+	nk := testkit.NewKey(t, alg)
+	k := &testKey{Alg: alg, Public: nk.Signer.Public(), Signer: nk.Signer, Method: nk.Method}
 	sum := sha256.Sum256([]byte(alg + k.jwk()["x"] + k.jwk()["n"]))
 	k.ID = base64.RawURLEncoding.EncodeToString(sum[:])
 	return k

@@ -12,7 +12,7 @@ func BenchmarkCheck(b *testing.B) {
 	for _, alg := range []string{"ES256", "EdDSA"} {
 		b.Run(alg, func(b *testing.B) {
 			k := key(b, alg, "bench")
-			proof, err := dpop.NewProof(k.signer, "GET", testURL, testToken, "", testNow)
+			proof, err := dpop.NewProof(k.Signer, "GET", testURL, testToken, "", testNow)
 			if err != nil {
 				b.Fatal(err)
 			}

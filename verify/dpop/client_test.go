@@ -34,9 +34,9 @@ func TestNewProof(t *testing.T) {
 		key  crypto.Signer
 		alg  string
 	}{
-		{"ES256", key(t, "ES256", "a").signer, "ES256"},
-		{"EdDSA", key(t, "EdDSA", "a").signer, "EdDSA"},
-		{"RS256", key(t, "RS256", "a").signer, "RS256"},
+		{"ES256", key(t, "ES256", "a").Signer, "ES256"},
+		{"EdDSA", key(t, "EdDSA", "a").Signer, "EdDSA"},
+		{"RS256", key(t, "RS256", "a").Signer, "RS256"},
 		{"a crypto.Signer", opaqueSigner{hsm}, "ES256"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestTransport(t *testing.T) {
 	rs := &resource{t: t, nonces: nonces, replay: dpop.NewMemoryReplayCache(100)}
 	srv := httptest.NewServer(rs)
 	defer srv.Close()
-	tr := &dpop.Transport{Key: key(t, "ES256", "a").signer, Token: func(*http.Request) (string, error) { return "bound-token", nil }}
+	tr := &dpop.Transport{Key: key(t, "ES256", "a").Signer, Token: func(*http.Request) (string, error) { return "bound-token", nil }}
 	client := &http.Client{Transport: tr}
 
 	get := func(path string) string {
@@ -150,7 +150,7 @@ func TestTransport(t *testing.T) {
 
 	// A token request (no Token, no Authorization): 400 use_dpop_nonce,
 	// retried with the same body.
-	tr2 := &dpop.Transport{Key: key(t, "EdDSA", "a").signer}
+	tr2 := &dpop.Transport{Key: key(t, "EdDSA", "a").Signer}
 	form := "grant_type=client_credentials"
 	resp, err := (&http.Client{Transport: tr2}).Post(srv.URL+"/token", "application/x-www-form-urlencoded", strings.NewReader(form))
 	if err != nil {
@@ -166,7 +166,7 @@ func TestTransport(t *testing.T) {
 
 	// A body that cannot be replayed: the challenge is the answer, and
 	// its body is intact.
-	tr3 := &dpop.Transport{Key: key(t, "EdDSA", "b").signer}
+	tr3 := &dpop.Transport{Key: key(t, "EdDSA", "b").Signer}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/token", io.NopCloser(strings.NewReader(form)))
 	resp, err = tr3.RoundTrip(req)
 	if err != nil {
@@ -192,7 +192,7 @@ func TestTransport(t *testing.T) {
 	}
 
 	// The token source's error.
-	bad := &dpop.Transport{Key: key(t, "ES256", "a").signer, Token: func(*http.Request) (string, error) { return "", errors.New("no token") }}
+	bad := &dpop.Transport{Key: key(t, "ES256", "a").Signer, Token: func(*http.Request) (string, error) { return "", errors.New("no token") }}
 	if _, err := (&http.Client{Transport: bad}).Get(srv.URL); err == nil || !strings.Contains(err.Error(), "no token") {
 		t.Fatalf("token error: %v", err)
 	}
@@ -204,7 +204,7 @@ func TestTransportConcurrent(t *testing.T) {
 	rs := &resource{t: t, nonces: nonces, replay: dpop.NewMemoryReplayCache(1000)}
 	srv := httptest.NewServer(rs)
 	defer srv.Close()
-	client := &http.Client{Transport: &dpop.Transport{Key: key(t, "ES256", "a").signer, Token: func(*http.Request) (string, error) { return "t", nil }}}
+	client := &http.Client{Transport: &dpop.Transport{Key: key(t, "ES256", "a").Signer, Token: func(*http.Request) (string, error) { return "t", nil }}}
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)

@@ -250,7 +250,8 @@ func Check(proof string, p Params) (*Proof, error) {
 		return nil, err
 	}
 
-	// Claims.
+	// Claims, decoded into the header's buffer: nothing read from the
+	// header points into it any more.
 	raw, err = jose.Segment(raw[:0], proof[dot1+1:dot2])
 	if err != nil {
 		return nil, invalid("the DPoP proof's claims are not base64url")

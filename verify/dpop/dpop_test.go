@@ -189,11 +189,11 @@ func TestCheckAccepts(t *testing.T) {
 			var k any
 			for _, name := range []string{"ES256", "EdDSA", "RS256"} {
 				if strings.Contains(c.name, name) {
-					k = key(t, name, "a").signer.Public()
+					k = key(t, name, "a").Signer.Public()
 				}
 			}
 			if k == nil {
-				k = es.signer.Public()
+				k = es.Signer.Public()
 			}
 			if want, _ := dpop.Thumbprint(k); got.JKT != want {
 				t.Fatalf("JKT %q, want %q", got.JKT, want)
@@ -256,7 +256,7 @@ func TestCheckRefuses(t *testing.T) {
 		{"no jwk", es.sign(t, with(es.header(), "jwk", nil), goodClaims()), nil, dpop.ErrInvalidProof, "no jwk"},
 		{"jwk null", es.sign(t, `{"typ":"dpop+jwt","alg":"ES256","jwk":null}`, goodClaims()), nil, dpop.ErrInvalidProof, "no jwk"},
 		{"jwk a string", es.sign(t, with(es.header(), "jwk", "key"), goodClaims()), nil, dpop.ErrInvalidProof, "wrong type"},
-		{"jwk with d", es.sign(t, with(es.header(), "jwk", with(es.jwk(), "d", b64(es.signer.(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32))))), goodClaims()), nil, dpop.ErrInvalidProof, "private key material"},
+		{"jwk with d", es.sign(t, with(es.header(), "jwk", with(es.jwk(), "d", b64(es.Signer.(*ecdsa.PrivateKey).D.FillBytes(make([]byte, 32))))), goodClaims()), nil, dpop.ErrInvalidProof, "private key material"},
 		{"jwk with an empty d", es.sign(t, with(es.header(), "jwk", with(es.jwk(), "d", "")), goodClaims()), nil, dpop.ErrInvalidProof, "private key material"},
 		{"RSA jwk with p", rs.sign(t, with(rs.header(), "jwk", with(rs.jwk(), "p", "AQAB")), goodClaims()), func(p *dpop.Params) { p.Algorithms = []string{"RS256"} }, dpop.ErrInvalidProof, "private key material"},
 		{"symmetric jwk", es.sign(t, with(es.header(), "alg", "ES256", "jwk", map[string]any{"kty": "oct", "k": "c2VjcmV0"}), goodClaims()), nil, dpop.ErrInvalidProof, "private key material"},

@@ -1,11 +1,8 @@
 package dpop_test
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -13,19 +10,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tokend/tokend/verify/internal/testkit"
 )
 
 var b64 = base64.RawURLEncoding.EncodeToString
 
-// testKey is a proof key and its public JWK members.
-type testKey struct {
-	alg    string
-	signer crypto.Signer
-	method jwt.SigningMethod
-}
+// testKey is a proof key.
+type testKey struct{ *testkit.Key }
 
 var (
 	keysMu sync.Mutex
@@ -40,31 +31,14 @@ func key(t testing.TB, alg, name string) *testKey {
 	if k, ok := keys[alg+name]; ok {
 		return k
 	}
-	k := &testKey{alg: alg}
-	var err error
-	switch alg {
-	case "ES256":
-		k.signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		k.method = jwt.SigningMethodES256
-	case "EdDSA":
-		_, k.signer, err = ed25519.GenerateKey(rand.Reader)
-		k.method = jwt.SigningMethodEdDSA
-	case "RS256":
-		k.signer, err = rsa.GenerateKey(rand.Reader, 2048)
-		k.method = jwt.SigningMethodRS256
-	default:
-		t.Fatalf("no key for %s", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := &testKey{testkit.NewKey(t, alg)}
 	keys[alg+name] = k
 	return k
 }
 
 // jwk is the public JWK of k as a map, to be altered by tests.
 func (k *testKey) jwk() map[string]any {
-	switch p := k.signer.Public().(type) {
+	switch p := k.Signer.Public().(type) {
 	case *ecdsa.PublicKey:
 		return map[string]any{"kty": "EC", "crv": "P-256", "x": b64(p.X.FillBytes(make([]byte, 32))), "y": b64(p.Y.FillBytes(make([]byte, 32)))}
 	case ed25519.PublicKey:
@@ -77,14 +51,14 @@ func (k *testKey) jwk() map[string]any {
 
 // header is a good proof header for k.
 func (k *testKey) header() map[string]any {
-	return map[string]any{"typ": "dpop+jwt", "alg": k.alg, "jwk": k.jwk()}
+	return map[string]any{"typ": "dpop+jwt", "alg": k.Alg, "jwk": k.jwk()}
 }
 
 // sign signs header and claims (JSON values or raw JSON text) as given.
 func (k *testKey) sign(t testing.TB, header, claims any) string {
 	t.Helper()
 	signing := b64(toJSON(header)) + "." + b64(toJSON(claims))
-	sig, err := k.method.Sign(signing, k.signer)
+	sig, err := k.Method.Sign(signing, k.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}

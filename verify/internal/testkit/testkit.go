@@ -2,7 +2,18 @@
 // share.
 package testkit
 
-import "maps"
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"maps"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+)
 
 // Edit returns a copy of m with the pairs of kv (key, value, key, value,
 // ...) applied: each key set to its value, or deleted when the value is
@@ -20,4 +31,36 @@ func Edit(m map[string]any, kv ...any) map[string]any {
 		}
 	}
 	return out
+}
+
+// Key is a signing key for one of the module's algorithms, and the
+// golang-jwt method that signs with it.
+type Key struct {
+	Alg    string // ES256, EdDSA or RS256
+	Signer crypto.Signer
+	Method jwt.SigningMethod
+}
+
+// NewKey makes a key for alg: ES256, EdDSA or RS256 (2048 bits).
+func NewKey(t testing.TB, alg string) *Key {
+	t.Helper()
+	k := &Key{Alg: alg}
+	var err error
+	switch alg {
+	case "ES256":
+		k.Signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		k.Method = jwt.SigningMethodES256
+	case "EdDSA":
+		_, k.Signer, err = ed25519.GenerateKey(rand.Reader)
+		k.Method = jwt.SigningMethodEdDSA
+	case "RS256":
+		k.Signer, err = rsa.GenerateKey(rand.Reader, 2048)
+		k.Method = jwt.SigningMethodRS256
+	default:
+		t.Fatalf("testkit: no keys for %q", alg)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
