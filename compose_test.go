@@ -38,6 +38,7 @@ var composeDefaults = map[string]string{
 	"JWT_KEYS_DIR":      "/keys",                      // the "keys" volume
 	"JWT_KEYS_GENERATE": "true",                       // a first start fills it
 	"TOKEND_BOOTSTRAP":  "/etc/tokend/bootstrap.yaml", // the tokend_bootstrap config
+	"METRICS_ADDR":      ":9090",                      // metrics off the published port
 }
 
 func loadCompose(t *testing.T, env map[string]string) *types.Project {
@@ -116,10 +117,18 @@ func TestComposeTokend(t *testing.T) {
 	if hc := tokend.HealthCheck; hc == nil || hc.Disable || !slices.Equal(hc.Test, []string{"CMD", "tokend", "healthcheck"}) {
 		t.Errorf("tokend healthcheck = %+v, want [CMD tokend healthcheck]", tokend.HealthCheck)
 	}
-	if !slices.ContainsFunc(tokend.Ports, func(pc types.ServicePortConfig) bool {
-		return pc.Published == "8080" && pc.Target == 8080
-	}) {
-		t.Errorf("tokend ports = %+v, want 8080:8080", tokend.Ports)
+	// Published on the host's loopback only, and only the API: not the
+	// metrics (METRICS_ADDR), not Redis.
+	if len(tokend.Ports) != 1 || tokend.Ports[0].Published != "8080" || tokend.Ports[0].Target != 8080 || tokend.Ports[0].HostIP != "127.0.0.1" {
+		t.Errorf("tokend ports = %+v, want 127.0.0.1:8080:8080", tokend.Ports)
+	}
+	if redis := service(t, p, "redis"); len(redis.Ports) != 0 {
+		t.Errorf("redis ports = %+v, want none", redis.Ports)
+	}
+	// An operator may publish on every interface, saying so.
+	wide := service(t, loadCompose(t, map[string]string{"TOKEND_PUBLISH_IP": "0.0.0.0"}), "tokend")
+	if len(wide.Ports) != 1 || wide.Ports[0].HostIP != "0.0.0.0" {
+		t.Errorf("TOKEND_PUBLISH_IP=0.0.0.0: ports %+v", wide.Ports)
 	}
 	if tokend.Restart != types.RestartPolicyUnlessStopped {
 		t.Errorf("tokend restart = %q, want unless-stopped", tokend.Restart)
@@ -347,6 +356,16 @@ func TestComposeFirstStart(t *testing.T) {
 	// keeps the last value of a repeated variable).
 	env = append(env, "HTTP_ADDR="+addr, "REDIS_URL="+testredis.URL(t), "REDIS_KEY_PREFIX="+testredis.Prefix(t),
 		"JWT_KEYS_DIR="+keysDir, "TOKEND_BOOTSTRAP="+hostBootstrap)
+
+	// As committed, the admin password is the development one: tokend
+	// refuses it, saying how to give one's own or to allow it for a trial.
+	refused := exec.Command(bin, "serve")
+	refused.Env = env
+	if out, err := refused.CombinedOutput(); err == nil || !strings.Contains(string(out), "development password") ||
+		!strings.Contains(string(out), "TOKEND_ADMIN_PASSWORD_FILE") || !strings.Contains(string(out), "TOKEND_ALLOW_DEV_SECRETS=true") {
+		t.Fatalf("tokend started with the committed admin password: %v\n%s", err, out)
+	}
+	env = append(env, "TOKEND_ALLOW_DEV_SECRETS=true") // the trial the compose file's header shows
 
 	start := func() (stop func() string) {
 		var logs bytes.Buffer

@@ -57,15 +57,17 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5
 	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0
-	golang.org/x/sync v0.24.0
-	golang.org/x/sys v0.49.0
+	golang.org/x/sync v0.25.0
+	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.47.0
-	golang.org/x/text v0.43.0
+	golang.org/x/text v0.44.0
 	golang.org/x/time v0.15.0
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 require github.com/tokend/tokend/verify v0.0.0-00010101000000-000000000000
+
+require go.mau.fi/util v0.11.1
 
 // verify is a module of its own (a service on an older Go imports it without
 // the server's dependencies), used from this repository.

@@ -40,7 +40,7 @@ func findChromium(t *testing.T) string {
 	if os.Getenv("CI") == "true" {
 		t.Fatal(how + "; CI=true, so this is a failure, not a skip")
 	}
-	t.Skip(how + "; skipping the Swagger UI browser test")
+	t.Skip(how + "; skipping " + t.Name())
 	return ""
 }
 

@@ -647,6 +647,24 @@ func TestOpenAPIConformance(t *testing.T) {
 		k.basic = backend
 		k.status, k.oauthErr = http.StatusForbidden, "access_denied"
 	}))
+	// A client with as many streams open as a replica allows (one here).
+	capped := newEnv(t, sharedRedisStore(t), func(o *server.Options) { o.EventsMaxStreams = 1 })
+	held, hangUp := context.WithCancel(context.Background())
+	defer hangUp()
+	req, err := http.NewRequestWithContext(held, http.MethodGet, capped.srv.URL+"/events", nil)
+	must(t, err)
+	req.SetBasicAuth("feed", capped.feed)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the one stream allowed: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if r := newChecker(t, capped.srv.URL, seen).do("events, one stream too many", with(events, func(k *call) {
+		k.basic = [2]string{"feed", capped.feed}
+		k.status, k.oauthErr = http.StatusTooManyRequests, "too_many_streams"
+	})); r.header.Get("Retry-After") == "" {
+		t.Errorf("429 without Retry-After")
+	}
 
 	// The store goes away: 503 with Retry-After from everything that needs it.
 	outage(t, seen)

@@ -50,6 +50,7 @@ type Config struct {
 	RedisURL           string        // REDIS_URL [unset = embedded store]; contains secrets, never log it
 	RedisKeyPrefix     string        // REDIS_KEY_PREFIX [tokend:]
 	RedisAllowEviction bool          // REDIS_ALLOW_EVICTION [false]; start even if Redis may evict keys
+	RedisStartupWait   time.Duration // REDIS_STARTUP_TIMEOUT [30s]; how long serve waits for Redis at start-up; 0 = one attempt
 	Issuer             string        // JWT_ISSUER [unset = derived from HTTP_ADDR, see DefaultIssuer]
 	Audience           []string      // JWT_AUDIENCE [unset = the issuer URL]; comma- or space-separated
 	AccessTTL          time.Duration // JWT_ACCESS_EXPIRES_IN [15m]
@@ -62,6 +63,7 @@ type Config struct {
 	KeysReloadInterval time.Duration // JWT_KEYS_RELOAD_INTERVAL [15s]; how often JWT_KEYS_DIR is re-read, ≥ 100ms
 	AllowSignup        bool          // ALLOW_SIGNUP [false]
 	Bootstrap          string        // TOKEND_BOOTSTRAP [unset]; YAML file of users and clients created at start-up
+	AllowDevSecrets    bool          // TOKEND_ALLOW_DEV_SECRETS [false]; let bootstrap users keep the committed development password
 	LogLevel           slog.Level    // LOG_LEVEL [info]; debug|info|warn|error
 	LogFormat          string        // LOG_FORMAT [json]; json|text
 
@@ -79,6 +81,8 @@ type Config struct {
 
 	MaxSessionsPerUser int // MAX_SESSIONS_PER_USER [100]; 1..MaxSessionsLimit
 
+	EventsMaxStreams int // EVENTS_MAX_STREAMS_PER_CLIENT [64]; GET /events streams per client per replica
+
 	CORSAllowedOrigins []string // CORS_ALLOWED_ORIGINS [unset = no CORS]; exact origins
 
 	// IssuerDerived and AudienceDefaulted say that JWT_ISSUER and
@@ -86,7 +90,8 @@ type Config struct {
 	// that serve can say so in its log.
 	IssuerDerived, AudienceDefaulted bool
 
-	DebugAddr string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
+	DebugAddr   string // DEBUG_ADDR [unset = off]; pprof listener, never on HTTP_ADDR
+	MetricsAddr string // METRICS_ADDR [unset = /metrics on HTTP_ADDR]; a listener of its own for /metrics
 }
 
 // Variable documents one configuration variable. Variables() is the single
@@ -136,6 +141,9 @@ const (
 	formReload         = "a duration of at least 100ms, e.g. 15s"
 	formAddr           = "host:port or :port, e.g. :8080 or 127.0.0.1:8080"
 	formDebugAddr      = "host:port or :port, e.g. 127.0.0.1:6060"
+	formMetricsAddr    = "host:port or :port, e.g. :9090"
+	formStartupWait    = "a duration like 30s or 2m, or 0 for a single attempt"
+	formMaxStreams     = "a whole number from 1 to 10000, e.g. 64"
 	formRedisURL       = "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://, e.g. redis://:password@host:6379/0"
 	formPrefix         = "a key prefix without spaces, control characters or braces, e.g. tokend:"
 	formIssuer         = "an absolute http or https URL without query or fragment, e.g. https://auth.example.com"
@@ -162,13 +170,7 @@ var table = []variable{
 	{
 		Variable: Variable{"HTTP_ADDR", ":8080", formAddr,
 			"Address the HTTP server listens on."},
-		parse: func(c *Config, raw string) string {
-			if !isListenAddr(raw) {
-				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formAddr)
-			}
-			c.HTTPAddr = raw
-			return ""
-		},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.HTTPAddr }, formAddr),
 		format: func(c Config) string { return c.HTTPAddr },
 	},
 	{
@@ -176,6 +178,11 @@ var table = []variable{
 			"Redis server (single node, TLS, Sentinel or Cluster). Unset: embedded in-process store, data lost on restart (development only)."},
 		secret: true,
 		parse: func(c *Config, raw string) string {
+			if host, port, err := net.SplitHostPort(raw); err == nil && isPort(port) && !strings.ContainsAny(host, "/?#@ ") {
+				// "localhost:6379", "127.0.0.1:6379": a host and port, and
+				// nothing secret in them.
+				return fmt.Sprintf("%q is a host and port, not a URL (use redis://%s/0; the forms: %s)", raw, raw, formRedisURL)
+			}
 			u, err := url.Parse(raw)
 			if err != nil {
 				// url.Parse errors quote the input, which may hold a password.
@@ -209,15 +216,14 @@ var table = []variable{
 	{
 		Variable: Variable{"REDIS_ALLOW_EVICTION", "false", formBool,
 			"Start even when Redis's maxmemory-policy is not noeviction. By default tokend refuses to start then, because an evicting Redis deletes users, clients and session indexes when memory runs short. true logs an error at every start instead; for a Redis you cannot reconfigure, and only with maxmemory far above what tokend uses."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.RedisAllowEviction = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.RedisAllowEviction }),
 		format: func(c Config) string { return strconv.FormatBool(c.RedisAllowEviction) },
+	},
+	{
+		Variable: Variable{"REDIS_STARTUP_TIMEOUT", "30s", formStartupWait,
+			"How long `tokend serve` waits at start-up for Redis to answer, trying again with backoff (compose and orchestrators start services in parallel), before it gives up saying what is wrong. 0: one attempt. A password Redis refuses ends the wait at once. The admin CLI tries once."},
+		parse:  parseMin(func(c *Config) *time.Duration { return &c.RedisStartupWait }, 0, formStartupWait),
+		format: func(c Config) string { return FormatDuration(c.RedisStartupWait) },
 	},
 	{
 		Variable: Variable{"JWT_ISSUER", "", formIssuer,
@@ -298,14 +304,7 @@ var table = []variable{
 	{
 		Variable: Variable{"JWT_KEYS_GENERATE", "false", formBool,
 			"At start-up, generate into JWT_KEYS_DIR (made if missing) a key of each kind it has none of, as `tokend keys generate` does (JWT_SIGNING_ALG), so a first `docker compose up` gets persistent keys with no exec step. Only key files count; a directory with both kinds is left alone."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.KeysGenerate = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.KeysGenerate }),
 		format: func(c Config) string { return strconv.FormatBool(c.KeysGenerate) },
 	},
 	{
@@ -323,14 +322,7 @@ var table = []variable{
 	{
 		Variable: Variable{"ALLOW_SIGNUP", "false", formBool,
 			"Enable self-registration (POST /users)."},
-		parse: func(c *Config, raw string) string {
-			b, ok := parseBool(raw)
-			if !ok {
-				return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
-			}
-			c.AllowSignup = b
-			return ""
-		},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.AllowSignup }),
 		format: func(c Config) string { return strconv.FormatBool(c.AllowSignup) },
 	},
 	{
@@ -341,6 +333,12 @@ var table = []variable{
 			return ""
 		},
 		format: func(c Config) string { return c.Bootstrap },
+	},
+	{
+		Variable: Variable{"TOKEND_ALLOW_DEV_SECRETS", "false", formBool,
+			"Start even though a TOKEND_BOOTSTRAP user's password is a development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read. Off, `tokend serve` refuses to start with such a password — in the file, or already set on the user — and says how to replace it. For a local trial only."},
+		parse:  parseBoolField(func(c *Config) *bool { return &c.AllowDevSecrets }),
+		format: func(c Config) string { return strconv.FormatBool(c.AllowDevSecrets) },
 	},
 	{
 		Variable: Variable{"LOG_LEVEL", "info", formLevel,
@@ -471,6 +469,19 @@ var table = []variable{
 		format: func(c Config) string { return strconv.Itoa(c.MaxSessionsPerUser) },
 	},
 	{
+		Variable: Variable{"EVENTS_MAX_STREAMS_PER_CLIENT", "64", formMaxStreams,
+			"How many GET /events streams one client may hold open on one replica; the next gets 429 with Retry-After. A resource server's verify.Verifier holds one, so raise it for a fleet of more instances per replica behind one client id (or give each group a client of its own)."},
+		parse: func(c *Config, raw string) string {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > 10000 {
+				return fmt.Sprintf("%q is not a stream cap (use %s)", raw, formMaxStreams)
+			}
+			c.EventsMaxStreams = n
+			return ""
+		},
+		format: func(c Config) string { return strconv.Itoa(c.EventsMaxStreams) },
+	},
+	{
 		Variable: Variable{"CORS_ALLOWED_ORIGINS", "", formOrigins,
 			"Browser origins allowed to call the token, revocation, logout, signup and session endpoints (CORS), exactly as the browser sends them. Unset: no CORS headers."},
 		parse: func(c *Config, raw string) string {
@@ -491,14 +502,14 @@ var table = []variable{
 	{
 		Variable: Variable{"DEBUG_ADDR", "", formDebugAddr,
 			"Address of a separate listener serving Go's pprof profiles (/debug/pprof/). Unset: off. Never exposed on HTTP_ADDR; bind it to loopback or a private network."},
-		parse: func(c *Config, raw string) string {
-			if !isListenAddr(raw) {
-				return fmt.Sprintf("%q is not a listen address (use %s)", raw, formDebugAddr)
-			}
-			c.DebugAddr = raw
-			return ""
-		},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.DebugAddr }, formDebugAddr),
 		format: func(c Config) string { return c.DebugAddr },
+	},
+	{
+		Variable: Variable{"METRICS_ADDR", "", formMetricsAddr,
+			"Address of a separate listener serving the Prometheus metrics (/metrics), and then only there: HTTP_ADDR no longer serves them. Unset: /metrics is served on HTTP_ADDR to anyone who reaches it (restrict it at the proxy). Bind it to a network only the scraper reaches."},
+		parse:  parseListenAddr(func(c *Config) *string { return &c.MetricsAddr }, formMetricsAddr),
+		format: func(c Config) string { return c.MetricsAddr },
 	},
 }
 
@@ -542,6 +553,29 @@ func parseTTL(field func(*Config) *time.Duration) func(*Config, string) string {
 			return fmt.Sprintf("%q must be positive (use %s)", raw, formDuration)
 		}
 		*field(c) = d
+		return ""
+	}
+}
+
+// parseListenAddr parses a listen address (isListenAddr) into field.
+func parseListenAddr(field func(*Config) *string, form string) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		if !isListenAddr(raw) {
+			return fmt.Sprintf("%q is not a listen address (use %s)", raw, form)
+		}
+		*field(c) = raw
+		return ""
+	}
+}
+
+// parseBoolField parses a boolean (parseBool's forms) into field.
+func parseBoolField(field func(*Config) *bool) func(*Config, string) string {
+	return func(c *Config, raw string) string {
+		b, ok := parseBool(raw)
+		if !ok {
+			return fmt.Sprintf("%q is not a boolean (use %s)", raw, formBool)
+		}
+		*field(c) = b
 		return ""
 	}
 }
@@ -728,6 +762,10 @@ func Load(file string, environ []string) (Config, error) {
 	if c.DebugAddr != "" && c.DebugAddr == c.HTTPAddr {
 		errs = append(errs, &Error{Variable: "DEBUG_ADDR", Problem: fmt.Sprintf(
 			"%q is also HTTP_ADDR (use an address of its own, e.g. 127.0.0.1:6060: profiles are never served on the API port)", c.DebugAddr)})
+	}
+	if c.MetricsAddr != "" && (c.MetricsAddr == c.HTTPAddr || c.MetricsAddr == c.DebugAddr) {
+		errs = append(errs, &Error{Variable: "METRICS_ADDR", Problem: fmt.Sprintf(
+			"%q is also HTTP_ADDR or DEBUG_ADDR (use an address of its own, e.g. :9090)", c.MetricsAddr)})
 	}
 	if c.AccessTTL > 0 && c.RefreshTTL > 0 && c.RefreshTTL < c.AccessTTL {
 		errs = append(errs, &Error{Variable: "JWT_REFRESH_EXPIRES_IN", Problem: fmt.Sprintf(
@@ -927,9 +965,11 @@ func RedactURL(rawURL string) string {
 			u.RawQuery = q.Encode()
 		}
 	}
-	if u.Opaque != "" {
-		// scheme:opaque, e.g. "host:6379" parsed as scheme "host"; could hold anything.
-		u.Opaque = Redacted
+	if at := strings.LastIndex(u.Opaque, "@"); at >= 0 {
+		// scheme:opaque, as "user:password@host:6379" parses: scheme
+		// "user", the password before the "@". Without one ("localhost:6379")
+		// there is nothing secret in it.
+		u.Opaque = Redacted + u.Opaque[at:]
 	}
 	return u.String()
 }

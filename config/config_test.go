@@ -20,13 +20,14 @@ import (
 
 // documentedOrder is the order of docs/configuration.md's first variables followed by the tokend additions.
 var documentedOrder = []string{
-	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "JWT_ISSUER", "JWT_AUDIENCE",
+	"HTTP_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "REDIS_ALLOW_EVICTION", "REDIS_STARTUP_TIMEOUT", "JWT_ISSUER", "JWT_AUDIENCE",
 	"JWT_ACCESS_EXPIRES_IN", "JWT_REFRESH_EXPIRES_IN", "REFRESH_REUSE_WINDOW", "JWT_SIGNING_ALG", "JWT_KEYS_DIR", "JWT_KEYS_GENERATE",
 	"JWKS_MAX_AGE", "JWT_KEYS_RELOAD_INTERVAL",
-	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "LOG_LEVEL", "LOG_FORMAT",
+	"ALLOW_SIGNUP", "TOKEND_BOOTSTRAP", "TOKEND_ALLOW_DEV_SECRETS", "LOG_LEVEL", "LOG_FORMAT",
 	"PASSWORD_HASH_MEMORY", "PASSWORD_HASH_ITERATIONS", "PASSWORD_HASH_PARALLELISM",
 	"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP", "RATE_LIMIT_LOGIN_PER_ACCOUNT", "RATE_LIMIT_LOGIN_PER_IP", "TRUSTED_PROXIES",
-	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "CORS_ALLOWED_ORIGINS", "DEBUG_ADDR",
+	"SHUTDOWN_TIMEOUT", "CLIENT_CACHE_TTL", "MAX_SESSIONS_PER_USER", "EVENTS_MAX_STREAMS_PER_CLIENT", "CORS_ALLOWED_ORIGINS",
+	"DEBUG_ADDR", "METRICS_ADDR",
 }
 
 func defaults() config.Config {
@@ -54,6 +55,8 @@ func defaults() config.Config {
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+		RedisStartupWait:        30 * time.Second,
+		EventsMaxStreams:        64,
 	}
 }
 
@@ -195,6 +198,7 @@ func TestEnvOverrides(t *testing.T) {
 		{"REDIS_ALLOW_EVICTION=yes", func(c *config.Config) { c.RedisAllowEviction = true }},
 		{"JWT_KEYS_GENERATE=true", func(c *config.Config) { c.KeysGenerate = true }},
 		{"TOKEND_BOOTSTRAP=/etc/tokend/bootstrap.yaml", func(c *config.Config) { c.Bootstrap = "/etc/tokend/bootstrap.yaml" }},
+		{"TOKEND_ALLOW_DEV_SECRETS=true", func(c *config.Config) { c.AllowDevSecrets = true }},
 		{"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP=3/1h", func(c *config.Config) { c.LoginRateAccountIP = config.Rate{N: 3, Period: time.Hour} }},
 		{"RATE_LIMIT_LOGIN_PER_IP=0/1m", func(c *config.Config) { c.LoginRateIP = config.Rate{} }},
 		{"RATE_LIMIT_LOGIN_PER_IP= 300 / 1m ", func(c *config.Config) { c.LoginRateIP = config.Rate{N: 300, Period: time.Minute} }},
@@ -217,6 +221,10 @@ func TestEnvOverrides(t *testing.T) {
 			c.CORSAllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"}
 		}},
 		{"DEBUG_ADDR=127.0.0.1:6060", func(c *config.Config) { c.DebugAddr = "127.0.0.1:6060" }},
+		{"METRICS_ADDR=:9090", func(c *config.Config) { c.MetricsAddr = ":9090" }},
+		{"REDIS_STARTUP_TIMEOUT=2m", func(c *config.Config) { c.RedisStartupWait = 2 * time.Minute }},
+		{"REDIS_STARTUP_TIMEOUT=0", func(c *config.Config) { c.RedisStartupWait = 0 }},
+		{"EVENTS_MAX_STREAMS_PER_CLIENT=1", func(c *config.Config) { c.EventsMaxStreams = 1 }},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -298,6 +306,8 @@ func fullFileConfig() config.Config {
 		ClientCacheTTL:          10 * time.Second,
 		ReuseWindow:             30 * time.Second,
 		MaxSessionsPerUser:      100,
+		RedisStartupWait:        30 * time.Second,
+		EventsMaxStreams:        64,
 	}
 }
 
@@ -384,8 +394,9 @@ func TestInvalid(t *testing.T) {
 		{env: "HTTP_ADDR=:70000", wantText: "is not a listen address"},
 		{env: "HTTP_ADDR=:-1", wantText: "is not a listen address"},
 		{env: "REDIS_URL=http://localhost:6379", wantText: `unsupported scheme "http" (use redis://, rediss://, unix://, redis+sentinel://`},
-		{env: "REDIS_URL=localhost:6379", wantText: "unsupported scheme"},
-		{env: "REDIS_URL=127.0.0.1:6379", wantText: "not a valid URL (use redis://"},
+		{env: "REDIS_URL=localhost:6379", wantText: `"localhost:6379" is a host and port, not a URL (use redis://localhost:6379/0;`},
+		{env: "REDIS_URL=127.0.0.1:6379", wantText: `"127.0.0.1:6379" is a host and port, not a URL (use redis://127.0.0.1:6379/0;`},
+		{env: "REDIS_URL=user:pw@localhost:6379", wantText: `"user:REDACTED@localhost:6379" has an unsupported scheme "user"`},
 		{env: "REDIS_URL=//host:6379", wantText: `unsupported scheme ""`},
 		{env: "REDIS_KEY_PREFIX=a b", wantText: "is not a usable key prefix"},
 		{env: "REDIS_KEY_PREFIX={tokend}:", wantText: "without spaces, control characters or braces"},
@@ -418,6 +429,7 @@ func TestInvalid(t *testing.T) {
 		{env: "JWT_KEYS_RELOAD_INTERVAL=0", wantText: `"0" is too short (use a duration of at least 100ms`},
 		{env: "JWT_KEYS_RELOAD_INTERVAL=15", wantText: "is not a duration"},
 		{env: "ALLOW_SIGNUP=maybe", wantText: `"maybe" is not a boolean (use true or false)`},
+		{env: "TOKEND_ALLOW_DEV_SECRETS=please", wantText: `"please" is not a boolean (use true or false)`},
 		{env: "LOG_LEVEL=verbose", wantText: `"verbose" is not a log level (use debug, info, warn or error)`},
 		{env: "LOG_LEVEL=info+2", wantText: "is not a log level"},
 		{env: "LOG_FORMAT=logfmt", wantText: `"logfmt" is not a log format (use json or text)`},
@@ -451,6 +463,11 @@ func TestInvalid(t *testing.T) {
 		{env: "REFRESH_REUSE_WINDOW=soon", wantText: `"soon" is not a reuse window`},
 		{env: "DEBUG_ADDR=6060", wantText: `"6060" is not a listen address (use host:port or :port, e.g. 127.0.0.1:6060)`},
 		{env: "DEBUG_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR`},
+		{env: "METRICS_ADDR=9090", wantText: `"9090" is not a listen address (use host:port or :port, e.g. :9090)`},
+		{env: "METRICS_ADDR=:8080", wantText: `":8080" is also HTTP_ADDR or DEBUG_ADDR`},
+		{env: "REDIS_STARTUP_TIMEOUT=soon", wantText: `"soon" is not a duration (use a duration like 30s or 2m, or 0 for a single attempt)`},
+		{env: "REDIS_STARTUP_TIMEOUT=-1s", wantText: `"-1s" is too short`},
+		{env: "EVENTS_MAX_STREAMS_PER_CLIENT=0", wantText: `"0" is not a stream cap (use a whole number from 1 to 10000, e.g. 64)`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -746,8 +763,10 @@ func TestRedactURL(t *testing.T) {
 		{"rediss://user:pw@h:6379/2", "rediss://user:REDACTED@h:6379/2"},
 		{"redis://user@h", "redis://user@h"},
 		{"redis+sentinel://:pw@s1:26379,s2:26379/m?password=pw", "redis+sentinel://:REDACTED@s1:26379,s2:26379/m?password=REDACTED"},
-		{"host:pw@x", "host:REDACTED"},
-		{"127.0.0.1:6379", "REDACTED"},
+		{"host:pw@x", "host:REDACTED@x"},
+		{"user:pw@h:6379", "user:REDACTED@h:6379"},
+		{"localhost:6379", "localhost:6379"}, // nothing secret: shown as typed
+		{"127.0.0.1:6379", "REDACTED"},       // not a URL at all (url.Parse fails)
 		{"redis://:p%40ss@h", "redis://:REDACTED@h"},
 	}
 	for _, tt := range tests {
@@ -809,6 +828,7 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT":    "5/10m",
 		"JWT_KEYS_GENERATE":               "false",
 		"TOKEND_BOOTSTRAP":                "",
+		"TOKEND_ALLOW_DEV_SECRETS":        "false",
 		"REDIS_ALLOW_EVICTION":            "false",
 		"RATE_LIMIT_LOGIN_PER_ACCOUNT_IP": "10/15m",
 		"RATE_LIMIT_LOGIN_PER_IP":         "300/1m",
@@ -817,6 +837,9 @@ func TestSettingsReflectEffectiveValues(t *testing.T) {
 		"CLIENT_CACHE_TTL":                "10s",
 		"CORS_ALLOWED_ORIGINS":            "",
 		"DEBUG_ADDR":                      "",
+		"METRICS_ADDR":                    "",
+		"REDIS_STARTUP_TIMEOUT":           "30s",
+		"EVENTS_MAX_STREAMS_PER_CLIENT":   "64",
 		"REFRESH_REUSE_WINDOW":            "30s",
 		"MAX_SESSIONS_PER_USER":           "100",
 	}

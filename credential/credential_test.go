@@ -383,3 +383,22 @@ func BenchmarkVerifyClientSecret(b *testing.B) {
 		}
 	}
 }
+
+// An operator's client secret must survive HTTP Basic unencoded: long
+// enough, and only unreserved characters; tokend's own secrets pass.
+func TestClientSecretProblem(t *testing.T) {
+	for _, ok := range []string{NewClientSecret(), strings.Repeat("0123456789abcdef", 4), strings.Repeat("a", MinClientSecretChars)} {
+		if p := ClientSecretProblem(ok); p != "" {
+			t.Errorf("%q: %s", ok, p)
+		}
+	}
+	for _, bad := range []string{
+		"", strings.Repeat("a", MinClientSecretChars-1),
+		"Xz3+9QkT2bHc/1LwVn8eR5yU0aDfGjKlMpNqOsTuVwY=", // openssl rand -base64 32
+		strings.Repeat("a", 50) + " ", strings.Repeat("a", 50) + "%2B",
+	} {
+		if p := ClientSecretProblem(bad); !strings.Contains(p, "openssl rand -hex 32") {
+			t.Errorf("%q accepted (or refused without the remedy): %q", bad, p)
+		}
+	}
+}

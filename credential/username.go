@@ -7,7 +7,12 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"go.mau.fi/util/confusable"
+	"golang.org/x/text/cases"
 	"golang.org/x/text/secure/precis"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/tokend/tokend/token"
 )
 
 // MaxUsernameBytes bounds a username: an email address fits (RFC 5321
@@ -15,9 +20,10 @@ import (
 const MaxUsernameBytes = 254
 
 // Password policy, the same for self-registration and the CLI (NIST SP
-// 800-63B §5.1.1.2: a length floor, a generous ceiling, no composition
-// rules). Lengths count Unicode characters; the byte bound caps the
-// argon2id input.
+// 800-63B-4 §3.1.1.2: a length floor, a generous ceiling, no composition
+// rules, and no password from a list of common ones — see
+// commonPasswordsText). Lengths count Unicode characters; the byte bound
+// caps the argon2id input.
 const (
 	MinPasswordChars = 10
 	MaxPasswordChars = 256
@@ -36,9 +42,13 @@ const (
 // invisible characters, symbols like U+2665) are refused. So "Ａｌｉｃｅ",
 // "ALICE" and "alice" are one account, an NFD "é" is the NFC one, and
 // "İx" stays apart from "ix" instead of squatting it. On top of PRECIS, the
-// letters of a name must come from one script (Han, Hiragana and Katakana
-// count as one), which refuses look-alikes such as a Latin name with a
-// Cyrillic "о" in it.
+// characters of a name must come from one script (Han, Hiragana and
+// Katakana count as one; characters of the Common and Inherited scripts —
+// ASCII digits, punctuation, most combining accents — go with any), which
+// refuses look-alikes such as a Latin name with a Cyrillic "о", Devanagari
+// digits ("b००k") or a Hebrew point in it. A name in one script that looks
+// like another name (all-Cyrillic "асе" beside "ace") is caught by
+// Skeleton, against the names that exist.
 func Username(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("username is empty")
@@ -60,7 +70,7 @@ func Username(s string) (string, error) {
 		return "", fmt.Errorf("username must be at most %d bytes", MaxUsernameBytes)
 	}
 	if a, b := scripts(out); b != "" {
-		return "", fmt.Errorf("username mixes letters of two scripts (%s and %s)", a, b)
+		return "", fmt.Errorf("username mixes characters of two scripts (%s and %s)", a, b)
 	}
 	return out, nil
 }
@@ -68,14 +78,11 @@ func Username(s string) (string, error) {
 // cjk is the script group Japanese names mix freely.
 var cjk = map[string]bool{"Han": true, "Hiragana": true, "Katakana": true}
 
-// scripts returns the first two distinct scripts of the letters of s, or
-// "" for b when all letters share one (Common and Inherited characters,
-// digits and punctuation, belong to every script).
+// scripts returns the first two distinct scripts of the characters of s,
+// or "" for b when all share one (characters of the Common and Inherited
+// scripts belong to every script).
 func scripts(s string) (a, b string) {
 	for _, r := range s {
-		if !unicode.IsLetter(r) {
-			continue
-		}
 		sc := scriptOf(r)
 		if sc == "" || sc == a || (cjk[sc] && cjk[a]) {
 			continue
@@ -92,7 +99,10 @@ func scripts(s string) (a, b string) {
 // scriptOf names the Unicode script of r; "" for Common and Inherited.
 func scriptOf(r rune) string {
 	if r < 0x80 {
-		return "Latin" // ASCII letters
+		if 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' {
+			return "Latin"
+		}
+		return "" // ASCII digits and punctuation
 	}
 	for _, name := range []string{"Latin", "Cyrillic", "Greek", "Han", "Hiragana", "Katakana", "Arabic", "Hebrew"} {
 		if unicode.Is(unicode.Scripts[name], r) {
@@ -108,6 +118,17 @@ func scriptOf(r rune) string {
 		}
 	}
 	return ""
+}
+
+// Skeleton returns the key under which a canonical username (Username's
+// result) meets the names it could be mistaken for: the UTS #39 skeleton
+// (Unicode confusables.txt, through go.mau.fi/util/confusable), case-folded
+// and in NFD, so that "асе" (Cyrillic) and "ace", "b0b" and "bob", "rn"
+// and "m" have one key. Stores index users under it and refuse a second
+// name with the same skeleton (docs/security.md, "Look-alike usernames").
+// A skeleton is a key, never a name to show.
+func Skeleton(name string) string {
+	return norm.NFD.String(cases.Fold().String(confusable.Skeleton(name)))
 }
 
 // PasswordProblem returns what is wrong with password under the password
@@ -133,6 +154,9 @@ func PasswordProblem(username, password string) string {
 	if strings.Trim(password, string(first)) == "" {
 		return "password must not be one character repeated"
 	}
+	if commonPassword(password) {
+		return "password is on a list of commonly used passwords seen in breaches; choose another"
+	}
 	return ""
 }
 
@@ -141,15 +165,20 @@ func PasswordProblem(username, password string) string {
 // characters every client library sends unchanged in HTTP Basic, where
 // RFC 6749 §2.3.1 form-encodes the id and many libraries do not (with "+"
 // or "%" in an id, requests-oauthlib and authlib fail to authenticate).
+// It must not have the form of a user id (token.ValidID): a client's own
+// access tokens (client_credentials) carry its id as sub, as a user's
+// carry the user id, so a client named like a user would be that user to
+// a resource server. User ids are all made by token.NewID, so neither can
+// take the other's.
 func ClientIDProblem(id string) string {
 	if id == "" || len(id) > 64 {
 		return "a client id is 1 to 64 characters"
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
-			return "a client id may contain only letters A-Z and a-z, digits and - . _ ~"
-		}
+	if token.ValidID(id) {
+		return "a client id must not have the form of a user id (26 characters of a-z and 2-7): the client's access tokens carry its id as sub, as a user's carry the user id"
+	}
+	if !unreserved(id) {
+		return "a client id may contain only letters A-Z and a-z, digits and - . _ ~"
 	}
 	return ""
 }

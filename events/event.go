@@ -44,9 +44,12 @@ const (
 	// issued before NotBefore, and drop it from client caches.
 	KindClient Kind = "client"
 	// KindClientUpdated: the client Client's record changed (secret
-	// rotated, grants or scopes replaced): drop it from client caches. It
-	// revokes nothing — the client's access tokens stay valid until they
-	// expire, as they would without the feed — so verifiers ignore it.
+	// rotated, grants or scopes replaced): drop it from client caches, and
+	// end the GET /events streams the client reads with credentials that
+	// no longer hold. NotBefore, if set, is the client's TokensNotBefore
+	// (store.Client): refuse the access tokens the client got with
+	// client_credentials (no sid) issued at or before it. The tokens of
+	// users' sessions through the client stay valid.
 	KindClientUpdated Kind = "client_updated"
 )
 
@@ -64,7 +67,7 @@ type Event struct {
 	Subject   string    // the user id (KindSession, KindUser)
 	Session   string    // the session id (KindSession)
 	Client    string    // the client id (KindClient, KindClientUpdated; the session's client when known)
-	NotBefore time.Time // KindUser, KindClient: tokens issued before it are refused
+	NotBefore time.Time // KindUser, KindClient, KindClientUpdated: tokens issued before it are refused (see each kind)
 	Except    string    // KindUser: the one session not ended ("log out others")
 	Sessions  []string  // KindUser: the sessions it ended that were active (as far as known)
 	Reason    string    // store.Reason*, ReasonClientDeleted or ReasonClientUpdated

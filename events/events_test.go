@@ -118,7 +118,7 @@ func TestLogConformance(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if st.First.Seq != 3 || st.Last.Seq != 4 || st.Cut != st.First || st.Seq != 4 {
+				if st.First.Seq != 3 || st.Last.Seq != 4 || st.Cut != st.First || st.Seq != 4 || st.LastMS != st.Last.MS {
 					t.Fatalf("state after a cut: %+v", st)
 				}
 				now := time.Now()
@@ -174,6 +174,40 @@ func TestGap(t *testing.T) {
 	} {
 		if got := events.Gap(events.ID{Seq: c.after}, c.st, now, ret); got != c.want {
 			t.Errorf("%s: Gap = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// Misplaced: the ids a log hands out resume exactly; an id whose time and
+// number disagree with the log is misplaced, wherever resuming after it
+// would skip an event.
+func TestMisplaced(t *testing.T) {
+	id := func(ms int64, seq uint64) events.ID { return events.ID{MS: ms, Seq: seq} }
+	// Events 3..6 retained (1 and 2 trimmed), at times 300..600.
+	st := events.State{First: id(300, 3), Last: id(600, 6), Seq: 6, LastMS: 600}
+	next := func(n events.ID) *events.ID { return &n }
+	for _, c := range []struct {
+		name  string
+		after events.ID
+		next  *events.ID
+		st    events.State
+		want  bool
+	}{
+		{"no Last-Event-ID", events.ID{}, next(id(300, 3)), st, false},
+		{"genuine, trimmed since", id(150, 1), next(id(300, 3)), st, false},
+		{"genuine, the one before the first", id(250, 2), next(id(300, 3)), st, false},
+		{"genuine, in the middle", id(400, 4), next(id(500, 5)), st, false},
+		{"genuine, the last", id(600, 6), nil, st, false},
+		{"genuine, the last, a newer event since", id(600, 6), next(id(700, 7)), st, false},
+		{"far-future time, number in range", id(1<<50, 4), nil, st, true},
+		{"far-future time, the last number", id(1<<50, 6), nil, st, true},
+		{"a time after event 5's, number 4", id(550, 4), next(id(600, 6)), st, true},
+		{"a time before event 3's, number 4", id(250, 4), next(id(300, 3)), st, true},
+		{"everything trimmed, the last id", id(600, 6), nil, events.State{Seq: 6, LastMS: 600}, false},
+		{"everything trimmed, a future time", id(900, 6), nil, events.State{Seq: 6, LastMS: 600}, true},
+	} {
+		if got := events.Misplaced(c.after, c.next, c.st); got != c.want {
+			t.Errorf("%s: Misplaced = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
@@ -400,7 +434,18 @@ func TestHub(t *testing.T) {
 	hub := events.NewHub(log, events.HubOptions{Ring: 3, Wait: 50 * time.Millisecond})
 	var mu sync.Mutex
 	var heard []string
-	hub.OnEvent(func(e events.Event) { mu.Lock(); heard = append(heard, e.Session); mu.Unlock() })
+	var early []string // events a subscriber could see before the listeners heard them
+	hub.OnEvent(func(e events.Event) {
+		evs, _, _ := hub.Since(before, 100)
+		mu.Lock()
+		defer mu.Unlock()
+		heard = append(heard, e.Session)
+		for _, it := range evs {
+			if it.ID == e.ID {
+				early = append(early, e.Session)
+			}
+		}
+	})
 	if _, ok, _ := hub.Since(events.ID{}, 10); ok {
 		t.Fatal("a hub that has not started claims to hold history")
 	}
@@ -444,5 +489,8 @@ func TestHub(t *testing.T) {
 	defer mu.Unlock()
 	if len(heard) != 5 || heard[0] != "a" || heard[4] != "e" {
 		t.Fatalf("listeners heard %v", heard)
+	}
+	if len(early) != 0 {
+		t.Fatalf("subscribers could see %v before the listeners heard them", early)
 	}
 }

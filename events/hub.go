@@ -125,6 +125,18 @@ func (h *Hub) follow(ctx context.Context) error {
 	for i, e := range evs {
 		items[i] = Item{Event: e, Frame: Frame(e, h.issuer)}
 	}
+	// The listeners (the replica's caches) hear of the events before any
+	// subscriber does: a subscriber acting on a client event (a stream
+	// re-checking its reader) reads the client afresh, not from a cache
+	// the event is about to clear.
+	h.mu.Lock()
+	listeners := h.listeners
+	h.mu.Unlock()
+	for _, e := range evs {
+		for _, fn := range listeners {
+			fn(e)
+		}
+	}
 	h.mu.Lock()
 	h.lastOK = h.now()
 	h.events = append(h.events, items...)
@@ -132,15 +144,9 @@ func (h *Hub) follow(ctx context.Context) error {
 		h.base = h.events[over-1].ID
 		h.events = append(h.events[:0:0], h.events[over:]...)
 	}
-	listeners := h.listeners
 	close(h.changed)
 	h.changed = make(chan struct{})
 	h.mu.Unlock()
-	for _, e := range evs {
-		for _, fn := range listeners {
-			fn(e)
-		}
-	}
 	return nil
 }
 

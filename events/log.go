@@ -26,6 +26,7 @@ type Log interface {
 type State struct {
 	First, Last ID     // the oldest and newest events retained; zero when empty
 	Seq         uint64 // the number of the last event ever appended
+	LastMS      int64  // the time part of the id of the last event ever appended
 	// Cut is the first event retained after the log last dropped events
 	// before their time because of its size cap; zero if it never did.
 	Cut ID
@@ -47,6 +48,27 @@ func Gap(after ID, st State, now time.Time, retention time.Duration) bool {
 	}
 	horizon := now.Add(-retention).UnixMilli()
 	return !st.Cut.IsZero() && after.Seq+1 < st.Cut.Seq && st.Cut.MS > horizon
+}
+
+// Misplaced reports whether `after` is not where the log put that id:
+// resuming with the events whose ids follow it would skip some that
+// follow it in number. Ids the log handed out are never misplaced; a
+// forged or corrupted Last-Event-ID can be — a far-future time with a
+// sequence number in range sorts after every later event, which would
+// then never be sent. next is the first retained event whose id follows
+// `after` (nil if none): it must be the first retained one numbered
+// after after.Seq. A consumer misplaced is told of a gap, like one whose
+// events were dropped (Gap), and gets everything retained.
+func Misplaced(after ID, next *ID, st State) bool {
+	switch {
+	case after.IsZero():
+		return false
+	case after.MS > st.LastMS: // later than every event: the next ones would sort before it
+		return true
+	case next == nil:
+		return after.Seq < st.Last.Seq // the retained events numbered after it sort before it
+	}
+	return next.Seq != max(after.Seq+1, st.First.Seq)
 }
 
 // RetentionMargin is added to the access-token lifetime to make a log's

@@ -107,7 +107,7 @@ func (l *MemoryLog) Read(ctx context.Context, after ID, n int, wait time.Duratio
 func (l *MemoryLog) State(context.Context) (State, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := State{Seq: l.seq, Cut: l.cut}
+	st := State{Seq: l.seq, Cut: l.cut, LastMS: l.lastMS}
 	if len(l.events) > 0 {
 		st.First, st.Last = l.events[0].ID, l.events[len(l.events)-1].ID
 	}

@@ -19,8 +19,8 @@ const DefaultMaxLen = 250_000
 // RedisLog is the Log of the Redis store: one Redis Stream.
 //
 // Keys (prefix p, REDIS_KEY_PREFIX): the stream p{events} and a hash
-// p{events}:meta (seq: the last event number, ms: the last id's time, cut:
-// see State.Cut). The hash tag {events} puts both in one slot, so the
+// p{events}:meta (seq: the last event number, ms: the last id's time —
+// State.LastMS —, cut: see State.Cut). The hash tag {events} puts both in one slot, so the
 // append script runs on Redis Cluster; it also puts the whole feed on one
 // master (docs/design.md, "Revocation events": the write rate is that of
 // session ends, and each replica reads it with one blocking XREAD).
@@ -128,7 +128,7 @@ func (l *RedisLog) State(ctx context.Context) (State, error) {
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		first = p.XRangeN(ctx, l.stream, "-", "+", 1)
 		last = p.XRevRangeN(ctx, l.stream, "+", "-", 1)
-		meta = p.HMGet(ctx, l.meta, "seq", "cut")
+		meta = p.HMGet(ctx, l.meta, "seq", "cut", "ms")
 		return nil
 	})
 	if err != nil {
@@ -154,6 +154,11 @@ func (l *RedisLog) State(ctx context.Context) (State, error) {
 	if s, ok := v[1].(string); ok {
 		if st.Cut, err = ParseID(s); err != nil {
 			return State{}, err
+		}
+	}
+	if s, ok := v[2].(string); ok {
+		if st.LastMS, err = strconv.ParseInt(s, 10, 64); err != nil {
+			return State{}, fmt.Errorf("events: state: ms %q", s)
 		}
 	}
 	return st, nil

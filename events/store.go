@@ -172,13 +172,15 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 // UpdateClient updates the client and emits a client-updated event: every
 // replica drops it from its client cache, so a rotated secret or narrowed
-// grants take effect everywhere within the feed's delay. Resource servers
-// refuse nothing for it.
+// grants take effect everywhere within the feed's delay, and ends the
+// client's feed streams whose credentials no longer hold. The event
+// carries the client's TokensNotBefore, so resource servers refuse the
+// client_credentials tokens it ends.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if err := s.next.UpdateClient(ctx, c); err != nil {
 		return err
 	}
-	s.emit(ctx, Event{Kind: KindClientUpdated, Client: c.ID, Reason: ReasonClientUpdated})
+	s.emit(ctx, Event{Kind: KindClientUpdated, Client: c.ID, NotBefore: c.TokensNotBefore, Reason: ReasonClientUpdated})
 	return nil
 }
 

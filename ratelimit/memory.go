@@ -57,6 +57,12 @@ func (l *Memory) Succeeded(ctx context.Context, account, ip string) error {
 	return l.succeeded(ctx, account, ip)
 }
 
+// Clear empties the account's ceiling and its buckets at ips; see
+// Redis.Clear.
+func (l *Memory) Clear(ctx context.Context, account string, ips ...string) error {
+	return l.clear(ctx, account, ips...)
+}
+
 // Len returns how many buckets the limiter holds (for tests).
 func (l *Memory) Len() int {
 	n := 0

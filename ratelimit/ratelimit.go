@@ -17,7 +17,8 @@
 // A refused attempt counts against no later limit. A correct password
 // clears the account's bucket for that address and marks the address
 // known; it does not refill the ceiling, so the ceiling bounds guesses per
-// day whatever the owner does.
+// day whatever the owner does. An administrator can (Clear: the ceiling,
+// and the account's bucket at given addresses — `tokend users unlock`).
 //
 // It implements server.LoginLimiter twice, over the same rules:
 //
@@ -38,6 +39,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -81,10 +83,11 @@ const (
 	LimitAccount   = "account"
 )
 
-// accountKey is the bucket name of an account: a hash, so that usernames
-// are not stored and every key has the same length.
+// accountKey is the bucket name of an account: a hash of its lower-cased
+// name, so that "Alice" and "alice" share a budget, usernames are not
+// stored, and every key has the same length.
 func accountKey(account string) string {
-	sum := sha256.Sum256([]byte(account))
+	sum := sha256.Sum256([]byte(strings.ToLower(account)))
 	return hex.EncodeToString(sum[:16])
 }
 
@@ -182,10 +185,24 @@ func (r rules) succeeded(ctx context.Context, account, ip string) error {
 	return nil
 }
 
-// limiter is the method set server.LoginLimiter asks for.
+// clear empties the account's ceiling and its bucket at each of ips.
+func (r rules) clear(ctx context.Context, account string, ips ...string) error {
+	if err := r.b.reset(ctx, "account", accountKey(account)); err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if err := r.b.reset(ctx, "account_ip", pairKey(account, ip)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// limiter is the method set server.LoginLimiter asks for, and Clear.
 type limiter interface {
 	Attempt(ctx context.Context, account, ip string) (time.Duration, string, error)
 	Succeeded(ctx context.Context, account, ip string) error
+	Clear(ctx context.Context, account string, ips ...string) error
 }
 
 var (

@@ -14,6 +14,7 @@ import (
 type limiter interface {
 	Attempt(ctx context.Context, account, ip string) (time.Duration, string, error)
 	Succeeded(ctx context.Context, account, ip string) error
+	Clear(ctx context.Context, account string, ips ...string) error
 }
 
 // both runs f against the Redis and the in-memory limiter with the same
@@ -261,4 +262,29 @@ func TestMemoryRefillAndBound(t *testing.T) {
 	if n := l.Len(); n > 200 {
 		t.Fatalf("%d buckets after 10000 distinct accounts and addresses, want at most 2 × 100", n)
 	}
+}
+
+// Clear lets an owner the limits hold back sign in again: the account's
+// ceiling, and its bucket at the addresses named; another account's
+// budget, and an address's limit over all accounts, are untouched. The
+// account's name is compared without case, as everywhere.
+func TestClear(t *testing.T) {
+	both(t, ratelimit.Limits{
+		PerAccount: ratelimit.Rate{N: 2, Period: time.Hour}, PerAccountIP: ratelimit.Rate{N: 2, Period: time.Hour},
+		PerIP: ratelimit.Rate{N: 100, Period: time.Hour},
+	}, func(t *testing.T, l limiter) {
+		ctx := context.Background()
+		allow(t, l, "alice", "203.0.113.1")
+		allow(t, l, "alice", "203.0.113.1")
+		refuse(t, l, "alice", "203.0.113.1", ratelimit.LimitAccountIP, time.Minute, time.Hour)
+		refuse(t, l, "ALICE", "198.51.100.1", ratelimit.LimitAccount, time.Minute, time.Hour) // the ceiling is spent
+		allow(t, l, "bob", "198.51.100.1")
+		allow(t, l, "bob", "198.51.100.2")
+		must(t, l.Clear(ctx, "Alice"))
+		allow(t, l, "alice", "198.51.100.1") // the ceiling is full again
+		refuse(t, l, "alice", "203.0.113.1", ratelimit.LimitAccountIP, time.Minute, time.Hour)
+		must(t, l.Clear(ctx, "alice", "203.0.113.1"))
+		allow(t, l, "alice", "203.0.113.1")
+		refuse(t, l, "bob", "198.51.100.3", ratelimit.LimitAccount, time.Minute, time.Hour) // not bob's
+	})
 }

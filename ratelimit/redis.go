@@ -76,6 +76,15 @@ func (l *Redis) Succeeded(ctx context.Context, account, ip string) error {
 	return l.succeeded(ctx, account, ip)
 }
 
+// Clear empties the account's ceiling (Limits.PerAccount) and, for each
+// of ips, the account's bucket at that address (Limits.PerAccountIP): an
+// administrator lets an owner the limits hold back sign in again. The
+// per-address limit (Limits.PerIP) covers every account and is left as it
+// is.
+func (l *Redis) Clear(ctx context.Context, account string, ips ...string) error {
+	return l.clear(ctx, account, ips...)
+}
+
 type redisBackend struct {
 	rdb    redis.UniversalClient
 	lim    *redis_rate.Limiter

@@ -25,7 +25,7 @@ func (s *Server) handleDocs(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleDocsAsset(w http.ResponseWriter, r *http.Request) {
 	f, ok := api.DocsAsset(r.PathValue("file"))
 	if !ok {
-		http.NotFound(w, r)
+		writeNotFound(w, r)
 		return
 	}
 	serveFile(w, r, f)

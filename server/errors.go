@@ -115,6 +115,18 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	_ = json.NewEncoder(w).Encode(errorBody{Error: e.code.Error(), Description: e.desc})
 }
 
+// errNotFound is the error code of a 404: not an RFC 6749 code (none
+// fits), the name tokend gives "no such resource" in every JSON 404.
+var errNotFound = errors.New("not_found")
+
+// writeNotFound answers 404 in JSON: a path tokend does not serve, or a
+// feature that is off (sign-up, the revocation feed), which looks the same.
+func writeNotFound(w http.ResponseWriter, r *http.Request) {
+	e := newError(errNotFound, "no such endpoint")
+	e.status = http.StatusNotFound
+	writeError(w, r, e)
+}
+
 // writeJSON writes a JSON answer with the given status that must not be
 // cached.
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -75,23 +75,41 @@ func (s *Server) introspectAccess(r *http.Request, raw string) (introspection, e
 	}, nil
 }
 
-// errSessionEnded says why an otherwise valid access token is not active.
-var errSessionEnded = errors.New("the session of this access token has ended")
+// Why an otherwise valid access token is not active (see also
+// errClientTokenEnded).
+var (
+	errSessionEnded = errors.New("the session of this access token has ended")
+	errClientGone   = errors.New("the client of this access token was deleted")
+)
 
 // checkAccessToken is THE check of an access token that tokend itself
-// relies on (introspection and its own bearer-authenticated endpoints):
-// verifySignature — the signature and claims as a resource server
-// verifies them — then, for a user's token, that its session is still
-// active: the online check that notices a revoked session before the JWT
-// expires. why is nil for an active token, else the reason it is not
-// (wrapping token.ErrExpired, token.ErrInvalid or errSessionEnded); err is
-// a store failure (a 503). A token without a session (client_credentials)
-// has nothing more to check than its signature.
+// relies on (introspection, GET /events and its own bearer-authenticated
+// endpoints): verifySignature — the signature and claims as a resource
+// server verifies them — then, for a user's token, that its session is
+// still active: the online check that notices a revoked session before
+// the JWT expires; for a client's own token (client_credentials: no
+// session), that the client still exists and has not ended its tokens
+// since (store.Client.TokenEnded: a rotated secret, a scope or grant taken
+// away). why is nil for an active token, else the reason it is not
+// (wrapping token.ErrExpired, token.ErrInvalid, or being errSessionEnded,
+// errClientGone or errClientTokenEnded); err is a store failure (a 503).
 func (s *Server) checkAccessToken(ctx context.Context, raw string) (cl *verify.Claims, why, err error) {
 	now := s.o.Now()
 	cl, why = s.verifySignature(raw, now)
-	if why != nil || cl.SessionID == "" {
+	if why != nil {
 		return cl, why, nil
+	}
+	if cl.SessionID == "" {
+		c, err := s.o.Store.Client(ctx, cl.ClientID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, errClientGone, nil
+		case err != nil:
+			return nil, nil, storeErr(ctx, err)
+		case c.TokenEnded(cl.IssuedAt):
+			return nil, errClientTokenEnded, nil
+		}
+		return cl, nil, nil
 	}
 	sess, err := s.o.Store.Session(ctx, cl.Subject, cl.SessionID)
 	switch {

@@ -32,6 +32,9 @@ type metrics struct {
 	eventStreams prometheus.Gauge   // open GET /events streams
 	eventsSent   prometheus.Counter // events written to GET /events streams
 	eventGaps    prometheus.Counter // streams that started with a gap event
+	// eventStreamsEnded counts streams tokend ended because of their
+	// reader: reader_revoked, token_expired.
+	eventStreamsEnded *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -77,9 +80,13 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "tokend_events_gaps_total",
 			Help: "GET /events streams that resumed from before the retained history (the consumer may have missed revocations).",
 		}),
+		eventStreamsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_events_streams_ended_total",
+			Help: "GET /events streams tokend ended because of their reader, by reason: reader_revoked (its client deleted, its secret rotated, events:read or the token's validity taken away) or token_expired (its Bearer token ran out).",
+		}, []string{"reason"}),
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rotations, m.rateLimited, m.eventStreams, m.eventsSent, m.eventGaps} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.grants, m.reuse, m.rotations, m.rateLimited, m.eventStreams, m.eventsSent, m.eventGaps, m.eventStreamsEnded} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -95,6 +102,9 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	}
 	for _, l := range []string{"ip", "account"} {
 		m.rateLimited.WithLabelValues(l)
+	}
+	for _, r := range []string{"reader_revoked", "token_expired"} {
+		m.eventStreamsEnded.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -142,4 +152,13 @@ func (m *metrics) observeGrant(ctx context.Context, grant string, err error) {
 // server's registry.
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	s.metrics.handler.ServeHTTP(w, r)
+}
+
+// MetricsHandler serves GET /metrics alone, for a listener of its own
+// (Options.MetricsElsewhere); every other path is a 404. Scrapes through
+// it are neither logged nor counted in the request metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	return mux
 }

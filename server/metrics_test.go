@@ -109,7 +109,7 @@ func TestMetrics(t *testing.T) {
 		`tokend_http_request_duration_seconds_count{route="/oauth/token"}`:          15,
 		`tokend_store_operation_duration_seconds_count{operation="rotate"}`:         6,
 		`tokend_store_operation_duration_seconds_count{operation="create_session"}`: 3,
-		`tokend_store_operation_duration_seconds_count{operation="user_by_name"}`:   5,
+		`tokend_store_operation_duration_seconds_count{operation="user_by_name"}`:   6, // the 429 names its account
 		`tokend_store_errors_total{operation="rotate"}`:                             0,
 	} {
 		if _, ok := after[series]; !ok {
@@ -179,8 +179,8 @@ func TestAuditEvents(t *testing.T) {
 		"refresh.failure":        {"user_id", "client_id", "session_id", "ip", "reason"},
 		"revoke":                 {"user_id", "client_id", "session_id", "ip"},
 		"logout":                 {"user_id", "client_id", "session_id", "ip"},
-		"signin.failure":         {"username", "client_id", "ip", "reason"},
-		"signin.rate_limited":    {"username", "client_id", "ip", "limit"},
+		"signin.failure":         {"user_id", "username", "client_id", "ip", "reason"},
+		"signin.rate_limited":    {"user_id", "username", "client_id", "ip", "limit"},
 	}
 	seen := map[string]bool{}
 	perRequest := map[string]int{}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 type ctxKey struct{}
@@ -108,7 +111,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					panic(p)
 				}
 				s.o.Logger.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
-					slog.String("request_id", id), slog.String("path", r.URL.Path), slog.Any("panic", p))
+					slog.String("request_id", id), slog.String("path", bound(r.URL.Path)), slog.String("panic", bound(fmt.Sprint(p))))
 				if sw.status == 0 {
 					writeError(sw, r, serverError(nil))
 				}
@@ -149,8 +152,8 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 		attrs = append(attrs, slog.String("event", ri.event))
 	}
 	attrs = append(attrs,
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("method", bound(r.Method)),
+		slog.String("path", bound(r.URL.Path)),
 		slog.Int("status", status),
 		slog.Duration("duration", d),
 		slog.String("ip", clientIP(r)),
@@ -159,11 +162,11 @@ func (s *Server) logRequest(r *http.Request, ri *reqInfo, status int, d time.Dur
 		attrs = append(attrs, slog.String("error", ri.errCode))
 	}
 	if ri.errLog != "" {
-		attrs = append(attrs, slog.String("cause", ri.errLog))
+		attrs = append(attrs, slog.String("cause", bound(ri.errLog)))
 	}
 	for _, a := range ri.eventAttrs {
 		if a.Key != "request_id" && a.Key != "ip" { // already on the line, same values
-			attrs = append(attrs, a)
+			attrs = append(attrs, boundAttr(a))
 		}
 	}
 	s.o.Logger.LogAttrs(r.Context(), level, msg, attrs...)
@@ -181,6 +184,35 @@ func (s *Server) audit(ctx context.Context, event string, attrs ...slog.Attr) {
 		ri.event, ri.eventAttrs = event, attrs
 		return
 	}
-	attrs = append([]slog.Attr{slog.String("event", event), slog.String("request_id", requestID(ctx))}, attrs...)
-	s.o.Logger.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+	line := []slog.Attr{slog.String("event", event), slog.String("request_id", requestID(ctx))}
+	for _, a := range attrs {
+		line = append(line, boundAttr(a))
+	}
+	s.o.Logger.LogAttrs(ctx, slog.LevelInfo, "audit", line...)
+}
+
+// maxLogString bounds every string a request can put on a log line (the
+// path, the method, an error's cause, an audit field): a 15 KB path costs
+// at most this much log, whatever was sent.
+const maxLogString = 512
+
+// bound cuts s to at most maxLogString bytes, at a UTF-8 character
+// boundary, and says how long it was.
+func bound(s string) string {
+	if len(s) <= maxLogString {
+		return s
+	}
+	n := maxLogString
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// boundAttr is a with its string value bounded.
+func boundAttr(a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindString {
+		a.Value = slog.StringValue(bound(a.Value.String()))
+	}
+	return a
 }

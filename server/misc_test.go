@@ -93,6 +93,36 @@ func TestDocsRoutes(t *testing.T) {
 	}
 }
 
+// A path tokend does not serve (/docs/, an unknown asset, an unknown
+// path, sign-up and the feed while off) answers a JSON 404, and a path it
+// serves with another method a JSON 405 with Allow, like the OAuth
+// endpoints' own errors — never the ServeMux's text/plain.
+func TestUnmatchedRoutesAnswerJSON(t *testing.T) {
+	e := newEnv(t, newMemStore(t), time.Hour)
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{http.MethodGet, "/docs/", 404, "not_found", ""},
+		{http.MethodGet, "/docs/nope.js", 404, "not_found", ""},
+		{http.MethodGet, "/nope", 404, "not_found", ""},
+		{http.MethodPost, "/users", 404, "not_found", ""}, // ALLOW_SIGNUP is off
+		{http.MethodGet, "/events", 404, "not_found", ""}, // no event log
+		{http.MethodPost, "/healthz", 405, "invalid_request", "GET, HEAD"},
+		{http.MethodDelete, "/sessions", 405, "invalid_request", "GET, HEAD"},
+		{http.MethodGet, "/oauth/token", 405, "invalid_request", "POST"},
+	} {
+		req, err := http.NewRequest(c.method, e.srv.URL+c.path, nil)
+		must(t, err)
+		a := e.do(req)
+		if a.status != c.status || a.str("error") != c.code || a.str("error_description") == "" ||
+			!strings.HasPrefix(a.header.Get("Content-Type"), "application/json") || a.header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d %q Allow %q: %s", c.method, c.path, a.status, a.header.Get("Content-Type"), a.header.Get("Allow"), a.body)
+		}
+	}
+}
+
 // stalling is a store whose user lookup waits for the request to be
 // cancelled, like a Redis stall that makes the client give up.
 type stalling struct {

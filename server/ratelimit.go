@@ -18,8 +18,9 @@ import (
 // consults it after the client is authenticated — so an unauthenticated
 // caller still gets invalid_client — and before any password work.
 type LoginLimiter interface {
-	// Attempt counts one password attempt for the account (the lower-cased
-	// username, whether or not it exists) from the client address ip. It
+	// Attempt counts one password attempt for the account (the username,
+	// whether or not it exists; the limiter ignores its case) from the
+	// client address ip. It
 	// returns 0 when the attempt may go ahead; otherwise how long the
 	// caller must wait and which limit ("ip" or "account") refused it.
 	Attempt(ctx context.Context, account, ip string) (wait time.Duration, limit string, err error)
@@ -35,16 +36,13 @@ type LoginLimiter interface {
 // status and Retry-After say for how long.
 var errSlowDown = errors.New("slow_down")
 
-// accountKey normalises a username the way the store looks it up.
-func accountKey(username string) string { return strings.ToLower(username) }
-
 // limitLogin asks the limiter whether this password attempt may go ahead.
 func (s *Server) limitLogin(r *http.Request, c store.Client, username string) error {
 	if s.o.LoginLimiter == nil {
 		return nil
 	}
 	ctx := r.Context()
-	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, accountKey(username), clientIP(r))
+	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, username, clientIP(r))
 	if err != nil {
 		return storeErr(ctx, err)
 	}
@@ -52,8 +50,14 @@ func (s *Server) limitLogin(r *http.Request, c store.Client, username string) er
 		return nil
 	}
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	s.audit(ctx, "signin.rate_limited", usernameAttr(username), slog.String("client_id", c.ID),
-		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))
+	// The account is named only if it exists (accountAttrs); the lookup
+	// costs one store read, as the limiter's own check does.
+	u, err := s.o.Store.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr(ctx, err)
+	}
+	s.audit(ctx, "signin.rate_limited", append(accountAttrs(u), slog.String("client_id", c.ID),
+		slog.String("ip", clientIP(r)), slog.String("limit", limit), slog.Duration("retry_after", wait))...)
 	return tooManyAttempts(wait, limit)
 }
 
@@ -66,7 +70,7 @@ func (s *Server) limitSignup(r *http.Request, username string) error {
 		return nil
 	}
 	ctx := r.Context()
-	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, "signup "+accountKey(username), clientIP(r))
+	wait, limit, err := s.o.LoginLimiter.Attempt(ctx, "signup "+username, clientIP(r))
 	if err != nil {
 		return storeErr(ctx, err)
 	}
@@ -87,7 +91,7 @@ func (s *Server) loginSucceeded(ctx context.Context, username, ip string) {
 	if s.o.LoginLimiter == nil {
 		return
 	}
-	if err := s.o.LoginLimiter.Succeeded(ctx, accountKey(username), ip); err != nil {
+	if err := s.o.LoginLimiter.Succeeded(ctx, username, ip); err != nil {
 		s.o.Logger.LogAttrs(ctx, slog.LevelWarn, "could not reset the sign-in rate limit",
 			slog.String("request_id", requestID(ctx)), slog.String("error", err.Error()))
 	}

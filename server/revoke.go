@@ -30,8 +30,12 @@ func (s *Server) clientRequest(w http.ResponseWriter, r *http.Request, tokenPara
 // handleRevoke is POST /oauth/revoke (RFC 7009). A refresh token revokes
 // its whole session; an access token revokes the session it belongs to
 // (the JWT itself stays valid until it expires — resource servers that must
-// know sooner use introspection). Unknown and invalid tokens get 200, as
-// RFC 7009 §2.2 requires.
+// know sooner use introspection or the revocation feed). Unknown and
+// invalid tokens get 200, as RFC 7009 §2.2 requires. A client's own access
+// token (client_credentials) belongs to no session, and tokend keeps no
+// list of single revoked tokens: it gets unsupported_token_type (RFC 7009
+// §2.2.1) rather than a 200 that would change nothing — the client ends
+// all its tokens by having its secret rotated (docs/security.md).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	_, c, raw, err := s.clientRequest(w, r, "token")
 	if err != nil {
@@ -42,6 +46,19 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	if !ok && !strings.HasPrefix(raw, "rt_") {
+		// The signature alone (verifySignature): whether the client has
+		// ended it or not, such a token is not revoked here.
+		if cl, verr := s.verifySignature(raw, s.o.Now()); verr == nil && cl.SessionID == "" {
+			if cl.ClientID != c.ID {
+				writeError(w, r, newError(oautherrors.ErrUnauthorizedClient, "the token was issued to another client"))
+				return
+			}
+			writeError(w, r, newError(errUnsupportedTokenType, "a client_credentials access token cannot be revoked by itself: "+
+				"it expires on its own, and rotating the client's secret (tokend clients rotate-secret) ends all of them at once"))
+			return
+		}
 	}
 	if ok {
 		if owner != c.ID {
@@ -59,6 +76,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
+
+// errUnsupportedTokenType is RFC 7009 §2.2.1's error code: the server does
+// not revoke this kind of token.
+var errUnsupportedTokenType = errors.New("unsupported_token_type")
 
 // sessionOf finds the session a presented token belongs to: a refresh
 // token (any generation) once its MAC verifies, an access token by its

@@ -77,6 +77,10 @@ type Options struct {
 	// collectors in and serves at GET /metrics; nil means a new registry
 	// of the server's own (never the global default registry).
 	Metrics *prometheus.Registry
+	// MetricsElsewhere leaves GET /metrics out of Handler, which then
+	// answers 404 there: serve MetricsHandler on a listener of its own
+	// (METRICS_ADDR) that only the scraper reaches.
+	MetricsElsewhere bool
 
 	// Ready is the readiness check of GET /readyz; nil means Store.Ping.
 	// An error wrapping ErrStoreFull is reported as "out_of_memory".
@@ -88,6 +92,10 @@ type Options struct {
 	// EventsHeartbeat is how often an idle feed stream sends a heartbeat;
 	// 0 means DefaultEventsHeartbeat.
 	EventsHeartbeat time.Duration
+	// EventsMaxStreams is how many feed streams one client may hold open
+	// on this server at once, beyond which GET /events answers 429; 0
+	// means DefaultEventsMaxStreams.
+	EventsMaxStreams int
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -112,6 +120,7 @@ func (o *Options) check() error {
 		{"ReuseWindow must not be negative", o.ReuseWindow < 0},
 		{"MaxSessions must not be negative", o.MaxSessions < 0},
 		{"EventsHeartbeat must not be negative", o.EventsHeartbeat < 0},
+		{"EventsMaxStreams must not be negative", o.EventsMaxStreams < 0},
 	} {
 		if f.bad {
 			return errors.New("server: Options." + f.problem)
@@ -135,6 +144,7 @@ type Server struct {
 	handler  http.Handler
 	mux      *router // the routes, for Routes
 
+	streams   streamCounts  // open feed streams per client
 	closing   chan struct{} // closed by CloseStreams
 	closeOnce sync.Once
 }
@@ -150,6 +160,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.EventsHeartbeat == 0 {
 		o.EventsHeartbeat = DefaultEventsHeartbeat
+	}
+	if o.EventsMaxStreams == 0 {
+		o.EventsMaxStreams = DefaultEventsMaxStreams
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -195,7 +208,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleMetadata)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	if !s.o.MetricsElsewhere {
+		mux.HandleFunc("GET /metrics", s.handleMetrics)
+	}
 	mux.HandleFunc("GET /events", s.handleEvents)
 	mux.HandleFunc("GET /openapi.yaml", s.handleOpenAPI)
 	mux.HandleFunc("GET /docs", s.handleDocs)

@@ -110,8 +110,6 @@ var errNoSuchSession = func() *oauthError {
 	return e
 }
 
-var errNotFound = errors.New("not_found")
-
 // handleDeleteSession is DELETE /sessions/{id}: the signed-in user ends
 // one of their active sessions (their own current one included, which is
 // a logout). 204, or 404 for anything that is not one of their active

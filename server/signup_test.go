@@ -105,6 +105,20 @@ func TestSignup(t *testing.T) {
 		}
 		a = e.postJSON("/users", `{"username":"CAROL@example.com","password":"another long password"}`)
 		wantError(t, a, http.StatusConflict, "username_taken", "already taken")
+		// A name that looks like a taken one (UTS #39 skeleton): 409 too,
+		// whether in one other script or with digits for letters.
+		if a = e.post("/users", url.Values{"username": {"ace"}, "password": {"another long password"}}); a.status != http.StatusCreated {
+			t.Fatalf("signup ace: %d %s", a.status, a.body)
+		}
+		for _, name := range []string{"\u0430\u0441\u0435", "b0b", "B0B"} {
+			a = e.post("/users", url.Values{"username": {name}, "password": {"another long password"}})
+			wantError(t, a, http.StatusConflict, "username_taken", "looks like one that is already taken")
+		}
+		// Digits and marks of another script in a name: 400.
+		for _, name := range []string{"b\u0966\u0966k", "do\u05c5t"} {
+			a = e.post("/users", url.Values{"username": {name}, "password": {"another long password"}})
+			wantError(t, a, http.StatusBadRequest, "invalid_request", "mixes characters of two scripts")
+		}
 
 		// Only POST.
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/users", nil)
@@ -139,6 +153,8 @@ func TestSignupValidation(t *testing.T) {
 		{url.Values{"username": {"Dave.Smith42"}, "password": {"dave.smith42"}}, "password must not be the same as the username"},
 		{url.Values{"username": {"dave"}, "password": {"aaaaaaaaaaaa"}}, "password must not be one character repeated"},
 		{url.Values{"username": {"dave"}, "password": {"            "}}, "password must not be one character repeated"},
+		{url.Values{"username": {"dave"}, "password": {"Password1!"}}, "password is on a list of commonly used passwords"},
+		{url.Values{"username": {"dave"}, "password": {"password12"}}, "password is on a list of commonly used passwords"},
 	}
 	for _, tt := range tests {
 		a := e.post("/users", tt.form)
@@ -146,7 +162,7 @@ func TestSignupValidation(t *testing.T) {
 	}
 	// Boundaries that pass: exactly 10 and 256 characters; multi-byte
 	// characters count once.
-	for i, pw := range []string{"abcdefghij", strings.Repeat("ab", 128), "éàéàéàéàéà"} {
+	for i, pw := range []string{"abcdefghiz", strings.Repeat("ab", 128), "éàéàéàéàéà"} {
 		a := e.post("/users", url.Values{"username": {"ok" + string(rune('a'+i))}, "password": {pw}})
 		if a.status != http.StatusCreated {
 			t.Fatalf("password of %d characters: %d %s", len([]rune(pw)), a.status, a.body)

@@ -233,24 +233,57 @@ func TestUsernameLookalikes(t *testing.T) {
 	})
 }
 
-// signin.failure never logs what was typed verbatim: a name that is not a
-// valid username (a passphrase with spaces, 60 KB of junk, control
-// characters) is logged as username_invalid, a valid one in its bounded
-// canonical form.
+// signin.failure never logs what was typed as a username unless it names
+// an existing account: a name that matches none — a passphrase with
+// spaces, 60 KB of junk, or a password typed into the username field,
+// which is a perfectly valid username — is logged as account_known=false.
+// An existing account is named by its id and stored name.
 func TestSigninFailureLogsNoRawUsername(t *testing.T) {
 	e := newEnv(t, redisStore(t), time.Hour)
 	junk := "my secret passphrase\n" + strings.Repeat("x", 60<<10)
 	a := e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {junk}, "password": {"whatever"}})
 	wantError(t, a, http.StatusBadRequest, "invalid_grant", "invalid username or password")
-	e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {"NoSuchUser"}, "password": {"whatever"}})
+	// The password in the username field, then in the right one.
+	e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {"Tr0ub4dor-and-3"}, "password": {"alice"}})
+	e.post("/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {publicApp}, "username": {testUser}, "password": {"Tr0ub4dor-and-4"}})
 	logs := e.logs.String()
-	if strings.Contains(logs, "secret passphrase") || strings.Contains(logs, "xxxxxxxxxxxxxxxx") {
-		t.Fatalf("the typed username reached the log")
+	for _, typed := range []string{"secret passphrase", "xxxxxxxxxxxxxxxx", "tr0ub4dor", "Tr0ub4dor"} {
+		if strings.Contains(logs, typed) {
+			t.Fatalf("the typed %q reached the log: %s", typed, logs)
+		}
 	}
-	if !strings.Contains(logs, `"username_invalid":true`) || !strings.Contains(logs, `"username":"nosuchuser"`) {
+	if strings.Count(logs, `"account_known":false`) != 2 || !strings.Contains(logs, `"username":"alice"`) ||
+		!strings.Contains(logs, `"user_id":"`+e.userID+`"`) {
 		t.Fatalf("signin.failure lines: %s", logs)
 	}
 	if len(logs) > 16<<10 {
-		t.Fatalf("%d bytes of log for two failed sign-ins", len(logs))
+		t.Fatalf("%d bytes of log for three failed sign-ins", len(logs))
 	}
+}
+
+// Every field a request puts on its log line is bounded: a 15,001-byte
+// unknown path (and a long method) make a line of about a kilobyte, not
+// 15 KB, and the line says how long the path was.
+func TestLogLinesAreBounded(t *testing.T) {
+	e := newEnv(t, newMemStore(t), time.Hour)
+	path := "/" + strings.Repeat("é", 7500) // 15,001 bytes
+	req, err := http.NewRequest(strings.Repeat("M", 4000), e.srv.URL+path, nil)
+	must(t, err)
+	a := e.do(req)
+	if a.status != http.StatusNotFound && a.status != http.StatusMethodNotAllowed {
+		t.Fatalf("status %d", a.status)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		if !strings.Contains(line, `"msg":"request"`) {
+			continue
+		}
+		if len(line) > 2<<10 {
+			t.Fatalf("a %d-byte log line for one request: %.300s…", len(line), line)
+		}
+		if !strings.Contains(line, "(15001 bytes)") {
+			t.Fatalf("the line does not say the path was cut: %s", line)
+		}
+		return
+	}
+	t.Fatalf("no request line: %s", e.logs.String())
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-oauth2/oauth2/v4"
 	oautherrors "github.com/go-oauth2/oauth2/v4/errors"
@@ -161,8 +162,8 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	u, err := s.checkPassword(ctx, username, password)
 	if err != nil {
 		if e := (*oauthError)(nil); errors.As(err, &e) && e.code == oautherrors.ErrInvalidGrant {
-			s.audit(ctx, "signin.failure", usernameAttr(username), slog.String("client_id", c.ID),
-				slog.String("ip", clientIP(r)), slog.String("reason", e.desc))
+			s.audit(ctx, "signin.failure", append(accountAttrs(u),
+				slog.String("client_id", c.ID), slog.String("ip", clientIP(r)), slog.String("reason", e.desc))...)
 		}
 		return tokenResponse{}, err
 	}
@@ -221,15 +222,15 @@ func signinName(raw string) string {
 	return name
 }
 
-// usernameAttr is a submitted username for an audit line: the canonical
-// name (at most credential.MaxUsernameBytes, no controls or invisible
-// characters), or username_invalid=true instead of whatever was typed
-// (a password in the username field, 60 KB of junk).
-func usernameAttr(name string) slog.Attr {
-	if name == invalidUsername {
-		return slog.Bool("username_invalid", true)
+// accountAttrs names the account of a password attempt on an audit line:
+// the user id and stored username of an account that exists (u.ID set),
+// else account_known=false and nothing of what was typed — a name that
+// matches no account may be a password typed into the username field.
+func accountAttrs(u store.User) []slog.Attr {
+	if u.ID == "" {
+		return []slog.Attr{slog.Bool("account_known", false)}
 	}
-	return slog.String("username", name)
+	return []slog.Attr{slog.String("user_id", u.ID), slog.String("username", u.Username)}
 }
 
 // errBadCredentials is the one answer for an unknown user and a wrong
@@ -237,7 +238,8 @@ func usernameAttr(name string) slog.Attr {
 var errBadCredentials = invalidGrant("invalid username or password")
 
 // checkPassword finds the user and verifies the password, spending the
-// same argon2id work whether or not the user exists.
+// same argon2id work whether or not the user exists. On a wrong password
+// it returns the user too (for the audit line; see accountAttrs).
 func (s *Server) checkPassword(ctx context.Context, username, password string) (store.User, error) {
 	u, err := s.o.Store.UserByName(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {
@@ -255,10 +257,10 @@ func (s *Server) checkPassword(ctx context.Context, username, password string) (
 		return store.User{}, serverError(err)
 	}
 	if !ok {
-		return store.User{}, errBadCredentials
+		return u, errBadCredentials
 	}
 	if u.Disabled {
-		return store.User{}, invalidGrant("user account is disabled")
+		return u, invalidGrant("user account is disabled")
 	}
 	return u, nil
 }
@@ -411,9 +413,38 @@ func (s *Server) clientCredentialsGrant(r *http.Request, p params) (tokenRespons
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	at, err := s.o.Tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, s.o.Now())
+	now, err := s.afterTokensNotBefore(r.Context(), c)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+	at, err := s.o.Tokens.Issue(token.Claims{Subject: c.ID, ClientID: c.ID, Scope: scope}, now)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
 	return tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(s.o.Tokens.TTL().Seconds()), Scope: scope}, nil
+}
+
+// afterTokensNotBefore is the issue time of a client_credentials token of
+// c: now, or — in the second of c.TokensNotBefore, right after a change
+// ended the client's tokens — the start of the next second, after waiting
+// for it. An access token's iat is whole seconds, and every check
+// (store.Client.TokenEnded, verify's) ends the tokens issued in that
+// second, so a token issued then would be born ended. The wait is at most
+// a second; should this host's clock be further behind the one that set
+// TokensNotBefore, the token's iat is that far ahead (within the
+// verifiers' leeway for a skew NTP keeps small).
+func (s *Server) afterTokensNotBefore(ctx context.Context, c store.Client) (time.Time, error) {
+	now := s.o.Now()
+	if !c.TokenEnded(now.Truncate(time.Second)) {
+		return now, nil
+	}
+	first := c.TokensNotBefore.Truncate(time.Second).Add(time.Second)
+	t := time.NewTimer(min(first.Sub(now), time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return first, nil
+	case <-ctx.Done():
+		return time.Time{}, ctx.Err()
+	}
 }

@@ -22,7 +22,7 @@ type signupResponse struct {
 // handleSignup is POST /users: self-registration, when enabled. The body
 // (form or JSON) has `username` (or `email`) and `password`. Answers: 201
 // {id, username}; 400 invalid_request saying what is wrong; 409
-// username_taken; 404 when signup is disabled, exactly like an unknown
+// username_taken (the name, or one it looks like: store.ErrLookAlike); 404 when signup is disabled, exactly like an unknown
 // path.
 //
 // The password is hashed before the name is claimed, so a free and a taken
@@ -30,7 +30,7 @@ type signupResponse struct {
 // them.
 func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 	if !s.o.AllowSignup {
-		http.NotFound(w, r)
+		writeNotFound(w, r)
 		return
 	}
 	ctx := r.Context()
@@ -65,6 +65,11 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 	now := s.o.Now()
 	u := store.User{ID: token.NewID(), Username: username, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
 	switch err := s.o.Store.CreateUser(ctx, u); {
+	case errors.Is(err, store.ErrLookAlike):
+		e := newError(errUsernameTaken, "this username looks like one that is already taken")
+		e.status = http.StatusConflict
+		writeError(w, r, e)
+		return
 	case errors.Is(err, store.ErrConflict):
 		e := newError(errUsernameTaken, "this username is already taken")
 		e.status = http.StatusConflict

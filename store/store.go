@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: already exists")
+	// ErrLookAlike is the ErrConflict of CreateUser for a username with
+	// the skeleton (credential.Skeleton) of another user's name: "асе" in
+	// Cyrillic beside "ace". errors.Is(err, ErrConflict) holds for it.
+	ErrLookAlike = fmt.Errorf("%w: the username looks like an existing user's", ErrConflict)
 )
 
 // Refusals of Rotate and Logout (see Decide for when each applies). In
@@ -88,6 +93,54 @@ type Client struct {
 	Grants     []string // grant types the client may use
 	Scopes     []string // scopes the client may request; empty = none
 	CreatedAt  time.Time
+	// TokensNotBefore ends the access tokens the client got with the
+	// client_credentials grant at or before it (TokenEnded): set when a
+	// change takes something away from the client (Narrows) — a rotated
+	// secret, a scope or grant removed. Zero: none ended.
+	TokensNotBefore time.Time
+}
+
+// Narrows reports whether c, replacing old, takes something away from the
+// client: another secret, or a grant or scope old had. ReplaceClient then
+// sets TokensNotBefore (docs/security.md, "A malicious or compromised
+// client").
+func Narrows(old, c Client) bool {
+	if string(old.SecretHash) != string(c.SecretHash) {
+		return true
+	}
+	for _, g := range old.Grants {
+		if !slices.Contains(c.Grants, g) {
+			return true
+		}
+	}
+	for _, sc := range old.Scopes {
+		if !slices.Contains(c.Scopes, sc) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplaceClient stores c, the new version of old, in st: when the change
+// takes something away from the client (Narrows) it first sets
+// c.TokensNotBefore = now, ending the access tokens the client got with
+// client_credentials until now. Every caller that changes a client (the
+// CLI, the admin API) goes through it.
+func ReplaceClient(ctx context.Context, st Store, old, c Client, now time.Time) error {
+	if Narrows(old, c) {
+		c.TokensNotBefore = now
+	}
+	return st.UpdateClient(ctx, c)
+}
+
+// TokenEnded reports whether TokensNotBefore ends the client's
+// client_credentials access token issued at iat: issued at or before it.
+// iat is whole seconds; the client_credentials grant issues no token in
+// the second of TokensNotBefore, so no token issued after a change is
+// caught. verify applies the same rule to the client-updated events of
+// the revocation feed.
+func (c Client) TokenEnded(iat time.Time) bool {
+	return !c.TokensNotBefore.IsZero() && !iat.After(c.TokensNotBefore)
 }
 
 // MaxUserAgent is how many bytes of a session's User-Agent a store keeps;
@@ -451,7 +504,11 @@ type Store interface {
 	// Users. CreateUser and UpdateUser refuse roles that credential.Roles
 	// refuses, writing nothing; callers check roles first, so that error
 	// means a bug, not an outage.
-	CreateUser(ctx context.Context, u User) error // ErrConflict if the username is taken
+	//
+	// CreateUser stores a new user: ErrConflict if the id or the username
+	// (case-insensitively) is taken, ErrLookAlike if another user's name
+	// has the same skeleton (credential.Skeleton).
+	CreateUser(ctx context.Context, u User) error
 	User(ctx context.Context, id string) (User, error)
 	UserByName(ctx context.Context, username string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
@@ -471,8 +528,9 @@ type Store interface {
 	CreateClient(ctx context.Context, c Client) error // ErrConflict
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
-	// UpdateClient replaces the client's secret hash, grants and scopes
-	// (ID selects it; Public and CreatedAt are ignored); ErrNotFound.
+	// UpdateClient replaces the client's secret hash, grants, scopes and
+	// TokensNotBefore (ID selects it; Public and CreatedAt are ignored);
+	// ErrNotFound.
 	UpdateClient(ctx context.Context, c Client) error
 	DeleteClient(ctx context.Context, id string) error
 

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -20,5 +22,47 @@ func TestTruncateUserAgent(t *testing.T) {
 		if got != c.want || len(got) > MaxUserAgent || !utf8.ValidString(got) {
 			t.Errorf("TruncateUserAgent(%d bytes) = %d bytes %q…, want %d bytes", len(c.in), len(got), got[:min(len(got), 8)], len(c.want))
 		}
+	}
+}
+
+// Narrows: a new secret, or a grant or scope taken away; adding is not.
+// TokenEnded: at or before TokensNotBefore, never after; never when zero.
+func TestClientChanges(t *testing.T) {
+	old := Client{ID: "svc", SecretHash: []byte("a"), Grants: []string{"client_credentials", "password"}, Scopes: []string{"read", "events:read"}}
+	change := func(f func(c *Client)) Client {
+		c := old
+		c.Grants, c.Scopes = slices.Clone(old.Grants), slices.Clone(old.Scopes)
+		f(&c)
+		return c
+	}
+	for name, c := range map[string]Client{
+		"secret":      change(func(c *Client) { c.SecretHash = []byte("b") }),
+		"grant gone":  change(func(c *Client) { c.Grants = []string{"password"} }),
+		"scope gone":  change(func(c *Client) { c.Scopes = []string{"read"} }),
+		"scopes gone": change(func(c *Client) { c.Scopes = nil }),
+	} {
+		if !Narrows(old, c) {
+			t.Errorf("%s: Narrows = false", name)
+		}
+	}
+	for name, c := range map[string]Client{
+		"same":        old,
+		"grant added": change(func(c *Client) { c.Grants = append(c.Grants, "refresh_token") }),
+		"scope added": change(func(c *Client) { c.Scopes = append(c.Scopes, "write") }),
+		"reordered":   change(func(c *Client) { slices.Reverse(c.Scopes) }),
+	} {
+		if Narrows(old, c) {
+			t.Errorf("%s: Narrows = true", name)
+		}
+	}
+	nb := time.Unix(1000, 400e6)
+	c := Client{TokensNotBefore: nb}
+	for iat, want := range map[int64]bool{999: true, 1000: true, 1001: false} {
+		if got := c.TokenEnded(time.Unix(iat, 0)); got != want {
+			t.Errorf("TokenEnded(iat %d) with not-before 1000.4 = %v", iat, got)
+		}
+	}
+	if (Client{}).TokenEnded(time.Unix(0, 0)) {
+		t.Error("a zero TokensNotBefore ends a token")
 	}
 }

@@ -19,9 +19,11 @@ import (
 )
 
 // ErrRevoked: the token's session was ended (logout, revocation, reuse
-// detected, user disabled or deleted, client deleted) and the Verifier
-// heard of it on tokend's revocation feed. Errors matching it also match
-// ErrInvalid: answer 401 invalid_token.
+// detected, user disabled or deleted, client deleted), or the token is a
+// client's own (client_credentials) issued before the client's secret was
+// rotated or a scope or grant taken away, and the Verifier heard of it on
+// tokend's revocation feed. Errors matching it also match ErrInvalid:
+// answer 401 invalid_token.
 var ErrRevoked = errors.New("verify: access token revoked")
 
 // Defaults of Revocations.
@@ -87,7 +89,7 @@ type RevocationStats struct {
 	LastSeen    time.Time // the last event or heartbeat
 	Sessions    int       // revoked sessions kept
 	Users       int       // user not-before times kept
-	Clients     int       // deleted clients kept
+	Clients     int       // deleted or changed clients kept
 	Events      uint64    // events applied
 	Reconnects  uint64    // streams that ended and were reopened
 	Gaps        uint64    // times tokend said events may have been missed
@@ -98,7 +100,9 @@ type RevocationStats struct {
 // (Unix milliseconds; iat is whole seconds, and a session started just
 // after ms in the same second must keep working — the sessions ended in
 // that second are named in the event), except those of session except;
-// or the tokens of a deleted client issued at or before ms.
+// or the tokens of a deleted client issued at or before ms; or a changed
+// client's own tokens (no sid) issued at or before ms (tokend issues none
+// in the second of such a change, so this refuses no later token).
 type notBefore struct {
 	ms     int64
 	except string
@@ -123,7 +127,8 @@ type revocations struct {
 	mu       sync.RWMutex
 	sessions map[string]int64 // sid → until (Unix seconds)
 	users    map[string]notBefore
-	clients  map[string]notBefore
+	clients  map[string]notBefore // deleted clients: all their tokens
+	changed  map[string]notBefore // changed clients: their client_credentials tokens
 	lastID   string
 	lastSeen time.Time
 	caughtUp bool
@@ -147,7 +152,7 @@ func newRevocations(cfg Revocations, feedURL func(context.Context) (string, erro
 	}
 	return &revocations{
 		cfg: cfg, url: feedURL, client: client, log: log, now: now, leeway: leeway,
-		sessions: map[string]int64{}, users: map[string]notBefore{}, clients: map[string]notBefore{},
+		sessions: map[string]int64{}, users: map[string]notBefore{}, clients: map[string]notBefore{}, changed: map[string]notBefore{},
 		lastSeen: now(), ready: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -172,12 +177,14 @@ func (r *revocations) check(c *Claims) error {
 	_, sessionRevoked := r.sessions[c.SessionID]
 	u, userEnded := r.users[c.Subject]
 	cl, clientDeleted := r.clients[c.ClientID]
+	ch, clientChanged := r.changed[c.ClientID]
 	up := r.caughtUp && r.now().Sub(r.lastSeen) <= r.cfg.MaxLag
 	r.mu.RUnlock()
 	switch {
 	case c.SessionID != "" && sessionRevoked,
 		userEnded && iat < u.ms-u.ms%1000 && (c.SessionID == "" || c.SessionID != u.except),
-		clientDeleted && iat <= cl.ms:
+		clientDeleted && iat <= cl.ms,
+		clientChanged && c.SessionID == "" && iat <= ch.ms:
 		return &tokenError{kind: ErrRevoked, desc: "the access token has been revoked"}
 	case r.cfg.FailClosed && !up:
 		return &tokenError{kind: ErrUnavailable, desc: feedDown}
@@ -325,11 +332,11 @@ func (r *revocations) apply(ctx context.Context, id, event string, data []byte) 
 		r.gaps.Add(1)
 		r.log.LogAttrs(ctx, slog.LevelError, "revocation feed: tokend no longer holds every event since the last one received; revocations may have been missed",
 			slog.String("detail", string(data)))
-	case "session-revoked", "client-deleted":
+	case "session-revoked", "client-deleted", "client-updated":
 		r.applyRevocation(ctx, id, now, data)
 	default:
-		// Another event of the feed (client-updated: not a revocation):
-		// nothing to refuse, but the stream resumes after it.
+		// Another event of the feed: nothing to refuse, but the stream
+		// resumes after it.
 		if id != "" {
 			r.mu.Lock()
 			r.lastID, r.lastSeen = id, now
@@ -338,7 +345,9 @@ func (r *revocations) apply(ctx context.Context, id, event string, data []byte) 
 	}
 }
 
-// applyRevocation records a session-revoked or client-deleted event.
+// applyRevocation records a session-revoked, client-deleted or
+// client-updated event (the last refuses something only when it carries a
+// not-before time).
 func (r *revocations) applyRevocation(ctx context.Context, id string, now time.Time, data []byte) {
 	var p struct {
 		Tokend feedClaims `json:"tokend"`
@@ -368,12 +377,16 @@ func (r *revocations) applyRevocation(ctx context.Context, id string, now time.T
 		if e.Client != "" {
 			r.clients[e.Client] = later(r.clients[e.Client], notBefore{ms: e.NotBefore, until: e.Until})
 		}
+	case "client_updated":
+		if e.Client != "" && e.NotBefore > 0 {
+			r.changed[e.Client] = later(r.changed[e.Client], notBefore{ms: e.NotBefore, until: e.Until})
+		}
 	}
 	if id != "" {
 		r.lastID = id
 	}
 	r.lastSeen = now
-	over := len(r.sessions)+len(r.users)+len(r.clients) > r.cfg.MaxEntries
+	over := len(r.sessions)+len(r.users)+len(r.clients)+len(r.changed) > r.cfg.MaxEntries
 	r.mu.Unlock()
 	r.events.Add(1)
 	if over {
@@ -404,17 +417,14 @@ func (r *revocations) sweep() {
 			delete(r.sessions, k)
 		}
 	}
-	for k, nb := range r.users {
-		if nb.until < cutoff {
-			delete(r.users, k)
+	for _, m := range []map[string]notBefore{r.users, r.clients, r.changed} {
+		for k, nb := range m {
+			if nb.until < cutoff {
+				delete(m, k)
+			}
 		}
 	}
-	for k, nb := range r.clients {
-		if nb.until < cutoff {
-			delete(r.clients, k)
-		}
-	}
-	over := len(r.sessions) + len(r.users) + len(r.clients) - r.cfg.MaxEntries
+	over := len(r.sessions) + len(r.users) + len(r.clients) + len(r.changed) - r.cfg.MaxEntries
 	if over <= 0 {
 		return
 	}
@@ -439,7 +449,7 @@ func (r *revocations) stats() RevocationStats {
 	defer r.mu.RUnlock()
 	return RevocationStats{
 		Connected: r.conn, CaughtUp: r.caughtUp, LastEventID: r.lastID, LastSeen: r.lastSeen,
-		Sessions: len(r.sessions), Users: len(r.users), Clients: len(r.clients),
+		Sessions: len(r.sessions), Users: len(r.users), Clients: len(r.clients) + len(r.changed),
 		Events: r.events.Load(), Reconnects: r.reconnects.Load(), Gaps: r.gaps.Load(), Dropped: r.dropped.Load(),
 	}
 }

@@ -215,22 +215,48 @@ func TestRevocationFeed(t *testing.T) {
 		t.Fatalf("lag %v", lag)
 	}
 
-	// An updated client revokes nothing, but the stream resumes after it.
+	// An updated client without a not-before revokes nothing, but the
+	// stream resumes after it.
+	svcOwn := f.mint("svc", "svc", "", before) // the client's own token (client_credentials)
 	s <- frame("102-4", "client-updated", fmt.Sprintf(`{"kind":"client_updated","client_id":"svc","until":%d}`, until))
 	eventually(t, "the client-updated event is passed", func() bool { return v.RevocationStats().LastEventID == "102-4" })
-	if st := v.RevocationStats(); st.Events != 3 || st.Sessions != 2 || st.Users != 1 || st.Clients != 1 {
-		t.Fatalf("a client-updated event changed the revocations: %+v", st)
+	if st := v.RevocationStats(); st.Sessions != 2 || st.Users != 1 || st.Clients != 1 {
+		t.Fatalf("a client-updated event without a not-before changed the revocations: %+v", st)
 	}
-	if _, err := v.Verify(context.Background(), f.mint("u3", "svc", "s8", before)); err != nil {
-		t.Fatalf("a token of an updated client: %v", err)
+	for _, tok := range []string{f.mint("u3", "svc", "s8", before), svcOwn} {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("a token of an updated client: %v", err)
+		}
+	}
+	// With one (a rotated secret, a scope taken away): the client's own
+	// tokens issued at or before it are refused; its users' are not, nor
+	// its own from a later second.
+	s <- frame("102-5", "client-updated", fmt.Sprintf(`{"kind":"client_updated","client_id":"svc","not_before_ms":%d,"until":%d}`, nb, until))
+	eventually(t, "the client-updated event is applied", func() bool { return v.RevocationStats().LastEventID == "102-5" })
+	for name, c := range map[string]struct {
+		tok  string
+		want error
+	}{
+		"its own token, issued before":        {svcOwn, verify.ErrRevoked},
+		"its own token, in the same second":   {f.mint("svc", "svc", "", now), verify.ErrRevoked},
+		"its own token, from the next second": {f.mint("svc", "svc", "", now.Add(time.Second)), nil},
+		"a user's token through it, before":   {f.mint("u3", "svc", "s8", before), nil},
+		"another client's own token, before":  {f.mint("api", "api", "", before), nil},
+	} {
+		if _, err := v.Verify(context.Background(), c.tok); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+	if st := v.RevocationStats(); st.Clients != 2 {
+		t.Fatalf("stats after a client change: %+v", st)
 	}
 
 	// The stream ends: the verifier reconnects and resumes after 102-4.
 	close(s)
 	s = f.stream()
 	s <- frame("103-5", "session-revoked", fmt.Sprintf(`{"kind":"session","sub":"u2","sid":"s9","until":%d}`, until))
-	eventually(t, "the event after the reconnection is applied", func() bool { return v.RevocationStats().Events == 4 })
-	if ids := f.lastEventIDs(); len(ids) != 2 || ids[0] != "" || ids[1] != "102-4" {
+	eventually(t, "the event after the reconnection is applied", func() bool { return v.RevocationStats().Events == 6 })
+	if ids := f.lastEventIDs(); len(ids) != 2 || ids[0] != "" || ids[1] != "102-5" {
 		t.Fatalf("Last-Event-ID of each connection: %q", ids)
 	}
 	if st := v.RevocationStats(); st.Reconnects != 1 {

@@ -135,7 +135,11 @@ func (c *cli) clientsRotateSecretCmd() *cobra.Command {
 		Long: `Replace a confidential client's secret with a new generated one, printed
 once. The old secret stops working at once: every replica drops the client
 from its cache when it reads the client-updated event (or after
-CLIENT_CACHE_TTL, should the event log be unreachable).`,
+CLIENT_CACHE_TTL, should the event log be unreachable). So do the access
+tokens the client got with client_credentials until now — at tokend
+(introspection, GET /events, whose streams opened with the old secret or
+such a token end) and at resource servers that follow the revocation
+feed — and the client gets new ones with the new secret.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.withClient(cmd, args[0], func(st store.Store, cl store.Client) error {
@@ -143,8 +147,9 @@ CLIENT_CACHE_TTL, should the event log be unreachable).`,
 					return fmt.Errorf("client %q is public: it has no secret", cl.ID)
 				}
 				secret := credential.NewClientSecret()
+				old := cl
 				cl.SecretHash = credential.HashClientSecret(secret)
-				if err := st.UpdateClient(cmd.Context(), cl); err != nil {
+				if err := store.ReplaceClient(cmd.Context(), st, old, cl, time.Now()); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.stdout, "rotated the secret of client %s\nclient_secret: %s\n(store it now: it is not shown again)\n", cl.ID, secret)
@@ -179,7 +184,9 @@ func (c *cli) clientsUpdateCmd() *cobra.Command {
 "" for none) a client may use; a flag not given keeps its value. Existing
 sessions keep the scope they were granted; new sign-ins and client tokens
 follow the new lists (on every replica as soon as it reads the
-client-updated event; CLIENT_CACHE_TTL at worst).`,
+client-updated event; CLIENT_CACHE_TTL at worst). Taking a grant or a scope
+away also ends the access tokens the client got with client_credentials
+until now, as rotate-secret does.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fl := cmd.Flags()
@@ -187,6 +194,7 @@ client-updated event; CLIENT_CACHE_TTL at worst).`,
 				return errors.New("nothing to change: give --grants and/or --scopes")
 			}
 			return c.withClient(cmd, args[0], func(st store.Store, cl store.Client) error {
+				old := cl
 				if fl.Changed("grants") {
 					if err := checkGrants(grants, cl.Public); err != nil {
 						return err
@@ -196,7 +204,7 @@ client-updated event; CLIENT_CACHE_TTL at worst).`,
 				if fl.Changed("scopes") {
 					cl.Scopes = strings.Fields(scopes)
 				}
-				if err := st.UpdateClient(cmd.Context(), cl); err != nil {
+				if err := store.ReplaceClient(cmd.Context(), st, old, cl, time.Now()); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.stdout, "updated client %s: grants %s; scopes %q\n", cl.ID, strings.Join(cl.Grants, ","), strings.Join(cl.Scopes, " "))

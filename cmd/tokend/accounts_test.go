@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/ratelimit"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -70,6 +71,9 @@ func TestUsersSetPasswordAndRoles(t *testing.T) {
 	if _, err := run(t, env, "short\n", "users", "set-password", "alice"); err == nil || !strings.Contains(err.Error(), "at least") {
 		t.Fatalf("short password: %v", err)
 	}
+	if _, err := run(t, env, "qwertyuiop\n", "users", "set-password", "alice"); err == nil || !strings.Contains(err.Error(), "commonly used") {
+		t.Fatalf("set-password to a common password: %v", err)
+	}
 	if _, err := run(t, env, "long-enough-pw\n", "users", "set-password", "nobody"); err == nil || !strings.Contains(err.Error(), `no user "nobody"`) {
 		t.Fatalf("unknown user: %v", err)
 	}
@@ -114,6 +118,10 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 	if subtle.ConstantTimeCompare(cl.SecretHash, credential.HashClientSecret(m[1])) != 1 || credential.VerifyClientSecret(old, cl.SecretHash) {
 		t.Fatal("the stored hash is not the new secret's")
 	}
+	// The rotation ends the client's client_credentials tokens until now.
+	if cl.TokensNotBefore.IsZero() || time.Since(cl.TokensNotBefore) > time.Minute {
+		t.Fatalf("TokensNotBefore after rotate-secret: %v", cl.TokensNotBefore)
+	}
 	if _, err := run(t, env, "", "clients", "create", "web", "--public"); err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +143,16 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 	if strings.Join(cl2.Grants, ",") != "client_credentials,password" || cl2.Scopes != nil || string(cl2.SecretHash) != string(cl.SecretHash) {
 		t.Fatalf("stored client after update: %+v", cl2)
 	}
+	// Taking the scopes away moved TokensNotBefore on; adding would not.
+	if !cl2.TokensNotBefore.After(cl.TokensNotBefore) {
+		t.Fatalf("TokensNotBefore after scopes were taken away: %v, before %v", cl2.TokensNotBefore, cl.TokensNotBefore)
+	}
+	if _, err := run(t, env, "", "clients", "update", "svc", "--scopes", "read"); err != nil {
+		t.Fatal(err)
+	}
+	if cl3, _ := st.Client(ctx, "svc"); !cl3.TokensNotBefore.Equal(cl2.TokensNotBefore) {
+		t.Fatalf("adding a scope moved TokensNotBefore: %v, before %v", cl3.TokensNotBefore, cl2.TokensNotBefore)
+	}
 	for _, bad := range [][]string{
 		{"update", "web", "--grants", "client_credentials"}, // public
 		{"update", "svc", "--grants", "implicit"},
@@ -144,5 +162,49 @@ func TestClientsRotateSecretAndUpdate(t *testing.T) {
 		if _, err := run(t, env, "", append([]string{"clients"}, bad...)...); err == nil {
 			t.Errorf("clients %v succeeded", bad)
 		}
+	}
+}
+
+// `users unlock` clears the account-wide ceiling (and, with --ip, the
+// account's limit at an address) that the server consults, keyed alike.
+func TestUsersUnlock(t *testing.T) {
+	env, _ := adminEnv(t)
+	if _, err := run(t, env, "a-fine-long-password\n", "users", "create", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	prefix := strings.TrimPrefix(env[0], "REDIS_KEY_PREFIX=") // the CLI's
+	lim := ratelimit.NewRedis(testredis.Client(t), prefix, ratelimit.Limits{
+		PerAccount: ratelimit.Rate{N: 1, Period: 24 * time.Hour}, PerAccountIP: ratelimit.Rate{N: 1, Period: time.Hour},
+	})
+	attempt := func(ip string) string {
+		t.Helper()
+		_, limit, err := lim.Attempt(ctx, "alice", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return limit
+	}
+	if attempt("192.0.2.1") != "" || attempt("192.0.2.1") != ratelimit.LimitAccountIP || attempt("198.51.100.1") != ratelimit.LimitAccount {
+		t.Fatal("the limits do not hold alice back")
+	}
+	out, err := run(t, env, "", "users", "unlock", "ALICE", "--ip", "192.0.2.1")
+	if err != nil || !strings.Contains(out, "cleared the sign-in limit of user alice (the account-wide ceiling and at 192.0.2.1)") {
+		t.Fatalf("unlock: %v %s", err, out)
+	}
+	if l := attempt("192.0.2.1"); l != "" {
+		t.Fatalf("after unlock --ip: refused by %s", l)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if l := attempt("198.51.100.2"); l != "" { // a new address: only the ceiling applies
+		t.Fatalf("after unlock: refused by %s", l)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "nobody"); err == nil || !strings.Contains(err.Error(), `no user "nobody"`) {
+		t.Fatalf("unlock of an unknown user: %v", err)
+	}
+	if _, err := run(t, env, "", "users", "unlock", "alice", "--ip", "not-an-ip"); err == nil || !strings.Contains(err.Error(), "not an IP address") {
+		t.Fatalf("unlock --ip not-an-ip: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,20 +27,28 @@ import (
 //
 // so a session end by the server or by the CLI becomes an event alike.
 type backend struct {
-	store   store.Store         // the top of the stack: what every caller uses
-	log     events.Log          // the revocation event log the store appends to
-	limiter server.LoginLimiter // nil when every sign-in rate is off
+	store   store.Store  // the top of the stack: what every caller uses
+	log     events.Log   // the revocation event log the store appends to
+	limiter loginLimiter // nil when every sign-in rate is off
 	// redis is the Redis store at the bottom of the stack (its settings
 	// are checked at start-up); nil with the embedded store.
 	redis *redisstore.Store
 }
 
-// openBackend opens the store cfg names — Redis when REDIS_URL is set,
-// else the embedded one (with a warning: it lives and dies with this
-// process) — and builds the stack on it. With reg, store operations are
-// measured into reg (package storemetrics) and lost events counted there;
-// the admin CLI passes nil.
-func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*backend, error) {
+// loginLimiter is a sign-in limiter of package ratelimit: what the server
+// consults, and Clear for `tokend users unlock`.
+type loginLimiter interface {
+	server.LoginLimiter
+	Clear(ctx context.Context, account string, ips ...string) error
+}
+
+// openBackend opens the store cfg names — Redis when REDIS_URL is set
+// (waiting up to wait for it to answer: connectRedis), else the embedded
+// one (with a warning: it lives and dies with this process) — and builds
+// the stack on it. With reg, store operations are measured into reg
+// (package storemetrics) and lost events counted there; the admin CLI
+// passes nil.
+func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, wait time.Duration) (*backend, error) {
 	var (
 		b         backend
 		base      store.Store
@@ -53,10 +62,9 @@ func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger, reg p
 			b.limiter = ratelimit.NewMemory(limits, ratelimit.MemoryOptions{})
 		}
 	} else {
-		setRedisLogger(log, cfg.RedisURL)
-		rs, err := redisstore.Open(ctx, cfg.RedisURL, redisstore.Options{Prefix: cfg.RedisKeyPrefix, ServerClock: true})
+		rs, err := connectRedis(ctx, cfg, log, wait)
 		if err != nil {
-			return nil, fmt.Errorf("open redis store: %w", err)
+			return nil, err
 		}
 		base, b.redis = rs, rs
 		b.log = events.NewRedisLog(rs.Redis(), cfg.RedisKeyPrefix, retention, 0)

@@ -43,12 +43,6 @@ type bootstrapClient struct {
 	SecretEnv  string   `yaml:"secret_env"`
 }
 
-// minBootstrapSecret is the shortest client secret a bootstrap file may
-// give: 32 characters of `openssl rand -base64 32` (44) carry 256 bits,
-// which is what lets tokend keep only a SHA-256 of a client secret
-// (docs/security.md); a shorter one is refused rather than weakened.
-const minBootstrapSecret = 43
-
 // secretSource reads one secret from file or the environment variable env
 // (exactly one of them), without its trailing line ending. Errors name the
 // source, never the value.
@@ -140,32 +134,99 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 	return f, nil
 }
 
-// applyBootstrap creates the users and clients of f that do not exist. It
-// reads every secret before writing anything, so a missing secret stops
-// start-up with nothing half-done. An existing user or client is left as
-// it is: the file seeds a deployment, the CLI manages it afterwards (and
-// another replica starting at the same moment may have just created it).
-func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, log *slog.Logger) error {
-	passwords := make([]string, len(f.Users))
-	secrets := make([]string, len(f.Clients))
+// devAdminPassword is the password committed to the tokend repository as
+// deploy/dev-admin-password, the default admin password of
+// docker-compose.yml: anyone who has read the repository knows it.
+const devAdminPassword = "dev-admin-password-change-me"
+
+// refuseDevPassword is the verdict on a bootstrap user's password being
+// devAdminPassword (dev): nil if it is not; else an error naming the
+// way out (fix, for a user who has it already; "" for one to create,
+// whose password file is to be replaced), or, with allowDev, nil after a
+// warning.
+func refuseDevPassword(dev bool, user, fix string, allowDev bool, log *slog.Logger) error {
+	if !dev {
+		return nil
+	}
+	what := "its password is"
+	if fix == "" {
+		what, fix = "the password given for it is", "put a password of your own in the file or variable it comes from (with docker compose: a file named by TOKEND_ADMIN_PASSWORD_FILE)"
+	}
+	msg := fmt.Sprintf("user %s: %s the development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read", user, what)
+	if allowDev {
+		log.Warn(msg+"; starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true or --dev (a local trial only)", slog.String("username", user))
+		return nil
+	}
+	return fmt.Errorf("%s: %s, or set TOKEND_ALLOW_DEV_SECRETS=true for a local trial", msg, fix)
+}
+
+// applyBootstrap creates the users and clients of f that do not exist.
+// It first finds which exist, then reads and checks the secret of every
+// one to create, before writing anything, so a missing or unusable secret
+// stops start-up with nothing half-done. An existing user or client is
+// left as it is, and its secret source is not read: the file seeds a
+// deployment, the CLI manages it afterwards (and another replica starting
+// at the same moment may have just created it).
+//
+// A user's password may not be devAdminPassword — neither the one read
+// for a user to create, nor the one an existing bootstrap user still has
+// (one argon2id check per existing bootstrap user at each start) — unless
+// allowDev (TOKEND_ALLOW_DEV_SECRETS, or serve --dev), which logs a
+// warning instead.
+func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, allowDev bool, log *slog.Logger) error {
+	userExists := make([]bool, len(f.Users))
 	var errs []error
 	for i, u := range f.Users {
+		old, err := st.UserByName(ctx, u.Username)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		userExists[i] = err == nil
+		if !userExists[i] {
+			continue
+		}
+		dev, err := h.Verify(ctx, devAdminPassword, old.PasswordHash)
+		if err != nil && !errors.Is(err, credential.ErrMalformedHash) {
+			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+		}
+		errs = append(errs, refuseDevPassword(dev, u.Username, "set another with `tokend users set-password "+u.Username+"`", allowDev, log))
+	}
+	clientExists := make([]bool, len(f.Clients))
+	for i, c := range f.Clients {
+		_, err := st.Client(ctx, c.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
+		}
+		clientExists[i] = err == nil
+	}
+
+	passwords := make([]string, len(f.Users))
+	secrets := make([]string, len(f.Clients))
+	for i, u := range f.Users {
+		if userExists[i] {
+			continue
+		}
 		pw, err := secretSource("password of user "+u.Username, u.PasswordFile, u.PasswordEnv, environ)
 		if err == nil {
 			if problem := credential.PasswordProblem(u.Username, pw); problem != "" {
 				err = fmt.Errorf("password of user %s: %s", u.Username, problem)
 			}
 		}
+		if err == nil {
+			err = refuseDevPassword(pw == devAdminPassword, u.Username, "", allowDev, log)
+		}
 		passwords[i] = pw
 		errs = append(errs, err)
 	}
 	for i, c := range f.Clients {
-		if c.Public {
+		if c.Public || clientExists[i] {
 			continue
 		}
 		sec, err := secretSource("secret of client "+c.ID, c.SecretFile, c.SecretEnv, environ)
-		if err == nil && len(sec) < minBootstrapSecret {
-			err = fmt.Errorf("secret of client %s: at least %d characters (256 bits: e.g. `openssl rand -base64 32`)", c.ID, minBootstrapSecret)
+		if err == nil {
+			if problem := credential.ClientSecretProblem(sec); problem != "" {
+				err = fmt.Errorf("secret of client %s: %s", c.ID, problem)
+			}
 		}
 		secrets[i] = sec
 		errs = append(errs, err)
@@ -176,13 +237,9 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 
 	now := time.Now()
 	for i, u := range f.Users {
-		_, err := st.UserByName(ctx, u.Username)
-		if err == nil {
+		if userExists[i] {
 			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
 			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
 		hash, err := h.Hash(ctx, passwords[i])
 		if err != nil {
@@ -190,6 +247,8 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		}
 		nu := store.User{ID: token.NewID(), Username: u.Username, PasswordHash: hash, Roles: u.Roles, CreatedAt: now, UpdatedAt: now}
 		switch err := st.CreateUser(ctx, nu); {
+		case errors.Is(err, store.ErrLookAlike):
+			return fmt.Errorf("bootstrap: %w", createUserError(u.Username, err))
 		case errors.Is(err, store.ErrConflict):
 			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
 		case err != nil:
@@ -200,13 +259,9 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		}
 	}
 	for i, c := range f.Clients {
-		_, err := st.Client(ctx, c.ID)
-		if err == nil {
+		if clientExists[i] {
 			log.Info("bootstrap: client exists, left unchanged", slog.String("client_id", c.ID))
 			continue
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
 		}
 		nc := store.Client{ID: c.ID, Public: c.Public, Grants: c.Grants, Scopes: c.Scopes, CreatedAt: now}
 		if !c.Public {

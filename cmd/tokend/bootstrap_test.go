@@ -111,6 +111,10 @@ func TestServeBootstrap(t *testing.T) {
 	if out, err := run(t, env, "a-brand-new-password\n", "users", "set-password", "alice"); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
+	// The secret files of what exists are not read again: they may go.
+	if err := os.Remove(filepath.Join(dir, "reports-secret")); err != nil {
+		t.Fatal(err)
+	}
 	base2, logs2 := serveFor(t, env)
 	if signIn(base2, "alice", "a-brand-new-password") != 200 || signIn(base2, "alice", strings.TrimSpace(alicePassword)) != 400 {
 		t.Fatal("the second start reset alice's password")
@@ -141,6 +145,12 @@ func TestBootstrapErrors(t *testing.T) {
 	if err := os.WriteFile(short, []byte("tiny-secret-value"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// What `openssl rand -base64 32` makes: its "+" would reach tokend as a
+	// space from `curl -u` (HTTP Basic is form-decoded).
+	base64Secret := filepath.Join(dir, "base64")
+	if err := os.WriteFile(base64Secret, []byte("Xz3+9QkT2bHc/1LwVn8eR5yU0aDfGjKlMpNqOsTuVwY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"users:\n  - username: a\n    pasword_file: x\n", "field pasword_file not found"},
 		{"users:\n  - username: a\n", "exactly one of password_file and password_env"},
@@ -150,6 +160,7 @@ func TestBootstrapErrors(t *testing.T) {
 		{"clients:\n  - id: svc\n    grants: [implicit]\n    secret_env: X\n", `unknown grant "implicit"`},
 		{"clients:\n  - id: web\n    public: true\n    grants: [client_credentials]\n", "a public client cannot use client_credentials"},
 		{"clients:\n  - id: svc\n    grants: [client_credentials]\n    secret_file: " + short + "\n", "at least 43 characters"},
+		{"clients:\n  - id: svc\n    grants: [client_credentials]\n    secret_file: " + base64Secret + "\n", "openssl rand -hex 32"},
 		{"users:\n  - username: a\n    password_env: NOT_SET_ANYWHERE\n", "environment variable NOT_SET_ANYWHERE is not set"},
 		{"users:\n  - username: a\n    password_file: /nonexistent/pw\n", "/nonexistent/pw"},
 	} {
@@ -161,8 +172,65 @@ func TestBootstrapErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: serve: %v, want an error with %q\n%s", tc.yaml, err, tc.want, out)
 		}
-		if err != nil && strings.Contains(err.Error()+out, "tiny-secret-value") {
+		if err != nil && (strings.Contains(err.Error()+out, "tiny-secret-value") || strings.Contains(err.Error()+out, "Xz3+9QkT")) {
 			t.Errorf("the secret is in the error: %v", err)
 		}
 	}
+}
+
+// deploy/dev-admin-password is the password devAdminPassword names.
+func TestDevAdminPasswordFile(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/dev-admin-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimRight(string(b), "\r\n"); got != devAdminPassword {
+		t.Fatalf("deploy/dev-admin-password holds %q, devAdminPassword is %q", got, devAdminPassword)
+	}
+}
+
+// The committed development password does not sign anyone in outside a
+// trial: serve refuses it for a bootstrap user to create, and for one
+// that already has it, naming the ways out; TOKEND_ALLOW_DEV_SECRETS=true
+// starts with a warning; a new password ends it.
+func TestBootstrapRefusesTheDevPassword(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "admin-password")
+	if err := os.WriteFile(pwFile, []byte(devAdminPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bootstrap.yaml")
+	if err := os.WriteFile(path, []byte("users:\n  - username: admin\n    roles: [admin]\n    password_file: "+pwFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := redisEnv(t, "TOKEND_BOOTSTRAP="+path)
+	refused := func(want string) {
+		t.Helper()
+		out, err := run(t, append(env, "HTTP_ADDR=127.0.0.1:0"), "", "serve")
+		if err == nil || !strings.Contains(err.Error(), "development password") || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "TOKEND_ALLOW_DEV_SECRETS=true") || strings.Contains(err.Error()+out, devAdminPassword) {
+			t.Fatalf("serve with the development password: %v\n%s", err, out)
+		}
+	}
+	refused("TOKEND_ADMIN_PASSWORD_FILE")
+	if out, _ := run(t, env, "", "users", "list"); strings.Contains(out, "admin") {
+		t.Fatal("the refused start created the user")
+	}
+
+	// A trial, said explicitly: it starts, and says what it allowed.
+	base, logs := serveFor(t, append(env, "TOKEND_ALLOW_DEV_SECRETS=true"))
+	if status, _ := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"none"}}); status == 0 {
+		t.Fatal("no answer")
+	}
+	if !strings.Contains(logs.String(), "starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true") {
+		t.Fatalf("no warning:\n%s", logs.String())
+	}
+
+	// The user now exists with that password: still refused without the
+	// setting, until it has another one.
+	refused("tokend users set-password admin")
+	if out, err := run(t, env, "a-password-of-my-own\n", "users", "set-password", "admin"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	serveFor(t, env)
 }

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/internal/testkit"
 )
@@ -231,5 +232,38 @@ func TestLogDurationsReadable(t *testing.T) {
 	}
 	if !regexp.MustCompile(`"path":"/healthz"[^\n]*"duration_ms":[0-9.]+`).MatchString(out.String()) {
 		t.Errorf("access log:\n%s", out.String())
+	}
+}
+
+// A command given the wrong arguments says so with its usage:
+// `tokend users create` without a name shows how to call it.
+func TestUsageOnArgumentErrors(t *testing.T) {
+	for _, args := range [][]string{{"users", "create"}, {"users", "unlock"}, {"clients", "rotate-secret"}, {"version", "extra"}} {
+		out, err := run(t, nil, "", args...)
+		if err == nil || !strings.Contains(err.Error(), "Usage:\n  tokend "+args[0]+" ") {
+			t.Errorf("tokend %s: %v %s", strings.Join(args, " "), err, out)
+		}
+	}
+	if _, err := run(t, nil, "", "users", "create"); err == nil || !strings.Contains(err.Error(), "tokend users create USERNAME") {
+		t.Errorf("users create without a name: %v", err)
+	}
+}
+
+// `tokend serve --help` points to the environment variables: every one,
+// with its default, and where to read more.
+func TestServeHelpNamesTheVariables(t *testing.T) {
+	out, err := run(t, nil, "", "serve", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"environment variables", "tokend config", "docs/configuration.md", "HTTP_ADDR", ":8080", "REDIS_URL", "(unset)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve --help lacks %q:\n%s", want, out)
+		}
+	}
+	for _, v := range config.Variables() {
+		if !strings.Contains(out, v.Name) {
+			t.Errorf("serve --help lacks %s", v.Name)
+		}
 	}
 }

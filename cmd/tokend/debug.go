@@ -28,24 +28,32 @@ func debugMux() *http.ServeMux {
 // startDebug listens on addr and serves debugMux until ctx ends. It
 // returns the bound address (addr may name port 0).
 func startDebug(ctx context.Context, addr string, log *slog.Logger) (string, error) {
+	return startSide(ctx, "DEBUG_ADDR", addr, debugMux(), log, slog.LevelWarn,
+		"pprof debug listener on (DEBUG_ADDR); it has no authentication, keep it private")
+}
+
+// startSide serves h on a listener of its own at addr (the address of the
+// variable name) until ctx ends, and logs msg at level with the bound
+// address. Its
+// requests are neither logged nor counted: it is for operators' tools
+// (pprof, the metrics scraper). No WriteTimeout:
+// /debug/pprof/profile?seconds=N and /trace answer after N seconds.
+func startSide(ctx context.Context, name, addr string, h http.Handler, log *slog.Logger, level slog.Level, msg string) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", fmt.Errorf("DEBUG_ADDR: %w", err)
+		return "", fmt.Errorf("%s: %w", name, err)
 	}
 	hs := &http.Server{
-		Handler:           debugMux(),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
-		// No WriteTimeout: /debug/pprof/profile?seconds=N and /trace
-		// answer after N seconds.
-		IdleTimeout: 90 * time.Second,
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		IdleTimeout:       90 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	go func() { _ = hs.Serve(ln) }()
 	go func() {
 		<-ctx.Done()
 		_ = hs.Close()
 	}()
-	log.Warn("pprof debug listener on (DEBUG_ADDR); it has no authentication, keep it private",
-		slog.String("addr", ln.Addr().String()))
+	log.LogAttrs(ctx, level, msg, slog.String("addr", ln.Addr().String()))
 	return ln.Addr().String(), nil
 }

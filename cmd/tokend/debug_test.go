@@ -65,3 +65,24 @@ func TestDebugAddrServesPprof(t *testing.T) {
 		t.Errorf("the debug listener is not logged:\n%s", out.String())
 	}
 }
+
+// With METRICS_ADDR the metrics are served there, and no longer on the
+// API port; without it, on the API port (TestMetrics and the OpenAPI
+// conformance test cover that).
+func TestMetricsAddr(t *testing.T) {
+	metrics := freeAddr(t)
+	base, out := serveFor(t, []string{"PASSWORD_HASH_MEMORY=64", "PASSWORD_HASH_ITERATIONS=1", "METRICS_ADDR=" + metrics}, "--dev")
+	status, body := get(t, "http://"+metrics+"/metrics")
+	if status != http.StatusOK || !strings.Contains(body, "tokend_http_requests_total") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("GET /metrics on METRICS_ADDR = %d %.200s", status, body)
+	}
+	if status, _ := get(t, "http://"+metrics+"/oauth/token"); status != http.StatusNotFound {
+		t.Errorf("the API is served on METRICS_ADDR: %d", status)
+	}
+	if status, body := get(t, base+"/metrics"); status != http.StatusNotFound || !strings.Contains(body, "not_found") {
+		t.Errorf("GET /metrics on HTTP_ADDR = %d %s, want the JSON 404", status, body)
+	}
+	if !strings.Contains(out.String(), "metrics listener on (METRICS_ADDR)") || !strings.Contains(out.String(), metrics) {
+		t.Errorf("the metrics listener is not logged:\n%s", out.String())
+	}
+}

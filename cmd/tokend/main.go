@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,7 +59,26 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, environ []string) *cobra
 		c.configCmd(), c.versionCmd(), c.healthcheckCmd(),
 	)
 	refuseUnknownSubcommands(root)
+	showUsageOnArgErrors(root)
 	return root
+}
+
+// showUsageOnArgErrors makes every command given the wrong arguments
+// (`tokend users create` without a name) say so with its usage: the root
+// silences cobra's usage for the other errors, where it would only hide
+// the message (a Redis outage is no reason to print the flags).
+func showUsageOnArgErrors(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		showUsageOnArgErrors(sub)
+	}
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return fmt.Errorf("%w\n\n%s", err, strings.TrimRight(cmd.UsageString(), "\n"))
+			}
+			return nil
+		}
+	}
 }
 
 // refuseUnknownSubcommands makes every command group (users, clients, ...)
@@ -132,6 +152,16 @@ var errNoRedis = errors.New("REDIS_URL is not set: the embedded store lives insi
 // rotate-secret, update) reach resource servers and every replica like
 // the server's.
 func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error) {
+	b, cfg, err := c.adminBackend(ctx)
+	if err != nil {
+		return nil, cfg, err
+	}
+	return b.store, cfg, nil
+}
+
+// adminBackend is adminStore's backend, with the sign-in limiter next to
+// the store.
+func (c *cli) adminBackend(ctx context.Context) (*backend, config.Config, error) {
 	cfg, err := c.load()
 	if err != nil {
 		return nil, cfg, err
@@ -139,11 +169,11 @@ func (c *cli) adminStore(ctx context.Context) (store.Store, config.Config, error
 	if cfg.RedisURL == "" {
 		return nil, cfg, errNoRedis
 	}
-	b, err := openBackend(ctx, cfg, c.logger(cfg), nil)
+	b, err := openBackend(ctx, cfg, c.logger(cfg), nil, 0) // an admin command tries once
 	if err != nil {
 		return nil, cfg, err
 	}
-	return b.store, cfg, nil
+	return b, cfg, nil
 }
 
 func (c *cli) versionCmd() *cobra.Command {

@@ -45,8 +45,23 @@ func TestUsersAndClientsCLI(t *testing.T) {
 	if _, err := run(t, env, "another-password", "users", "create", "alice@example.com"); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("duplicate user: %v", err)
 	}
+	// A client named like a user would share the user's sub: refused.
+	uid := strings.TrimSuffix(out[strings.Index(out, "(id ")+4:], ")\n")
+	if _, err := run(t, env, "", "clients", "create", uid, "--grants", "client_credentials"); err == nil || !strings.Contains(err.Error(), "form of a user id") {
+		t.Fatalf("a client with the id %q of a user: %v", uid, err)
+	}
 	if _, err := run(t, env, "short", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "at least 10") {
 		t.Fatalf("short password: %v", err)
+	}
+	if _, err := run(t, env, "Password1!", "users", "create", "bob"); err == nil || !strings.Contains(err.Error(), "commonly used") {
+		t.Fatalf("common password: %v", err)
+	}
+	// A look-alike of an existing name (all Cyrillic): refused, saying why.
+	if out, err := run(t, env, "another-password", "users", "create", "ace"); err != nil {
+		t.Fatalf("users create ace: %v %s", err, out)
+	}
+	if _, err := run(t, env, "another-password", "users", "create", "\u0430\u0441\u0435"); err == nil || !strings.Contains(err.Error(), "looks like an existing user") {
+		t.Fatalf("look-alike user: %v", err)
 	}
 	out, err = run(t, env, "", "users", "list")
 	if err != nil || !strings.Contains(out, "alice@example.com") || !strings.Contains(out, "admin,ops") || !strings.Contains(out, "active") {
@@ -94,7 +109,7 @@ func TestUsersAndClientsCLI(t *testing.T) {
 }
 
 func TestAdminCommandsNeedRedis(t *testing.T) {
-	_, err := run(t, nil, "password123", "users", "create", "alice")
+	_, err := run(t, nil, "a long passphrase", "users", "create", "alice")
 	if err == nil || !strings.Contains(err.Error(), "REDIS_URL is not set") {
 		t.Fatalf("got %v", err)
 	}

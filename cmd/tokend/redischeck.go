@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/config"
+	"github.com/tokend/tokend/internal/redisinfo"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/token"
@@ -35,6 +40,7 @@ func checkRedis(ctx context.Context, b *backend, cfg config.Config, log *slog.Lo
 		log.Warn("could not read the Redis settings (INFO memory, TIME): maxmemory-policy and clock are not checked",
 			slog.String("error", err.Error()))
 	}
+	logConnected(ctx, rs, nodes, cfg, log)
 	if err := judgeRedis(nodes, cfg, log); err != nil {
 		return nil, err
 	}
@@ -51,6 +57,33 @@ func checkRedis(ctx context.Context, b *backend, cfg config.Config, log *slog.Lo
 		}
 		return nil
 	}, nil
+}
+
+// logConnected says, in one line, which Redis serve is using: its URL
+// (password redacted), database, version and maxmemory-policy (every
+// node's, for a Cluster). What it cannot read (an ACL forbidding INFO)
+// is left out.
+func logConnected(ctx context.Context, rs *redisstore.Store, nodes []redisstore.NodeSettings, cfg config.Config, log *slog.Logger) {
+	attrs := []slog.Attr{slog.String("redis", config.RedactURL(cfg.RedisURL))}
+	if c, ok := rs.Redis().(*redis.Client); ok {
+		attrs = append(attrs, slog.Int("db", c.Options().DB))
+	}
+	if info, err := redisinfo.Read(ctx, rs.Redis(), "server"); err == nil {
+		attrs = append(attrs, slog.String("version", info["redis_version"]), slog.String("mode", info["redis_mode"]))
+	}
+	policies := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if !slices.Contains(policies, n.MaxMemoryPolicy) {
+			policies = append(policies, n.MaxMemoryPolicy)
+		}
+	}
+	if len(policies) > 0 {
+		attrs = append(attrs, slog.String("maxmemory_policy", strings.Join(policies, ",")))
+	}
+	if len(nodes) > 1 {
+		attrs = append(attrs, slog.Int("nodes", len(nodes)))
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "connected to Redis", attrs...)
 }
 
 // judgeRedis applies checkRedis's rules to the nodes' settings: an error

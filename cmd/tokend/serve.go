@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +29,15 @@ func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the token service",
-		Args:  cobra.NoArgs,
+		Long: `Run the token service.
+
+tokend is configured by environment variables, or by a YAML file with the
+same keys (--config FILE). ` + "`tokend config`" + ` prints the effective values, secrets
+redacted; docs/configuration.md says what each one does and accepts.
+The variables, with their defaults:
+
+` + variablesHelp(),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.load()
 			if err != nil {
@@ -41,6 +51,22 @@ func (c *cli) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&dev, "dev", false, "development mode: embedded store seeded with a demo user and client")
 	return cmd
+}
+
+// variablesHelp lists the configuration variables and their defaults
+// (config.Variables, the one list), for serve --help.
+func variablesHelp() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, v := range config.Variables() {
+		def := v.Default
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", v.Name, def)
+	}
+	_ = tw.Flush()
+	return strings.TrimRight(b.String(), "\n")
 }
 
 // serverKeys are the key sources serve runs with.
@@ -92,7 +118,7 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	log := c.logger(cfg)
 	reg := newRegistry()
-	b, err := openBackend(ctx, cfg, log, reg)
+	b, err := openBackend(ctx, cfg, log, reg, cfg.RedisStartupWait)
 	if err != nil {
 		return err
 	}
@@ -103,7 +129,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if err != nil {
 		return err
 	}
-	if err := c.provision(ctx, cfg, b.store, log); err != nil {
+	if err := c.provision(ctx, cfg, b.store, dev, log); err != nil {
 		return err
 	}
 	ks, err := loadKeys(cfg, log)
@@ -126,19 +152,26 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 			return err
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if _, err := startSide(ctx, "METRICS_ADDR", cfg.MetricsAddr, srv.MetricsHandler(), log, slog.LevelInfo,
+			"metrics listener on (METRICS_ADDR): GET /metrics is served there only, not on HTTP_ADDR; it has no authentication, keep it private"); err != nil {
+			return err
+		}
+	}
 	return c.listen(ctx, cfg, srv, log, dev)
 }
 
 // provision prepares what the configuration asks to exist before serving:
-// the users and clients of the TOKEND_BOOTSTRAP file, and keys in an empty
-// JWT_KEYS_DIR when JWT_KEYS_GENERATE is set.
-func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, log *slog.Logger) error {
+// the users and clients of the TOKEND_BOOTSTRAP file (where the committed
+// development password is refused unless TOKEND_ALLOW_DEV_SECRETS or dev),
+// and keys in an empty JWT_KEYS_DIR when JWT_KEYS_GENERATE is set.
+func (c *cli) provision(ctx context.Context, cfg config.Config, st store.Store, dev bool, log *slog.Logger) error {
 	if cfg.Bootstrap != "" {
 		f, err := loadBootstrap(cfg.Bootstrap)
 		if err != nil {
 			return err
 		}
-		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, log); err != nil {
+		if err := applyBootstrap(ctx, f, st, adminHasher(cfg), c.environ, cfg.AllowDevSecrets || dev, log); err != nil {
 			return err
 		}
 	}
@@ -172,8 +205,8 @@ func newServer(ctx context.Context, cfg config.Config, b *backend, ks serverKeys
 		Passwords: hasher, Logger: log, Issuer: cfg.Issuer, RefreshTTL: cfg.RefreshTTL, ReuseWindow: cfg.ReuseWindow, MaxSessions: cfg.MaxSessionsPerUser,
 		CORSAllowedOrigins: cfg.CORSAllowedOrigins,
 		JWKSMaxAge:         cfg.JWKSMaxAge, AllowSignup: cfg.AllowSignup,
-		LoginLimiter: b.limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, Ready: ready,
-		Events: hub,
+		LoginLimiter: b.limiter, TrustedProxies: cfg.TrustedProxies, Metrics: reg, MetricsElsewhere: cfg.MetricsAddr != "", Ready: ready,
+		Events: hub, EventsMaxStreams: cfg.EventsMaxStreams,
 	})
 }
 

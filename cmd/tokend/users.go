@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +20,7 @@ import (
 )
 
 func (c *cli) usersCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, set-password, roles, disable, enable, delete, list)"}
+	cmd := &cobra.Command{Use: "users", Short: "Manage users (create, set-password, roles, unlock, disable, enable, delete, list)"}
 	var roles []string
 	create := &cobra.Command{
 		Use:   "create USERNAME [--role ROLE]...",
@@ -59,10 +60,7 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 			now := time.Now()
 			u := store.User{ID: token.NewID(), Username: username, PasswordHash: hash, Roles: roles, CreatedAt: now, UpdatedAt: now}
 			if err := st.CreateUser(ctx, u); err != nil {
-				if errors.Is(err, store.ErrConflict) {
-					return fmt.Errorf("user %q already exists", username)
-				}
-				return err
+				return createUserError(username, err)
 			}
 			fmt.Fprintf(c.stdout, "created user %s (id %s)\n", username, u.ID)
 			return nil
@@ -102,11 +100,22 @@ the first line, e.g.  echo -n 'a long passphrase' | tokend users create NAME`,
 			return c.withStore(cmd, func(st store.Store) error { return c.listUsers(cmd, st) })
 		},
 	}
-	cmd.AddCommand(create,
+	cmd.AddCommand(create, c.usersUnlockCmd(),
 		setDisabled("disable", "Disable a user and end all their sessions", true),
 		setDisabled("enable", "Enable a disabled user", false),
 		del, list, c.usersSetPasswordCmd(), c.usersRolesCmd())
 	return cmd
+}
+
+// createUserError says why CreateUser refused username.
+func createUserError(username string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrLookAlike):
+		return fmt.Errorf("user %q looks like an existing user's name (the same Unicode skeleton, UTS #39: e.g. Cyrillic \"а\" for Latin \"a\", \"0\" for \"o\"); choose another name", username)
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("user %q already exists", username)
+	}
+	return err
 }
 
 func (c *cli) listUsers(cmd *cobra.Command, st store.Store) error {
@@ -124,6 +133,61 @@ func (c *cli) listUsers(cmd *cobra.Command, st store.Store) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), status, u.CreatedAt.UTC().Format(time.RFC3339))
 	}
 	return tw.Flush()
+}
+
+// usersUnlockCmd is `tokend users unlock`: an administrator lets an owner
+// the sign-in limits hold back sign in again (ratelimit Clear).
+func (c *cli) usersUnlockCmd() *cobra.Command {
+	var ips []string
+	cmd := &cobra.Command{
+		Use:   "unlock USERNAME [--ip ADDRESS]...",
+		Short: "Clear a user's sign-in rate limit (the account-wide ceiling; with --ip, the limit at those addresses too)",
+		Long: `Clear a user's sign-in rate limit, for an owner who is held back — after
+someone guessed at the account from many addresses, the account-wide
+ceiling (RATE_LIMIT_LOGIN_PER_ACCOUNT) refuses sign-ins from addresses the
+owner has not used before. With --ip, the account's limit at those
+addresses (RATE_LIMIT_LOGIN_PER_ACCOUNT_IP) is cleared too. The limit of
+an address over all accounts (RATE_LIMIT_LOGIN_PER_IP) is not a user's
+and stays. Clearing lets guessing start again: do it for the owner.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, ip := range ips {
+				if _, err := netip.ParseAddr(ip); err != nil {
+					return fmt.Errorf("--ip %q: not an IP address", ip)
+				}
+			}
+			b, _, err := c.adminBackend(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.close()
+			username := args[0]
+			if name, err := credential.Username(username); err == nil {
+				username = name
+			}
+			u, err := b.store.UserByName(cmd.Context(), username)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no user %q", username)
+			}
+			if err != nil {
+				return err
+			}
+			if b.limiter == nil {
+				return errors.New("the sign-in rate limits are off (RATE_LIMIT_LOGIN_*=0): there is nothing to clear")
+			}
+			if err := b.limiter.Clear(cmd.Context(), u.Username, ips...); err != nil {
+				return err
+			}
+			where := ""
+			if len(ips) > 0 {
+				where = " and at " + strings.Join(ips, ", ")
+			}
+			fmt.Fprintf(c.stdout, "cleared the sign-in limit of user %s (the account-wide ceiling%s)\n", u.Username, where)
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&ips, "ip", nil, "also clear the user's limit at this address (repeatable)")
+	return cmd
 }
 
 // withStore runs f with the admin store open.

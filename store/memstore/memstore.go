@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/internal/fields"
 )
@@ -35,6 +36,7 @@ type Store struct {
 	closed   bool
 	users    map[string]store.User // by id
 	names    map[string]string     // lower-cased username → id
+	looks    map[string]string     // credential.Skeleton(username) → id
 	clients  map[string]store.Client
 	sessions map[string]map[string]*session // user id → session id → record
 
@@ -59,6 +61,7 @@ func newStore(clock func() time.Time, every time.Duration) *Store {
 		clock:    clock,
 		users:    map[string]store.User{},
 		names:    map[string]string{},
+		looks:    map[string]string{},
 		clients:  map[string]store.Client{},
 		sessions: map[string]map[string]*session{},
 		stop:     make(chan struct{}),
@@ -157,11 +160,16 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if _, ok := s.names[name]; ok {
 		return store.ErrConflict
 	}
+	look := credential.Skeleton(u.Username)
+	if _, ok := s.looks[look]; ok {
+		return store.ErrLookAlike
+	}
 	u.Roles = fields.Words(roles)
 	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
 	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason = time.Time{}, "", ""
 	s.users[u.ID] = u
 	s.names[name] = u.ID
+	s.looks[look] = u.ID
 	return nil
 }
 
@@ -268,6 +276,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if name := strings.ToLower(u.Username); s.names[name] == id {
 		delete(s.names, name)
 	}
+	if look := credential.Skeleton(u.Username); s.looks[look] == id {
+		delete(s.looks, look)
+	}
 	delete(s.sessions, id)
 	return nil
 }
@@ -290,6 +301,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	c.Grants = fields.Words(strings.Join(c.Grants, " "))
 	c.Scopes = fields.Words(strings.Join(c.Scopes, " "))
 	c.CreatedAt = fields.Round(c.CreatedAt)
+	c.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = c
 	return nil
 }
@@ -321,8 +333,8 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return out, nil
 }
 
-// UpdateClient replaces the client's secret hash, grants and scopes, or
-// returns ErrNotFound.
+// UpdateClient replaces the client's secret hash, grants, scopes and
+// TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -335,6 +347,7 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	old.SecretHash = bytesOrNil(c.SecretHash)
 	old.Grants = fields.Words(strings.Join(c.Grants, " "))
 	old.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	old.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = old
 	return nil
 }

@@ -19,7 +19,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}
 	created, err := hsetNew.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"id", c.ID, "sh", c.SecretHash, "pub", flag(c.Public), "gr", strings.Join(c.Grants, " "),
-		"sc", strings.Join(c.Scopes, " "), "ca", fields.Millis(c.CreatedAt)).Int()
+		"sc", strings.Join(c.Scopes, " "), "ca", fields.Millis(c.CreatedAt), "nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("create client", err)
 	}
@@ -73,14 +73,15 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return clients, nil
 }
 
-// UpdateClient replaces the client's secret hash, grants and scopes, or
-// returns ErrNotFound.
+// UpdateClient replaces the client's secret hash, grants, scopes and
+// TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if c.ID == "" {
 		return store.ErrNotFound
 	}
 	done, err := hsetExisting.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
-		"sh", c.SecretHash, "gr", strings.Join(c.Grants, " "), "sc", strings.Join(c.Scopes, " ")).Int()
+		"sh", c.SecretHash, "gr", strings.Join(c.Grants, " "), "sc", strings.Join(c.Scopes, " "),
+		"nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("update client", err)
 	}
@@ -115,6 +116,8 @@ func parseClient(m map[string]string) store.Client {
 		Grants:    fields.Words(m["gr"]),
 		Scopes:    fields.Words(m["sc"]),
 		CreatedAt: msTime(m["ca"]),
+		// Absent in a record written before it existed: zero.
+		TokensNotBefore: msTime(m["nb"]),
 	}
 	if sh := m["sh"]; sh != "" {
 		c.SecretHash = []byte(sh)

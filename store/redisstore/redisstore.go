@@ -70,6 +70,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tokend/tokend/credential"
 	"github.com/tokend/tokend/store"
 )
 
@@ -298,6 +299,9 @@ func (s *Store) sessionTag(uid string) string      { return s.userTag(uid) + "s:
 func (s *Store) sessionKey(uid, sid string) string { return s.sessionTag(uid) + sid }
 func (s *Store) nameKey(username string) string {
 	return s.prefix + "name:" + strings.ToLower(username)
+}
+func (s *Store) lookKey(username string) string {
+	return s.prefix + "look:" + credential.Skeleton(username)
 }
 func (s *Store) usersKey() string           { return s.prefix + "users" }
 func (s *Store) clientKey(id string) string { return s.prefix + "client:" + id }

@@ -406,6 +406,26 @@ func TestNameReclaim(t *testing.T) {
 	}
 }
 
+// TestLookAlikeIndexOfOlderUsers: users created before skeleton keys
+// existed (no look: key, no marker) are indexed by the next CreateUser,
+// so a look-alike of theirs is refused; a stale skeleton key (its user
+// gone) is taken over.
+func TestLookAlikeIndexOfOlderUsers(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.rdb.Del(f.ctx, f.s.lookKey("alice"), f.s.prefix+"looks-indexed")                     // as an older tokend left it
+	err := f.s.CreateUser(f.ctx, store.User{ID: "u" + randomID(), Username: "\u0430lice"}) // Cyrillic а
+	if !errors.Is(err, store.ErrLookAlike) {
+		t.Fatalf("a look-alike of a user created before the index: %v", err)
+	}
+	if id := f.rdb.Get(f.ctx, f.s.lookKey("alice")).Val(); id != f.u.ID {
+		t.Fatalf("alice's skeleton key holds %q, want %q", id, f.u.ID)
+	}
+	f.rdb.Set(f.ctx, f.s.lookKey("bob"), "ghost", 0)
+	if err := f.s.CreateUser(f.ctx, store.User{ID: "u" + randomID(), Username: "b0b"}); err != nil {
+		t.Fatalf("CreateUser over a stale skeleton key: %v", err)
+	}
+}
+
 // TestOldUserRecord: a user record of the earlier MessagePack layout is
 // read as one with no SessionsEnded, by Go and by the scripts, and the
 // next write converts it.

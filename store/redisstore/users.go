@@ -14,10 +14,12 @@ import (
 )
 
 // CreateUser stores a new user. The record is written first (only if its
-// id is new), then the username is claimed, then the id joins the user
-// set; a lost race for the username rolls the record back. A username key
-// left pointing at a user record that no longer exists (an interrupted
-// DeleteUser) is taken over.
+// id is new), then the username is claimed, then its skeleton
+// (credential.Skeleton: a look-alike of an existing name is refused), then
+// the id joins the user set; a lost race for the name or the skeleton
+// rolls back what was written. A name or skeleton key left pointing at a
+// user record that no longer exists (an interrupted DeleteUser) is taken
+// over.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if u.ID == "" {
 		return errors.New("redisstore: create user: empty id")
@@ -35,7 +37,18 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if created == 0 {
 		return store.ErrConflict
 	}
-	if err := s.claimName(ctx, u.Username, u.ID); err != nil {
+	name := s.nameKey(u.Username)
+	err = s.claim(ctx, name, u.ID, store.ErrConflict)
+	if err == nil {
+		if err = s.indexLooks(ctx); err == nil {
+			if err = s.claim(ctx, s.lookKey(u.Username), u.ID, store.ErrLookAlike); err != nil {
+				if rerr := compareAndSet.Run(ctx, s.rdb, []string{name}, u.ID, "").Err(); rerr != nil {
+					err = errors.Join(err, wrap("create user: roll back", rerr))
+				}
+			}
+		}
+	}
+	if err != nil {
 		if derr := s.rdb.Del(ctx, s.userKey(u.ID)).Err(); derr != nil {
 			return errors.Join(err, wrap("create user: roll back", derr))
 		}
@@ -47,10 +60,9 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	return nil
 }
 
-// claimName points the username's key at uid, or returns ErrConflict if
-// it belongs to an existing user.
-func (s *Store) claimName(ctx context.Context, username, uid string) error {
-	key := s.nameKey(username)
+// claim points key (a username's or a skeleton's) at uid, or returns
+// conflict if it belongs to an existing user.
+func (s *Store) claim(ctx context.Context, key, uid string, conflict error) error {
 	for range 3 {
 		ok, err := s.rdb.SetNX(ctx, key, uid, 0).Result()
 		if err != nil {
@@ -71,7 +83,7 @@ func (s *Store) claimName(ctx context.Context, username, uid string) error {
 			return wrap("create user: claim name", err)
 		}
 		if n == 1 {
-			return store.ErrConflict
+			return conflict
 		}
 		// Stale: the owner is gone. Take the name over unless someone
 		// else just did.
@@ -83,7 +95,37 @@ func (s *Store) claimName(ctx context.Context, username, uid string) error {
 			return nil
 		}
 	}
-	return store.ErrConflict
+	return conflict
+}
+
+// indexLooks gives the users created before skeleton keys existed (an
+// older tokend) theirs, once per Redis: the first CreateUser that finds no
+// marker key indexes every user (SET NX: concurrent runs agree), then sets
+// the marker. Later calls cost one EXISTS.
+func (s *Store) indexLooks(ctx context.Context) error {
+	marker := s.prefix + "looks-indexed"
+	n, err := s.rdb.Exists(ctx, marker).Result()
+	if err != nil {
+		return wrap("create user: skeleton index", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	users, err := s.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, u := range users {
+			p.SetNX(ctx, s.lookKey(u.Username), u.ID, 0)
+		}
+		p.Set(ctx, marker, "1", 0)
+		return nil
+	})
+	if err != nil {
+		return wrap("create user: skeleton index", err)
+	}
+	return nil
 }
 
 // User returns the user with the id, or ErrNotFound.
@@ -229,6 +271,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		return wrap("delete user", err)
 	}
 	if err := compareAndSet.Run(ctx, s.rdb, []string{s.nameKey(name)}, id, "").Err(); err != nil {
+		return wrap("delete user: release name", err)
+	}
+	if err := compareAndSet.Run(ctx, s.rdb, []string{s.lookKey(name)}, id, "").Err(); err != nil {
 		return wrap("delete user: release name", err)
 	}
 	if err := s.rdb.SRem(ctx, s.usersKey(), id).Err(); err != nil {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/store"
 )
@@ -19,8 +20,14 @@ func testUpdateClient(t *testing.T, e *env) {
 	got, err := e.st.Client(e.ctx, "svc")
 	must(t, err)
 	if string(got.SecretHash) != string(upd.SecretHash) || strings.Join(got.Grants, " ") != "client_credentials password" ||
-		strings.Join(got.Scopes, " ") != "read write" || got.Public || !got.CreatedAt.Equal(e.now) {
+		strings.Join(got.Scopes, " ") != "read write" || got.Public || !got.CreatedAt.Equal(e.now) || !got.TokensNotBefore.IsZero() {
 		t.Fatalf("after UpdateClient: %+v", got)
+	}
+	// TokensNotBefore is stored to the millisecond, and replaced.
+	upd.TokensNotBefore = e.now.Add(time.Second + 1234567)
+	must(t, e.st.UpdateClient(e.ctx, upd))
+	if got, err = e.st.Client(e.ctx, "svc"); err != nil || !got.TokensNotBefore.Equal(upd.TokensNotBefore.Truncate(time.Millisecond)) {
+		t.Fatalf("TokensNotBefore after UpdateClient: %v, %v; want %v", got.TokensNotBefore, err, upd.TokensNotBefore)
 	}
 	// Scopes can be emptied.
 	upd.Scopes = nil

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CreateUser", testCreateUser},
 		{"UserConflicts", testUserConflicts},
 		{"ConcurrentCreateUser", testConcurrentCreateUser},
+		{"LookAlikeUsers", testLookAlikeUsers},
 		{"UserNotFound", testUserNotFound},
 		{"UpdateUser", testUpdateUser},
 		{"InvalidRoles", testInvalidRoles},
@@ -252,23 +253,7 @@ func testUserConflicts(t *testing.T, e *env) {
 // testConcurrentCreateUser: of racing sign-ups for one name (in any
 // case), exactly one succeeds.
 func testConcurrentCreateUser(t *testing.T, e *env) {
-	const racers = 20
-	names := []string{"dave", "Dave", "DAVE", "dAvE"}
-	errs := make(chan error, racers)
-	for i := range racers {
-		go func() {
-			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
-		}()
-	}
-	won := 0
-	for range racers {
-		switch err := <-errs; {
-		case err == nil:
-			won++
-		case !errors.Is(err, store.ErrConflict):
-			t.Fatalf("CreateUser: %v", err)
-		}
-	}
+	won := e.raceCreateUser(20, "dave", "Dave", "DAVE", "dAvE")
 	users, err := e.st.ListUsers(e.ctx)
 	must(t, err)
 	if won != 1 || len(users) != 1 {
@@ -278,6 +263,68 @@ func testConcurrentCreateUser(t *testing.T, e *env) {
 	must(t, err)
 	if got.ID != users[0].ID {
 		t.Fatalf("UserByName finds %s, ListUsers %s", got.ID, users[0].ID)
+	}
+}
+
+// raceCreateUser creates racers users at once, named by turns from names,
+// and returns how many were created; every refusal must be ErrConflict.
+func (e *env) raceCreateUser(racers int, names ...string) (won int) {
+	e.t.Helper()
+	errs := make(chan error, racers)
+	for i := range racers {
+		go func() {
+			errs <- e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: names[i%len(names)], CreatedAt: e.now})
+		}()
+	}
+	for range racers {
+		switch err := <-errs; {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			e.t.Fatalf("CreateUser: %v", err)
+		}
+	}
+	return won
+}
+
+// testLookAlikeUsers: a name with the skeleton of an existing user's
+// (credential.Skeleton) is refused with ErrLookAlike and leaves nothing
+// behind; the name is free again once that user is deleted; of racing
+// look-alikes exactly one is created.
+func testLookAlikeUsers(t *testing.T, e *env) {
+	ace := e.user("ace")
+	for _, name := range []string{"\u0430\u0441\u0435", "ACE", "\u0430ce"} { // all Cyrillic; other case; mixed
+		id := newID()
+		err := e.st.CreateUser(e.ctx, store.User{ID: id, Username: name, CreatedAt: e.now})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("CreateUser(%q) beside ace: %v, want ErrConflict", name, err)
+		}
+		if name != "ACE" && !errors.Is(err, store.ErrLookAlike) {
+			t.Fatalf("CreateUser(%q) beside ace: %v, want ErrLookAlike", name, err)
+		}
+		_, err = e.st.User(e.ctx, id)
+		wantErr(t, "the look-alike's record", err, store.ErrNotFound)
+		if u, err := e.st.UserByName(e.ctx, name); err == nil && u.ID != ace.ID {
+			t.Fatalf("UserByName(%q) finds the refused user", name)
+		}
+	}
+	e.user("b0b")
+	wantErr(t, "bob beside b0b", e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: "bob", CreatedAt: e.now}), store.ErrLookAlike)
+	e.user("acme") // not a look-alike
+	must(t, e.st.DeleteUser(e.ctx, ace.ID))
+	cyr := e.user("\u0430\u0441\u0435")
+	wantErr(t, "ace beside асе", e.st.CreateUser(e.ctx, store.User{ID: newID(), Username: "ace", CreatedAt: e.now}), store.ErrLookAlike)
+	got, err := e.st.UserByName(e.ctx, "\u0430\u0441\u0435")
+	must(t, err)
+	sameUser(t, got, cyr)
+
+	if won := e.raceCreateUser(16, "paypal", "\u0440\u0430\u0443\u0440\u0430\u04cf", "PAYPAL", "p\u0430yp\u0430l"); won != 1 {
+		t.Fatalf("%d of 16 racing look-alikes were created, want 1", won)
+	}
+	users, err := e.st.ListUsers(e.ctx)
+	must(t, err)
+	if len(users) != 4 { // b0b, acme, асе and the winner
+		t.Fatalf("ListUsers: %d users, want 4", len(users))
 	}
 }
 
