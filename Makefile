@@ -2,7 +2,8 @@
 
 GO        ?= go
 BIN       ?= bin/tokend
-VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# tokend's own tags (v1.2.3), not the verify module's (verify/v0.1.0).
+VERSION   ?= $(shell git describe --always --dirty --match 'v[0-9]*' 2>/dev/null || echo dev)
 # The one place tokend's build flags are written: `make build`, `make dist`
 # and the Dockerfile (which runs `make build`) all use them. A static
 # binary (no cgo), no paths of the build machine, no VCS stamp (the
@@ -27,7 +28,7 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-.PHONY: help run build dist demo test redis-check cover lint fuzz bench baseline floor profile bench-micro clean
+.PHONY: help run build dist demo test redis-check cover lint fuzz bench baseline floor profile bench-micro verify-tag clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -168,6 +169,21 @@ profile: build ## CPU profile (pprof) of tokend under load per scenario; prints 
 bench-micro: ## go test micro-benchmarks (signer, rotation script, handlers, verify); Redis-backed ones need Redis
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) -C $(VERIFY) test -run '^$$' -bench . -benchmem ./...
+
+# The verify module lives in verify/, so Go finds its versions in tags
+# named verify/vX.Y.Z (https://go.dev/ref/mod#vcs-version). This makes the
+# tag, after the module's tests, on the current commit; pushing it is left
+# to the person releasing.
+VERIFY_VERSION ?=
+verify-tag: ## tag a release of the verify module: VERIFY_VERSION=v0.1.0 make verify-tag (then git push origin verify/v0.1.0)
+	@case "$(VERIFY_VERSION)" in \
+		v0.*.*|v1.*.*) ;; \
+		*) echo >&2 "make: set VERIFY_VERSION=vX.Y.Z, X 0 or 1 (a v2 needs the module path .../verify/v2); the tag is verify/vX.Y.Z"; exit 1 ;; \
+	esac
+	@git diff --quiet HEAD -- $(VERIFY) || { echo >&2 "make: $(VERIFY)/ has uncommitted changes"; exit 1; }
+	$(GO) -C $(VERIFY) test -count=1 ./...
+	git tag -a "$(VERIFY)/$(VERIFY_VERSION)" -m "verify $(VERIFY_VERSION)"
+	@echo "tagged $(VERIFY)/$(VERIFY_VERSION); publish it with: git push origin $(VERIFY)/$(VERIFY_VERSION)"
 
 clean: ## remove build and test output
 	rm -rf bin/ $(DIST)/ $(COVERFILE) coverage.html *.test bench-results/

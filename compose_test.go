@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/tokend/tokend/config"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/store/redisstore"
 )
 
 // composeDefaults are the values docker-compose.yml gives where they differ
@@ -91,9 +93,10 @@ func TestComposeRedis(t *testing.T) {
 		t.Errorf("redis image = %q, want redis:7-alpine", redis.Image)
 	}
 	cmd := strings.Join(redis.Command, " ")
-	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction",
+		"--hash-max-listpack-value " + strconv.Itoa(redisstore.ListpackValue)} {
 		if !strings.Contains(cmd, want) {
-			t.Errorf("redis command %q lacks %q (AOF persistence, docs/operations.md)", cmd, want)
+			t.Errorf("redis command %q lacks %q (docs/operations.md)", cmd, want)
 		}
 	}
 	if hc := redis.HealthCheck; hc == nil || hc.Disable || !slices.Contains(hc.Test, "redis-cli") || !slices.Contains(hc.Test, "ping") {

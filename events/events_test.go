@@ -260,10 +260,10 @@ func TestStoreEmits(t *testing.T) {
 		newSession(sid, 0)
 	}
 	// Rotate s3, then present its first token again: reuse.
-	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now, RequestID: store.RequestID{1}}); err != nil {
+	if _, err := st.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now, RequestID: store.RequestID{1}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now.Add(time.Minute), RequestID: store.RequestID{2}}); !errors.Is(err, store.ErrTokenReused) {
+	if _, err := st.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "u1", SessionID: "s3", Generation: 0, ClientID: "web", Now: now.Add(time.Minute), RequestID: store.RequestID{2}}}); !errors.Is(err, store.ErrTokenReused) {
 		t.Fatalf("reuse: %v", err)
 	}
 	if err := st.RevokeSession(ctx, "u1", "s1", store.ReasonRevoked, now); err != nil {
@@ -273,7 +273,7 @@ func TestStoreEmits(t *testing.T) {
 		t.Fatalf("unknown session: %v", err)
 	}
 	logout := func(sid string, scope store.LogoutScope) error {
-		_, err := st.Logout(ctx, store.Logout{UserID: "u1", SessionID: sid, Generation: 0, ClientID: "web", Scope: scope, Now: now})
+		_, err := st.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "u1", SessionID: sid, Generation: 0, ClientID: "web", Now: now}, Scope: scope})
 		return err
 	}
 	must := func(err error) {
@@ -293,7 +293,7 @@ func TestStoreEmits(t *testing.T) {
 	}
 	must(logout("s7", store.LogoutOthers))
 	now2 := now.Add(time.Second)
-	if _, err := st.Logout(ctx, store.Logout{UserID: "u1", SessionID: "s7", ClientID: "web", Scope: store.LogoutGlobal, Now: now2}); err != nil {
+	if _, err := st.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "u1", SessionID: "s7", ClientID: "web", Now: now2}, Scope: store.LogoutGlobal}); err != nil {
 		t.Fatal(err)
 	}
 	must(st.RevokeUserSessions(ctx, "u1", "", store.ReasonRevoked, now))

@@ -83,6 +83,7 @@ var emits = map[string]string{
 	"ListClients":        "",
 	"Session":            "",
 	"ListSessions":       "",
+	"UseProof":           "",
 	"Ping":               "",
 	"Close":              "",
 }
@@ -213,6 +214,11 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 	}
 	s.emit(ctx, Event{Kind: KindUser, Subject: userID, NotBefore: now, Except: except, Sessions: sids, Reason: reason, Time: now})
 	return nil
+}
+
+// UseProof records a DPoP proof's id; it ends nothing.
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) error {
+	return s.next.UseProof(ctx, p, req)
 }
 
 // CreateSession starts a session; every session the per-user cap ends to

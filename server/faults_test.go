@@ -24,10 +24,12 @@ import (
 	"github.com/tokend/tokend/internal/faultproxy"
 	"github.com/tokend/tokend/internal/testclient"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/keys"
 	"github.com/tokend/tokend/server"
 	"github.com/tokend/tokend/store"
 	"github.com/tokend/tokend/store/clientcache"
 	"github.com/tokend/tokend/store/redisstore"
+	"github.com/tokend/tokend/token"
 )
 
 // frontends is how many sessions each fault test keeps alive.
@@ -215,23 +217,9 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 			unavailable.Add(1)
 		}
 	})
-	c.Sleep = func(context.Context, time.Duration) error { return nil } // Redis is up: no need to wait
-	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
 	var ty testclient.Tally
-	var wg sync.WaitGroup
-	for i := range rts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rt := rts[i]
-			for r := 0; r < 30 && rt != ""; r++ {
-				res, err := c.Refresh(context.Background(), rt)
-				rt = ty.Record(t, i, res, err)
-			}
-			rts[i] = rt
-		}()
-	}
-	wg.Wait()
+	cutScriptReplies(proxy, c)
+	refreshAll(t, c, &ty, rts, 30, func(int) {})()
 	proxy.PassAll()
 	byCmd, lost := proxy.Lost()
 	if unavailable.Load() == 0 {
@@ -239,6 +227,36 @@ func TestRedisRepliesLostUnderLoad(t *testing.T) {
 	}
 	ty.Alive(t, c, rts)
 	ty.Check(t, fmt.Sprintf("%d Redis replies lost, %d answers 503", lost, unavailable.Load()), frontends)
+}
+
+// cutScriptReplies loses a third of Redis's replies to scripts (the proxy
+// breaks the connection): tokend's client resends, and answers 503 when
+// every resend is lost too. c retries at once: Redis is up.
+func cutScriptReplies(proxy *faultproxy.Proxy, c *testclient.Client) {
+	c.Sleep = func(context.Context, time.Duration) error { return nil }
+	proxy.SetRule(faultproxy.Fraction(1.0/3, 9, faultproxy.Cut, faultproxy.Scripts(faultproxy.Cut)))
+}
+
+// refreshAll starts every frontend refreshing its session (rts[i]) rounds
+// times at once, calling done(i) after each refresh of session i, and
+// returns the wait for them to finish, after which rts holds the tokens
+// held last ("" for a session that ended).
+func refreshAll(t *testing.T, c *testclient.Client, ty *testclient.Tally, rts []string, rounds int, done func(i int)) (wait func()) {
+	var wg sync.WaitGroup
+	for i := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := rts[i]
+			for r := 0; r < rounds && rt != ""; r++ {
+				res, err := c.Refresh(context.Background(), rt)
+				rt = ty.Record(t, i, res, err)
+				done(i)
+			}
+			rts[i] = rt
+		}()
+	}
+	return wg.Wait
 }
 
 // Redis stops (SIGSTOP) while 16 frontends refresh: the scripts tokend
@@ -385,4 +403,86 @@ func TestTwoTabsOneToken(t *testing.T) {
 	if strings.Contains(e.logs.String(), "panic") {
 		t.Fatal("a panic was logged")
 	}
+}
+
+// refreshRing is a refresh-key source whose set the test replaces, as a
+// reload of JWT_KEYS_DIR does after `tokend keys rotate --only refresh`.
+type refreshRing struct {
+	p atomic.Pointer[keys.RefreshSet]
+}
+
+func (r *refreshRing) RefreshKeys() *keys.RefreshSet { return r.p.Load() }
+
+func (r *refreshRing) use(t *testing.T, current *keys.RefreshKey, usable ...*keys.RefreshKey) {
+	t.Helper()
+	set, err := keys.NewRing(current, usable...)
+	must(t, err)
+	r.p.Store(set)
+}
+
+// The refresh key rotates while 16 frontends refresh through lost Redis
+// replies (a third of the scripts' replies cut): the sessions that started
+// with the old key go on refreshing under it, sign-ins after the rotation
+// start with the new key, and a token of an old session MAC'd under the
+// new key — what a retired key or a backup copy of one would let its
+// holder make — is no token of that session: refused, nothing written,
+// the session goes on. No session ends.
+func TestRefreshKeyRotatedUnderLoad(t *testing.T) {
+	srv := testredis.StartServer(t)
+	proxy := faultproxy.Start(t, srv.Addr)
+	oldKey, newKey := keys.GenerateRefreshKey(), keys.GenerateRefreshKey()
+	ring := &refreshRing{}
+	ring.use(t, oldKey)
+	e := newEnv(t, storeAt(t, proxy.URL()), time.Hour, func(o *server.Options) { o.RefreshKeys = ring })
+	rts := e.sessions(frontends)
+	e.warm()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: frontends}, Timeout: 10 * time.Second}
+	t.Cleanup(hc.CloseIdleConnections)
+	c := e.frontend(hc, nil)
+	var ty testclient.Tally
+	var refreshed [frontends]atomic.Int64
+	cutScriptReplies(proxy, c)
+	wait := refreshAll(t, c, &ty, rts, 30, func(i int) { refreshed[i].Add(1) })
+	// Rotate once every frontend is a third of the way.
+	for i := range refreshed {
+		for refreshed[i].Load() < 10 && !ty.HasEnded(i) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ring.use(t, newKey, oldKey)
+	wait()
+	proxy.PassAll()
+	signedIn := e.signIn().str("refresh_token")
+
+	kid := func(rt string) string {
+		p, err := token.ParseRefresh(rt)
+		must(t, err)
+		return p.KeyID
+	}
+	if kid(signedIn) != newKey.ID {
+		t.Fatalf("a sign-in after the rotation used key %s, want the new %s", kid(signedIn), newKey.ID)
+	}
+	rts = ty.Alive(t, c, rts)
+	// Cross-key substitution: each old session's current token, re-MAC'd
+	// under the new key, which the server holds and verifies.
+	forge := token.NewRefresher(token.StaticRefreshKeys{Set: ring.RefreshKeys()})
+	for i, rt := range rts {
+		if rt == "" {
+			continue
+		}
+		p, err := token.ParseRefresh(rt)
+		must(t, err)
+		if p.KeyID != oldKey.ID {
+			t.Fatalf("session %d moved to key %s", i, p.KeyID)
+		}
+		p.KeyID = newKey.ID
+		other, err := forge.Derive(p, p.Generation)
+		must(t, err)
+		a := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {publicApp}, "refresh_token": {other}})
+		if a.status != http.StatusBadRequest || a.str("error") != "invalid_grant" {
+			t.Fatalf("session %d: the token re-MAC'd under the new key: %d %s, want invalid_grant", i, a.status, a.body)
+		}
+	}
+	ty.Alive(t, c, rts) // the substitutions changed nothing
+	ty.Check(t, "refresh key rotated under lost replies", frontends)
 }

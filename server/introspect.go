@@ -152,7 +152,7 @@ func (s *Server) introspectRefresh(r *http.Request, c store.Client, raw string) 
 		return inactive, storeErr(r.Context(), err)
 	}
 	if pos := store.Place(sess, rt.Generation); pos != store.PositionCurrent && pos != store.PositionAhead ||
-		!sess.Active(s.o.Now()) || sess.ClientID != c.ID {
+		!sess.Active(s.o.Now()) || sess.ClientID != c.ID || sess.KeyID != rt.KeyID {
 		return inactive, nil
 	}
 	return introspection{

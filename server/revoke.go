@@ -99,7 +99,7 @@ func (s *Server) sessionOf(r *http.Request, raw string) (userID, sessionID, clie
 			return "", "", "", false, nil
 		}
 		sess, err := s.o.Store.Session(r.Context(), rt.UserID, rt.SessionID)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, store.ErrNotFound) || err == nil && sess.KeyID != rt.KeyID { // another key's token is none of the session's
 			return "", "", "", false, nil
 		}
 		if err != nil {
@@ -157,8 +157,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		slog.String("session_id", rt.SessionID), slog.Uint64("presented_generation", rt.Generation),
 		slog.String("ip", clientIP(r))}
 	_, err = s.o.Store.Logout(ctx, store.Logout{
-		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, ClientID: c.ID,
-		Scope: scope, Now: s.o.Now(), ReuseWindow: s.o.ReuseWindow,
+		Presentation: store.Presentation{
+			UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, KeyID: rt.KeyID, ClientID: c.ID,
+			Now: s.o.Now(), ReuseWindow: s.o.ReuseWindow,
+		},
+		Scope: scope,
 	})
 	var reuse *store.ReuseError
 	switch {

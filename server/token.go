@@ -172,13 +172,13 @@ func (s *Server) passwordGrant(r *http.Request, p params) (tokenResponse, error)
 	now := s.o.Now()
 	sid := token.NewID()
 	// The token first: a missing refresh key must not leave a session behind.
-	rt, _, err := s.refresh.Mint(u.ID, sid, 0)
+	rt, minted, err := s.refresh.Mint(u.ID, sid, 0)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
 	evicted, err := s.o.Store.CreateSession(ctx, store.NewSession{
 		Session: store.Session{
-			ID: sid, UserID: u.ID, ClientID: c.ID, Scope: scope, UserAgent: r.UserAgent(), IP: clientIP(r),
+			ID: sid, UserID: u.ID, ClientID: c.ID, KeyID: minted.KeyID, Scope: scope, UserAgent: r.UserAgent(), IP: clientIP(r),
 			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(s.o.RefreshTTL),
 		},
 		Max: s.o.MaxSessions,
@@ -295,9 +295,11 @@ func (s *Server) refreshGrant(r *http.Request, p params) (tokenResponse, error) 
 	}
 	now := s.o.Now()
 	rot, err := s.o.Store.Rotate(ctx, store.Rotation{
-		UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation,
-		ClientID: c.ID, Scope: strings.Join(strings.Fields(requested), " "), Now: now,
-		ReuseWindow: s.o.ReuseWindow, RequestID: newStoreRequestID(),
+		Presentation: store.Presentation{
+			UserID: rt.UserID, SessionID: rt.SessionID, Generation: rt.Generation, KeyID: rt.KeyID,
+			ClientID: c.ID, Now: now, ReuseWindow: s.o.ReuseWindow, RequestID: newStoreRequestID(),
+		},
+		Scope: strings.Join(strings.Fields(requested), " "),
 	})
 	if err != nil {
 		return tokenResponse{}, s.refreshFailed(r, c, rt, err)

@@ -49,8 +49,19 @@ var (
 	// revoked by this call.
 	ErrUserInactive = errors.New("store: user inactive")
 	// ErrScopeWidened: the refresh asked for a scope the session was not
-	// granted. Nothing is rotated.
+	// granted. Nothing is rotated (a proof presented is recorded: row 7).
 	ErrScopeWidened = errors.New("store: requested scope exceeds the granted scope")
+	// ErrProofRequired: the session is bound to a DPoP key (Session.JKT)
+	// and the presentation carries no proof. Nothing is written.
+	ErrProofRequired = errors.New("store: the session is bound to a DPoP key; a proof is required")
+	// ErrProofKeyMismatch: the session is bound to another DPoP key than
+	// the proof's. Nothing is written: the session goes on (anyone who
+	// saw the token could otherwise end it).
+	ErrProofKeyMismatch = errors.New("store: the DPoP proof is not by the session's key")
+	// ErrProofReplayed: the proof's replay id was recorded before, by
+	// another request (a resend of the same request, with the same
+	// RequestID, is not a replay). Nothing is written.
+	ErrProofReplayed = errors.New("store: DPoP proof replayed")
 )
 
 // Revocation reasons recorded on a session.
@@ -73,6 +84,10 @@ type User struct {
 	Disabled     bool
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// LastSignIn is the creation time of the user's latest session, set
+	// by CreateSession in the same atomic step (zero before the first);
+	// CreateUser and UpdateUser ignore it.
+	LastSignIn time.Time
 	// SessionsEnded ends, lazily, every session created at or before it
 	// except SessionsExempt: "log out everywhere" (no exempt), "log out
 	// others" (the caller's session exempt), disabling. Setting it is one
@@ -92,7 +107,13 @@ type Client struct {
 	Public     bool
 	Grants     []string // grant types the client may use
 	Scopes     []string // scopes the client may request; empty = none
-	CreatedAt  time.Time
+	// Audiences are the resource servers the client may ask tokens for
+	// (RFC 8707 `resource`); empty = the deployment's default audience.
+	Audiences []string
+	// RequireDPoP refuses the client's token requests that carry no DPoP
+	// proof (RFC 9449 §5.2, dpop_bound_access_tokens).
+	RequireDPoP bool
+	CreatedAt   time.Time
 	// TokensNotBefore ends the access tokens the client got with the
 	// client_credentials grant at or before it (TokenEnded): set when a
 	// change takes something away from the client (Narrows) — a rotated
@@ -101,7 +122,9 @@ type Client struct {
 }
 
 // Narrows reports whether c, replacing old, takes something away from the
-// client: another secret, or a grant or scope old had. ReplaceClient then
+// client: another secret, a grant, scope or audience old had, or DPoP
+// newly required (its earlier bearer tokens are what that refuses).
+// ReplaceClient then
 // sets TokensNotBefore (docs/security.md, "A malicious or compromised
 // client").
 func Narrows(old, c Client) bool {
@@ -118,7 +141,12 @@ func Narrows(old, c Client) bool {
 			return true
 		}
 	}
-	return false
+	for _, a := range old.Audiences {
+		if !slices.Contains(c.Audiences, a) {
+			return true
+		}
+	}
+	return c.RequireDPoP && !old.RequireDPoP
 }
 
 // ReplaceClient stores c, the new version of old, in st: when the change
@@ -189,9 +217,18 @@ type RequestID [8]byte
 // its tokens is stored: a refresh token is derived from (user, session,
 // generation) by the server (docs/design.md, "Sessions and rotation").
 type Session struct {
-	ID         string
-	UserID     string
-	ClientID   string
+	ID       string
+	UserID   string
+	ClientID string
+	// KeyID is the refresh key the session started with (the token's
+	// key id): a token MAC'd under any other key is not a token of this
+	// session (rule row 1).
+	KeyID string
+	// JKT binds the session to a DPoP key: the RFC 7638 thumbprint of the
+	// key that proved the sign-in (NewSession.Proof), "" if the sign-in
+	// carried no proof. A bound session needs a proof by that key at every
+	// presentation (rule row 6); an unbound one stays unbound for life.
+	JKT        string
 	Scope      string // space-separated scope granted at sign-in
 	UserAgent  string
 	IP         string
@@ -214,30 +251,78 @@ func (s Session) Active(now time.Time) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt)
 }
 
+// MaxProofID bounds Proof.ID.
+const MaxProofID = 64
+
+// Proof is a DPoP proof (RFC 9449) the server has checked, as a store
+// needs it: the key it proves and its replay id.
+type Proof struct {
+	JKT string // RFC 7638 thumbprint (base64url) of the key it proves
+	// ID is the proof's replay id (dpop.Proof.ID), 1 to MaxProofID bytes:
+	// a store records it, and refuses it when another request presents
+	// it again (ErrProofReplayed).
+	ID string
+	// Expiry is until when ID is remembered; after it the proof is too
+	// old to be accepted anyway.
+	Expiry time.Time
+}
+
+// Check reports whether a proof can be recorded: an ID of 1 to
+// MaxProofID bytes and an Expiry. Stores refuse others with an error (not
+// a refusal of the rule: the server makes proofs' IDs and expiries).
+func (p *Proof) Check() error {
+	switch {
+	case p == nil:
+		return nil
+	case p.ID == "" || len(p.ID) > MaxProofID:
+		return fmt.Errorf("store: DPoP proof id of %d bytes (want 1 to %d)", len(p.ID), MaxProofID)
+	case p.Expiry.UnixMilli() <= 0:
+		return fmt.Errorf("store: DPoP proof without an expiry")
+	}
+	return nil
+}
+
 // NewSession is what CreateSession stores.
 type NewSession struct {
-	Session Session // ID, UserID, ClientID, Scope, UserAgent, IP, CreatedAt, ExpiresAt
+	// Session: ID, UserID, ClientID, KeyID, Scope, UserAgent, IP,
+	// CreatedAt, ExpiresAt. JKT is taken from Proof.
+	Session Session
 	// Max is the user's session cap (MAX_SESSIONS_PER_USER); 0 means
 	// DefaultMaxSessions. Starting a session beyond it ends the user's
 	// least recently used sessions.
 	Max int
+	// Proof is the DPoP proof of the sign-in, or nil: its ID is recorded
+	// in the same atomic step (ErrProofReplayed if it was recorded
+	// before), and the session is bound to its JKT.
+	Proof *Proof
 }
 
-// Rotation asks to rotate the refresh token of generation Generation of a
-// session. The server has verified the token's MAC, so (UserID,
-// SessionID, Generation) are genuine: the store trusts them.
-type Rotation struct {
+// Presentation is a refresh token presented to Rotate or Logout. The
+// server has verified the token's MAC, so (UserID, SessionID,
+// Generation, KeyID) are genuine: the store trusts them.
+type Presentation struct {
 	UserID     string
 	SessionID  string
 	Generation uint64 // generation of the presented token
+	KeyID      string // the refresh key the token was MAC'd under (token.Refresh.KeyID)
 	ClientID   string // the authenticated client; must own the session
-	Scope      string // requested scope; "" means the granted scope
 	Now        time.Time
 	// ReuseWindow is REFRESH_REUSE_WINDOW: how long after a rotation its
 	// parent token is still answered with the same child. 0 is strict
 	// single use (only a replay of the same request is answered).
 	ReuseWindow time.Duration
-	RequestID   RequestID
+	// RequestID is the request's own id: a rotation records it, and a
+	// proof's replay id is recorded with it, so that the same call sent
+	// twice is answered as the first. A logout may leave it zero.
+	RequestID RequestID
+	// Proof is the DPoP proof presented with the request, or nil.
+	Proof *Proof
+}
+
+// Rotation asks to rotate the presented refresh token.
+type Rotation struct {
+	Presentation
+	Scope string // requested scope; "" means the granted scope
 }
 
 // Outcome says which row of the rotation rule accepted a presentation.
@@ -307,15 +392,10 @@ const (
 )
 
 // Logout asks to end sessions with a presented refresh token (POST
-// /logout). Like Rotation, the token's MAC has been verified.
+// /logout).
 type Logout struct {
-	UserID      string
-	SessionID   string
-	Generation  uint64
-	ClientID    string
-	Scope       LogoutScope
-	Now         time.Time
-	ReuseWindow time.Duration
+	Presentation
+	Scope LogoutScope
 }
 
 // Position is where a presented generation p stands relative to a
@@ -386,16 +466,48 @@ type Verdict struct {
 	// Write is true when a rotation must store Generation, UpdatedAt = Now
 	// and LastRequest = the request (OutcomeRotated, OutcomeRecovered).
 	Write bool
+	// RecordProof is true when the presentation's proof ID must be
+	// recorded, with the request id, until the proof's Expiry (row 7):
+	// every presentation that passes row 7, accepted or not.
+	RecordProof bool
 }
 
-// Decide is THE rotation rule, the one specification of it: memstore
-// calls it, redisstore's rotate and logout scripts implement the same
-// table in Lua, and store/storetest checks both stores against a table of
-// cases. s is the session record (nil if there is none), u the user record
-// (nil if there is none), r the presentation; p = r.Generation, g =
-// s.Generation. The first matching row decides:
+// Apply makes v's writes to s, the session record Decide was given with
+// r: the revocation of a refusal, or the rotation of an accepted
+// presentation that writes. It is what every store records.
+func (v Verdict) Apply(s *Session, r Rotation) {
+	if v.Revoke != "" {
+		s.RevokedAt, s.RevokeReason = v.RevokeAt, v.Revoke
+	}
+	if v.Write {
+		s.Generation, s.UpdatedAt, s.LastRequest = v.Generation, r.Now, r.RequestID
+	}
+}
+
+// EndSessions is "log out everywhere" (except = "") or "log out others"
+// on the user record: SessionsEnded = now, never moved back, with the
+// exempt session and the reason. One write, whatever the number of
+// sessions; Ended and Effective apply it.
+func EndSessions(u *User, except, reason string, now time.Time) {
+	if now.After(u.SessionsEnded) {
+		u.SessionsEnded = now
+	}
+	u.SessionsExempt, u.SessionsEndReason = except, reason
+}
+
+// Decide is THE rotation rule, and this comment is the one table of it:
+// memstore calls Decide, redisstore's rotate and logout scripts implement
+// it in Lua (checked against Decide on generated records by
+// redisstore's FuzzRule), and store/storetest runs one table of cases
+// through Rotate and Logout of both stores. s is the session record (nil
+// if there is none), u the user record (nil if there is none), r the
+// presentation, and recorded the request that recorded r.Proof.ID before
+// (nil if nobody did); p = r.Generation, g = s.Generation. The first
+// matching row decides:
 //
-//  1. no session record, or p ≥ MaxGeneration    → ErrTokenUnknown (nothing written)
+//  1. no session record, p ≥ MaxGeneration,      → ErrTokenUnknown (nothing written)
+//     or r.KeyID ≠ s.KeyID (a token MAC'd under
+//     another key is no token of this session)
 //  2. user missing or disabled                   → ErrUserInactive; record the session
 //     revoked (user_deleted / user_disabled) if it is not yet, at Now (at
 //     SessionsEnded if that ended it: the time Effective shows)
@@ -404,20 +516,25 @@ type Verdict struct {
 //  4. now ≥ expiry                               → ErrTokenExpired
 //  5. another client                             → ErrClientMismatch (nothing written; before
 //     reuse, so a client cannot burn another client's session with its old tokens)
-//  6. p == g                                     → rotate: g = g+1 (OutcomeRotated)
-//  7. p > g (a genuine token the store lost)     → g = p+1 (OutcomeRecovered)
-//  8. p == g-1 and (the same request id          → the same child g again, nothing
+//  6. session bound (s.JKT ≠ ""), and no proof   → ErrProofRequired; a proof of another
+//     key → ErrProofKeyMismatch (nothing written either way: the session goes on)
+//  7. a proof whose ID was recorded by another   → ErrProofReplayed (nothing written);
+//     request (any request, if r.RequestID is     otherwise a proof's ID is recorded
+//     zero)                                       (RecordProof), whatever rows 8–11 decide
+//  8. p == g                                     → rotate: g = g+1 (OutcomeRotated)
+//  9. p > g (a genuine token the store lost)     → g = p+1 (OutcomeRecovered)
+//  10. p == g-1 and (the same request id         → the same child g again, nothing
 //     [a resent call] or now - last used < window)  written (OutcomeRetried)
-//  9. otherwise (p == g-1 outside the window, or → ErrTokenReused (a *ReuseError:
-//     p < g-1)                                      window_expired | child_used); revoke the
+//  11. otherwise (p == g-1 outside the window,   → ErrTokenReused (a *ReuseError:
+//     or p < g-1)                                   window_expired | child_used); revoke the
 //     session (reason reuse)
 //
-// Rows 6–8 first check the requested scope: not a subset of the granted
-// one → ErrScopeWidened, nothing written. Theft (9) wins over a scope
-// error. Logout applies the same rule with no scope and no request id.
-func Decide(s *Session, u *User, r Rotation) Verdict {
+// Rows 8–10 first check the requested scope: not a subset of the granted
+// one → ErrScopeWidened, nothing written but the proof's ID. Theft (11)
+// wins over a scope error. Logout applies the same rule with no scope.
+func Decide(s *Session, u *User, r Rotation, recorded *RequestID) Verdict {
 	switch {
-	case s == nil || r.Generation >= MaxGeneration: // 1
+	case s == nil || r.Generation >= MaxGeneration || r.KeyID != s.KeyID: // 1
 		return Verdict{Err: ErrTokenUnknown}
 	case u == nil || u.Disabled: // 2
 		v := Verdict{Err: ErrUserInactive}
@@ -439,25 +556,31 @@ func Decide(s *Session, u *User, r Rotation) Verdict {
 		return Verdict{Err: ErrTokenExpired}
 	case r.ClientID != s.ClientID: // 5
 		return Verdict{Err: ErrClientMismatch}
+	case s.JKT != "" && r.Proof == nil: // 6
+		return Verdict{Err: ErrProofRequired}
+	case s.JKT != "" && r.Proof.JKT != s.JKT:
+		return Verdict{Err: ErrProofKeyMismatch}
+	case r.Proof != nil && recorded != nil && (*recorded != r.RequestID || r.RequestID == RequestID{}): // 7
+		return Verdict{Err: ErrProofReplayed}
 	}
-	var v Verdict
+	v := Verdict{RecordProof: r.Proof != nil}
 	switch v.Position = Place(*s, r.Generation); {
-	case v.Position == PositionCurrent: // 6
+	case v.Position == PositionCurrent: // 8
 		v.Outcome, v.Generation, v.Write = OutcomeRotated, s.Generation+1, true
-	case v.Position == PositionAhead: // 7
+	case v.Position == PositionAhead: // 9
 		v.Outcome, v.Generation, v.Write = OutcomeRecovered, r.Generation+1, true
 	case v.Position == PositionPrevious && (r.RequestID != RequestID{} && r.RequestID == s.LastRequest ||
-		r.ReuseWindow > 0 && r.Now.Sub(s.UpdatedAt) < r.ReuseWindow): // 8
+		r.ReuseWindow > 0 && r.Now.Sub(s.UpdatedAt) < r.ReuseWindow): // 10
 		v.Outcome, v.Generation = OutcomeRetried, s.Generation
-	default: // 9
+	default: // 11
 		cause := CauseChildUsed
 		if v.Position == PositionPrevious {
 			cause = CauseWindowExpired
 		}
-		return Verdict{Err: &ReuseError{Cause: cause}, Revoke: ReasonReuse, RevokeAt: r.Now}
+		return Verdict{Err: &ReuseError{Cause: cause}, Revoke: ReasonReuse, RevokeAt: r.Now, RecordProof: v.RecordProof}
 	}
 	if !ScopeWithin(r.Scope, s.Scope) {
-		return Verdict{Err: ErrScopeWidened}
+		return Verdict{Err: ErrScopeWidened, RecordProof: v.RecordProof}
 	}
 	return v
 }
@@ -519,18 +642,18 @@ type Store interface {
 	// SessionsEnded = now (reason user_disabled), in O(1) — or re-enables
 	// it (sessions ended by the disabling stay ended).
 	SetUserDisabled(ctx context.Context, id string, disabled bool, now time.Time) error
-	// DeleteUser deletes the user, its session index and every indexed
-	// session record; records of sessions that had already ended expire
-	// by their TTL (a rotation with them finds no user: ErrUserInactive).
+	// DeleteUser deletes the user and every session record it owns (a
+	// rotation with one of its tokens then finds no session:
+	// ErrTokenUnknown).
 	DeleteUser(ctx context.Context, id string) error
 
 	// Clients.
 	CreateClient(ctx context.Context, c Client) error // ErrConflict
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
-	// UpdateClient replaces the client's secret hash, grants, scopes and
-	// TokensNotBefore (ID selects it; Public and CreatedAt are ignored);
-	// ErrNotFound.
+	// UpdateClient replaces the client's secret hash, grants, scopes,
+	// audiences, RequireDPoP and TokensNotBefore (ID selects it; Public
+	// and CreatedAt are ignored); ErrNotFound.
 	UpdateClient(ctx context.Context, c Client) error
 	DeleteClient(ctx context.Context, id string) error
 
@@ -538,38 +661,29 @@ type Store interface {
 	//
 	// CreateSession starts a session at generation 0 for an existing,
 	// enabled user (ErrUserInactive otherwise; ErrConflict if the id is
-	// taken) and indexes it under the user. If the user then has more
+	// taken; ErrProofReplayed if the sign-in's proof was recorded before),
+	// records the proof's ID and binds the session to its key, sets the
+	// user's LastSignIn, and indexes the session under the user. If the user then has more
 	// than NewSession.Max active sessions, the least recently used ones
 	// (by UpdatedAt, ties by id) are ended (reason evicted) and their
 	// ids returned, for audit and revocation events. The new session is
 	// never evicted.
 	CreateSession(ctx context.Context, s NewSession) (evicted []string, err error)
-	// Rotate applies the rotation rule (Decide, which lists every row) to
-	// a presented, MAC-verified refresh token, atomically:
-	//   - accepted: Rotated with Outcome rotated (p == g; g becomes g+1),
-	//     recovered (p > g; g becomes p+1) or retried (p == g-1 presented
-	//     again by the same request — a resent call — or within
-	//     ReuseWindow of the rotation; nothing written, the same g);
-	//   - ErrTokenUnknown: no session record (nothing written);
-	//   - ErrUserInactive: user deleted or disabled (session recorded revoked);
-	//   - ErrTokenRevoked: revoked, or ended by the user's SessionsEnded
-	//     (the end is recorded if it was not);
-	//   - ErrTokenExpired; ErrClientMismatch (nothing written);
-	//   - *ReuseError (errors.Is ErrTokenReused): theft, session revoked;
-	//   - ErrScopeWidened: a would-be success asked for more scope than
-	//     granted (nothing written).
+	// Rotate applies the rotation rule to a presented, MAC-verified
+	// refresh token, atomically: Decide's doc comment is the table of
+	// what is answered and written for each presentation.
 	Rotate(ctx context.Context, r Rotation) (Rotated, error)
 	// Logout ends sessions with a presented refresh token in one atomic
-	// step, classifying it exactly as Rotate does (rows 1–5 and 9 answer
-	// the same errors with the same writes). An accepted token (current,
-	// ahead, or the previous one within ReuseWindow) performs l.Scope:
-	// local ends its session (reason logout); global sets the user's
-	// SessionsEnded = Now with no exemption; others sets SessionsEnded =
-	// Now exempting this session — each O(1), whatever the number of
-	// sessions. A used token (*ReuseError) revokes only its own session.
-	// The result is the presented token's session after the call.
-	// ErrTokenRevoked, ErrTokenExpired and ErrUserInactive mean "already
-	// ended" (the server answers 204).
+	// step, classifying it exactly as Rotate does (Decide, with no scope):
+	// every refusal answers the same error with the same writes. An
+	// accepted token performs l.Scope: local ends its session (reason
+	// logout); global sets the user's SessionsEnded = Now with no
+	// exemption; others sets SessionsEnded = Now exempting this session —
+	// each O(1), whatever the number of sessions. A used token
+	// (*ReuseError) revokes only its own session. The result is the
+	// presented token's session after the call. ErrTokenRevoked,
+	// ErrTokenExpired and ErrUserInactive mean "already ended" (the server
+	// answers 204).
 	Logout(ctx context.Context, l Logout) (Session, error)
 	// Session returns the session whatever its state, as Effective makes
 	// it (an end by the user's SessionsEnded shows as revoked), or
@@ -587,6 +701,13 @@ type Store interface {
 	// be "") by setting the user's SessionsEnded = now: O(1), whatever
 	// their number. ErrNotFound if there is no such user.
 	RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error
+
+	// UseProof records a DPoP proof's ID for a request that has no
+	// session (client_credentials, token exchange): ErrProofReplayed if
+	// another request recorded it before (from UseProof; the IDs that
+	// sign-ins and rotations record are kept per user). A resend of the
+	// same request (the same req) is not a replay.
+	UseProof(ctx context.Context, p Proof, req RequestID) error
 
 	Ping(ctx context.Context) error
 	Close() error

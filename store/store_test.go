@@ -25,31 +25,36 @@ func TestTruncateUserAgent(t *testing.T) {
 	}
 }
 
-// Narrows: a new secret, or a grant or scope taken away; adding is not.
+// Narrows: a new secret, a grant, scope or audience taken away, DPoP newly
+// required; adding (or no longer requiring DPoP) is not.
 // TokenEnded: at or before TokensNotBefore, never after; never when zero.
 func TestClientChanges(t *testing.T) {
-	old := Client{ID: "svc", SecretHash: []byte("a"), Grants: []string{"client_credentials", "password"}, Scopes: []string{"read", "events:read"}}
+	old := Client{ID: "svc", SecretHash: []byte("a"), Grants: []string{"client_credentials", "password"}, Scopes: []string{"read", "events:read"},
+		Audiences: []string{"orders"}}
 	change := func(f func(c *Client)) Client {
 		c := old
-		c.Grants, c.Scopes = slices.Clone(old.Grants), slices.Clone(old.Scopes)
+		c.Grants, c.Scopes, c.Audiences = slices.Clone(old.Grants), slices.Clone(old.Scopes), slices.Clone(old.Audiences)
 		f(&c)
 		return c
 	}
 	for name, c := range map[string]Client{
-		"secret":      change(func(c *Client) { c.SecretHash = []byte("b") }),
-		"grant gone":  change(func(c *Client) { c.Grants = []string{"password"} }),
-		"scope gone":  change(func(c *Client) { c.Scopes = []string{"read"} }),
-		"scopes gone": change(func(c *Client) { c.Scopes = nil }),
+		"secret":        change(func(c *Client) { c.SecretHash = []byte("b") }),
+		"grant gone":    change(func(c *Client) { c.Grants = []string{"password"} }),
+		"scope gone":    change(func(c *Client) { c.Scopes = []string{"read"} }),
+		"scopes gone":   change(func(c *Client) { c.Scopes = nil }),
+		"audience gone": change(func(c *Client) { c.Audiences = nil }),
+		"DPoP required": change(func(c *Client) { c.RequireDPoP = true }),
 	} {
 		if !Narrows(old, c) {
 			t.Errorf("%s: Narrows = false", name)
 		}
 	}
 	for name, c := range map[string]Client{
-		"same":        old,
-		"grant added": change(func(c *Client) { c.Grants = append(c.Grants, "refresh_token") }),
-		"scope added": change(func(c *Client) { c.Scopes = append(c.Scopes, "write") }),
-		"reordered":   change(func(c *Client) { slices.Reverse(c.Scopes) }),
+		"same":           old,
+		"grant added":    change(func(c *Client) { c.Grants = append(c.Grants, "refresh_token") }),
+		"scope added":    change(func(c *Client) { c.Scopes = append(c.Scopes, "write") }),
+		"reordered":      change(func(c *Client) { slices.Reverse(c.Scopes) }),
+		"audience added": change(func(c *Client) { c.Audiences = append(c.Audiences, "billing") }),
 	} {
 		if Narrows(old, c) {
 			t.Errorf("%s: Narrows = true", name)

@@ -139,6 +139,16 @@ func oracleAccepts(tok string) bool {
 			}
 		}
 	}
+	// A token bound to a key (cnf) needs its proof, which Verify does
+	// not have: refused (RFC 9449 §7.1; null counts as absent).
+	if v, ok := claims["cnf"]; ok && v != nil {
+		return false
+	}
+	// act (RFC 8693 §4.1): null, or an object with a sub string and
+	// maybe an act of its own, at most 32 deep.
+	if !validActor(claims["act"], 1) {
+		return false
+	}
 	// NumericDates are bounded to ±1e15 s (golang-jwt takes any float64),
 	// and a null one is refused (golang-jwt does; as absent is meant
 	// "no member").
@@ -150,6 +160,21 @@ func oracleAccepts(tok string) bool {
 		}
 	}
 	return true
+}
+
+// validActor: v is absent, or an actor object as verify reads act.
+func validActor(v any, depth int) bool {
+	if v == nil {
+		return true
+	}
+	m, ok := v.(map[string]any)
+	if !ok || depth > 32 {
+		return false
+	}
+	if sub, _ := m["sub"].(string); sub == "" {
+		return false
+	}
+	return validActor(m["act"], depth+1)
 }
 
 // compare fails t when Verify and the oracle disagree on tok.
@@ -204,6 +229,11 @@ var claimSeeds = []string{
 	string(mustJSON(with(goodOracleClaims(), "roles", nil, "scope", nil))),
 	string(mustJSON(with(goodOracleClaims(), "roles", "admin"))),
 	string(mustJSON(with(goodOracleClaims(), "scope", 1))),
+	string(mustJSON(with(goodOracleClaims(), "cnf", map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}))),
+	string(mustJSON(with(goodOracleClaims(), "act", map[string]any{"sub": "orders", "act": map[string]any{"sub": "web"}}))),
+	string(mustJSON(with(goodOracleClaims(), "act", map[string]any{"act": map[string]any{"sub": "web"}}))),
+	string(mustJSON(with(goodOracleClaims(), "act", "orders"))),
+	`{"iss":"https://tokend.test","sub":"u","aud":"orders","exp":1767226500,"iat":1767225600,"jti":"j","client_id":"web","cnf":null,"act":null}`,
 	`{"iss":"https://tokend.test","sub":"user-1","aud":["orders"],"exp":1767226500,"iat":1767225600,"nbf":null,"jti":"j","client_id":"web"}`,
 	`{"iss":"https://tokend.test","ISS":"https://evil.test","sub":"user-1","aud":"orders","exp":1767226500,"iat":1767225600,"jti":"j","client_id":"web"}`,
 	`{"Iss":"https://tokend.test","sub":"user-1","aud":"orders","exp":1767226500,"iat":1767225600,"jti":"j","client_id":"web"}`,

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -23,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tokend/tokend/verify"
+	"github.com/tokend/tokend/verify/internal/testkit"
 )
 
 // The tests of this module build what they need of tokend here — keys, a
@@ -58,28 +58,8 @@ func (k *testKey) jwk() map[string]string {
 
 func generateKey(t testing.TB, alg string) *testKey {
 	t.Helper()
-	var (
-		signer crypto.Signer
-		err    error
-		method jwt.SigningMethod
-	)
-	switch alg {
-	case verify.ES256:
-		signer, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		method = jwt.SigningMethodES256
-	case verify.EdDSA:
-		_, signer, err = ed25519.GenerateKey(rand.Reader)
-		method = jwt.SigningMethodEdDSA
-	case verify.RS256:
-		signer, err = rsa.GenerateKey(rand.Reader, 2048)
-		method = jwt.SigningMethodRS256
-	default:
-		t.Fatalf("no test keys for %q", alg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &testKey{Alg: alg, Public: signer.Public(), Signer: signer, Method: method}
+	nk := testkit.NewKey(t, alg)
+	k := &testKey{Alg: alg, Public: nk.Signer.Public(), Signer: nk.Signer, Method: nk.Method}
 	sum := sha256.Sum256([]byte(alg + k.jwk()["x"] + k.jwk()["n"]))
 	k.ID = base64.RawURLEncoding.EncodeToString(sum[:])
 	return k
@@ -173,6 +153,7 @@ type fakeIssuer struct {
 	age          atomic.Pointer[string] // Age header of the JWKS; nil or "" = none
 	jwksOverride atomic.Pointer[[]byte] // served instead of the set's JWKS
 	jwksStatus   atomic.Int32           // 0 = 200
+	mdStatus     atomic.Int32           // of the metadata; 0 = 200
 	fetches      atomic.Int64           // JWKS requests
 	gate         atomic.Pointer[chan struct{}]
 }
@@ -190,6 +171,10 @@ func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 	f.cacheControl.Store(&cc)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
+		if st := f.mdStatus.Load(); st != 0 {
+			w.WriteHeader(int(st))
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": f.url, "jwks_uri": f.url + "/.well-known/jwks.json"})
 	})
@@ -225,6 +210,8 @@ func newFakeIssuer(t testing.TB, alg string, aud ...string) *fakeIssuer {
 type tokenClaims struct {
 	Subject, ClientID, Scope, SessionID string
 	Roles                               []string
+	JKT                                 string   // cnf.jkt: the token is DPoP-bound
+	Actors                              []string // act: the current actor first
 }
 
 var defaultClaims = tokenClaims{Subject: "user-1", ClientID: "web", Scope: "read write", SessionID: "sess-1", Roles: []string{"user"}}
@@ -254,6 +241,19 @@ func (f *fakeIssuer) issue(c tokenClaims, now time.Time) (string, error) {
 	p += `,"roles":` + strs(c.Roles)
 	if c.SessionID != "" {
 		p += `,"sid":` + str(c.SessionID)
+	}
+	if c.JKT != "" {
+		p += `,"cnf":{"jkt":` + str(c.JKT) + `}`
+	}
+	if len(c.Actors) > 0 {
+		act := ""
+		for i := len(c.Actors) - 1; i >= 0; i-- {
+			if act != "" {
+				act = `,"act":` + act
+			}
+			act = `{"sub":` + str(c.Actors[i]) + act + `}`
+		}
+		p += `,"act":` + act
 	}
 	p += "}"
 	h := `{"alg":` + str(k.Alg) + `,"kid":` + str(k.ID) + `,"typ":"at+jwt"}`
@@ -308,20 +308,8 @@ func (f *fakeIssuer) goodClaims() map[string]any {
 	}
 }
 
-func with(m map[string]any, kv ...any) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		out[k] = v
-	}
-	for i := 0; i < len(kv); i += 2 {
-		if kv[i+1] == nil {
-			delete(out, kv[i].(string))
-		} else {
-			out[kv[i].(string)] = kv[i+1]
-		}
-	}
-	return out
-}
+// with edits a copy of a token's header or claims.
+var with = testkit.Edit
 
 func segment(tok string, i int) string { return strings.Split(tok, ".")[i] }
 

@@ -3,52 +3,19 @@ package verify
 import (
 	"context"
 	"crypto"
-	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/tokend/tokend/verify/internal/jose"
 )
-
-// supportedAlgs are the algorithms a Verifier can check: those tokend
-// signs with. Never "none", never HMAC.
-var supportedAlgs = [...]string{ES256, EdDSA, RS256}
-
-// methods holds the signature check of each supported alg, indexed like
-// supportedAlgs.
-var methods = [len(supportedAlgs)]jwt.SigningMethod{
-	jwt.SigningMethodES256,
-	jwt.SigningMethodEdDSA,
-	jwt.SigningMethodRS256,
-}
-
-func algIndex(alg string) int {
-	switch alg {
-	case ES256:
-		return 0
-	case EdDSA:
-		return 1
-	case RS256:
-		return 2
-	}
-	return -1
-}
-
-// minRSABits is the smallest RSA modulus accepted (as tokend's own keys).
-const minRSABits = 2048
 
 // Key is a public key that verifies access tokens, as a KeySet gives it.
 type Key struct {
@@ -68,54 +35,31 @@ type KeySet interface {
 	LookupKey(kid string) (Key, bool)
 }
 
-// publicKey is one key a token may be checked with.
-type publicKey struct {
-	alg string // the key's alg; "" if its JWK has none
-	pub any    // *ecdsa.PublicKey (P-256), ed25519.PublicKey or *rsa.PublicKey
-}
-
-// accepts reports whether a token with header alg may be checked with k:
-// alg must be the key's own alg when it has one, and fit its type.
-func (k *publicKey) accepts(alg string) bool {
-	if k.alg != "" && k.alg != alg {
-		return false
-	}
-	switch p := k.pub.(type) {
-	case *ecdsa.PublicKey:
-		return alg == ES256 && p != nil && p.Curve == elliptic.P256()
-	case ed25519.PublicKey:
-		return alg == EdDSA && len(p) == ed25519.PublicKeySize
-	case *rsa.PublicKey:
-		return alg == RS256 && p != nil && p.N != nil && p.N.BitLen() >= minRSABits
-	}
-	return false
-}
-
 // lookup returns the key named kid: from the KeySet, or from the JWKS.
-func (v *Verifier) lookup(ctx context.Context, kid string) (publicKey, error) {
+func (v *Verifier) lookup(ctx context.Context, kid string) (jose.PublicKey, error) {
 	if v.static != nil {
 		k, ok := v.static.LookupKey(kid)
 		if !ok || k.Algorithm == "" {
-			return publicKey{}, invalidf("the access token is signed by an unknown key", "kid %q", kid)
+			return jose.PublicKey{}, invalidf("the access token is signed by an unknown key", "kid %q", kid)
 		}
-		return publicKey{alg: k.Algorithm, pub: k.Public}, nil
+		return jose.PublicKey{Alg: k.Algorithm, Pub: k.Public}, nil
 	}
 	k, err := v.key(ctx, kid)
 	if err != nil {
-		return publicKey{}, err
+		return jose.PublicKey{}, err
 	}
 	return *k, nil
 }
 
 // keyCache is one fetched JWKS, immutable.
 type keyCache struct {
-	keys    map[string]*publicKey // by kid
+	keys    map[string]*jose.PublicKey // by kid
 	expires time.Time
 }
 
 // key returns the published key named kid, fetching the JWKS when the
 // cache is empty or expired, or (rate-limited) when kid is unknown.
-func (v *Verifier) key(ctx context.Context, kid string) (*publicKey, error) {
+func (v *Verifier) key(ctx context.Context, kid string) (*jose.PublicKey, error) {
 	c := v.keys.Load()
 	if c != nil && v.now().Before(c.expires) {
 		if k, ok := c.keys[kid]; ok {
@@ -178,7 +122,7 @@ func (v *Verifier) refresh(ctx context.Context, unknownKid bool) (*keyCache, err
 		defer cancel()
 		c, err := v.fetch(fctx)
 		if err != nil {
-			v.log.LogAttrs(fctx, slog.LevelWarn, "fetching the JWKS failed", slog.String("url", v.jwksURL), slog.String("error", err.Error()))
+			v.log.LogAttrs(fctx, slog.LevelWarn, "fetching the JWKS failed", slog.String("issuer", v.issuer), slog.String("error", err.Error()))
 			v.mu.Lock()
 			v.lastFailure = now
 			v.mu.Unlock()
@@ -189,7 +133,18 @@ func (v *Verifier) refresh(ctx context.Context, unknownKid bool) (*keyCache, err
 			}
 			return nil, &tokenError{kind: ErrUnavailable, desc: "the signing keys are unavailable", cause: err}
 		}
-		v.keys.Store(c)
+		if cur != nil {
+			// Keep the keys that did not change, so that tokens cached
+			// with them find the very same key.
+			for kid, k := range c.keys {
+				if o, ok := cur.keys[kid]; ok && sameKey(*o, *k) {
+					c.keys[kid] = o
+				}
+			}
+		}
+		if old := v.keys.Swap(c); old != nil && v.cache != nil {
+			v.cache.dropKeys(gone(old.keys, c.keys))
+		}
 		return c, nil
 	})
 	select {
@@ -205,15 +160,34 @@ func (v *Verifier) fetch(ctx context.Context) (*keyCache, error) {
 	// Freshness counts from when the request was sent (RFC 9111 §4.2.3),
 	// never from when the answer arrived.
 	start := v.now()
-	body, h, err := v.get(ctx, v.jwksURL)
+	jwksURL, _, err := v.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body, h, err := v.get(ctx, jwksURL)
 	if err != nil {
 		return nil, err
 	}
 	keys, err := parseJWKS(body)
 	if err != nil {
-		return nil, fmt.Errorf("JWKS %s: %w", v.jwksURL, err)
+		return nil, fmt.Errorf("JWKS %s: %w", jwksURL, err)
 	}
 	return &keyCache{keys: keys, expires: start.Add(cacheTTL(h))}, nil
+}
+
+// gone returns the kids of old that new does not have, or has with other
+// key material: their tokens are no longer verified by what they were.
+func gone(old, new map[string]*jose.PublicKey) map[string]bool {
+	var kids map[string]bool
+	for kid, k := range old {
+		if n, ok := new[kid]; !ok || !sameKey(*k, *n) {
+			if kids == nil {
+				kids = map[string]bool{}
+			}
+			kids[kid] = true
+		}
+	}
+	return kids
 }
 
 // cacheTTL is the freshness lifetime of a response (RFC 9111 §4.2.1):
@@ -242,30 +216,18 @@ func cacheTTL(h http.Header) time.Duration {
 	return min(max(ttl, MinCacheTTL), MaxCacheTTL)
 }
 
-type jwkJSON struct {
-	Kty string `json:"kty"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
 // parseJWKS parses every usable signature key of a JWK Set, by kid. Keys
 // for other uses or algorithms, without a kid, or malformed are skipped
 // (a set may hold keys for other consumers); a set with no usable key is
 // an error.
-func parseJWKS(body []byte) (map[string]*publicKey, error) {
+func parseJWKS(body []byte) (map[string]*jose.PublicKey, error) {
 	var doc struct {
-		Keys []jwkJSON `json:"keys"`
+		Keys []jose.JWK `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("not a JWK Set: %w", err)
 	}
-	keys := make(map[string]*publicKey, len(doc.Keys))
+	keys := make(map[string]*jose.PublicKey, len(doc.Keys))
 	var skipped []string
 	for _, j := range doc.Keys {
 		if j.Kid == "" {
@@ -274,7 +236,7 @@ func parseJWKS(body []byte) (map[string]*publicKey, error) {
 		if _, dup := keys[j.Kid]; dup {
 			continue
 		}
-		k, err := parseJWK(j)
+		k, err := jose.ParseJWK(j)
 		if err != nil {
 			skipped = append(skipped, fmt.Sprintf("kid %q: %v", j.Kid, err))
 			continue
@@ -288,61 +250,6 @@ func parseJWKS(body []byte) (map[string]*publicKey, error) {
 		return nil, errors.New("no usable signature key")
 	}
 	return keys, nil
-}
-
-func parseJWK(j jwkJSON) (*publicKey, error) {
-	if j.Use != "" && j.Use != "sig" {
-		return nil, fmt.Errorf("use %q", j.Use)
-	}
-	if j.Alg != "" && algIndex(j.Alg) < 0 {
-		return nil, fmt.Errorf("unsupported alg %q", j.Alg)
-	}
-	k := &publicKey{alg: j.Alg}
-	switch j.Kty {
-	case "EC":
-		if j.Crv != "P-256" {
-			return nil, fmt.Errorf("unsupported curve %q", j.Crv)
-		}
-		x, errX := decodeSegment(nil, j.X)
-		y, errY := decodeSegment(nil, j.Y)
-		if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
-			return nil, errors.New("bad P-256 coordinates")
-		}
-		// crypto/ecdh checks that the point is on the curve.
-		if _, err := ecdh.P256().NewPublicKey(append(append([]byte{4}, x...), y...)); err != nil {
-			return nil, err
-		}
-		k.pub = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-	case "OKP":
-		if j.Crv != "Ed25519" {
-			return nil, fmt.Errorf("unsupported curve %q", j.Crv)
-		}
-		x, err := decodeSegment(nil, j.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, errors.New("bad Ed25519 key")
-		}
-		k.pub = ed25519.PublicKey(x)
-	case "RSA":
-		n, errN := decodeSegment(nil, j.N)
-		e, errE := decodeSegment(nil, j.E)
-		if errN != nil || errE != nil || len(n) == 0 || n[0] == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, errors.New("bad RSA key")
-		}
-		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		if pub.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("RSA key of %d bits is too small", pub.N.BitLen())
-		}
-		if pub.E < 3 || pub.E%2 == 0 {
-			return nil, errors.New("bad RSA exponent")
-		}
-		k.pub = pub
-	default:
-		return nil, fmt.Errorf("unsupported kty %q", j.Kty)
-	}
-	if j.Alg != "" && !k.accepts(j.Alg) {
-		return nil, fmt.Errorf("alg %s does not fit kty %s", j.Alg, j.Kty)
-	}
-	return k, nil
 }
 
 // readAll reads at most limit bytes of resp's body.

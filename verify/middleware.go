@@ -5,94 +5,121 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
+
+	"github.com/tokend/tokend/verify/dpop"
 )
 
-type claimsKey struct{}
-
-// ClaimsFrom returns the claims Middleware put in a request's context.
-func ClaimsFrom(ctx context.Context) (*Claims, bool) {
-	c, ok := ctx.Value(claimsKey{}).(*Claims)
-	return c, ok && c != nil
-}
-
-// NewContext returns a copy of ctx carrying c, as Middleware does (for
-// tests of handlers behind it).
-func NewContext(ctx context.Context, c *Claims) context.Context {
-	return context.WithValue(ctx, claimsKey{}, c)
-}
-
-// Middleware verifies the bearer token of every request (RFC 6750 §2.1:
-// the Authorization header only) and calls next with the token's Claims in
-// the request context. It answers
+// Middleware verifies the access token of every request (VerifyRequest:
+// the Authorization header only, Bearer or DPoP) and calls next with the
+// token's Claims in the request context. It answers
 //   - 401 with WWW-Authenticate: Bearer, and no error code, when the request
-//     has no bearer token (RFC 6750 §3.1);
-//   - 400 Bearer error="invalid_request" for a malformed Authorization
-//     header (repeated, or "Bearer" without a token);
-//   - 401 Bearer error="invalid_token" with an error_description for a
-//     token that fails Verify, plus the header Token-Expired: true when
-//     expiry is its only problem;
-//   - 503 with Retry-After when the signing keys cannot be fetched.
+//     has no Authorization header (RFC 6750 §3.1);
+//   - 400 error="invalid_request" for a malformed Authorization header
+//     (repeated, or a scheme without a token);
+//   - 401 error="invalid_token" with an error_description for a token that
+//     fails, or one under another scheme than Bearer or DPoP, plus the
+//     header Token-Expired: true when expiry is its only problem;
+//   - 401 DPoP error="invalid_dpop_proof" for a refused DPoP proof, and
+//     DPoP error="use_dpop_nonce" with a DPoP-Nonce header when the proof
+//     lacks this service's current nonce (RFC 9449 §7.1, §9);
+//   - 503 with Retry-After when the signing keys cannot be fetched (or the
+//     revocation feed is down and fails closed, or the replay cache
+//     cannot answer).
 //
-// Error bodies are JSON: {"error": …, "error_description": …}.
+// The challenge names the scheme the request used; with WithDPoP a
+// challenge for Bearer comes with a second one, DPoP algs="…" (RFC 9449
+// §7.1), and with DPoP's Require, DPoP alone. Error bodies are JSON:
+// {"error": …, "error_description": …}.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, problem := bearerToken(r)
-		switch {
-		case problem != "":
-			writeChallenge(w, http.StatusBadRequest, "invalid_request", problem, "")
-			return
-		case tok == "":
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeBody(w, http.StatusUnauthorized, "", "a bearer token is required")
-			return
+		c, scheme, err := v.verifyRequest(r)
+		if scheme == schemeDPoP && v.dpop != nil && v.dpop.Nonces != nil {
+			w.Header().Set("DPoP-Nonce", v.dpop.Nonces.Current(v.now()))
 		}
-		c, err := v.Verify(r.Context(), tok)
 		if err != nil {
-			var te *tokenError
-			desc := "the access token is invalid"
-			if errors.As(err, &te) {
-				desc = te.desc
-			}
-			switch {
-			case errors.Is(err, ErrExpired):
-				w.Header().Set("Token-Expired", "true")
-				writeChallenge(w, http.StatusUnauthorized, "invalid_token", desc, "")
-			case errors.Is(err, ErrUnavailable):
-				msg := "the token signing keys cannot be fetched; retry later"
-				if desc == feedDown {
-					msg = feedDown + "; retry later"
-				}
-				w.Header().Set("Retry-After", "1")
-				writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", msg)
-			default:
-				writeChallenge(w, http.StatusUnauthorized, "invalid_token", desc, "")
-			}
+			v.refuse(w, scheme, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, &authContext{claims: c, scheme: scheme})))
 	})
 }
 
-// bearerToken returns the request's bearer token, "" if it has none, or a
-// problem with its Authorization header.
-func bearerToken(r *http.Request) (tok, problem string) {
-	vals := r.Header.Values("Authorization")
-	if len(vals) == 0 {
-		return "", ""
+// refuse answers a request whose token VerifyRequest refused.
+func (v *Verifier) refuse(w http.ResponseWriter, scheme string, err error) {
+	var te *tokenError
+	desc := "the access token is invalid"
+	if errors.As(err, &te) {
+		desc = te.desc
 	}
-	if len(vals) > 1 {
-		return "", "the request has more than one Authorization header"
+	switch {
+	case errors.Is(err, ErrNoToken):
+		v.challenge(w, scheme, "", "", "")
+		writeBody(w, http.StatusUnauthorized, "", "an access token is required")
+	case errors.Is(err, ErrMalformed):
+		v.challenge(w, scheme, "invalid_request", desc, "")
+		writeBody(w, http.StatusBadRequest, "invalid_request", desc)
+	case errors.Is(err, ErrUnavailable):
+		// The signing keys, the revocation feed (failing closed) or the
+		// replay cache, as desc says.
+		w.Header().Set("Retry-After", "1")
+		writeBody(w, http.StatusServiceUnavailable, "temporarily_unavailable", desc+"; retry later")
+	case errors.Is(err, dpop.ErrUseNonce):
+		v.challenge(w, schemeDPoP, "use_dpop_nonce", desc, "")
+		writeBody(w, http.StatusUnauthorized, "use_dpop_nonce", desc)
+	case errors.Is(err, dpop.ErrInvalidProof):
+		v.challenge(w, schemeDPoP, "invalid_dpop_proof", desc, "")
+		writeBody(w, http.StatusUnauthorized, "invalid_dpop_proof", desc)
+	default:
+		if errors.Is(err, ErrExpired) {
+			w.Header().Set("Token-Expired", "true")
+		}
+		v.challenge(w, scheme, "invalid_token", desc, "")
+		writeBody(w, http.StatusUnauthorized, "invalid_token", desc)
 	}
-	scheme, rest, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", "" // another scheme: no bearer credentials
+}
+
+// challengeParams are the auth-params of a challenge with an error code
+// ("" for none).
+func challengeParams(code, desc, scope string) string {
+	if code == "" {
+		return ""
 	}
-	tok = strings.TrimSpace(rest)
-	if tok == "" || strings.ContainsAny(tok, " \t") {
-		return "", "the Authorization header must be the word Bearer and one token"
+	p := `error="` + code + `", error_description="` + desc + `"`
+	if scope != "" {
+		p += `, scope="` + scope + `"`
 	}
-	return tok, ""
+	return p
+}
+
+// challenge sets WWW-Authenticate for an answer to a request that used
+// scheme ("" for none): the error, if any, on that scheme's challenge,
+// and DPoP's algs beside Bearer's when the Verifier takes DPoP (RFC 9449
+// §7.1), or DPoP's alone when it requires it. desc and scope are fixed
+// texts of this module (RFC 6750 §3: no quotes or backslashes).
+func (v *Verifier) challenge(w http.ResponseWriter, scheme, code, desc, scope string) {
+	params := challengeParams(code, desc, scope)
+	withParams := func(ch, p string) string {
+		if p == "" {
+			return ch
+		}
+		return ch + " " + p
+	}
+	h := w.Header()
+	if v.dpop == nil {
+		h.Set("WWW-Authenticate", withParams(schemeBearer, params))
+		return
+	}
+	algs := `algs="` + v.dpop.algs + `"`
+	switch {
+	case scheme == schemeDPoP || v.dpop.Require:
+		if params != "" {
+			algs = params + ", " + algs
+		}
+		h.Set("WWW-Authenticate", schemeDPoP+" "+algs)
+	default:
+		h.Set("WWW-Authenticate", withParams(schemeBearer, params))
+		h.Add("WWW-Authenticate", schemeDPoP+" "+algs)
+	}
 }
 
 // RequireScope returns middleware that lets a request through only if the
@@ -122,12 +149,13 @@ func require(ok func(*Claims) bool, desc, scope string) func(http.Handler) http.
 			c, found := ClaimsFrom(r.Context())
 			if !found {
 				// Middleware did not run: treat as unauthenticated.
-				w.Header().Set("WWW-Authenticate", "Bearer")
-				writeBody(w, http.StatusUnauthorized, "", "a bearer token is required")
+				w.Header().Set("WWW-Authenticate", schemeBearer)
+				writeBody(w, http.StatusUnauthorized, "", "an access token is required")
 				return
 			}
 			if !ok(c) {
-				writeChallenge(w, http.StatusForbidden, "insufficient_scope", desc, scope)
+				w.Header().Set("WWW-Authenticate", schemeFrom(r.Context())+" "+challengeParams("insufficient_scope", desc, scope))
+				writeBody(w, http.StatusForbidden, "insufficient_scope", desc)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -146,18 +174,6 @@ func mustBeToken(fn, s string) {
 			panic("verify: " + fn + ": " + s + " is not a scope token (printable ASCII without spaces, quotes or backslashes)")
 		}
 	}
-}
-
-// writeChallenge answers with WWW-Authenticate: Bearer error=…. desc and
-// scope are fixed texts of this package (RFC 6750 §3: no quotes or
-// backslashes).
-func writeChallenge(w http.ResponseWriter, status int, code, desc, scope string) {
-	ch := `Bearer error="` + code + `", error_description="` + desc + `"`
-	if scope != "" {
-		ch += `, scope="` + scope + `"`
-	}
-	w.Header().Set("WWW-Authenticate", ch)
-	writeBody(w, status, code, desc)
 }
 
 func writeBody(w http.ResponseWriter, status int, code, desc string) {

@@ -1,8 +1,6 @@
 package verify_test
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -28,12 +26,7 @@ func call(t *testing.T, h http.Handler, auth ...string) result {
 	for _, a := range auth {
 		req.Header.Add("Authorization", a)
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	r := result{status: rec.Code, header: rec.Header()}
-	b, _ := io.ReadAll(rec.Body)
-	_ = json.Unmarshal(b, &r.body)
-	return r
+	return serve(h, req)
 }
 
 func TestMiddleware(t *testing.T) {
@@ -60,14 +53,18 @@ func TestMiddleware(t *testing.T) {
 	}
 
 	// No credentials: 401 with a bare challenge (RFC 6750 §3.1).
-	for _, auth := range [][]string{nil, {"Basic dXNlcjpwYXNz"}} {
-		r := call(t, h, auth...)
-		if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" || r.header.Get("Token-Expired") != "" {
-			t.Fatalf("no token %v: %d %v", auth, r.status, r.header)
-		}
-		if _, has := r.body["error"]; has {
-			t.Fatalf("no token: body has an error code: %v", r.body)
-		}
+	r := call(t, h)
+	if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" || r.header.Get("Token-Expired") != "" {
+		t.Fatalf("no token: %d %v", r.status, r.header)
+	}
+	if _, has := r.body["error"]; has || r.body["error_description"] == "" {
+		t.Fatalf("no token: body %v", r.body)
+	}
+	// Credentials of another scheme: invalid_token, which says so.
+	r = call(t, h, "Basic dXNlcjpwYXNz")
+	if r.status != http.StatusUnauthorized || !rfc6750Challenge.MatchString(r.header.Get("WWW-Authenticate")) ||
+		r.body["error"] != "invalid_token" || r.body["error_description"] != "the Authorization header must carry an access token with the Bearer or DPoP scheme" {
+		t.Fatalf("Basic: %d %v %v", r.status, r.header, r.body)
 	}
 
 	// Malformed header: 400 invalid_request.
@@ -97,7 +94,7 @@ func TestMiddleware(t *testing.T) {
 
 	// Expired, and otherwise valid: Token-Expired: true.
 	f.clock.Advance(time.Hour)
-	r := call(t, h, "Bearer "+tok)
+	r = call(t, h, "Bearer "+tok)
 	if r.status != http.StatusUnauthorized || r.header.Get("Token-Expired") != "true" ||
 		r.header.Get("WWW-Authenticate") != `Bearer error="invalid_token", error_description="the access token expired"` {
 		t.Fatalf("expired: %d %v", r.status, r.header)

@@ -116,7 +116,7 @@ const feedDown = "the revocation feed is unavailable"
 // revocations is the state a Verifier keeps from the feed.
 type revocations struct {
 	cfg    Revocations
-	url    string
+	url    func(context.Context) (string, error) // the feed's URL
 	client *http.Client
 	log    *slog.Logger
 	now    func() time.Time
@@ -139,7 +139,7 @@ type revocations struct {
 	readyOnce                         sync.Once
 }
 
-func newRevocations(cfg Revocations, feedURL string, log *slog.Logger, now func() time.Time, leeway time.Duration) *revocations {
+func newRevocations(cfg Revocations, feedURL func(context.Context) (string, error), log *slog.Logger, now func() time.Time, leeway time.Duration) *revocations {
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = DefaultMaxLag
 	}
@@ -236,7 +236,11 @@ func (r *revocations) run(ctx context.Context) {
 func (r *revocations) stream(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
+	feedURL, err := r.url(ctx)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, feedURL, nil)
 	if err != nil {
 		return err
 	}
@@ -255,7 +259,7 @@ func (r *revocations) stream(ctx context.Context) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s %s", r.url, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("GET %s: %s %s", feedURL, resp.Status, strings.TrimSpace(string(body)))
 	}
 	r.setConnected(true)
 	defer r.setConnected(false)
@@ -495,24 +499,44 @@ func (v *Verifier) Close() error {
 	return nil
 }
 
-// followRevocations starts following the feed at feedURL (from the
-// metadata; "" if it had none) and adds its check to Verify's.
-func (v *Verifier) followRevocations(r Revocations, feedURL string) error {
+// followRevocations starts following the feed and adds its check to
+// Verify's. Its URL is Revocations.URL, or else the one the metadata
+// names, or else the JWKS URL's origin + /events; when the metadata has
+// not been read yet (known is false: tokend was not reachable at New), the
+// feed's first connection reads it.
+func (v *Verifier) followRevocations(ctx context.Context, r Revocations, known bool) error {
+	feedURL := v.feedURL
 	if r.URL != "" {
-		feedURL = r.URL
-	} else if feedURL == "" {
-		var err error
-		if feedURL, err = eventsURL(v.jwksURL); err != nil {
+		if err := checkURL(r.URL); err != nil {
 			return fmt.Errorf("verify: revocation feed URL: %w", err)
 		}
-	}
-	if err := checkURL(feedURL); err != nil {
-		return fmt.Errorf("verify: revocation feed URL: %w", err)
+		feedURL = func(context.Context) (string, error) { return r.URL, nil }
+	} else if known {
+		if _, err := v.feedURL(ctx); err != nil {
+			return err
+		}
 	}
 	v.rev = newRevocations(r, feedURL, v.log, v.now, v.leeway)
 	v.checks = append(v.checks, func(_ context.Context, c *Claims) error { return v.rev.check(c) })
 	v.rev.start()
 	return nil
+}
+
+// feedURL is the feed's URL when Revocations.URL is empty.
+func (v *Verifier) feedURL(ctx context.Context) (string, error) {
+	jwks, events, err := v.resolve(ctx)
+	if err != nil {
+		return "", err
+	}
+	if events == "" {
+		if events, err = eventsURL(jwks); err != nil {
+			return "", fmt.Errorf("verify: revocation feed URL: %w", err)
+		}
+	}
+	if err := checkURL(events); err != nil {
+		return "", fmt.Errorf("verify: revocation feed URL: %w", err)
+	}
+	return events, nil
 }
 
 // eventsURL is the feed's URL when Revocations.URL is empty and the

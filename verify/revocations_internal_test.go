@@ -10,7 +10,7 @@ import (
 )
 
 func newTestRevocations(max int, now func() time.Time) *revocations {
-	return newRevocations(Revocations{ClientID: "c", ClientSecret: "s", MaxEntries: max}, "http://x/events", slog.New(discardHandler{}), now, 30*time.Second)
+	return newRevocations(Revocations{ClientID: "c", ClientSecret: "s", MaxEntries: max}, func(context.Context) (string, error) { return "http://x/events", nil }, slog.New(discardHandler{}), now, 30*time.Second)
 }
 
 func sessionFrame(i int, until int64) []byte {

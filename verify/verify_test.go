@@ -274,9 +274,14 @@ func TestDiscovery(t *testing.T) {
 	if _, err := verify.New(ctx, "", aud); err == nil {
 		t.Fatal("empty issuer accepted")
 	}
-	if _, err := verify.New(ctx, "http://127.0.0.1:1", aud); err == nil {
-		t.Fatal("unreachable issuer accepted")
+	if _, err := verify.New(ctx, "ftp://auth.example.com", aud); err == nil {
+		t.Fatal("an issuer whose metadata cannot be fetched accepted")
 	}
+	f.mdStatus.Store(http.StatusNotFound) // a wrong issuer URL, say
+	if _, err := verify.New(ctx, f.url, aud); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("metadata 404: %v", err)
+	}
+	f.mdStatus.Store(0)
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"issuer":"` + "http://" + r.Host + `"}`))
 	}))
@@ -300,6 +305,37 @@ func TestDiscovery(t *testing.T) {
 	k := f.set.Load().Signing()
 	if _, err := v.Verify(ctx, forge(t, k, f.goodHeader(k), with(f.goodClaims(), "iss", "https://auth.example.com"))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A service may start before tokend: New then returns a Verifier that
+// reads the metadata on first use, and answers ErrUnavailable until it can.
+func TestNewBeforeTokend(t *testing.T) {
+	ctx := context.Background()
+	// Nothing listens there: a network error.
+	v, err := verify.New(ctx, "http://127.0.0.1:1", verify.WithAudience("orders"))
+	if err != nil {
+		t.Fatalf("unreachable issuer: %v", err)
+	}
+	if _, err := v.Verify(ctx, "a.b.c"); !errors.Is(err, verify.ErrInvalid) {
+		t.Fatalf("a malformed token needs no keys: %v", err)
+	}
+
+	// tokend answers 503 (starting), then comes up.
+	f := newFakeIssuer(t, verify.ES256)
+	f.mdStatus.Store(http.StatusServiceUnavailable)
+	v = newVerifier(t, f)
+	tok := f.mint(t, defaultClaims)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, verify.ErrUnavailable) {
+		t.Fatalf("tokend down: %v", err)
+	}
+	if f.fetches.Load() != 0 {
+		t.Fatal("fetched a JWKS without metadata")
+	}
+	f.mdStatus.Store(0)
+	f.clock.Advance(verify.MinCacheTTL) // failures are retried at most once a second
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("tokend up: %v", err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokend/tokend/internal/redisinfo"
+	"github.com/tokend/tokend/store/redisstore"
 	"github.com/tokend/tokend/verify"
 )
 
@@ -80,7 +81,10 @@ func setup(ctx context.Context, o options) (*rig, error) {
 			return r, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
-		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+		// As docs/operations.md configures it (the session records' hash
+		// encoding decides the memory per session).
+		cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+			"--hash-max-listpack-value", strconv.Itoa(redisstore.ListpackValue))
 		if err := cmd.Start(); err != nil {
 			return r, fmt.Errorf("start redis-server (is it installed?): %w", err)
 		}

@@ -10,8 +10,9 @@ import (
 // verifyScenario measures local verification of access tokens with the
 // verify package, as a resource server does: one Verifier (JWKS fetched
 // once from tokend, then cached), each virtual client verifying its own
-// token, no network per verification.
-var verifyScenario = scenario{name: "verify", what: "local verification with verify (in-process, ES256)", inproc: true,
+// token again and again — after the first, from the verified-token cache —
+// no network per verification.
+var verifyScenario = scenario{name: "verify", what: "local verification with verify (in-process, ES256, tokens seen before)", inproc: true,
 	prepare: func(ctx context.Context, r *rig, c *conn, id int) (step, error) {
 		v, err := r.sharedVerifier(ctx)
 		if err != nil {

@@ -12,25 +12,31 @@ import (
 
 	"github.com/tokend/tokend/internal/testclient"
 	"github.com/tokend/tokend/internal/testredis"
+	"github.com/tokend/tokend/token"
 )
 
 // The failover runbook of docs/operations.md (a planned Sentinel failover,
 // SENTINEL FAILOVER, the Redis upgrade path) while 16 frontends refresh
 // their own sessions as fast as they can, through three `tokend serve`
 // processes on a redis+sentinel:// URL, retrying with the same token after
-// a 503 or a network error exactly as docs/integration.md says. A rotation
+// a 503 or a network error exactly as docs/integration.md says. Just
+// before the failover the refresh key is rotated (`tokend keys rotate
+// --only refresh`, which every replica loads within a second). A rotation
 // the old master acknowledged and then lost to the promotion must not end
-// a session: none ends, and every token held at the end still refreshes.
+// a session, and neither must the new key: none ends, every token held at
+// the end still refreshes (each session under the key it started with),
+// and sign-ins after the rotation start with the new key.
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	const frontends = 16
 	master := testredis.StartServer(t)
 	testredis.StartReplica(t, master)
 	sentinel := testredis.StartSentinel(t, "tokend", master)
-	d := deploy(t, testredis.SentinelURL("tokend", sentinel))
+	d := deploy(t, testredis.SentinelURL("tokend", sentinel), "JWT_KEYS_RELOAD_INTERVAL=200ms")
 	rts := make([]string, frontends)
 	for i := range rts {
 		rts[i] = d.signIn(i, d.users[i%len(d.users)])
 	}
+	firstKey := refreshKeyID(t, rts[0])
 
 	var (
 		ty        testclient.Tally
@@ -89,6 +95,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 		}
 	}
 	waitFor(0, 3)
+	mustRunBin(t, d.bin, d.env, "", "keys", "rotate", "--only", "refresh")
 	start := time.Now()
 	from, to := sentinel.Failover("tokend")
 	phase.Store(1)
@@ -98,11 +105,38 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d answers 503, %d network errors during the load", unavail.Load(), netErrors.Load())
 
-	// Every held token still works, at each replica.
+	// Every held token still works, at each replica, under the key its
+	// session started with.
 	c := &testclient.Client{HTTP: d.hc, ClientID: "web", TokenURL: func(n int) string { return d.url(n, "/oauth/token") }}
-	ty.Alive(t, c, rts)
-	ty.Check(t, "planned Sentinel failover", frontends)
+	for i, rt := range ty.Alive(t, c, rts) {
+		if rt != "" && refreshKeyID(t, rt) != firstKey {
+			t.Errorf("session %d moved from key %s to %s", i, firstKey, refreshKeyID(t, rt))
+		}
+	}
+	ty.Check(t, "planned Sentinel failover and a refresh key rotation", frontends)
+	// New sessions start with the new key once the replicas loaded it.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		kid := refreshKeyID(t, d.signIn(i, d.users[0]))
+		if kid != firstKey {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %d still signs in with the old refresh key %s 10 s after the rotation", i%3, kid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	d.logRotations()
+}
+
+// refreshKeyID returns the refresh key id a refresh token names.
+func refreshKeyID(t *testing.T, rt string) string {
+	t.Helper()
+	p, err := token.ParseRefresh(rt)
+	if err != nil {
+		t.Fatalf("a refresh token that does not parse: %v", err)
+	}
+	return p.KeyID
 }
 
 // logRotations logs each replica's rotation counters by outcome (how many

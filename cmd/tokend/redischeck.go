@@ -25,7 +25,10 @@ import (
 //     error instead;
 //   - a node whose clock differs from ours by more than the access-token
 //     verification leeway gets a warning: the session and rate-limit times
-//     tokend and its scripts compare come from both clocks.
+//     tokend and its scripts compare come from both clocks;
+//   - a node whose hash-max-listpack-value is below
+//     redisstore.ListpackValue gets a warning: sessions then take several
+//     times the memory (where CONFIG is forbidden it is not checked).
 //
 // It returns the readiness check for /readyz: a ping, then whether Redis
 // is out of memory (so a full Redis, which answers 503 to every sign-in
@@ -102,6 +105,10 @@ func judgeRedis(nodes []redisstore.NodeSettings, cfg config.Config, log *slog.Lo
 		if skew := n.ClockSkew.Abs(); skew > token.AccessLeeway {
 			log.Warn("the Redis server's clock differs from this host's by more than the token verification leeway; sync both with NTP",
 				node, slog.Duration("skew", n.ClockSkew), slog.Duration("leeway", token.AccessLeeway))
+		}
+		if n.ListpackValue > 0 && n.ListpackValue < redisstore.ListpackValue {
+			log.Warn(fmt.Sprintf("Redis hash-max-listpack-value is %d, below the %d tokend's session records need to stay compact: sessions take several times the memory (docs/operations.md, \"Memory limits and eviction\"); set it with redis-server --hash-max-listpack-value %d, or CONFIG SET and CONFIG REWRITE",
+				n.ListpackValue, redisstore.ListpackValue, redisstore.ListpackValue), node)
 		}
 		if n.OutOfMemory() {
 			log.Error("Redis is out of memory (used_memory above maxmemory): sign-ins and refreshes fail with 503 until memory is freed or maxmemory raised",

@@ -131,7 +131,8 @@ func TestServeRedisOutOfMemory(t *testing.T) {
 }
 
 // The rules on given settings: the clock warning (which a real Redis on
-// this host cannot provoke), the policy error and its override.
+// this host cannot provoke), the policy error and its override, the
+// listpack warning.
 func TestJudgeRedis(t *testing.T) {
 	var buf strings.Builder
 	log := slog.New(slog.NewTextHandler(&buf, nil))
@@ -149,6 +150,8 @@ func TestJudgeRedis(t *testing.T) {
 		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, false, true, nil},
 		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, true, false, []string{"level=ERROR", "REDIS_ALLOW_EVICTION=true"}},
 		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", MaxMemory: 100, UsedMemory: 101}, false, false, []string{"level=ERROR", "out of memory"}},
+		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", ListpackValue: 64}, false, false, []string{"level=WARN", "hash-max-listpack-value is 64"}},
+		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", ListpackValue: redisstore.ListpackValue}, false, false, nil},
 	} {
 		buf.Reset()
 		err := judgeRedis([]redisstore.NodeSettings{ok, tc.node}, config.Config{RedisAllowEviction: tc.allow}, log)

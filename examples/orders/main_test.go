@@ -258,29 +258,42 @@ func TestStory4EndToEnd(t *testing.T) {
 func TestRun(t *testing.T) {
 	tokend, _ := startTokend(t, testclock.New(time.Now()))
 	addr := testredis.FreeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, addr, tokend, slog.New(slog.DiscardHandler), verify.WithAudience("orders")) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/orders")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusUnauthorized {
-				t.Fatalf("GET /orders: %d", resp.StatusCode)
+	serveOnce := func(issuer, tok string, want int) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, addr, issuer, slog.New(slog.DiscardHandler), verify.WithAudience("orders")) }()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/orders", nil)
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
 			}
-			break
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != want || (want == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "") {
+					t.Fatalf("GET /orders: %d, want %d", resp.StatusCode, want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
+		cancel()
+		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := run(context.Background(), addr, "http://127.0.0.1:1", slog.New(slog.DiscardHandler), verify.WithAudience("orders")); err == nil {
-		t.Fatal("run without a reachable tokend succeeded")
-	}
+	serveOnce(tokend, "", http.StatusUnauthorized)
+	// Started before tokend: it serves, and answers 503 until it can
+	// read tokend's keys.
+	serveOnce("http://127.0.0.1:1", unknownKeyToken, http.StatusServiceUnavailable)
 }
+
+// unknownKeyToken is a well-formed access token of an unknown key: checking
+// it needs the JWKS.
+const unknownKeyToken = "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiYXQrand0In0.e30.AAAA"

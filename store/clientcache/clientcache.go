@@ -68,7 +68,7 @@ var effects = map[string]string{
 	"CreateUser": passes, "User": passes, "UserByName": passes, "ListUsers": passes, "UpdateUser": passes,
 	"SetUserDisabled": passes, "DeleteUser": passes,
 	"CreateSession": passes, "Rotate": passes, "Logout": passes, "Session": passes, "ListSessions": passes,
-	"RevokeSession": passes, "RevokeUserSessions": passes,
+	"RevokeSession": passes, "RevokeUserSessions": passes, "UseProof": passes,
 	"Ping": passes, "Close": passes,
 }
 
@@ -166,6 +166,9 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 }
 func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) error {
 	return s.next.RevokeUserSessions(ctx, userID, except, reason, now)
+}
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) error {
+	return s.next.UseProof(ctx, p, req)
 }
 func (s *Store) Ping(ctx context.Context) error { return s.next.Ping(ctx) }
 func (s *Store) Close() error                   { return s.next.Close() }

@@ -39,9 +39,29 @@ type Store struct {
 	looks    map[string]string     // credential.Skeleton(username) → id
 	clients  map[string]store.Client
 	sessions map[string]map[string]*session // user id → session id → record
+	proofs   map[proofKey]recorded          // DPoP proof ids recorded
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// MaxProofs bounds the DPoP proof ids the store remembers at once. A
+// proof is recorded until its Expiry (a minute or so); when the bound is
+// reached the expired ones are dropped, and if none are, a new proof is
+// refused with an error (the server answers 503) rather than accepted
+// unchecked.
+const MaxProofs = 100_000
+
+var errProofsFull = errors.New("memstore: too many DPoP proofs in their replay window")
+
+// proofKey is a recorded proof id, kept per user (sign-ins and rotations)
+// or under "" (UseProof), as the Redis store keeps them.
+type proofKey struct{ userID, id string }
+
+// recorded is who recorded a proof id, and until when.
+type recorded struct {
+	by    store.RequestID
+	until time.Time
 }
 
 // session is a session record.
@@ -64,6 +84,7 @@ func newStore(clock func() time.Time, every time.Duration) *Store {
 		looks:    map[string]string{},
 		clients:  map[string]store.Client{},
 		sessions: map[string]map[string]*session{},
+		proofs:   map[proofKey]recorded{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -101,6 +122,38 @@ func (s *Store) expire() {
 			delete(s.sessions, uid)
 		}
 	}
+	for k, r := range s.proofs {
+		if !now.Before(r.until) {
+			delete(s.proofs, k)
+		}
+	}
+}
+
+// recordedBy returns who recorded the proof id under userID ("" for
+// UseProof), or nil. Called with mu held.
+func (s *Store) recordedBy(userID string, p *store.Proof) *store.RequestID {
+	if p == nil {
+		return nil
+	}
+	r, ok := s.proofs[proofKey{userID, p.ID}]
+	if !ok || !s.clock().Before(r.until) {
+		return nil
+	}
+	return &r.by
+}
+
+// recordProof remembers the proof id until its expiry. Called with mu
+// held, after recordedBy found no other request's record.
+func (s *Store) recordProof(userID string, p *store.Proof, by store.RequestID) error {
+	k := proofKey{userID, p.ID}
+	if _, ok := s.proofs[k]; !ok && len(s.proofs) >= MaxProofs {
+		s.expire()
+		if len(s.proofs) >= MaxProofs {
+			return errProofsFull
+		}
+	}
+	s.proofs[k] = recorded{by: by, until: fields.Round(p.Expiry)}
+	return nil
 }
 
 // lock takes mu, or returns errClosed (without holding mu) after Close.
@@ -166,7 +219,7 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	}
 	u.Roles = fields.Words(roles)
 	u.CreatedAt, u.UpdatedAt = fields.Round(u.CreatedAt), fields.Round(u.UpdatedAt)
-	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason = time.Time{}, "", ""
+	u.SessionsEnded, u.SessionsExempt, u.SessionsEndReason, u.LastSignIn = time.Time{}, "", "", time.Time{}
 	s.users[u.ID] = u
 	s.names[name] = u.ID
 	s.looks[look] = u.ID
@@ -256,7 +309,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	now = fields.Round(fields.NowOr(now))
 	u.Disabled, u.UpdatedAt = disabled, now
 	if disabled {
-		endSessions(&u, "", store.ReasonUserDisable, now)
+		store.EndSessions(&u, "", store.ReasonUserDisable, now)
 	}
 	s.users[id] = u
 	return nil
@@ -300,6 +353,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	c.SecretHash = bytesOrNil(c.SecretHash)
 	c.Grants = fields.Words(strings.Join(c.Grants, " "))
 	c.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	c.Audiences = fields.Words(strings.Join(c.Audiences, " "))
 	c.CreatedAt = fields.Round(c.CreatedAt)
 	c.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = c
@@ -333,8 +387,8 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return out, nil
 }
 
-// UpdateClient replaces the client's secret hash, grants, scopes and
-// TokensNotBefore, or returns ErrNotFound.
+// UpdateClient replaces the client's secret hash, grants, scopes,
+// audiences, RequireDPoP and TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if err := s.lock(); err != nil {
 		return err
@@ -347,6 +401,8 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	old.SecretHash = bytesOrNil(c.SecretHash)
 	old.Grants = fields.Words(strings.Join(c.Grants, " "))
 	old.Scopes = fields.Words(strings.Join(c.Scopes, " "))
+	old.Audiences = fields.Words(strings.Join(c.Audiences, " "))
+	old.RequireDPoP = c.RequireDPoP
 	old.TokensNotBefore = fields.Round(c.TokensNotBefore)
 	s.clients[c.ID] = old
 	return nil
@@ -392,6 +448,9 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 	if x.UserID != "" && x.ID == "" {
 		return nil, errors.New("memstore: create session: empty session id")
 	}
+	if err := ns.Proof.Check(); err != nil {
+		return nil, err
+	}
 	if err := s.lock(); err != nil {
 		return nil, err
 	}
@@ -404,11 +463,25 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 		return nil, store.ErrConflict
 	}
 	created := fields.Round(x.CreatedAt)
+	var jkt string
+	if ns.Proof != nil {
+		if s.recordedBy(x.UserID, ns.Proof) != nil {
+			return nil, store.ErrProofReplayed
+		}
+		if err := s.recordProof(x.UserID, ns.Proof, store.RequestID{}); err != nil {
+			return nil, err
+		}
+		jkt = ns.Proof.JKT
+	}
+	u.LastSignIn = created
+	s.users[x.UserID] = u
 	rec := &session{
 		s: store.Session{
 			ID:        x.ID,
 			UserID:    x.UserID,
 			ClientID:  x.ClientID,
+			KeyID:     x.KeyID,
+			JKT:       jkt,
 			Scope:     x.Scope,
 			UserAgent: store.TruncateUserAgent(x.UserAgent),
 			IP:        x.IP,
@@ -473,17 +546,22 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 		return store.Rotated{}, err
 	}
 	defer s.mu.Unlock()
+	if err := r.Proof.Check(); err != nil {
+		return store.Rotated{}, err
+	}
 	r.Now = fields.Round(fields.NowOr(r.Now))
 	x, sp, u := s.load(r.UserID, r.SessionID)
-	v := store.Decide(sp, u, r)
-	if v.Revoke != "" {
-		x.revoke(v.Revoke, v.RevokeAt)
+	v := store.Decide(sp, u, r, s.recordedBy(r.UserID, r.Proof))
+	if v.RecordProof {
+		if err := s.recordProof(r.UserID, r.Proof, r.RequestID); err != nil {
+			return store.Rotated{}, err
+		}
+	}
+	if x != nil {
+		v.Apply(&x.s, r)
 	}
 	if v.Err != nil {
 		return store.Rotated{}, v.Err
-	}
-	if v.Write {
-		x.s.Generation, x.s.UpdatedAt, x.s.LastRequest = v.Generation, r.Now, r.RequestID
 	}
 	return store.Rotated{
 		Session: x.s, Scope: store.NormalScope(r.Scope, x.s.Scope), Roles: slices.Clone(u.Roles), Outcome: v.Outcome,
@@ -497,14 +575,21 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 		return store.Session{}, err
 	}
 	defer s.mu.Unlock()
+	if err := l.Proof.Check(); err != nil {
+		return store.Session{}, err
+	}
 	now := fields.Round(fields.NowOr(l.Now))
 	x, sp, u := s.load(l.UserID, l.SessionID)
-	v := store.Decide(sp, u, store.Rotation{
-		UserID: l.UserID, SessionID: l.SessionID, Generation: l.Generation, ClientID: l.ClientID,
-		Now: now, ReuseWindow: l.ReuseWindow,
-	})
-	if v.Revoke != "" {
-		x.revoke(v.Revoke, v.RevokeAt)
+	r := store.Rotation{Presentation: l.Presentation}
+	r.Now = now
+	v := store.Decide(sp, u, r, s.recordedBy(l.UserID, l.Proof))
+	if v.RecordProof {
+		if err := s.recordProof(l.UserID, l.Proof, l.RequestID); err != nil {
+			return store.Session{}, err
+		}
+	}
+	if x != nil && v.Revoke != "" {
+		v.Apply(&x.s, r)
 	}
 	if x == nil {
 		return store.Session{}, v.Err
@@ -512,9 +597,9 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	if v.Err == nil {
 		switch l.Scope {
 		case store.LogoutGlobal:
-			endSessions(u, "", store.ReasonLogout, now)
+			store.EndSessions(u, "", store.ReasonLogout, now)
 		case store.LogoutOthers:
-			endSessions(u, l.SessionID, store.ReasonLogout, now)
+			store.EndSessions(u, l.SessionID, store.ReasonLogout, now)
 		default:
 			x.revoke(store.ReasonLogout, now)
 		}
@@ -587,18 +672,25 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 	if !ok {
 		return nil
 	}
-	endSessions(&u, except, fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
+	store.EndSessions(&u, except, fields.ReasonOr(reason), fields.Round(fields.NowOr(now)))
 	s.users[userID] = u
 	return nil
 }
 
-// endSessions sets u's SessionsEnded to now (never moving it back), with
-// the exempt session and the reason.
-func endSessions(u *store.User, except, reason string, now time.Time) {
-	if now.After(u.SessionsEnded) {
-		u.SessionsEnded = now
+// UseProof records a proof id for a request without a session, or
+// returns ErrProofReplayed.
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) error {
+	if err := p.Check(); err != nil {
+		return err
 	}
-	u.SessionsExempt, u.SessionsEndReason = except, reason
+	if err := s.lock(); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if by := s.recordedBy("", &p); by != nil && (*by != req || req == store.RequestID{}) {
+		return store.ErrProofReplayed
+	}
+	return s.recordProof("", &p, req)
 }
 
 // revoke marks the session revoked unless it already is.
@@ -624,5 +716,6 @@ func copyClient(c store.Client) store.Client {
 	c.SecretHash = slices.Clone(c.SecretHash)
 	c.Grants = slices.Clone(c.Grants)
 	c.Scopes = slices.Clone(c.Scopes)
+	c.Audiences = slices.Clone(c.Audiences)
 	return c
 }

@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,6 +18,16 @@ func newTestStore(t *testing.T) store.Store {
 	return s
 }
 
+// clockedStore returns a store on a settable clock, sweeping every
+// interval, and the clock's start; it is closed when the test ends.
+func clockedStore(t *testing.T, every time.Duration) (*Store, *testclock.Clock, time.Time) {
+	now := time.Now().Truncate(time.Millisecond)
+	clock := testclock.New(now)
+	s := newStore(clock.Now, every)
+	t.Cleanup(func() { s.Close() })
+	return s, clock, now
+}
+
 func TestConformance(t *testing.T) {
 	storetest.Run(t, newTestStore)
 }
@@ -25,10 +36,7 @@ func TestConformance(t *testing.T) {
 // after their expiry, by the wall clock, and Close stops it.
 func TestSweeper(t *testing.T) {
 	ctx := context.Background()
-	now := time.Now().Truncate(time.Millisecond)
-	clock := testclock.New(now)
-	s := newStore(clock.Now, time.Millisecond)
-	defer s.Close()
+	s, clock, now := clockedStore(t, time.Millisecond)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -107,8 +115,17 @@ func TestClosed(t *testing.T) {
 			_, err := s.CreateSession(ctx, store.NewSession{Session: store.Session{ID: "s", UserID: "u"}})
 			return err
 		},
-		"Rotate":             func() error { _, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s"}); return err },
-		"Logout":             func() error { _, err := s.Logout(ctx, store.Logout{UserID: "u", SessionID: "s"}); return err },
+		"Rotate": func() error {
+			_, err := s.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "u", SessionID: "s"}})
+			return err
+		},
+		"Logout": func() error {
+			_, err := s.Logout(ctx, store.Logout{Presentation: store.Presentation{UserID: "u", SessionID: "s"}})
+			return err
+		},
+		"UseProof": func() error {
+			return s.UseProof(ctx, store.Proof{ID: "p", Expiry: time.Now().Add(time.Minute)}, store.RequestID{1})
+		},
 		"Session":            func() error { _, err := s.Session(ctx, "u", "s"); return err },
 		"ListSessions":       func() error { _, err := s.ListSessions(ctx, "u", now); return err },
 		"RevokeSession":      func() error { return s.RevokeSession(ctx, "u", "s", "", now) },
@@ -139,11 +156,46 @@ func TestRotateDeletedUser(t *testing.T) {
 	s.mu.Lock()
 	delete(s.users, "u")
 	s.mu.Unlock()
-	_, err := s.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s", ClientID: "web", Now: now})
+	_, err := s.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "u", SessionID: "s", ClientID: "web", Now: now}})
 	if !errors.Is(err, store.ErrUserInactive) {
 		t.Fatalf("Rotate: %v", err)
 	}
 	if x, _ := s.Session(ctx, "u", "s"); x.RevokeReason != store.ReasonUserDeleted {
 		t.Fatalf("session: %+v", x)
+	}
+}
+
+// TestProofBound: the replay ids held are bounded by MaxProofs; at the
+// bound the expired ones make room, and with none expired a new proof is
+// refused with an error — never accepted unchecked, never taken for a
+// replay.
+func TestProofBound(t *testing.T) {
+	ctx := context.Background()
+	s, clock, now := clockedStore(t, time.Hour)
+	proof := func(i int, ttl time.Duration) store.Proof {
+		return store.Proof{JKT: "k", ID: fmt.Sprint("p", i), Expiry: now.Add(ttl)}
+	}
+	for i := range MaxProofs {
+		ttl := time.Hour
+		if i%2 == 0 {
+			ttl = time.Minute
+		}
+		if err := s.UseProof(ctx, proof(i, ttl), store.RequestID{1}); err != nil {
+			t.Fatalf("proof %d: %v", i, err)
+		}
+	}
+	err := s.UseProof(ctx, proof(-1, time.Hour), store.RequestID{1})
+	if err == nil || errors.Is(err, store.ErrProofReplayed) {
+		t.Fatalf("a proof beyond the bound: %v", err)
+	}
+	if err := s.UseProof(ctx, proof(1, time.Hour), store.RequestID{2}); !errors.Is(err, store.ErrProofReplayed) {
+		t.Fatalf("a recorded proof at the bound: %v", err)
+	}
+	clock.Advance(2 * time.Minute) // half of them expire
+	if err := s.UseProof(ctx, proof(-1, time.Hour), store.RequestID{1}); err != nil {
+		t.Fatalf("a proof after half the others expired: %v", err)
+	}
+	if n := len(s.proofs); n != MaxProofs/2+1 {
+		t.Fatalf("%d replay ids held, want %d", n, MaxProofs/2+1)
 	}
 }

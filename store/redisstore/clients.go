@@ -19,7 +19,8 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}
 	created, err := hsetNew.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"id", c.ID, "sh", c.SecretHash, "pub", flag(c.Public), "gr", strings.Join(c.Grants, " "),
-		"sc", strings.Join(c.Scopes, " "), "ca", fields.Millis(c.CreatedAt), "nb", fields.Millis(c.TokensNotBefore)).Int()
+		"sc", strings.Join(c.Scopes, " "), "au", strings.Join(c.Audiences, " "), "dp", flag(c.RequireDPoP),
+		"ca", fields.Millis(c.CreatedAt), "nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("create client", err)
 	}
@@ -73,15 +74,15 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return clients, nil
 }
 
-// UpdateClient replaces the client's secret hash, grants, scopes and
-// TokensNotBefore, or returns ErrNotFound.
+// UpdateClient replaces the client's secret hash, grants, scopes,
+// audiences, RequireDPoP and TokensNotBefore, or returns ErrNotFound.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	if c.ID == "" {
 		return store.ErrNotFound
 	}
 	done, err := hsetExisting.Run(ctx, s.rdb, []string{s.clientKey(c.ID)},
 		"sh", c.SecretHash, "gr", strings.Join(c.Grants, " "), "sc", strings.Join(c.Scopes, " "),
-		"nb", fields.Millis(c.TokensNotBefore)).Int()
+		"au", strings.Join(c.Audiences, " "), "dp", flag(c.RequireDPoP), "nb", fields.Millis(c.TokensNotBefore)).Int()
 	if err != nil {
 		return wrap("update client", err)
 	}
@@ -111,11 +112,13 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 
 func parseClient(m map[string]string) store.Client {
 	c := store.Client{
-		ID:        m["id"],
-		Public:    m["pub"] == "1",
-		Grants:    fields.Words(m["gr"]),
-		Scopes:    fields.Words(m["sc"]),
-		CreatedAt: msTime(m["ca"]),
+		ID:          m["id"],
+		Public:      m["pub"] == "1",
+		Grants:      fields.Words(m["gr"]),
+		Scopes:      fields.Words(m["sc"]),
+		Audiences:   fields.Words(m["au"]),
+		RequireDPoP: m["dp"] == "1",
+		CreatedAt:   msTime(m["ca"]),
 		// Absent in a record written before it existed: zero.
 		TokensNotBefore: msTime(m["nb"]),
 	}

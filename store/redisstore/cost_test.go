@@ -73,9 +73,12 @@ func TestRedisCost(t *testing.T) {
 		for i := range ss {
 			ss[i] = store.Session{ID: randomID(), UserID: u.ID, ClientID: "web", Scope: "openid profile", UserAgent: ua,
 				IP: "203.0.113.7", CreatedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
-			ea := ss[i].ExpiresAt.UnixMilli()
-			createSession.EvalSha(ctx, pipe, []string{s.userKey(u.ID), s.indexKey(u.ID), s.sessionKey(u.ID, ss[i].ID)},
-				ss[i].ID, "web", ss[i].Scope, ua, ss[i].IP, ss[i].CreatedAt.UnixMilli(), ea, ea+store.TombstoneGrace.Milliseconds(), n+1)
+			x := ss[i]
+			x.UpdatedAt = x.CreatedAt
+			rec, err := encodeSession(x)
+			must(t, err)
+			createSession.EvalSha(ctx, pipe, []string{s.userKey(u.ID), s.sessionsKey(u.ID)},
+				x.ID, rec, x.CreatedAt.UnixMilli(), x.ExpiresAt.Add(store.TombstoneGrace).UnixMilli(), n+1)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			t.Fatal(err)
@@ -85,8 +88,7 @@ func TestRedisCost(t *testing.T) {
 	rotation := func(x store.Session, gen uint64) store.Rotation {
 		var rq store.RequestID
 		_, _ = rand.Read(rq[:])
-		return store.Rotation{UserID: x.UserID, SessionID: x.ID, Generation: gen, ClientID: "web", Now: now,
-			ReuseWindow: 30 * time.Second, RequestID: rq}
+		return store.Rotation{Presentation: store.Presentation{UserID: x.UserID, SessionID: x.ID, Generation: gen, ClientID: "web", Now: now, ReuseWindow: 30 * time.Second, RequestID: rq}}
 	}
 
 	// Rotation: one session, 2,000 rotations in a chain.
@@ -131,7 +133,7 @@ func TestRedisCost(t *testing.T) {
 		// Warm up (the first calls after a burst of writes are slower,
 		// whatever the number of sessions).
 		for range 20 {
-			l := store.Logout{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Scope: store.LogoutOthers, Now: now}
+			l := store.Logout{Presentation: store.Presentation{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Now: now}, Scope: store.LogoutOthers}
 			if _, err := s.Logout(ctx, l); err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +142,7 @@ func TestRedisCost(t *testing.T) {
 			var usec, calls float64
 			var cmds int64
 			for k := range repeats {
-				l := store.Logout{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Scope: scope, Now: now.Add(time.Duration(k) * time.Millisecond)}
+				l := store.Logout{Presentation: store.Presentation{UserID: u.ID, SessionID: ss[0].ID, Generation: 1, ClientID: "web", Now: now.Add(time.Duration(k) * time.Millisecond)}, Scope: scope}
 				if scope == store.LogoutGlobal {
 					x := ss[0]
 					x.ID, x.CreatedAt = randomID(), now.Add(time.Duration(2*k)*time.Millisecond+time.Hour)
@@ -216,8 +218,7 @@ func BenchmarkRotateRedisCost(b *testing.B) {
 	rotate := func() {
 		var rq store.RequestID
 		_, _ = rand.Read(rq[:])
-		if _, err := s.Rotate(ctx, store.Rotation{UserID: u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web",
-			Now: time.Now(), ReuseWindow: 30 * time.Second, RequestID: rq}); err != nil {
+		if _, err := s.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: u.ID, SessionID: ses.ID, Generation: gen, ClientID: "web", Now: time.Now(), ReuseWindow: 30 * time.Second, RequestID: rq}}); err != nil {
 			b.Fatal(err)
 		}
 		gen++

@@ -24,26 +24,32 @@
 // With prefix p (default "tokend:") and a user id uid:
 //
 //	p{uid}:user        STRING user record (with nb, nbx: see below)
-//	p{uid}:sessions    ZSET   session id → last use (unix ms): the user's session index
-//	p{uid}:s:<sid>     STRING session record; expires (PXAT) at expiry + store.TombstoneGrace
+//	p{uid}:s           HASH   session id → session record: the user's sessions and their index;
+//	                          expires (PXAT) with the longest-lived, at its expiry + store.TombstoneGrace
+//	p{uid}:p:<id>      STRING a DPoP proof id a sign-in or rotation recorded: the request id; expires with the proof
+//	pdpop:<id>         STRING the same for UseProof
 //	pname:<lowercase>  STRING uid
 //	pusers             SET    uids
-//	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) ca
+//	pclient:<id>       HASH   id sh(secret hash) pub gr(grants) sc(scopes) au(audiences) dp(DPoP required) ca
 //	pclients           SET    client ids
 //
 // Every key of a user carries the hash tag {uid}, so every script, which
 // touches only one user's keys, runs in one Cluster slot. Operations that
 // span users (the name, users and clients keys) are single-key commands.
 //
-// User and session records are strings of a fixed binary layout (the
-// field list is in scripts.go), written by the scripts with Redis's
-// built-in struct library and decoded in Go (codec.go). A session holds
-// its client, granted scope, device, IP, the generation of its current
-// refresh token, created / last used / expires / revoked times, the
-// revocation reason and the id of the request that made the last
+// User and session records have a fixed binary layout (the field list is
+// in scripts.go), written by the scripts with Redis's built-in struct
+// library, or in Go for a new session, and decoded in Go (codec.go). A
+// session holds its client, granted scope, the refresh key it started
+// with, the DPoP key it is bound to, device, IP, the generation of its
+// current refresh token, created / last used / expires / revoked times,
+// the revocation reason and the id of the request that made the last
 // rotation — nothing derived from a token: refresh tokens are MACs the
 // server computes from (user, session, generation). A rotation rewrites a
-// fixed-size header, so a session never grows.
+// fixed-size header, so a session never grows; the User-Agent is stored
+// compressed (useragent.go). Redis keeps a user's sessions in the compact
+// listpack encoding while every record is at most hash-max-listpack-value
+// bytes: ListpackValue says what tokend needs.
 //
 // The user's nb (not-before, unix ms), nbx (one exempt session id) and nbr
 // (reason) end, lazily, every session created at or before nb except nbx:
@@ -51,13 +57,14 @@
 // write whatever the number of sessions, and the rotate, logout, list and
 // session reads apply the rule (store.Decide, store.Effective).
 //
-// A session record outlives its absolute expiry by store.TombstoneGrace,
-// so an expired or revoked session is reported as such rather than as
-// unknown for a while. The index holds at most the session cap
-// (store.NewSession.Max) of entries — live or ended — because
-// createSession drops the least recently used ones (ending those still
-// active) before adding one; it expires with its longest-lived session,
-// so memory stays bounded without a cleanup job.
+// A session record outlives its absolute expiry by store.TombstoneGrace
+// (by Redis's clock, as a key expiry would), so an expired or revoked
+// session is reported as such rather than as unknown for a while. The
+// sessions hash holds at most the session cap (store.NewSession.Max) of
+// records after a sign-in that needed room — createSession drops gone
+// records, ends the least recently used active sessions beyond the cap,
+// and drops the least recently used ended ones — and expires with its
+// longest-lived session, so memory stays bounded without a cleanup job.
 package redisstore
 
 import (
@@ -292,11 +299,10 @@ func (s *Store) Close() error {
 
 // Keys.
 
-func (s *Store) userTag(uid string) string         { return s.prefix + "{" + uid + "}:" }
-func (s *Store) userKey(uid string) string         { return s.userTag(uid) + "user" }
-func (s *Store) indexKey(uid string) string        { return s.userTag(uid) + "sessions" }
-func (s *Store) sessionTag(uid string) string      { return s.userTag(uid) + "s:" }
-func (s *Store) sessionKey(uid, sid string) string { return s.sessionTag(uid) + sid }
+func (s *Store) userTag(uid string) string      { return s.prefix + "{" + uid + "}:" }
+func (s *Store) userKey(uid string) string      { return s.userTag(uid) + "user" }
+func (s *Store) sessionsKey(uid string) string  { return s.userTag(uid) + "s" }
+func (s *Store) proofKey(uid, id string) string { return s.userTag(uid) + "p:" + id }
 func (s *Store) nameKey(username string) string {
 	return s.prefix + "name:" + strings.ToLower(username)
 }

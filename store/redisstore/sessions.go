@@ -27,15 +27,29 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 	if x.ID == "" {
 		return nil, errors.New("redisstore: create session: empty session id")
 	}
+	if err := ns.Proof.Check(); err != nil {
+		return nil, err
+	}
 	limit := ns.Max
 	if limit <= 0 {
 		limit = store.DefaultMaxSessions
 	}
-	ea := fields.Millis(x.ExpiresAt)
-	res, err := createSession.Run(ctx, s.rdb,
-		[]string{s.userKey(x.UserID), s.indexKey(x.UserID), s.sessionKey(x.UserID, x.ID)},
-		x.ID, x.ClientID, x.Scope, store.TruncateUserAgent(x.UserAgent), x.IP,
-		fields.Millis(x.CreatedAt), ea, ea+store.TombstoneGrace.Milliseconds(), limit).StringSlice()
+	x.JKT = ""
+	if ns.Proof != nil {
+		x.JKT = ns.Proof.JKT
+	}
+	x.Generation, x.UpdatedAt, x.LastRequest, x.RevokedAt = 0, x.CreatedAt, store.RequestID{}, time.Time{}
+	rec, err := encodeSession(x)
+	if err != nil {
+		return nil, wrap("create session", err)
+	}
+	keys := []string{s.userKey(x.UserID), s.sessionsKey(x.UserID)}
+	args := []any{x.ID, rec, fields.Millis(x.CreatedAt), fields.Millis(x.ExpiresAt) + store.TombstoneGrace.Milliseconds(), limit}
+	if p := ns.Proof; p != nil {
+		keys = append(keys, s.proofKey(x.UserID, p.ID))
+		args = append(args, fields.Millis(p.Expiry))
+	}
+	res, err := createSession.Run(ctx, s.rdb, keys, args...).StringSlice()
 	if err != nil {
 		return nil, wrap("create session", err)
 	}
@@ -52,6 +66,8 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 		return nil, store.ErrUserInactive
 	case "conflict":
 		return nil, store.ErrConflict
+	case "replayed":
+		return nil, store.ErrProofReplayed
 	}
 	return nil, fmt.Errorf("redisstore: create session: unexpected reply %q", res[0])
 }
@@ -59,12 +75,15 @@ func (s *Store) CreateSession(ctx context.Context, ns store.NewSession) ([]strin
 // refusals maps the rotate and logout scripts' refusals to the store's
 // errors ("reused" carries a cause: reuseError).
 var refusals = map[string]error{
-	"unknown":  store.ErrTokenUnknown,
-	"inactive": store.ErrUserInactive,
-	"revoked":  store.ErrTokenRevoked,
-	"expired":  store.ErrTokenExpired,
-	"client":   store.ErrClientMismatch,
-	"scope":    store.ErrScopeWidened,
+	"unknown":        store.ErrTokenUnknown,
+	"inactive":       store.ErrUserInactive,
+	"revoked":        store.ErrTokenRevoked,
+	"expired":        store.ErrTokenExpired,
+	"client":         store.ErrClientMismatch,
+	"scope":          store.ErrScopeWidened,
+	"proof_required": store.ErrProofRequired,
+	"proof_key":      store.ErrProofKeyMismatch,
+	"replayed":       store.ErrProofReplayed,
 }
 
 var outcomes = map[string]store.Outcome{
@@ -87,14 +106,15 @@ func refusal(op, status, cause string) error {
 // Rotate applies the rotation rule (store.Decide) in one script, so of
 // concurrent presentations of one generation exactly one rotates.
 func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, error) {
+	if err := r.Proof.Check(); err != nil {
+		return store.Rotated{}, err
+	}
 	if r.UserID == "" || r.SessionID == "" || r.Generation >= store.MaxGeneration {
 		return store.Rotated{}, store.ErrTokenUnknown
 	}
 	scope := strings.Join(store.ScopeFields(r.Scope), " ")
-	res, err := rotate.Run(ctx, s.rdb,
-		[]string{s.sessionKey(r.UserID, r.SessionID), s.userKey(r.UserID), s.indexKey(r.UserID)},
-		r.SessionID, strconv.FormatUint(r.Generation, 10), r.ClientID, scope,
-		fields.Millis(fields.NowOr(r.Now)), window(r.ReuseWindow), r.RequestID[:], s.serverClock).Slice()
+	keys, args := s.presentation(r.Presentation, scope)
+	res, err := rotate.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return store.Rotated{}, wrap("rotate", err)
 	}
@@ -122,6 +142,21 @@ func (s *Store) Rotate(ctx context.Context, r store.Rotation) (store.Rotated, er
 	}, nil
 }
 
+// presentation returns the keys and ARGV of the rotate and logout
+// scripts: first is ARGV[1], then the presentation as the scripts'
+// presentation() reads it.
+func (s *Store) presentation(p store.Presentation, first string) ([]string, []any) {
+	keys := []string{s.sessionsKey(p.UserID), s.userKey(p.UserID)}
+	args := []any{first, p.SessionID, strconv.FormatUint(p.Generation, 10), p.ClientID, p.KeyID,
+		fields.Millis(fields.NowOr(p.Now)), window(p.ReuseWindow), p.RequestID[:], s.serverClock, "0"}
+	if p.Proof != nil {
+		keys = append(keys, s.proofKey(p.UserID, p.Proof.ID))
+		args[9] = "1"
+		args = append(args, encodeJKT(p.Proof.JKT), fields.Millis(p.Proof.Expiry))
+	}
+	return keys, args
+}
+
 // window encodes a reuse window in whole milliseconds, as store.Decide
 // counts it.
 func window(d time.Duration) int64 { return max(d.Milliseconds(), 0) }
@@ -139,13 +174,14 @@ func (s *Store) Logout(ctx context.Context, l store.Logout) (store.Session, erro
 	if !ok {
 		return store.Session{}, fmt.Errorf("redisstore: logout: unknown scope %d", l.Scope)
 	}
+	if err := l.Proof.Check(); err != nil {
+		return store.Session{}, err
+	}
 	if l.UserID == "" || l.SessionID == "" || l.Generation >= store.MaxGeneration {
 		return store.Session{}, store.ErrTokenUnknown
 	}
-	res, err := logout.Run(ctx, s.rdb,
-		[]string{s.sessionKey(l.UserID, l.SessionID), s.userKey(l.UserID), s.indexKey(l.UserID)},
-		l.SessionID, strconv.FormatUint(l.Generation, 10), l.ClientID,
-		fields.Millis(fields.NowOr(l.Now)), window(l.ReuseWindow), scope, s.serverClock).Slice()
+	keys, args := s.presentation(l.Presentation, scope)
+	res, err := logout.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return store.Session{}, wrap("logout", err)
 	}
@@ -184,26 +220,19 @@ func (s *Store) effective(userID, sessionID string, sv, uv any) (store.Session, 
 }
 
 // Session returns the session whatever its state (see store.Effective),
-// or ErrNotFound. One MGET of the session and its user (same slot).
+// or ErrNotFound. One script reads the session and its user (same slot).
 func (s *Store) Session(ctx context.Context, userID, sessionID string) (store.Session, error) {
 	if userID == "" || sessionID == "" {
 		return store.Session{}, store.ErrNotFound
 	}
-	vals, err := s.rdb.MGet(ctx, s.sessionKey(userID, sessionID), s.userKey(userID)).Result()
+	ss, err := s.readSessions(ctx, userID, sessionID)
 	if err != nil {
 		return store.Session{}, wrap("session", err)
 	}
-	if len(vals) != 2 || vals[0] == nil {
+	if len(ss) == 0 {
 		return store.Session{}, store.ErrNotFound
 	}
-	ses, err := s.effective(userID, sessionID, vals[0], vals[1])
-	if errors.Is(err, errRecord) && len(str(vals[0])) > 0 && str(vals[0])[0] != 1 {
-		return store.Session{}, store.ErrNotFound // a record of the layout before generations
-	}
-	if err != nil {
-		return store.Session{}, wrap("session", err)
-	}
-	return ses, nil
+	return ss[0], nil
 }
 
 // ListSessions returns the user's sessions active at now, newest first.
@@ -212,22 +241,12 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 		return []store.Session{}, nil
 	}
 	now = fields.NowOr(now)
-	res, err := listSessions.Run(ctx, s.rdb, []string{s.userKey(userID), s.indexKey(userID)}, s.sessionTag(userID)).Slice()
+	all, err := s.readSessions(ctx, userID, "")
 	if err != nil {
 		return nil, wrap("list sessions", err)
 	}
-	if len(res)%2 != 1 {
-		return nil, errors.New("redisstore: list sessions: malformed reply")
-	}
-	out := make([]store.Session, 0, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
-		if v := str(res[i+1]); v != "" && v[0] != 1 {
-			continue // a record of the layout before generations: it cannot be used
-		}
-		ses, err := s.effective(userID, str(res[i]), res[i+1], res[0])
-		if err != nil {
-			return nil, wrap("list sessions", err)
-		}
+	out := make([]store.Session, 0, len(all))
+	for _, ses := range all {
 		if ses.Active(now) {
 			out = append(out, ses)
 		}
@@ -238,14 +257,56 @@ func (s *Store) ListSessions(ctx context.Context, userID string, now time.Time) 
 	return out, nil
 }
 
+// readSessions returns the session sessionID of the user, or all the
+// user's sessions if it is "", as store.Effective makes them; records
+// gone by the wall clock (their expiry plus store.TombstoneGrace, when
+// the scripts stop reading them too) and of earlier layouts are left out.
+func (s *Store) readSessions(ctx context.Context, userID, sessionID string) ([]store.Session, error) {
+	args := []any{}
+	if sessionID != "" {
+		args = append(args, sessionID)
+	}
+	res, err := readSessions.Run(ctx, s.rdb, []string{s.userKey(userID), s.sessionsKey(userID)}, args...).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res)%2 != 1 {
+		return nil, errors.New("malformed reply")
+	}
+	var u *store.User
+	if res[0] != nil {
+		x, err := decodeUser(str(res[0]))
+		if err != nil {
+			return nil, err
+		}
+		u = &x
+	}
+	gone := time.Now().Add(-store.TombstoneGrace)
+	out := make([]store.Session, 0, len(res)/2)
+	for i := 1; i < len(res); i += 2 {
+		v := str(res[i+1])
+		if v == "" || v[0] != sessionVersion {
+			continue // a record of an earlier layout: its session ended
+		}
+		ses, err := decodeSession(userID, str(res[i]), v)
+		if err != nil {
+			return nil, err
+		}
+		if !ses.ExpiresAt.After(gone) {
+			continue
+		}
+		out = append(out, store.Effective(ses, u))
+	}
+	return out, nil
+}
+
 // RevokeSession revokes one session. Revoking a revoked session succeeds
 // and keeps the first time and reason; ErrNotFound if there is no record.
 func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason string, now time.Time) error {
 	if userID == "" || sessionID == "" {
 		return store.ErrNotFound
 	}
-	n, err := revokeSession.Run(ctx, s.rdb,
-		[]string{s.sessionKey(userID, sessionID), s.userKey(userID), s.indexKey(userID)},
+	n, err := revokeSession.Run(ctx, s.rdb, []string{s.sessionsKey(userID), s.userKey(userID)},
 		sessionID, fields.Millis(fields.NowOr(now)), fields.ReasonOr(reason)).Int()
 	if err != nil {
 		return wrap("revoke session", err)
@@ -263,10 +324,27 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason s
 	if userID == "" {
 		return nil
 	}
-	err := revokeUserSessions.Run(ctx, s.rdb, []string{s.userKey(userID), s.indexKey(userID)},
+	err := revokeUserSessions.Run(ctx, s.rdb, []string{s.userKey(userID)},
 		except, fields.Millis(fields.NowOr(now)), fields.ReasonOr(reason)).Err()
 	if err != nil {
 		return wrap("revoke user sessions", err)
+	}
+	return nil
+}
+
+// UseProof records a DPoP proof's id for a request without a session
+// (one script on the key <prefix>dpop:<id>), or returns
+// ErrProofReplayed.
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	n, err := useProof.Run(ctx, s.rdb, []string{s.prefix + "dpop:" + p.ID}, req[:], fields.Millis(p.Expiry)).Int()
+	if err != nil {
+		return wrap("use proof", err)
+	}
+	if n == 0 {
+		return store.ErrProofReplayed
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,13 +20,26 @@ import (
 // tokend answers with 503 and reports at /readyz (docs/operations.md).
 const NoEviction = "noeviction"
 
+// ListpackValue is the hash-max-listpack-value tokend's Redis should have
+// (Redis's default is 64). A user's sessions are one hash; while every
+// record in it is at most this many bytes, Redis keeps it in its compact
+// listpack encoding, which docs/performance.md's memory figures assume. A
+// session record with a browser's User-Agent takes 80 to 130 bytes, so
+// the default turns every user's sessions into a hash table of several
+// times the memory. Nothing else changes: a larger record (a long scope,
+// an uncommon User-Agent) makes only its own user's hash a hash table.
+const ListpackValue = 256
+
 // NodeSettings are one Redis node's settings that tokend depends on.
 type NodeSettings struct {
-	Addr            string        // the node ("" for a single node)
-	MaxMemoryPolicy string        // maxmemory-policy
-	MaxMemory       int64         // maxmemory in bytes; 0 = no limit
-	UsedMemory      int64         // used_memory minus mem_not_counted_for_evict: what Redis compares with maxmemory
-	ClockSkew       time.Duration // the node's TIME minus this process's clock (at the round trip's midpoint)
+	Addr            string // the node ("" for a single node)
+	MaxMemoryPolicy string // maxmemory-policy
+	MaxMemory       int64  // maxmemory in bytes; 0 = no limit
+	UsedMemory      int64  // used_memory minus mem_not_counted_for_evict: what Redis compares with maxmemory
+	// ListpackValue is hash-max-listpack-value, read with CONFIG GET;
+	// 0 where CONFIG is not allowed (as on many managed services).
+	ListpackValue int64
+	ClockSkew     time.Duration // the node's TIME minus this process's clock (at the round trip's midpoint)
 }
 
 // OutOfMemory reports whether the node refuses writes for lack of memory
@@ -92,6 +106,9 @@ func nodeSettings(ctx context.Context, c redis.Cmdable) (NodeSettings, error) {
 	used, _ := f.Int("used_memory")
 	notCounted, _ := f.Int("mem_not_counted_for_evict")
 	n.UsedMemory = used - notCounted
+	if cfg, err := c.ConfigGet(ctx, "hash-max-listpack-value").Result(); err == nil {
+		n.ListpackValue, _ = strconv.ParseInt(cfg["hash-max-listpack-value"], 10, 64)
+	}
 	before := time.Now()
 	t, err := c.Time(ctx).Result()
 	if err != nil {

@@ -241,7 +241,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	if id == "" {
 		return store.ErrNotFound
 	}
-	n, err := setUserDisabled.Run(ctx, s.rdb, []string{s.userKey(id), s.indexKey(id)},
+	n, err := setUserDisabled.Run(ctx, s.rdb, []string{s.userKey(id)},
 		flag(disabled), fields.Millis(fields.NowOr(now)), store.ReasonUserDisable).Int()
 	if err != nil {
 		return wrap("set user disabled", err)
@@ -252,14 +252,13 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool, n
 	return nil
 }
 
-// DeleteUser deletes the user, its session index and every indexed
-// session record (records of sessions that already ended expire by their
-// TTL), then releases the username.
+// DeleteUser deletes the user and its sessions hash (one script), then
+// releases the username.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if id == "" {
 		return store.ErrNotFound
 	}
-	name, err := deleteUser.Run(ctx, s.rdb, []string{s.userKey(id), s.indexKey(id)}, s.sessionTag(id)).Text()
+	name, err := deleteUser.Run(ctx, s.rdb, []string{s.userKey(id), s.sessionsKey(id)}).Text()
 	if errors.Is(err, redis.Nil) {
 		// Finish an interrupted deletion, if that is what this is.
 		if err := s.rdb.SRem(ctx, s.usersKey(), id).Err(); err != nil {

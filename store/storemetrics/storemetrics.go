@@ -47,8 +47,9 @@ var operations = map[string]string{
 	"UpdateClient": "update_client", "DeleteClient": "delete_client",
 	"CreateSession": "create_session", "Rotate": "rotate", "Logout": "logout", "Session": "session",
 	"ListSessions": "list_sessions", "RevokeSession": "revoke_session", "RevokeUserSessions": "revoke_user_sessions",
-	"Ping":  "ping",
-	"Close": "", // closing is not an operation anyone waits for
+	"UseProof": "use_proof",
+	"Ping":     "ping",
+	"Close":    "", // closing is not an operation anyone waits for
 }
 
 // Wrap returns st measured into reg.
@@ -215,6 +216,12 @@ func (s *Store) RevokeSession(ctx context.Context, userID, sessionID, reason str
 func (s *Store) RevokeUserSessions(ctx context.Context, userID, except, reason string, now time.Time) (err error) {
 	defer s.measure("RevokeUserSessions", time.Now(), &err)
 	return s.next.RevokeUserSessions(ctx, userID, except, reason, now)
+}
+
+// UseProof calls the wrapped store's UseProof, measured as "use_proof".
+func (s *Store) UseProof(ctx context.Context, p store.Proof, req store.RequestID) (err error) {
+	defer s.measure("UseProof", time.Now(), &err)
+	return s.next.UseProof(ctx, p, req)
 }
 
 // Ping calls the wrapped store's Ping, measured as "ping".

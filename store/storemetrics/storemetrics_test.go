@@ -31,7 +31,7 @@ func TestMeasured(t *testing.T) {
 	if err := st.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Rotate(ctx, store.Rotation{UserID: "u", SessionID: "s", Now: time.Now()}); !errors.Is(err, store.ErrTokenUnknown) {
+	if _, err := st.Rotate(ctx, store.Rotation{Presentation: store.Presentation{UserID: "u", SessionID: "s", Now: time.Now()}}); !errors.Is(err, store.ErrTokenUnknown) {
 		t.Fatalf("Rotate: %v", err)
 	}
 	inner.Close()

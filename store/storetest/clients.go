@@ -41,3 +41,33 @@ func testUpdateClient(t *testing.T, e *env) {
 	}
 	wantErr(t, `UpdateClient("")`, e.st.UpdateClient(e.ctx, store.Client{}), store.ErrNotFound)
 }
+
+// testClientPolicy: a client's audiences and its DPoP requirement are
+// kept by CreateClient and replaced by UpdateClient.
+func testClientPolicy(t *testing.T, e *env) {
+	c := store.Client{ID: "spa", Public: true, Grants: []string{"password", "refresh_token"},
+		Audiences: []string{"https://api.example", "orders"}, RequireDPoP: true, CreatedAt: e.now}
+	must(t, e.st.CreateClient(e.ctx, c))
+	plain := store.Client{ID: "plain", Public: true, Grants: []string{"password"}, CreatedAt: e.now}
+	must(t, e.st.CreateClient(e.ctx, plain))
+	got, err := e.st.Client(e.ctx, "spa")
+	must(t, err)
+	if strings.Join(got.Audiences, " ") != "https://api.example orders" || !got.RequireDPoP {
+		t.Fatalf("created: %+v", got)
+	}
+	if got, err := e.st.Client(e.ctx, "plain"); err != nil || got.Audiences != nil || got.RequireDPoP {
+		t.Fatalf("a client without a policy: %+v, %v", got, err)
+	}
+	c.Audiences, c.RequireDPoP = []string{"orders"}, false
+	must(t, e.st.UpdateClient(e.ctx, c))
+	got, err = e.st.Client(e.ctx, "spa")
+	must(t, err)
+	if strings.Join(got.Audiences, " ") != "orders" || got.RequireDPoP {
+		t.Fatalf("updated: %+v", got)
+	}
+	list, err := e.st.ListClients(e.ctx)
+	must(t, err)
+	if len(list) != 2 || strings.Join(list[1].Audiences, " ") != "orders" {
+		t.Fatalf("ListClients: %+v", list)
+	}
+}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,7 +243,9 @@ func testRevokeUserSessions(t *testing.T, e *env) {
 
 // logoutOf is a logout of s by client "web" at e.now.
 func (e *env) logoutOf(s store.Session, gen uint64, scope store.LogoutScope) store.Logout {
-	return store.Logout{UserID: s.UserID, SessionID: s.ID, Generation: gen, ClientID: "web", Scope: scope, Now: e.now}
+	return store.Logout{Presentation: store.Presentation{
+		UserID: s.UserID, SessionID: s.ID, Generation: gen, KeyID: refreshKey, ClientID: "web", Now: e.now,
+	}, Scope: scope}
 }
 
 func testLogout(t *testing.T, e *env) {
@@ -363,7 +366,7 @@ func testSessionCap(t *testing.T, e *env) {
 	start := e.now.Add(-time.Hour)
 	create := func(at time.Duration, max int) (store.Session, []string) {
 		t.Helper()
-		s := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", CreatedAt: start.Add(at), ExpiresAt: e.now.Add(time.Hour)}
+		s := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", KeyID: refreshKey, CreatedAt: start.Add(at), ExpiresAt: e.now.Add(time.Hour)}
 		ev, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s, Max: max})
 		must(t, err)
 		s.UpdatedAt = s.CreatedAt
@@ -412,7 +415,7 @@ func testSessionCap(t *testing.T, e *env) {
 	u2 := e.user("bob")
 	var first store.Session
 	for i := range store.DefaultMaxSessions + 1 {
-		s := store.Session{ID: newID(), UserID: u2.ID, ClientID: "web", CreatedAt: start.Add(time.Duration(i) * time.Millisecond), ExpiresAt: e.now.Add(time.Hour)}
+		s := store.Session{ID: newID(), UserID: u2.ID, ClientID: "web", KeyID: refreshKey, CreatedAt: start.Add(time.Duration(i) * time.Millisecond), ExpiresAt: e.now.Add(time.Hour)}
 		ev, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s})
 		must(t, err)
 		if i == 0 {
@@ -576,5 +579,84 @@ func testPingClose(t *testing.T, e *env) {
 	}
 	if _, err := e.st.User(e.ctx, newID()); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("User after Close: %v, want a store error", err)
+	}
+}
+
+// testCreateSessionProof: a sign-in with a DPoP proof binds the session
+// to the proof's key and records the proof's id in the same step; the
+// same proof again is a replay and starts nothing; every sign-in sets
+// the user's LastSignIn.
+func testCreateSessionProof(t *testing.T, e *env) {
+	u := e.user("alice")
+	if got, _ := e.st.User(e.ctx, u.ID); !got.LastSignIn.IsZero() {
+		t.Fatalf("LastSignIn before any sign-in: %v", got.LastSignIn)
+	}
+	p := e.proof("A")
+	s := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", KeyID: refreshKey, Scope: "openid",
+		CreatedAt: e.now.Add(-time.Second), ExpiresAt: e.now.Add(time.Hour), JKT: "ignored"}
+	_, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s, Proof: p})
+	must(t, err)
+	if g := e.get(s); g.JKT != p.JKT || g.KeyID != refreshKey {
+		t.Fatalf("session signed in with a proof: JKT %q KeyID %q", g.JKT, g.KeyID)
+	}
+	if got, _ := e.st.User(e.ctx, u.ID); !got.LastSignIn.Equal(s.CreatedAt) {
+		t.Fatalf("LastSignIn %v, want %v", got.LastSignIn, s.CreatedAt)
+	}
+	// The same proof again: a replay, nothing written.
+	again := s
+	again.ID, again.CreatedAt = newID(), e.now
+	_, err = e.st.CreateSession(e.ctx, store.NewSession{Session: again, Proof: p})
+	wantErr(t, "a sign-in replaying a proof", err, store.ErrProofReplayed)
+	_, err = e.st.Session(e.ctx, u.ID, again.ID)
+	wantErr(t, "the replayed sign-in's session", err, store.ErrNotFound)
+	if got, _ := e.st.User(e.ctx, u.ID); !got.LastSignIn.Equal(s.CreatedAt) {
+		t.Fatalf("a refused sign-in moved LastSignIn to %v", got.LastSignIn)
+	}
+	// The sign-in's proof cannot be replayed on the session's refresh either.
+	r := e.rotation(s, 0)
+	r.Proof = &store.Proof{JKT: p.JKT, ID: p.ID, Expiry: p.Expiry}
+	e.refuse(r, store.ErrProofReplayed)
+	r.Proof = e.proof("A")
+	if _, err := e.st.Rotate(e.ctx, r); err != nil {
+		t.Fatalf("refresh with a fresh proof: %v", err)
+	}
+	// A sign-in without a proof is unbound, and a proof's ID is the
+	// user's own: another user may present the same one.
+	plain := e.session(u.ID, "openid", e.now, e.now.Add(time.Hour))
+	if g := e.get(plain); g.JKT != "" {
+		t.Fatalf("a sign-in without a proof is bound to %q", g.JKT)
+	}
+	if got, _ := e.st.User(e.ctx, u.ID); !got.LastSignIn.Equal(e.now) {
+		t.Fatalf("LastSignIn %v, want %v", got.LastSignIn, e.now)
+	}
+	for _, bad := range []*store.Proof{{JKT: "x", Expiry: p.Expiry}, {JKT: "x", ID: strings.Repeat("i", store.MaxProofID+1), Expiry: p.Expiry},
+		{JKT: "x", ID: "no expiry"}} {
+		x := s
+		x.ID = newID()
+		if _, err := e.st.CreateSession(e.ctx, store.NewSession{Session: x, Proof: bad}); err == nil || errors.Is(err, store.ErrProofReplayed) {
+			t.Fatalf("CreateSession with proof %+v: %v", bad, err)
+		}
+	}
+}
+
+// testUseProof: a proof id recorded without a session is refused when
+// another request presents it again, and answered again for a resend of
+// the same request; a request without an id never matches.
+func testUseProof(t *testing.T, e *env) {
+	p := *e.proof("A")
+	req := newRequest()
+	must(t, e.st.UseProof(e.ctx, p, req))
+	must(t, e.st.UseProof(e.ctx, p, req)) // the same request, resent
+	wantErr(t, "UseProof by another request", e.st.UseProof(e.ctx, p, newRequest()), store.ErrProofReplayed)
+	wantErr(t, "UseProof without a request id", e.st.UseProof(e.ctx, p, store.RequestID{}), store.ErrProofReplayed)
+	q := *e.proof("A")
+	must(t, e.st.UseProof(e.ctx, q, store.RequestID{}))
+	wantErr(t, "UseProof again without a request id", e.st.UseProof(e.ctx, q, store.RequestID{}), store.ErrProofReplayed)
+	// An expired record is forgotten.
+	old := store.Proof{JKT: "jkt-A", ID: newID(), Expiry: time.Now().Add(-time.Second)}
+	must(t, e.st.UseProof(e.ctx, old, newRequest()))
+	must(t, e.st.UseProof(e.ctx, old, newRequest()))
+	if err := e.st.UseProof(e.ctx, store.Proof{ID: "", Expiry: p.Expiry}, req); err == nil || errors.Is(err, store.ErrProofReplayed) {
+		t.Fatalf("UseProof without an id: %v", err)
 	}
 }

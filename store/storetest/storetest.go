@@ -2,8 +2,7 @@
 // passes: store/redisstore and store/memstore run it from their tests.
 //
 // The rotation rule is checked row by row against one table (rule.go)
-// whose expectations follow store.Decide's documentation; the table also
-// runs against store.Decide itself (store/store_test.go). A session record
+// whose expectations follow store.Decide's documentation. A session record
 // outlives its expiry by store.TombstoneGrace. Expiry is tested by passing
 // times in the past or future, never by sleeping.
 //
@@ -25,6 +24,9 @@ import (
 )
 
 const tombstoneGrace = store.TombstoneGrace
+
+// refreshKey is the refresh key id the suite's sessions start with.
+const refreshKey = "k1"
 
 // Run runs the suite. newStore returns a fresh, empty store for one
 // subtest and arranges for it to be closed when the subtest ends. Subtests
@@ -48,6 +50,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateClient", testUpdateClient},
 		{"CreateSession", testCreateSession},
 		{"CreateSessionInactiveUser", testCreateSessionInactiveUser},
+		{"CreateSessionProof", testCreateSessionProof},
+		{"UseProof", testUseProof},
+		{"ClientPolicy", testClientPolicy},
 		{"Rotate", testRotate},
 		{"RotateNarrowScope", testRotateNarrowScope},
 		{"RotateWidenScope", testRotateWidenScope},
@@ -119,7 +124,7 @@ func (e *env) user(name string, roles ...string) store.User {
 func (e *env) session(uid, scope string, created, expires time.Time) store.Session {
 	e.t.Helper()
 	s := store.Session{
-		ID: newID(), UserID: uid, ClientID: "web", Scope: scope, UserAgent: "Mozilla/5.0 test",
+		ID: newID(), UserID: uid, ClientID: "web", KeyID: refreshKey, Scope: scope, UserAgent: "Mozilla/5.0 test",
 		IP: "192.0.2.1", CreatedAt: created, ExpiresAt: expires,
 	}
 	if _, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s}); err != nil {
@@ -127,6 +132,12 @@ func (e *env) session(uid, scope string, created, expires time.Time) store.Sessi
 	}
 	s.UpdatedAt = created
 	return s
+}
+
+// proof returns a new DPoP proof by key "A" or "B", remembered for an
+// hour.
+func (e *env) proof(key string) *store.Proof {
+	return &store.Proof{JKT: "jkt-" + key, ID: newID(), Expiry: e.now.Add(time.Hour)}
 }
 
 // live starts a 24-hour session created now.
@@ -138,9 +149,9 @@ func (e *env) live(uid string) store.Session {
 // rotation is a strict (no reuse window) refresh of s by client "web" at
 // e.now, presenting generation gen, from a new request.
 func (e *env) rotation(s store.Session, gen uint64) store.Rotation {
-	return store.Rotation{
-		UserID: s.UserID, SessionID: s.ID, Generation: gen, ClientID: "web", Now: e.now, RequestID: newRequest(),
-	}
+	return store.Rotation{Presentation: store.Presentation{
+		UserID: s.UserID, SessionID: s.ID, Generation: gen, KeyID: refreshKey, ClientID: "web", Now: e.now, RequestID: newRequest(),
+	}}
 }
 
 // rotate rotates generation gen and fails the test unless that is
@@ -193,6 +204,7 @@ func must(t *testing.T, err error) {
 func sameSession(t *testing.T, got, want store.Session) {
 	t.Helper()
 	if got.ID != want.ID || got.UserID != want.UserID || got.ClientID != want.ClientID ||
+		got.KeyID != want.KeyID || got.JKT != want.JKT ||
 		got.Scope != want.Scope || got.UserAgent != want.UserAgent || got.IP != want.IP ||
 		got.Generation != want.Generation || !got.CreatedAt.Equal(want.CreatedAt) ||
 		!got.UpdatedAt.Equal(want.UpdatedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) ||
@@ -546,7 +558,7 @@ func testCreateSession(t *testing.T, e *env) {
 	_, err := e.st.CreateSession(e.ctx, store.NewSession{Session: s})
 	wantErr(t, "CreateSession with a taken id", err, store.ErrConflict)
 
-	long := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", UserAgent: strings.Repeat("é", 200),
+	long := store.Session{ID: newID(), UserID: u.ID, ClientID: "web", KeyID: refreshKey, UserAgent: strings.Repeat("é", 200),
 		CreatedAt: e.now, ExpiresAt: e.now.Add(time.Hour)}
 	_, err = e.st.CreateSession(e.ctx, store.NewSession{Session: long})
 	must(t, err)
@@ -601,7 +613,7 @@ func testRotate(t *testing.T, e *env) {
 		t.Fatalf("roles after removing them: %v", got.Roles)
 	}
 	// A zero Now means the current time.
-	r := store.Rotation{UserID: u.ID, SessionID: s.ID, Generation: 4, ClientID: "web", RequestID: newRequest()}
+	r := store.Rotation{Presentation: store.Presentation{UserID: u.ID, SessionID: s.ID, Generation: 4, KeyID: refreshKey, ClientID: "web", RequestID: newRequest()}}
 	before := time.Now().Truncate(time.Millisecond)
 	got, err := e.st.Rotate(e.ctx, r)
 	must(t, err)

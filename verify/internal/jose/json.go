@@ -1,125 +1,45 @@
-package verify
+// Package jose holds what the verify module's two token parsers share —
+// the access-token parser of package verify and the DPoP proof parser of
+// package dpop: exact JSON member decoding, strict base64url, the
+// signature algorithms and public JWKs. Each rule is written here once.
+//
+// JSON is decoded exactly: member names match case-sensitively (JSON names
+// are case-sensitive: "ISS" is not iss, RFC 7515 §4 and RFC 7519 §4), a
+// repeated member counts once with its last value (RFC 7515 §4, RFC 7519
+// §4, and what encoding/json does), and every member read has exactly one
+// JSON type — a NumericDate is a JSON number, never a string (RFC 7519 §2).
+package jose
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 )
 
-// This file decodes the two JSON objects of a token: the JOSE header and
-// the claims set. Member names are matched exactly (JSON names are
-// case-sensitive: "ISS" is not iss, RFC 7515 §4 and RFC 7519 §4), a
-// repeated member counts once with its last value (RFC 7515 §4, RFC 7519
-// §4), and every claim has exactly one JSON type — a NumericDate is a JSON
-// number, never a string (RFC 7519 §2).
-
-// header is the JOSE header of a token.
-type header struct {
-	Alg  string
-	Kid  string
-	Typ  string
-	Crit bool // the header has a "crit" member
-}
-
-// payload is the JWT claims set as it is decoded.
-type payload struct {
-	Iss      string
-	Sub      string
-	Aud      []string
-	Exp      numericDate
-	Iat      numericDate
-	Nbf      numericDate
-	Jti      string
-	ClientID string
-	Scope    string
-	Roles    []string
-	Sid      string
-}
-
-// decodeHeader decodes a JOSE header. alg, kid and typ must be strings.
-func decodeHeader(b []byte) (*header, error) {
-	r, err := newObjectReader(b)
-	if err != nil {
-		return nil, err
-	}
-	h := &header{}
-	for r.next() {
-		switch string(r.name) {
-		case "alg":
-			err = decodeString(r.value, &h.Alg)
-		case "kid":
-			err = decodeString(r.value, &h.Kid)
-		case "typ":
-			err = decodeString(r.value, &h.Typ)
-		case "crit":
-			h.Crit = true
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", r.name, err)
-		}
-	}
-	return h, r.err
-}
-
-// decodePayload decodes a claims set into p. Claims other than those of
-// payload are not looked at (Claims.Decode reads them).
-func decodePayload(b []byte, p *payload) error {
-	r, err := newObjectReader(b)
-	if err != nil {
-		return err
-	}
-	for r.next() {
-		switch string(r.name) {
-		case "iss":
-			err = decodeString(r.value, &p.Iss)
-		case "sub":
-			err = decodeString(r.value, &p.Sub)
-		case "aud":
-			p.Aud, err = decodeAudience(r.value)
-		case "exp":
-			err = p.Exp.decode(r.value)
-		case "iat":
-			err = p.Iat.decode(r.value)
-		case "nbf":
-			err = p.Nbf.decode(r.value)
-		case "jti":
-			err = decodeString(r.value, &p.Jti)
-		case "client_id":
-			err = decodeString(r.value, &p.ClientID)
-		case "scope":
-			err = decodeString(r.value, &p.Scope)
-		case "roles":
-			p.Roles, err = decodeStrings(r.value)
-		case "sid":
-			err = decodeString(r.value, &p.Sid)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", r.name, err)
-		}
-	}
-	return r.err
-}
-
-// objectReader walks the members of one JSON object. The document is
+// ObjectReader walks the members of one JSON object. The document is
 // validated as a whole first (encoding/json's scanner), so the walk only
 // has to find where names and values end.
-type objectReader struct {
-	b           []byte
-	i           int
-	name, value []byte // the current member; name unquoted and unescaped
-	err         error
+type ObjectReader struct {
+	b []byte
+	i int
+	// Name and Value are the current member: Name unquoted and unescaped,
+	// Value the member's JSON text.
+	Name, Value []byte
+	// Err is set when Next stopped on an error.
+	Err error
 }
 
 var errNotObject = errors.New("not a JSON object")
 
-func newObjectReader(b []byte) (*objectReader, error) {
+// NewObjectReader validates the JSON document b and returns a reader of
+// its members; b must be an object.
+func NewObjectReader(b []byte) (*ObjectReader, error) {
 	if !json.Valid(b) {
 		return nil, errors.New("not valid JSON")
 	}
-	r := &objectReader{b: b}
+	r := &ObjectReader{b: b}
 	r.skipSpace()
 	if r.i >= len(b) || b[r.i] != '{' {
 		return nil, errNotObject
@@ -128,8 +48,8 @@ func newObjectReader(b []byte) (*objectReader, error) {
 	return r, nil
 }
 
-// next moves to the next member and reports whether there is one.
-func (r *objectReader) next() bool {
+// Next moves to the next member and reports whether there is one.
+func (r *ObjectReader) Next() bool {
 	r.skipSpace()
 	if r.i < len(r.b) && r.b[r.i] == ',' {
 		r.i++
@@ -139,25 +59,34 @@ func (r *objectReader) next() bool {
 		return false
 	}
 	n := stringEnd(r.b[r.i:])
-	r.name = r.b[r.i+1 : r.i+n-1]
-	if bytes.IndexByte(r.name, '\\') >= 0 {
+	r.Name = r.b[r.i+1 : r.i+n-1]
+	if bytes.IndexByte(r.Name, '\\') >= 0 {
 		var s string
-		if r.err = json.Unmarshal(r.b[r.i:r.i+n], &s); r.err != nil {
+		if r.Err = json.Unmarshal(r.b[r.i:r.i+n], &s); r.Err != nil {
 			return false
 		}
-		r.name = []byte(s)
+		r.Name = []byte(s)
 	}
 	r.i += n
 	r.skipSpace()
 	r.i++ // ':'
 	r.skipSpace()
 	n = valueEnd(r.b[r.i:])
-	r.value = r.b[r.i : r.i+n]
+	r.Value = r.b[r.i : r.i+n]
 	r.i += n
 	return true
 }
 
-func (r *objectReader) skipSpace() {
+// Object returns a reader of the current member's value, which must be an
+// object (it was validated with the whole document).
+func (r *ObjectReader) Object() (*ObjectReader, error) {
+	if len(r.Value) == 0 || r.Value[0] != '{' {
+		return nil, errNotObject
+	}
+	return &ObjectReader{b: r.Value, i: 1}, nil
+}
+
+func (r *ObjectReader) skipSpace() {
 	for r.i < len(r.b) {
 		switch r.b[r.i] {
 		case ' ', '\t', '\n', '\r':
@@ -214,11 +143,12 @@ func valueEnd(b []byte) int {
 
 var errNotString = errors.New("not a string")
 
-// decodeString decodes a JSON string into dst; null leaves dst empty (as
-// if the member were absent). Any other type is an error.
-func decodeString(v []byte, dst *string) error {
+// String decodes a JSON string into dst; null sets dst empty (as if the
+// member were absent). Any other type is an error.
+func String(v []byte, dst *string) error {
 	switch {
-	case isNull(v):
+	case IsNull(v):
+		*dst = ""
 		return nil
 	case v[0] != '"':
 		return errNotString
@@ -230,9 +160,9 @@ func decodeString(v []byte, dst *string) error {
 	return json.Unmarshal(v, dst)
 }
 
-// decodeStrings decodes a JSON array of strings; null gives nil.
-func decodeStrings(v []byte) ([]string, error) {
-	if isNull(v) {
+// Strings decodes a JSON array of strings; null gives nil.
+func Strings(v []byte) ([]string, error) {
+	if IsNull(v) {
 		return nil, nil
 	}
 	if v[0] != '[' {
@@ -257,24 +187,24 @@ func decodeStrings(v []byte) ([]string, error) {
 	return ss, nil
 }
 
-// decodeAudience decodes aud: a string or an array of strings (RFC 7519
+// Audience decodes aud: a string or an array of strings (RFC 7519
 // §4.1.3); null gives nil.
-func decodeAudience(v []byte) ([]string, error) {
+func Audience(v []byte) ([]string, error) {
 	if len(v) > 0 && v[0] == '"' {
 		var s string
-		if err := decodeString(v, &s); err != nil {
+		if err := String(v, &s); err != nil {
 			return nil, err
 		}
 		return []string{s}, nil
 	}
-	ss, err := decodeStrings(v)
+	ss, err := Strings(v)
 	if err != nil {
 		return nil, errors.New("neither a string nor an array of strings")
 	}
 	return ss, nil
 }
 
-func isNull(v []byte) bool { return string(v) == "null" }
+func IsNull(v []byte) bool { return string(v) == "null" }
 
 // plainString decodes a JSON string as tokend writes them — no escapes,
 // no control or non-ASCII bytes — without going through encoding/json. ok
@@ -327,14 +257,15 @@ func plainStrings(v []byte) (ss []string, ok bool) {
 // well inside what time.Time and float64 represent exactly.
 const maxNumericDate = 1e15
 
-// numericDate is a NumericDate claim (RFC 7519 §2): a JSON number of
+// NumericDate is a NumericDate claim (RFC 7519 §2): a JSON number of
 // seconds since the epoch, possibly fractional.
-type numericDate struct {
-	t   time.Time
-	set bool
+type NumericDate struct {
+	T   time.Time
+	Set bool // the member was present
 }
 
-func (d *numericDate) decode(v []byte) error {
+// Decode decodes a NumericDate member.
+func (d *NumericDate) Decode(v []byte) error {
 	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
 		// A string, null, an object…: RFC 7519 §2 says a JSON number.
 		return errors.New("not a number")
@@ -352,8 +283,8 @@ func (d *numericDate) decode(v []byte) error {
 		return errors.New("out of range")
 	}
 	sec := int64(f)
-	d.t = time.Unix(sec, int64((f-float64(sec))*1e9)).UTC()
-	d.set = true
+	d.T = time.Unix(sec, int64((f-float64(sec))*1e9)).UTC()
+	d.Set = true
 	return nil
 }
 
@@ -373,15 +304,16 @@ func smallInt(v []byte) (int64, bool) {
 	return n, true
 }
 
-// isAccessTokenType: typ names the at+jwt media type, "application/" may
-// be omitted (RFC 7515 §4.1.9), and media types compare case-insensitively
-// (ASCII only: RFC 6838 §4.2 names are ASCII).
-func isAccessTokenType(typ string) bool {
+// IsType reports whether the typ header names the media type
+// application/<want>: "application/" may be omitted (RFC 7515 §4.1.9), and
+// media types compare case-insensitively (ASCII only: RFC 6838 §4.2 names
+// are ASCII).
+func IsType(typ, want string) bool {
 	const prefix = "application/"
 	if len(typ) > len(prefix) && asciiEqualFold(typ[:len(prefix)], prefix) {
 		typ = typ[len(prefix):]
 	}
-	return asciiEqualFold(typ, "at+jwt")
+	return asciiEqualFold(typ, want)
 }
 
 func asciiEqualFold(a, b string) bool {
@@ -403,12 +335,12 @@ func asciiEqualFold(a, b string) bool {
 	return true
 }
 
-// decodeSegment appends the decoding of s, unpadded base64url, to dst
+// Segment appends the decoding of s, unpadded base64url, to dst
 // (growing it only if s does not fit). It refuses padding, characters
 // outside the alphabet (line breaks included) and non-zero trailing bits,
 // so a token has exactly one encoding. It works on the string directly: no
 // copy of s is made.
-func decodeSegment(dst []byte, s string) ([]byte, error) {
+func Segment(dst []byte, s string) ([]byte, error) {
 	if len(s)%4 == 1 {
 		return nil, errors.New("bad base64url length")
 	}
