@@ -162,7 +162,9 @@ func TestJudgeRedis(t *testing.T) {
 		{with(func(n *redisstore.NodeSettings) { n.MaxMemory, n.UsedMemory = 100, 101 }), false, false, []string{"level=ERROR", "out of memory"}},
 		{with(func(n *redisstore.NodeSettings) { n.ListpackValue = 64 }), false, false, []string{"level=WARN", "hash-max-listpack-value is 64"}},
 		{with(func(n *redisstore.NodeSettings) { n.ListpackEntries = 50 }), false, false, []string{"level=WARN", "hash-max-listpack-entries is 50, below MAX_SESSIONS_PER_USER (100)"}},
-		{with(func(n *redisstore.NodeSettings) { n.Config, n.ListpackValue, n.ListpackEntries, n.AppendFsync = false, 0, 0, "" }), false, false, nil},
+		{with(func(n *redisstore.NodeSettings) {
+			n.Config, n.ListpackValue, n.ListpackEntries, n.AppendFsync = false, 0, 0, ""
+		}), false, false, nil},
 		{with(func(n *redisstore.NodeSettings) { n.AppendFsync = "no" }), false, false, []string{"level=WARN", "appendfsync no"}},
 		{with(func(n *redisstore.NodeSettings) { n.AOF = false }), false, false, []string{"level=WARN", "keeps nothing on disk", "--appendonly yes"}},
 		{with(func(n *redisstore.NodeSettings) { n.AOF, n.Save = false, "3600 1" }), false, false, []string{"level=WARN", `RDB snapshots alone (save \"3600 1\")`}},
