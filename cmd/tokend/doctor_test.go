@@ -107,9 +107,9 @@ type logLine struct {
 }
 
 // serveVerdict runs `tokend serve` with env (JSON logs) until it answers
-// /healthz, then stops it, or until it returns: serve's error (nil when
-// it started) and its log records.
-func serveVerdict(t *testing.T, env []string) (error, []logLine) {
+// /healthz, then stops it, or until it returns: its log records and its
+// error (nil when it started).
+func serveVerdict(t *testing.T, env []string) ([]logLine, error) {
 	t.Helper()
 	addr := freeAddr(t)
 	out := &testkit.SyncBuffer{}
@@ -142,7 +142,7 @@ func serveVerdict(t *testing.T, env []string) (error, []logLine) {
 			logs = append(logs, l)
 		}
 	}
-	return err, logs
+	return logs, err
 }
 
 // agree runs doctor, then serve, with env and checks that they agree:
@@ -156,7 +156,7 @@ func serveVerdict(t *testing.T, env []string) (error, []logLine) {
 func agree(t *testing.T, env []string) (report, error) {
 	t.Helper()
 	r := doctorJSON(t, env, "--server", "http://"+freeAddr(t))
-	serr, logs := serveVerdict(t, env)
+	logs, serr := serveVerdict(t, env)
 	if serr != nil {
 		found := false
 		for _, c := range r.Checks {
