@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -462,4 +464,35 @@ func envOf(env []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestDoctorChecksDocumented: the checks the code names (the first
+// argument of newOK, newWarn and newFail, or a function's const check)
+// are exactly those of docs/operations.md's table under "tokend doctor".
+func TestDoctorChecksDocumented(t *testing.T) {
+	code := map[string]bool{}
+	files, err := filepath.Glob("*.go")
+	noErr(t, err)
+	named := regexp.MustCompile(`(?:newOK|newWarn|newFail)\("([a-z.-]+)"|const check = "([a-z.-]+)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		noErr(t, err)
+		for _, m := range named.FindAllStringSubmatch(string(src), -1) {
+			code[m[1]+m[2]] = true
+		}
+	}
+	md, err := os.ReadFile("../../docs/operations.md")
+	noErr(t, err)
+	section := string(md)[strings.Index(string(md), "\n## `tokend doctor`\n"):]
+	section = section[:strings.Index(section[1:], "\n## ")+1]
+	docs := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z.-]+)` \\|").FindAllStringSubmatch(section, -1) {
+		docs[m[1]] = true
+	}
+	if len(code) < 15 || fmt.Sprint(code) != fmt.Sprint(docs) {
+		t.Errorf("the checks in the code: %v\nin docs/operations.md: %v", slices.Sorted(maps.Keys(code)), slices.Sorted(maps.Keys(docs)))
+	}
 }
