@@ -218,6 +218,35 @@ func keysOf[K any](files []file[K]) []K {
 	return ks
 }
 
+// File is a key file of a directory.
+type File struct {
+	Path string
+	// Mode is the file's permission bits (a symlink's target's, as in a
+	// Kubernetes secret volume).
+	Mode fs.FileMode
+	// Secret reports whether the file holds a secret: a refresh key, or a
+	// signing key with its private part (not a public-only key).
+	Secret bool
+}
+
+// Files lists dir's key files of the kind, oldest first, after loading
+// them as a DirSource does (a bad file is an error naming it).
+func (kd Kind[K, S]) Files(dir string) ([]File, error) {
+	files, err := kd.load(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]File, 0, len(files))
+	for _, f := range files {
+		info, err := os.Stat(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		out = append(out, File{Path: f.path, Mode: info.Mode().Perm(), Secret: f.key.canSign()})
+	}
+	return out, nil
+}
+
 // prune deletes the files of dir's expired keys of the kind and returns
 // their paths (a file already gone counts as removed). A key expires only
 // once nothing needs it any more — every token a signing key signed, every

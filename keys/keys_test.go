@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -611,4 +612,62 @@ func wrapKey(signer crypto.Signer, pub crypto.PublicKey, created time.Time) (*Ke
 		pub = signer.Public()
 	}
 	return newKey(signer, pub, created)
+}
+
+// Files lists each kind's key files with their modes (a symlink's
+// target's) and whether they hold a secret: a private signing key or a
+// refresh key does, a public-only key does not.
+func TestFiles(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes")
+	}
+	dir := t.TempDir()
+	created := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	priv := genKey(t, verify.ES256)
+	priv.Created = created
+	ppath, err := Signing.WriteFile(dir, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := wrapKey(nil, genKey(t, verify.EdDSA).Public, created.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPath, err := Signing.WriteFile(dir, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pubPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A refresh key reached through a symlink, as a Kubernetes secret
+	// volume holds it: the target's mode counts.
+	target := t.TempDir()
+	rpath, err := Refresh.WriteFile(target, refreshKeyAt(created))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(rpath, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, filepath.Base(rpath))
+	if err := os.Symlink(rpath, link); err != nil {
+		t.Fatal(err)
+	}
+
+	files, err := Signing.Files(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []File{{Path: ppath, Mode: 0o600, Secret: true}, {Path: pubPath, Mode: 0o644, Secret: false}}
+	if !slices.Equal(files, want) {
+		t.Errorf("signing Files = %+v, want %+v", files, want)
+	}
+	files, err = Refresh.Files(dir)
+	if err != nil || !slices.Equal(files, []File{{Path: link, Mode: 0o640, Secret: true}}) {
+		t.Errorf("refresh Files = %+v, %v", files, err)
+	}
+	if _, err := Refresh.Files(filepath.Join(dir, "nope")); err == nil {
+		t.Error("Files of a missing directory: no error")
+	}
 }

@@ -42,6 +42,11 @@ type loginLimiter interface {
 	Clear(ctx context.Context, account string, ips ...string) error
 }
 
+// embeddedStore is the finding on a configuration without REDIS_URL.
+var embeddedStore = newWarn("redis",
+	"REDIS_URL is not set: using the embedded in-process store; all data is lost on restart, and the admin CLI cannot reach it (development only)",
+	"set REDIS_URL (docs/operations.md, \"Redis\")")
+
 // openBackend opens the store cfg names — Redis when REDIS_URL is set
 // (waiting up to wait for it to answer: connectRedis), else the embedded
 // one (with a warning: it lives and dies with this process) — and builds
@@ -56,7 +61,9 @@ func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger, reg p
 		limits    = loginLimits(cfg)
 	)
 	if cfg.RedisURL == "" {
-		log.Warn("REDIS_URL is not set: using the embedded in-process store; all data is lost on restart (development only)")
+		if err := logFindings(ctx, log, []finding{embeddedStore}); err != nil {
+			return nil, err
+		}
 		base, b.log = memstore.New(), events.NewMemoryLog(retention, 0, nil)
 		if limits.Enabled() {
 			b.limiter = ratelimit.NewMemory(limits, ratelimit.MemoryOptions{})

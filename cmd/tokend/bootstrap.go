@@ -139,14 +139,15 @@ func loadBootstrap(path string) (bootstrapFile, error) {
 // docker-compose.yml: anyone who has read the repository knows it.
 const devAdminPassword = "dev-admin-password-change-me"
 
-// refuseDevPassword is the verdict on a bootstrap user's password being
-// devAdminPassword (dev): nil if it is not; else an error naming the
-// way out (fix, for a user who has it already; "" for one to create,
-// whose password file is to be replaced), or, with allowDev, nil after a
-// warning.
-func refuseDevPassword(dev bool, user, fix string, allowDev bool, log *slog.Logger) error {
+// devPasswordVerdict is the verdict on a bootstrap user's password being
+// devAdminPassword (dev): none (a zero finding) if it is not; else a FAIL
+// that refuses, naming the way out (fix, for a user who has it already;
+// "" for one to create, whose password file is to be replaced), or, with
+// allowDev, a WARN.
+func devPasswordVerdict(dev bool, user, fix string, allowDev bool) finding {
+	const check = "bootstrap.dev-password"
 	if !dev {
-		return nil
+		return finding{}
 	}
 	what := "its password is"
 	if fix == "" {
@@ -154,56 +155,71 @@ func refuseDevPassword(dev bool, user, fix string, allowDev bool, log *slog.Logg
 	}
 	msg := fmt.Sprintf("user %s: %s the development password committed to the tokend repository (deploy/dev-admin-password), which anyone can read", user, what)
 	if allowDev {
-		log.Warn(msg+"; starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true or --dev (a local trial only)", slog.String("username", user))
-		return nil
+		return newWarn(check, msg+"; serve starts anyway because of TOKEND_ALLOW_DEV_SECRETS=true or --dev (a local trial only)", fix, slog.String("username", user))
 	}
-	return fmt.Errorf("%s: %s, or set TOKEND_ALLOW_DEV_SECRETS=true for a local trial", msg, fix)
+	return newFail(check, msg, fix+", or set TOKEND_ALLOW_DEV_SECRETS=true for a local trial").refusing()
 }
 
-// applyBootstrap creates the users and clients of f that do not exist.
-// It first finds which exist, then reads and checks the secret of every
-// one to create, before writing anything, so a missing or unusable secret
-// stops start-up with nothing half-done. An existing user or client is
-// left as it is, and its secret source is not read: the file seeds a
-// deployment, the CLI manages it afterwards (and another replica starting
-// at the same moment may have just created it).
+// bootstrapPlan is what applyBootstrap is to do with a bootstrap file:
+// which of its users and clients exist already (left as they are), the
+// password or secret of each one to create, and the verdicts on them
+// (findings): a password or secret that cannot be read or is unusable,
+// and the development password, refuse; the development password,
+// allowed, is a warning.
+type bootstrapPlan struct {
+	f                        bootstrapFile
+	userExists, clientExists []bool
+	passwords, secrets       []string
+	findings                 []finding
+}
+
+// planBootstrap finds which of f's users and clients exist in st, then
+// reads and checks the secret of every one to create, writing nothing:
+// applyBootstrap's first half, and what `tokend doctor` checks. Its error
+// is only the store's; no finding holds a secret.
 //
 // A user's password may not be devAdminPassword — neither the one read
 // for a user to create, nor the one an existing bootstrap user still has
-// (one argon2id check per existing bootstrap user at each start) — unless
-// allowDev (TOKEND_ALLOW_DEV_SECRETS, or serve --dev), which logs a
-// warning instead.
-func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, allowDev bool, log *slog.Logger) error {
-	userExists := make([]bool, len(f.Users))
-	var errs []error
+// (one argon2id check per existing bootstrap user) — unless allowDev
+// (TOKEND_ALLOW_DEV_SECRETS, or serve --dev), which makes it a warning.
+func planBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, allowDev bool) (*bootstrapPlan, error) {
+	p := &bootstrapPlan{f: f, userExists: make([]bool, len(f.Users)), clientExists: make([]bool, len(f.Clients)),
+		passwords: make([]string, len(f.Users)), secrets: make([]string, len(f.Clients))}
+	verdict := func(v finding) {
+		if v.check != "" {
+			p.findings = append(p.findings, v)
+		}
+	}
+	unusable := func(err error) {
+		if err != nil {
+			verdict(newFail("bootstrap", err.Error(), "correct the file or environment variable it names (docs/operations.md, \"Bootstrap users and clients at start-up\")").refusing())
+		}
+	}
 	for i, u := range f.Users {
 		old, err := st.UserByName(ctx, u.Username)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+			return nil, fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
-		userExists[i] = err == nil
-		if !userExists[i] {
+		p.userExists[i] = err == nil
+		if !p.userExists[i] {
 			continue
 		}
 		dev, err := h.Verify(ctx, devAdminPassword, old.PasswordHash)
 		if err != nil && !errors.Is(err, credential.ErrMalformedHash) {
-			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
+			return nil, fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
-		errs = append(errs, refuseDevPassword(dev, u.Username, "set another with `tokend users set-password "+u.Username+"`", allowDev, log))
+		verdict(devPasswordVerdict(dev, u.Username, "set another with `tokend users set-password "+u.Username+"`", allowDev))
 	}
-	clientExists := make([]bool, len(f.Clients))
 	for i, c := range f.Clients {
 		_, err := st.Client(ctx, c.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
+			return nil, fmt.Errorf("bootstrap: client %s: %w", c.ID, err)
 		}
-		clientExists[i] = err == nil
+		p.clientExists[i] = err == nil
 	}
 
-	passwords := make([]string, len(f.Users))
-	secrets := make([]string, len(f.Clients))
 	for i, u := range f.Users {
-		if userExists[i] {
+		if p.userExists[i] {
 			continue
 		}
 		pw, err := secretSource("password of user "+u.Username, u.PasswordFile, u.PasswordEnv, environ)
@@ -213,13 +229,13 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 			}
 		}
 		if err == nil {
-			err = refuseDevPassword(pw == devAdminPassword, u.Username, "", allowDev, log)
+			verdict(devPasswordVerdict(pw == devAdminPassword, u.Username, "", allowDev))
 		}
-		passwords[i] = pw
-		errs = append(errs, err)
+		p.passwords[i] = pw
+		unusable(err)
 	}
 	for i, c := range f.Clients {
-		if c.Public || clientExists[i] {
+		if c.Public || p.clientExists[i] {
 			continue
 		}
 		sec, err := secretSource("secret of client "+c.ID, c.SecretFile, c.SecretEnv, environ)
@@ -228,20 +244,34 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 				err = fmt.Errorf("secret of client %s: %s", c.ID, problem)
 			}
 		}
-		secrets[i] = sec
-		errs = append(errs, err)
+		p.secrets[i] = sec
+		unusable(err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	return p, nil
+}
+
+// applyBootstrap creates the users and clients of f that do not exist
+// (planBootstrap says which, having checked the secret of each, so a
+// missing or unusable secret stops start-up with nothing half-done). An
+// existing user or client is left as it is, and its secret source is not
+// read: the file seeds a deployment, the CLI manages it afterwards (and
+// another replica starting at the same moment may have just created it).
+func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *credential.Hasher, environ []string, allowDev bool, log *slog.Logger) error {
+	p, err := planBootstrap(ctx, f, st, h, environ, allowDev)
+	if err != nil {
+		return err
+	}
+	if err := logFindings(ctx, log, p.findings); err != nil {
 		return fmt.Errorf("TOKEND_BOOTSTRAP: %w", err)
 	}
 
 	now := time.Now()
 	for i, u := range f.Users {
-		if userExists[i] {
+		if p.userExists[i] {
 			log.Info("bootstrap: user exists, left unchanged", slog.String("username", u.Username))
 			continue
 		}
-		hash, err := h.Hash(ctx, passwords[i])
+		hash, err := h.Hash(ctx, p.passwords[i])
 		if err != nil {
 			return fmt.Errorf("bootstrap: user %s: %w", u.Username, err)
 		}
@@ -259,13 +289,13 @@ func applyBootstrap(ctx context.Context, f bootstrapFile, st store.Store, h *cre
 		}
 	}
 	for i, c := range f.Clients {
-		if clientExists[i] {
+		if p.clientExists[i] {
 			log.Info("bootstrap: client exists, left unchanged", slog.String("client_id", c.ID))
 			continue
 		}
 		nc := store.Client{ID: c.ID, Public: c.Public, Grants: c.Grants, Scopes: c.Scopes, CreatedAt: now}
 		if !c.Public {
-			nc.SecretHash = credential.HashClientSecret(secrets[i])
+			nc.SecretHash = credential.HashClientSecret(p.secrets[i])
 		}
 		switch err := st.CreateClient(ctx, nc); {
 		case errors.Is(err, store.ErrConflict):

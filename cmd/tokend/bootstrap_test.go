@@ -222,7 +222,7 @@ func TestBootstrapRefusesTheDevPassword(t *testing.T) {
 	if status, _ := postForm(t, base+"/oauth/token", url.Values{"grant_type": {"password"}, "client_id": {"none"}}); status == 0 {
 		t.Fatal("no answer")
 	}
-	if !strings.Contains(logs.String(), "starting anyway because of TOKEND_ALLOW_DEV_SECRETS=true") {
+	if !strings.Contains(logs.String(), "starts anyway because of TOKEND_ALLOW_DEV_SECRETS=true") {
 		t.Fatalf("no warning:\n%s", logs.String())
 	}
 

@@ -275,17 +275,26 @@ func generateMissingKeys(cfg config.Config, log *slog.Logger) error {
 }
 
 // keysFix adds to a *keys.MissingKeysError the command that makes what
-// is missing; other errors are returned as they are.
+// is missing (keysFixText); other errors are returned as they are.
 func keysFix(err error) error {
+	if fix := keysFixText(err); fix != "" {
+		return fmt.Errorf("%w: %s", err, fix)
+	}
+	return err
+}
+
+// keysFixText is what makes good a *keys.MissingKeysError: the command
+// that adds the missing kinds, or JWT_KEYS_GENERATE; "" for another error.
+func keysFixText(err error) string {
 	var miss *keys.MissingKeysError
 	if !errors.As(err, &miss) {
-		return err
+		return ""
 	}
 	fix := addKeysCommand(miss.Dir, miss.Kinds...)
 	if miss.NoDir {
 		fix = addKeysCommand(miss.Dir)
 	}
-	return fmt.Errorf("%w: run `%s`, or set JWT_KEYS_GENERATE=true to have `tokend serve` make the missing keys at start-up", err, fix)
+	return "run `" + fix + "`, or set JWT_KEYS_GENERATE=true to have `tokend serve` make the missing keys at start-up"
 }
 
 // addKeysCommand is the command that adds a key of each of kinds to dir:

@@ -1,5 +1,6 @@
 // Command tokend is the tokend OAuth2 token service and its admin CLI
-// (docs/operations.md): serve, users, clients, sessions, keys, config, version.
+// (docs/operations.md): serve, users, clients, sessions, keys, doctor,
+// config, version.
 package main
 
 import (
@@ -56,7 +57,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer, environ []string) *cobra
 	root.PersistentFlags().StringVar(&c.configFile, "config", "", "optional YAML file with the same keys as the environment variables")
 	root.AddCommand(
 		c.serveCmd(), c.usersCmd(), c.clientsCmd(), c.sessionsCmd(), c.keysCmd(),
-		c.configCmd(), c.versionCmd(), c.healthcheckCmd(),
+		c.configCmd(), c.versionCmd(), c.healthcheckCmd(), c.doctorCmd(),
 	)
 	refuseUnknownSubcommands(root)
 	showUsageOnArgErrors(root)

@@ -39,7 +39,7 @@ func TestServeRefusesEvictingRedis(t *testing.T) {
 	srv := testredis.StartServer(t, "--maxmemory-policy", "allkeys-lru")
 	_, logs := serveFor(t, privateRedisEnv(srv, "REDIS_ALLOW_EVICTION=true"))
 	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, `maxmemory-policy is \"allkeys-lru\"`) ||
-		!strings.Contains(l, "starting anyway because REDIS_ALLOW_EVICTION=true") {
+		!strings.Contains(l, "starts anyway because REDIS_ALLOW_EVICTION=true") {
 		t.Fatalf("no loud log line:\n%s", l)
 	}
 }
@@ -130,31 +130,49 @@ func TestServeRedisOutOfMemory(t *testing.T) {
 	}
 }
 
-// The rules on given settings: the clock warning (which a real Redis on
-// this host cannot provoke), the policy error and its override, the
-// listpack warning.
+// The rules on given settings, as serve logs them: the clock warning
+// (which a real Redis on this host cannot provoke), the version and
+// policy refusals and the policy's override, memory, persistence and
+// listpack.
 func TestJudgeRedis(t *testing.T) {
 	var buf strings.Builder
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	ok := redisstore.NodeSettings{Addr: "a:1", MaxMemoryPolicy: "noeviction"}
+	good := redisstore.NodeSettings{Addr: "a:1", Version: "7.0.15", Mode: "cluster", MaxMemoryPolicy: "noeviction",
+		AOF: true, Config: true, AppendFsync: "everysec", ListpackValue: 256, ListpackEntries: 512}
+	with := func(f func(*redisstore.NodeSettings)) redisstore.NodeSettings {
+		n := good
+		n.Addr = "b:2"
+		f(&n)
+		return n
+	}
 	for _, tc := range []struct {
 		node     redisstore.NodeSettings
 		allow    bool
 		wantErr  bool
 		wantLogs []string
 	}{
-		{ok, false, false, nil},
-		{withSkew(ok, 29*time.Second), false, false, nil},
-		{withSkew(ok, 31*time.Second), false, false, []string{"level=WARN", "clock differs", "skew=31s"}},
-		{withSkew(ok, -45*time.Second), false, false, []string{"level=WARN", "skew=-45s"}},
-		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, false, true, nil},
-		{redisstore.NodeSettings{MaxMemoryPolicy: "allkeys-lfu"}, true, false, []string{"level=ERROR", "REDIS_ALLOW_EVICTION=true"}},
-		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", MaxMemory: 100, UsedMemory: 101}, false, false, []string{"level=ERROR", "out of memory"}},
-		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", ListpackValue: 64}, false, false, []string{"level=WARN", "hash-max-listpack-value is 64"}},
-		{redisstore.NodeSettings{MaxMemoryPolicy: "noeviction", ListpackValue: redisstore.ListpackValue}, false, false, nil},
+		{good, false, false, nil},
+		{withSkew(good, 29*time.Second), false, false, nil},
+		{withSkew(good, 31*time.Second), false, false, []string{"level=WARN", "clock differs", "by 31s", "skew=31s", "node=a:1"}},
+		{withSkew(good, -45*time.Second), false, false, []string{"level=WARN", "skew=-45s"}},
+		{with(func(n *redisstore.NodeSettings) { n.Version = "6.0.16" }), false, true, nil},
+		{with(func(n *redisstore.NodeSettings) { n.Version = "6.2.0" }), false, false, nil},
+		{with(func(n *redisstore.NodeSettings) { n.MaxMemoryPolicy = "allkeys-lfu" }), false, true, nil},
+		{with(func(n *redisstore.NodeSettings) { n.MaxMemoryPolicy = "allkeys-lfu" }), true, false, []string{"level=ERROR", "starts anyway because REDIS_ALLOW_EVICTION=true"}},
+		{with(func(n *redisstore.NodeSettings) { n.MaxMemory, n.UsedMemory = 100, 101 }), false, false, []string{"level=ERROR", "out of memory"}},
+		{with(func(n *redisstore.NodeSettings) { n.ListpackValue = 64 }), false, false, []string{"level=WARN", "hash-max-listpack-value is 64"}},
+		{with(func(n *redisstore.NodeSettings) { n.ListpackEntries = 50 }), false, false, []string{"level=WARN", "hash-max-listpack-entries is 50, below MAX_SESSIONS_PER_USER (100)"}},
+		{with(func(n *redisstore.NodeSettings) {
+			n.Config, n.ListpackValue, n.ListpackEntries, n.AppendFsync = false, 0, 0, ""
+		}), false, false, nil},
+		{with(func(n *redisstore.NodeSettings) { n.AppendFsync = "no" }), false, false, []string{"level=WARN", "appendfsync no"}},
+		{with(func(n *redisstore.NodeSettings) { n.AOF = false }), false, false, []string{"level=WARN", "keeps nothing on disk", "--appendonly yes"}},
+		{with(func(n *redisstore.NodeSettings) { n.AOF, n.Save = false, "3600 1" }), false, false, []string{"level=WARN", `RDB snapshots alone (save \"3600 1\")`}},
+		{with(func(n *redisstore.NodeSettings) { n.AOF, n.Config = false, false }), false, false, []string{"level=WARN", "cannot be read"}},
+		{with(func(n *redisstore.NodeSettings) { n.PersistenceErr = "rdb_last_bgsave_status:err" }), false, false, []string{"level=ERROR", "last save failed"}},
 	} {
 		buf.Reset()
-		err := judgeRedis([]redisstore.NodeSettings{ok, tc.node}, config.Config{RedisAllowEviction: tc.allow}, log)
+		err := logFindings(context.Background(), log, judgeRedis([]redisstore.NodeSettings{good, tc.node}, config.Config{RedisAllowEviction: tc.allow, MaxSessionsPerUser: 100}))
 		if (err != nil) != tc.wantErr {
 			t.Errorf("%+v: error %v", tc.node, err)
 		}

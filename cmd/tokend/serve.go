@@ -78,24 +78,23 @@ type serverKeys struct {
 
 // loadKeys makes an ephemeral signing key and an ephemeral refresh key, and
 // says so, when JWT_KEYS_DIR is not set. Otherwise it returns a source that
-// follows the directory: every replica re-reads it every
+// follows the directory (openKeyDir): every replica re-reads it every
 // JWT_KEYS_RELOAD_INTERVAL (in run, until ctx ends) and derives from the
 // file names and the clock which signing key signs and which refresh key
-// new sessions use. The directory must hold both kinds.
-func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
+// new sessions use. The directory must hold both kinds; what keyFindings
+// finds wrong with it is logged.
+func loadKeys(ctx context.Context, cfg config.Config, log *slog.Logger) (serverKeys, error) {
 	if cfg.KeysDir == "" {
 		set, err := keys.Ephemeral(cfg.SigningAlg)
 		if err != nil {
 			return serverKeys{}, err
 		}
-		log.Warn("JWT_KEYS_DIR is not set: signing with an ephemeral key; tokens become invalid on restart and replicas cannot verify each other's tokens (development only)",
-			slog.String("kid", set.Current().ID), slog.String("alg", set.Current().Alg))
 		rset := keys.EphemeralRefresh()
-		log.Warn("JWT_KEYS_DIR is not set: refresh tokens are derived from an ephemeral refresh key; every session ends on restart and replicas cannot refresh each other's sessions (development only)",
-			slog.String("refresh_kid", rset.Current().ID))
-		return serverKeys{token.StaticKeys{Set: set}, token.StaticRefreshKeys{Set: rset}, func(context.Context) {}}, nil
+		err = logFindings(ctx, log, []finding{ephemeralKeys(slog.String("kid", set.Current().ID), slog.String("alg", set.Current().Alg),
+			slog.String("refresh_kid", rset.Current().ID))})
+		return serverKeys{token.StaticKeys{Set: set}, token.StaticRefreshKeys{Set: rset}, func(context.Context) {}}, err
 	}
-	ds, err := keys.NewDirSource(cfg.KeysDir, keys.DirOptions{Lifetimes: keyLifetimes(cfg), RequireRefreshKeys: true, Logger: log})
+	ds, err := openKeyDir(cfg, log)
 	if err != nil {
 		return serverKeys{}, fmt.Errorf("JWT_KEYS_DIR: %w", keysFix(err))
 	}
@@ -104,9 +103,8 @@ func loadKeys(cfg config.Config, log *slog.Logger) (serverKeys, error) {
 		slog.Int("published", len(ds.Keys().Keys())), slog.Duration("reload_interval", cfg.KeysReloadInterval))
 	log.Info("refresh keys loaded", slog.String("dir", cfg.KeysDir), slog.String("refresh_kid", ds.RefreshKeys().Current().ID),
 		slog.Int("usable", len(ds.RefreshKeys().Keys())))
-	if k.Alg != cfg.SigningAlg {
-		log.Warn("the active signing key's algorithm differs from JWT_SIGNING_ALG; the keys in JWT_KEYS_DIR decide (JWT_SIGNING_ALG is the default for new keys)",
-			slog.String("kid", k.ID), slog.String("alg", k.Alg), slog.String("JWT_SIGNING_ALG", cfg.SigningAlg))
+	if err := logFindings(ctx, log, keyFindings(cfg, ds)); err != nil {
+		return serverKeys{}, err
 	}
 	return serverKeys{ds, ds, ds.Run}, nil
 }
@@ -132,7 +130,7 @@ func (c *cli) serve(ctx context.Context, cfg config.Config, dev bool) error {
 	if err := c.provision(ctx, cfg, b.store, dev, log); err != nil {
 		return err
 	}
-	ks, err := loadKeys(cfg, log)
+	ks, err := loadKeys(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
